@@ -1,0 +1,36 @@
+//! `rlp`, the Runloop command line: parses arguments once, dispatches to one module per
+//! command group, and maps failures to exit codes (1: the world failed, 2: bad input).
+
+mod failure;
+mod input;
+mod rmp;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Runloop: run, watch, trace and replay sandboxed AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "rlp", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Encode, decode and inspect RMP v0 frames (the wire protocol's debugging tool).
+    #[command(subcommand)]
+    Rmp(rmp::RmpCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Rmp(command) => rmp::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}

@@ -1,0 +1,7 @@
+//! Payload types of the registered kinds: plain Rust, serialized with named fields.
+//!
+//! Ids inside payloads travel as the same fixed-width hex strings people see.
+
+mod core;
+
+pub use self::core::*;
