@@ -2,6 +2,8 @@
 //!
 //! Ids inside payloads travel as the same fixed-width hex strings people see.
 
+mod agent;
 mod core;
 
+pub use self::agent::*;
 pub use self::core::*;
