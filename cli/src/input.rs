@@ -76,7 +76,7 @@ pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, Failure> {
         let shown = char::from(digits[at]).escape_default();
         return Err(Failure::invalid(
             "InvalidHex",
-            format!("character {shown:?} at digit {at} is not a hex digit"),
+            format!("character '{shown}' at digit {at} is not a hex digit"),
         ));
     }
     if digits.len() % 2 != 0 {

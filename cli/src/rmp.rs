@@ -267,13 +267,14 @@ fn frame_from_json(doc: &Json, now_ms: u64) -> Result<Frame, Failure> {
     let payload = b
         .get("payload")
         .ok_or_else(|| bad_field("body.payload", "missing"))?;
-    let payload = json_to_msgpack(payload, "body.payload").map_err(|e| bad_field("body", e))?;
+    let payload = json_to_msgpack(payload, "body.payload")
+        .map_err(|e| Failure::invalid("InvalidField", e.to_string()))?;
     let meta = match b.get("meta") {
         None => None,
         Some(m @ Json::Object(_)) => match json_to_msgpack(m, "body.meta") {
             Ok(Value::Map(entries)) => Some(entries),
             Ok(_) => return Err(bad_field("body.meta", "expected a map")),
-            Err(e) => return Err(bad_field("body", e)),
+            Err(e) => return Err(Failure::invalid("InvalidField", e.to_string())),
         },
         Some(_) => return Err(bad_field("body.meta", "expected an object")),
     };

@@ -1,8 +1,9 @@
 //! A bounded streaming decoder: feed it whatever a socket or pipe returned, take frames out.
 //!
-//! Memory is bounded by one largest frame plus [`READ_CHUNK_BYTES`]: [`StreamDecoder::push`]
-//! accepts only what fits, and `frame_len` is checked against the cap before any body byte
-//! is kept. Errors that leave the frame boundaries in doubt (`TruncatedHeader`,
+//! Undecoded bytes are bounded by one largest frame plus [`READ_CHUNK_BYTES`]
+//! ([`StreamDecoder::push`] accepts only what fits), and the buffer, which is compacted once
+//! half of it is consumed, by twice that. `frame_len` is checked against the cap before any
+//! body byte is kept. Errors that leave the frame boundaries in doubt (`TruncatedHeader`,
 //! `BodyTooLarge` on `frame_len`, `InvalidMagic`, `UnsupportedVersion`,
 //! `InvalidHeaderFlags`) poison the decoder: it returns the same error from then on and the
 //! owner must close the connection. Errors after the frame is framed (`LengthMismatch`
