@@ -79,7 +79,7 @@ pub fn parse_hex(text: &[u8]) -> Result<Vec<u8>, Failure> {
             format!("character '{shown}' at digit {at} is not a hex digit"),
         ));
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(Failure::invalid(
             "InvalidHex",
             format!("odd number of hex digits ({})", digits.len()),

@@ -299,24 +299,24 @@ fn frame_from_json(doc: &Json, now_ms: u64) -> Result<Frame, Failure> {
 
 /// `schema_id` and `family`, when given, must name the type's family.
 fn check_family_fields(h: &Map<String, Json>, family: Family) -> Result<(), Failure> {
-    if let Some(id) = u64_field(h, "schema_id")? {
-        if id != u64::from(family.schema_id().0) {
-            return Err(Failure::invalid(
-                "BodyTypeMismatch",
-                format!(
-                    "header.schema_id {id:#06x} does not match the type's family {family} ({})",
-                    family.schema_id()
-                ),
-            ));
-        }
+    if let Some(id) = u64_field(h, "schema_id")?
+        && id != u64::from(family.schema_id().0)
+    {
+        return Err(Failure::invalid(
+            "BodyTypeMismatch",
+            format!(
+                "header.schema_id {id:#06x} does not match the type's family {family} ({})",
+                family.schema_id()
+            ),
+        ));
     }
-    if let Some(name) = h.get("family") {
-        if name.as_str() != Some(family.name()) {
-            return Err(Failure::invalid(
-                "BodyTypeMismatch",
-                format!("header.family {name} does not match the type's family {family}"),
-            ));
-        }
+    if let Some(name) = h.get("family")
+        && name.as_str() != Some(family.name())
+    {
+        return Err(Failure::invalid(
+            "BodyTypeMismatch",
+            format!("header.family {name} does not match the type's family {family}"),
+        ));
     }
     Ok(())
 }

@@ -162,7 +162,13 @@ fn max_body_is_the_receivers_cap() {
 
 #[test]
 fn bad_input_gets_a_clear_error_and_never_a_panic() {
-    let cases: [(&[&str], &str, &str, i32); 9] = [
+    let cases: [(&[&str], &str, &str, i32); 10] = [
+        (
+            &["rmp", "encode"],
+            r#"{"header":{"trace_id":"1","msg_id":"1","schema_id":8},"body":{"type":"control.ping.v1","payload":1}}"#,
+            "rlp: BodyTypeMismatch: header.schema_id 0x0008 does not match the type's family control",
+            2,
+        ),
         (
             &["rmp", "decode", "--hex", "zz"],
             "",

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The one command that runs Runloop's tests: installs what the tests need (idempotent),
+# then runs every test of the workspace.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$RUNLOOP_ROOT"
+
+echo "== tests: cargo test --workspace (target dir $CARGO_TARGET_DIR)"
+cargo test --workspace --locked
