@@ -1,0 +1,1 @@
+//! POG actor.
