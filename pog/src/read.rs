@@ -35,15 +35,18 @@ const PROGRESS_STEPS: i32 = 10_000;
 /// Most events `why` returns (direct plus evidence).
 pub const WHY_EVENTS_MAX: usize = 1_000;
 
-/// PRAGMAs a query may read (never set): schema introspection only.
-const PRAGMAS_READABLE: &[&str] = &[
+/// PRAGMAs a query may run with no argument: reads of a value (a value would set it).
+/// `data_version` is read by FTS5 internally to notice changes.
+const PRAGMAS_READ_NO_ARG: &[&str] = &["data_version", "user_version", "table_list"];
+/// Introspection PRAGMAs whose argument is a table or index name, never a setting.
+const PRAGMAS_INTROSPECT: &[&str] = &[
     "table_info",
     "table_xinfo",
     "table_list",
     "index_list",
     "index_info",
+    "index_xinfo",
     "foreign_key_list",
-    "user_version",
 ];
 
 /// A failed `kb.query`.
@@ -201,12 +204,18 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
         }
         AuthAction::Pragma {
             pragma_name,
-            pragma_value: None,
-        } if PRAGMAS_READABLE
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
-        {
-            Authorization::Allow
+            pragma_value,
+        } => {
+            let named = |list: &[&str]| list.iter().any(|p| p.eq_ignore_ascii_case(pragma_name));
+            let ok = match pragma_value {
+                None => named(PRAGMAS_READ_NO_ARG),
+                Some(_) => named(PRAGMAS_INTROSPECT),
+            };
+            if ok {
+                Authorization::Allow
+            } else {
+                Authorization::Deny
+            }
         }
         _ => Authorization::Deny,
     }
@@ -435,6 +444,14 @@ fn run_query(
                     "only reads are allowed ({})",
                     msg.unwrap_or_else(|| "not authorized".into())
                 ),
+            }
+        }
+        rusqlite::Error::SqlInputError { error, msg, .. }
+            if error.code == rusqlite::ErrorCode::AuthorizationForStatementDenied
+                || msg.starts_with("not authorized") =>
+        {
+            QueryError::Refused {
+                reason: format!("only reads are allowed ({msg})"),
             }
         }
         rusqlite::Error::MultipleStatement => QueryError::Refused {
