@@ -16,6 +16,10 @@ use crate::verify::{VerifyError, VerifyReport, verify};
 
 /// Pages per backup step: -1 copies the whole file in one step, i.e. one consistent snapshot.
 const BACKUP_PAGES_PER_STEP: i32 = -1;
+/// Attempts when the source or destination is locked.
+const BACKUP_LOCK_RETRIES_MAX: u32 = 500;
+/// Pause between those attempts.
+const BACKUP_LOCK_RETRY_MS: u64 = 10;
 /// Name of the manifest written next to the two files.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -128,8 +132,26 @@ fn copy_db(src: &Path, dst: &Path) -> Result<(), (String, rusqlite::Error, bool)
         .map_err(open_err(dst))?;
     let copy_err = |e| (dst.display().to_string(), e, false);
     let b = rusqlite::backup::Backup::new(&from, &mut to).map_err(copy_err)?;
-    b.run_to_completion(BACKUP_PAGES_PER_STEP, Duration::ZERO, None)
-        .map_err(copy_err)?;
+    let mut tries = 0;
+    loop {
+        use rusqlite::backup::StepResult;
+        match b.step(BACKUP_PAGES_PER_STEP).map_err(copy_err)? {
+            StepResult::Done => break,
+            // With -1 pages a step either finishes or could not lock: retry, bounded.
+            StepResult::More | StepResult::Busy | StepResult::Locked
+                if tries < BACKUP_LOCK_RETRIES_MAX =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(BACKUP_LOCK_RETRY_MS));
+            }
+            _ => {
+                return Err(copy_err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("backup could not lock the source".into()),
+                )));
+            }
+        }
+    }
     drop(b);
     // Keep the copy as a single self-contained file.
     to.pragma_update(None, "journal_mode", "DELETE")
