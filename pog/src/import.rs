@@ -188,10 +188,11 @@ pub fn parse_csv(
                 .expect("header checked above");
             payload.insert(col.clone(), cell_value(col, ty, cell).map_err(invalid)?);
         }
-        if ctx.csv_kind == EventKind::ContactUpserted && !payload.contains_key("contact_id") {
-            if let Some(email) = payload.get("email").and_then(Value::as_str) {
-                payload.insert("contact_id".into(), json!(email.to_lowercase()));
-            }
+        if ctx.csv_kind == EventKind::ContactUpserted
+            && !payload.contains_key("contact_id")
+            && let Some(email) = payload.get("email").and_then(Value::as_str)
+        {
+            payload.insert("contact_id".into(), json!(email.to_lowercase()));
         }
         let e = NewEvent::new(
             ctx.csv_kind,

@@ -107,6 +107,19 @@ pub struct WhyReport {
     pub truncated: bool,
 }
 
+/// One recorded host-call result (for deterministic replay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedCall {
+    /// Node of the run that made the call.
+    pub node_id: String,
+    /// Position of the call within the node.
+    pub call_seq: u64,
+    /// Host call name (`model`, `time`, ...).
+    pub call: String,
+    /// The recorded result.
+    pub result: Value,
+}
+
 #[derive(Debug)]
 struct Pool {
     conns: Mutex<Vec<Connection>>,
@@ -355,10 +368,7 @@ impl Reads {
     }
 
     /// Recorded host-call results of one run, in `(node_id, call_seq)` order, for replay.
-    pub fn hostcalls(
-        &self,
-        trace_id: &crate::ids::TraceId,
-    ) -> Result<Vec<(String, u64, String, Value)>, WhyError> {
+    pub fn hostcalls(&self, trace_id: &crate::ids::TraceId) -> Result<Vec<RecordedCall>, WhyError> {
         let conn = self.lease().ok_or(WhyError::PoolTimeout)?;
         let mut stmt = conn.prepare_cached(
             "SELECT node_id, call_seq, call, result FROM views.hostcalls WHERE trace_id = ?1 ORDER BY node_id, call_seq LIMIT ?2",
@@ -367,12 +377,12 @@ impl Reads {
             rusqlite::params![trace_id.to_string(), QUERY_ROWS_MAX as i64],
             |r| {
                 let result: String = r.get(3)?;
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get(2)?,
-                    serde_json::from_str(&result).unwrap_or(Value::Null),
-                ))
+                Ok(RecordedCall {
+                    node_id: r.get(0)?,
+                    call_seq: r.get::<_, i64>(1)? as u64,
+                    call: r.get(2)?,
+                    result: serde_json::from_str(&result).unwrap_or(Value::Null),
+                })
             },
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -464,7 +474,7 @@ fn run_query(
             reason: "statement is not read-only".into(),
         });
     }
-    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let bound: Vec<rusqlite::types::Value> = params.iter().map(json_param).collect();
     let (rows, truncated) =
         collect_rows(&mut stmt, &bound, columns.len()).map_err(QueryError::Run)?;

@@ -116,6 +116,9 @@ pub enum CatchUpError {
     Project(#[from] ViewError),
 }
 
+/// Outcome of one group of `write_groups`.
+pub type GroupResult = Result<Vec<Written>, WriteError>;
+
 /// One appended (or deduplicated) event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
@@ -360,7 +363,7 @@ impl Store {
     fn append_groups(
         &mut self,
         groups: Vec<Vec<NewEvent>>,
-    ) -> Result<(Vec<Result<Vec<Written>, WriteError>>, Vec<Event>), WriteError> {
+    ) -> Result<(Vec<GroupResult>, Vec<Event>), WriteError> {
         let mut tx = self
             .events
             .transaction()

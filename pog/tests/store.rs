@@ -243,7 +243,7 @@ fn rebuild_gives_identical_views() {
         .reads()
         .hostcalls(&runloop_pog::TraceId::parse(t).unwrap())
         .unwrap();
-    assert_eq!(hc[0].3, json!({"text": "Dear Ada"}));
+    assert_eq!(hc[0].result, json!({"text": "Dear Ada"}));
 }
 
 #[test]
