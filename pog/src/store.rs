@@ -364,11 +364,13 @@ impl Store {
         &mut self,
         groups: Vec<Vec<NewEvent>>,
     ) -> Result<(Vec<GroupResult>, Vec<Event>), WriteError> {
+        // IMMEDIATE takes the write lock up front; re-reading the head under it keeps the
+        // chain correct even if another process (a CLI next to the daemon) appended meanwhile.
         let mut tx = self
             .events
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql("begin events transaction"))?;
-        let mut head = self.head;
+        let mut head = read_head(&tx).map_err(sql("read head"))?;
         let mut results = Vec::with_capacity(groups.len());
         let mut appended = Vec::new();
         for group in groups {
@@ -399,7 +401,10 @@ impl Store {
         let Some(last) = events.last() else {
             return Ok(());
         };
-        let tx = self.views.transaction().map_err(CatchUpError::Write)?;
+        let tx = self
+            .views
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(CatchUpError::Write)?;
         let (applied, _) = views::applied(&tx).map_err(CatchUpError::Write)?;
         if applied + 1 != events[0].seq {
             // Views were behind before this batch (an earlier projection failed): replay from the log.
@@ -518,8 +523,13 @@ fn catch_up(events: &Connection, views: &mut Connection) -> Result<u64, CatchUpE
             "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
         ))
         .map_err(CatchUpError::Read)?;
+    // Each round holds the view write lock while it reads the watermark, so two processes
+    // catching up at once never project the same event twice.
     loop {
-        let (applied, _) = views::applied(views).map_err(CatchUpError::Write)?;
+        let tx = views
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(CatchUpError::Write)?;
+        let (applied, _) = views::applied(&tx).map_err(CatchUpError::Write)?;
         let batch: Vec<Event> = stmt
             .query_map(
                 params![applied as i64, CATCH_UP_BATCH_EVENTS as i64],
@@ -530,7 +540,6 @@ fn catch_up(events: &Connection, views: &mut Connection) -> Result<u64, CatchUpE
         let Some(last) = batch.last() else {
             return Ok(total);
         };
-        let tx = views.transaction().map_err(CatchUpError::Write)?;
         for e in &batch {
             views::apply(&tx, e)?;
         }

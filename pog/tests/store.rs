@@ -333,3 +333,26 @@ fn validation_errors_name_the_field() {
     .unwrap_err();
     assert_eq!(err.to_string(), "payload.to: expected a list of strings");
 }
+
+#[test]
+fn two_writers_on_one_dir_keep_one_chain() {
+    // E.g. `rlp kb write` next to a running daemon: the head is re-read under the write lock.
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = open(dir.path());
+    let mut b = open(dir.path());
+    a.write(note("a1", "x")).unwrap();
+    let w = b.write(note("b1", "y")).unwrap();
+    assert_eq!(w.event.seq, 2);
+    a.write(note("a2", "z")).unwrap();
+    let cfg = a.config().clone();
+    assert!(runloop_pog::verify(&cfg).unwrap().ok());
+    let r = a.reads();
+    assert_eq!(
+        r.query("SELECT count(*) FROM notes", &[]).unwrap().rows[0][0],
+        json!(3)
+    );
+    assert_eq!(
+        r.query("SELECT events FROM traces", &[]).unwrap().rows[0][0],
+        json!(3)
+    );
+}
