@@ -102,7 +102,7 @@ pub fn parse_ndjson(
         if let Value::Object(m) = &mut v {
             m.entry("provenance")
                 .or_insert_with(|| ctx.provenance.to_json());
-            if !m.contains_key("idempotency_key") {
+            if m.get("idempotency_key").is_none_or(Value::is_null) {
                 m.insert("idempotency_key".into(), json!(key(ctx, lineno).as_str()));
             }
         }
