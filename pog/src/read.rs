@@ -303,6 +303,17 @@ impl Reads {
 
     /// `kb.why`: the events that produced `entity`, and the evidence they cite, with provenance.
     pub fn why(&self, entity: &EntityRef) -> Result<WhyReport, WhyError> {
+        self.why_in(entity, None)
+    }
+
+    /// `kb.why` for a scope-limited reader: events outside `scope` are left out of both the
+    /// direct list and the evidence (the chain stops at them).
+    pub fn why_in(
+        &self,
+        entity: &EntityRef,
+        scope: Option<&crate::ids::Scope>,
+    ) -> Result<WhyReport, WhyError> {
+        let in_scope = |e: &Event| scope.is_none_or(|s| e.scope == s.as_str());
         let conn = self.lease().ok_or(WhyError::PoolTimeout)?;
         let name = entity.to_string();
         let mut seqs: Vec<i64> = conn
@@ -324,7 +335,11 @@ impl Reads {
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .flatten()
+            .filter(|e| in_scope(e))
             .collect();
+        if direct.is_empty() {
+            return Err(WhyError::Unknown(name));
+        }
         let mut seen: BTreeSet<u64> = direct.iter().map(|e| e.seq).collect();
         let mut frontier: Vec<u64> = direct.iter().flat_map(evidence_of).collect();
         let mut evidence = Vec::new();
@@ -337,7 +352,7 @@ impl Reads {
                 truncated = true;
                 break;
             }
-            if let Some(e) = get_event(&conn, s)? {
+            if let Some(e) = get_event(&conn, s)?.filter(|e| in_scope(e)) {
                 frontier.extend(evidence_of(&e));
                 evidence.push(e);
             }

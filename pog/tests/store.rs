@@ -356,3 +356,61 @@ fn two_writers_on_one_dir_keep_one_chain() {
         json!(3)
     );
 }
+
+#[test]
+fn why_in_a_scope_hides_other_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let in_scope = |scope: &str, payload: serde_json::Value, evidence: &[u64]| {
+        NewEvent::new(
+            EventKind::NoteAdded,
+            ActorName::new("user").unwrap(),
+            Scope::new(scope).unwrap(),
+            payload,
+            prov_with_evidence(evidence),
+            None,
+        )
+        .unwrap()
+    };
+    s.write(in_scope(
+        "home",
+        json!({"note_id": "secret", "text": "private"}),
+        &[],
+    ))
+    .unwrap(); // 1
+    s.write(in_scope(
+        "work",
+        json!({"note_id": "w", "text": "t", "about": "contact:ada"}),
+        &[1],
+    ))
+    .unwrap(); // 2
+    s.write(in_scope(
+        "home",
+        json!({"note_id": "h", "text": "t", "about": "contact:ada"}),
+        &[],
+    ))
+    .unwrap(); // 3
+    let ada = EntityRef::parse("contact:ada").unwrap();
+    let all = s.reads().why(&ada).unwrap();
+    assert_eq!((all.direct.len(), all.evidence.len()), (2, 1));
+    let work = s
+        .reads()
+        .why_in(&ada, Some(&Scope::new("work").unwrap()))
+        .unwrap();
+    assert_eq!(
+        work.direct.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert!(
+        work.evidence.is_empty(),
+        "evidence in another scope is not shown"
+    );
+    assert!(
+        s.reads()
+            .why_in(
+                &EntityRef::parse("note:secret").unwrap(),
+                Some(&Scope::new("work").unwrap())
+            )
+            .is_err()
+    );
+}

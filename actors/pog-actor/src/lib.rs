@@ -95,8 +95,12 @@ pub enum PogMsg {
     ),
     /// `kb.search`.
     Search(SearchQuery, RpcReplyPort<Result<Vec<SearchHit>, ReadError>>),
-    /// `kb.why`.
-    Why(EntityRef, RpcReplyPort<Result<WhyReport, ReadError>>),
+    /// `kb.why`, optionally limited to one scope (for scope-limited readers).
+    Why(
+        EntityRef,
+        Option<runloop_pog::Scope>,
+        RpcReplyPort<Result<WhyReport, ReadError>>,
+    ),
     /// Recorded host-call results of a run, for replay: `(node_id, call_seq, call, result)`.
     Hostcalls(
         runloop_pog::TraceId,
@@ -242,7 +246,9 @@ impl Actor for PogActor {
                 state.read(reply, move |r| Ok(r.query(&sql, &params)?))
             }
             PogMsg::Search(q, reply) => state.read(reply, move |r| Ok(r.search(&q)?)),
-            PogMsg::Why(e, reply) => state.read(reply, move |r| Ok(r.why(&e)?)),
+            PogMsg::Why(e, scope, reply) => {
+                state.read(reply, move |r| Ok(r.why_in(&e, scope.as_ref())?))
+            }
             PogMsg::Hostcalls(t, reply) => state.read(reply, move |r| Ok(r.hostcalls(&t)?)),
             PogMsg::Verify(reply) => {
                 let cfg = state.store.config().clone();

@@ -135,7 +135,8 @@ async fn reads_go_through_the_pool_and_errors_come_back_typed() {
         pog,
         PogMsg::Why,
         CALL_TIMEOUT_MS,
-        EntityRef::parse("note:a").unwrap()
+        EntityRef::parse("note:a").unwrap(),
+        None
     )
     .unwrap()
     .unwrap();
