@@ -131,6 +131,25 @@ fn apply_inner(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
             params![t, seq, e.ts_ms as i64],
         )?;
     }
+    match e.kind {
+        EventKind::RunStarted
+        | EventKind::RunFinished
+        | EventKind::NodeFinished
+        | EventKind::HostcallRecorded
+        | EventKind::CapAudit => project_run(tx, e),
+        // Listed, not `_`, so a new kind is a compile error here rather than a panic below.
+        EventKind::ContactUpserted
+        | EventKind::ContactRemoved
+        | EventKind::NoteAdded
+        | EventKind::ArtifactCreated
+        | EventKind::EmailSent
+        | EventKind::EmbeddingSet => project_entity(tx, e),
+    }
+}
+
+/// Entity views: contacts, notes, artifacts, emails, vectors (and their search docs).
+fn project_entity(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
+    let seq = e.seq as i64;
     let p = &e.payload;
     match e.kind {
         EventKind::ContactUpserted => contact_upserted(tx, e, p)?,
@@ -180,6 +199,17 @@ fn apply_inner(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
             )?;
             upsert_doc(tx, e, &format!("email:{id}"), req(p, "subject"), &to)?;
         }
+        EventKind::EmbeddingSet => embedding_set(tx, e, p)?,
+        _ => unreachable!("run kinds are projected by project_run"),
+    }
+    Ok(())
+}
+
+/// Run views: runs, nodes, recorded host calls, capability audit.
+fn project_run(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
+    let seq = e.seq as i64;
+    let p = &e.payload;
+    match e.kind {
         EventKind::RunStarted => {
             tx.execute(
                 "INSERT INTO runs(trace_id, opening, params, status, started_seq, started_ms) VALUES (?1, ?2, ?3, 'running', ?4, ?5)
@@ -218,7 +248,7 @@ fn apply_inner(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
                 params![seq, e.ts_ms as i64, req(p, "agent"), req(p, "cap"), req(p, "decision"), s(p, "request"), s(p, "reason"), s(p, "trace_id")],
             )?;
         }
-        EventKind::EmbeddingSet => embedding_set(tx, e, p)?,
+        _ => unreachable!("entity kinds are projected by project_entity"),
     }
     Ok(())
 }
