@@ -204,9 +204,50 @@ pub(crate) fn open_reader(cfg: &PogConfig) -> Result<Connection, OpenError> {
     Ok(conn)
 }
 
+thread_local! {
+    /// The first action the authorizer denied on this thread, for a specific error message.
+    /// The authorizer runs synchronously inside `prepare` on the caller's thread.
+    static DENIED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Allows reading and nothing else. Runs at prepare time for every statement on a reader.
 fn authorize(ctx: AuthContext<'_>) -> Authorization {
-    match ctx.action {
+    let verdict = decide(&ctx.action);
+    if verdict == Authorization::Deny {
+        DENIED.with(|d| {
+            d.borrow_mut().get_or_insert_with(|| describe(&ctx.action));
+        });
+    }
+    verdict
+}
+
+/// A short description of a denied action for the error message.
+fn describe(action: &AuthAction<'_>) -> String {
+    match action {
+        AuthAction::Insert { table_name } => format!("INSERT into {table_name}"),
+        AuthAction::Update { table_name, .. } => format!("UPDATE of {table_name}"),
+        AuthAction::Delete { table_name } => format!("DELETE from {table_name}"),
+        AuthAction::DropTable { table_name } => format!("DROP TABLE {table_name}"),
+        AuthAction::Attach { filename } => format!("ATTACH {filename:?}"),
+        AuthAction::Detach { database_name } => format!("DETACH {database_name}"),
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: Some(v),
+        } => format!("PRAGMA {pragma_name} = {v}"),
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: None,
+        } => format!("PRAGMA {pragma_name}"),
+        AuthAction::Function { function_name } => format!("function {function_name}()"),
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => {
+            "transaction control".into()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn decide(action: &AuthAction<'_>) -> Authorization {
+    match *action {
         AuthAction::Select | AuthAction::Read { .. } | AuthAction::Recursive => {
             Authorization::Allow
         }
@@ -455,29 +496,32 @@ fn collect_rows(
 }
 
 /// Prepares (the authorizer runs here), checks read-only, and collects rows.
+fn denied_action() -> String {
+    DENIED
+        .with(|d| d.borrow_mut().take())
+        .unwrap_or_else(|| "not authorized".into())
+}
+
 fn run_query(
     conn: &Connection,
     sql_text: &str,
     params: &[Value],
 ) -> Result<QueryResult, QueryError> {
+    DENIED.with(|d| d.borrow_mut().take());
+    let refused = || QueryError::Refused {
+        reason: format!("only reads are allowed; denied: {}", denied_action()),
+    };
     let mut stmt = conn.prepare(sql_text).map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, msg)
+        rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied =>
         {
-            QueryError::Refused {
-                reason: format!(
-                    "only reads are allowed ({})",
-                    msg.unwrap_or_else(|| "not authorized".into())
-                ),
-            }
+            refused()
         }
         rusqlite::Error::SqlInputError { error, msg, .. }
             if error.code == rusqlite::ErrorCode::AuthorizationForStatementDenied
                 || msg.starts_with("not authorized") =>
         {
-            QueryError::Refused {
-                reason: format!("only reads are allowed ({msg})"),
-            }
+            refused()
         }
         rusqlite::Error::MultipleStatement => QueryError::Refused {
             reason: "exactly one statement is allowed".into(),

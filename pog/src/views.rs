@@ -7,6 +7,9 @@ use serde_json::Value;
 use crate::event::{Event, Hash32};
 use crate::kind::EventKind;
 
+/// Longest note title shown in search results.
+const NOTE_TITLE_CHARS_MAX: usize = 80;
+
 /// A projection failure (SQL error on the view file).
 #[derive(Debug, thiserror::Error)]
 #[error("project event {seq} ({kind}) into views: {source}")]
@@ -171,8 +174,11 @@ fn project_entity(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
                 "INSERT OR REPLACE INTO notes(note_id, text, about, tags, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, req(p, "text"), s(p, "about"), j(p, "tags"), seq],
             )?;
-            let title = s(p, "about").unwrap_or(id);
-            upsert_doc(tx, e, &format!("note:{id}"), title, req(p, "text"))?;
+            // The first line of the note, cut at a char boundary, is its title.
+            let text = req(p, "text");
+            let first = text.lines().next().unwrap_or(id);
+            let title: String = first.chars().take(NOTE_TITLE_CHARS_MAX).collect();
+            upsert_doc(tx, e, &format!("note:{id}"), &title, text)?;
         }
         EventKind::ArtifactCreated => {
             let id = req(p, "artifact_id");

@@ -120,3 +120,49 @@ fn reordered_rows_are_named() {
     assert_eq!(bad.seq, 3);
     assert!(bad.reason.contains("prev_hash"), "{}", bad.reason);
 }
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, Copy)]
+    enum Tamper {
+        EditText,
+        EditTs,
+        Delete,
+        SwapWithNext,
+    }
+
+    fn apply(cfg: &PogConfig, t: Tamper, k: u64) {
+        let sql = match t {
+            Tamper::EditText => format!(
+                r#"UPDATE events SET payload = '{{"note_id":"n{}","text":"forged"}}' WHERE seq = {k}"#,
+                k - 1
+            ),
+            Tamper::EditTs => format!("UPDATE events SET ts_ms = ts_ms + 1 WHERE seq = {k}"),
+            Tamper::Delete => format!("DELETE FROM events WHERE seq = {k}"),
+            Tamper::SwapWithNext => format!(
+                "UPDATE events SET seq = -1 WHERE seq = {k}; UPDATE events SET seq = {k} WHERE seq = {n}; UPDATE events SET seq = {n} WHERE seq = -1;",
+                n = k + 1
+            ),
+        };
+        tamper(cfg, &sql);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        /// Whatever row is edited, deleted or swapped, verify names exactly that seq.
+        #[test]
+        fn verify_names_the_tampered_seq(n in 2usize..20, pick in 0usize..1000, t in 0usize..4) {
+            let t = [Tamper::EditText, Tamper::EditTs, Tamper::Delete, Tamper::SwapWithNext][t];
+            let max = if matches!(t, Tamper::SwapWithNext) { n - 1 } else { n };
+            let k = (pick % max) as u64 + 1;
+            let (_d, cfg) = store_with(n);
+            prop_assert!(verify(&cfg).unwrap().ok());
+            apply(&cfg, t, k);
+            let bad = verify(&cfg).unwrap().first_bad;
+            prop_assert_eq!(bad.map(|b| b.seq), Some(k), "{:?} at {} of {}", t, k, n);
+        }
+    }
+}
