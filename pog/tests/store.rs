@@ -414,3 +414,19 @@ fn why_in_a_scope_hides_other_scopes() {
             .is_err()
     );
 }
+
+#[test]
+fn views_that_lag_the_log_catch_up_on_open() {
+    // Same log, a second (empty) view file: opening projects every logged event into it,
+    // exactly as after a crash between the log commit and the view commit.
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    s.write_batch(vec![contact("ada", "Ada"), note("n1", "text")]).unwrap();
+    s.write(note("n2", "more")).unwrap();
+    let before = dump_views(&s);
+    drop(s);
+    let mut cfg = PogConfig::in_dir(dir.path());
+    cfg.view_db = "other-views.sqlite".into();
+    let s = Store::open(&cfg, std::sync::Arc::new(runloop_pog::ManualClock::new(0))).unwrap();
+    assert_eq!(dump_views(&s), before);
+}

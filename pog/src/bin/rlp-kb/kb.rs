@@ -25,6 +25,8 @@ const IMPORT_BATCH_EVENTS: usize = 1_000;
 const EXPORT_PAGE_EVENTS: usize = 1_000;
 /// Largest vector file read by `search --vector-file`.
 const VECTOR_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Largest payload read from stdin.
+const STDIN_BYTES_MAX: u64 = 2 * 1024 * 1024;
 /// Largest import file.
 const IMPORT_FILE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
@@ -126,7 +128,7 @@ pub struct WriteArgs {
     /// Event kind (e.g. note.added).
     #[arg(long)]
     pub kind: String,
-    /// Payload JSON object.
+    /// Payload JSON object (`-` reads it from stdin).
     #[arg(long, value_name = "JSON")]
     pub payload: String,
     /// Scope.
@@ -240,7 +242,10 @@ pub fn main(args: KbArgs) -> u8 {
                 KbReport::Verified(v) if !v.ok() => 3,
                 _ => 0,
             };
-            if json {
+            if let KbReport::Exported { out: None, events } = &report {
+                // stdout carries the NDJSON stream itself: the summary goes to stderr.
+                eprintln!("exported {events} events");
+            } else if json {
                 println!("{}", report.to_json());
             } else {
                 let text = report.human();
@@ -411,6 +416,11 @@ fn write(cfg: &PogConfig, w: WriteArgs) -> Result<KbReport, KbError> {
         rationale,
         evidence,
     } = w;
+    let payload = if payload == "-" {
+        read_stdin()?
+    } else {
+        payload
+    };
     let payload: Value = serde_json::from_str(&payload)
         .map_err(|e| invalid(format!("--payload is not JSON: {e}")))?;
     let prov = match provenance {
@@ -444,6 +454,21 @@ fn write(cfg: &PogConfig, w: WriteArgs) -> Result<KbReport, KbError> {
         .write(event)
         .map(KbReport::Written)
         .map_err(write_error)
+}
+
+fn read_stdin() -> Result<String, KbError> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(STDIN_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| invalid(format!("read --payload from stdin: {e}")))?;
+    if text.len() as u64 > STDIN_BYTES_MAX {
+        return Err(invalid(format!(
+            "--payload on stdin is over {STDIN_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(text)
 }
 
 fn write_error(e: runloop_pog::WriteError) -> KbError {
