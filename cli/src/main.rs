@@ -3,6 +3,7 @@
 
 mod failure;
 mod input;
+mod kb;
 mod rmp;
 
 use std::process::ExitCode;
@@ -22,12 +23,15 @@ enum Command {
     /// Encode, decode and inspect RMP v0 frames (the wire protocol's debugging tool).
     #[command(subcommand)]
     Rmp(rmp::RmpCommand),
+    /// The knowledge base (POG): query, search, why, write, verify, backup, import, ...
+    Kb(Box<kb::KbArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Rmp(command) => rmp::run(command),
+        Command::Kb(args) => return ExitCode::from(kb::main(*args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

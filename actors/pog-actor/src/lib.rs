@@ -1,0 +1,267 @@
+//! The POG singleton actor: owns the single `Store` writer, batches concurrent writes into
+//! one SQLite transaction, and serves reads from the store's bounded read pool on blocking
+//! threads so a long query never stalls writes.
+//!
+//! Lifecycle: `pre_start` opens the store (creating or catching up the views); a failure
+//! there fails the spawn and the supervisor decides. `Write` messages are buffered; the
+//! first one in an empty buffer casts `Flush` to itself, so every write already queued in
+//! the mailbox lands in the same commit (group commit). The buffer is flushed early at
+//! `BATCH_EVENTS_MAX`. `post_stop` commits whatever is still buffered. Reads take a permit
+//! from a semaphore of `READS_IN_FLIGHT_MAX`; with none free the caller gets `Busy` at once
+//! (back-pressure, not a queue).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use runloop_pog::backup::{BackupError, BackupReport};
+use runloop_pog::{
+    Clock, EntityRef, NewEvent, PogConfig, QueryError, QueryResult, Reads, SearchError, SearchHit,
+    SearchQuery, Store, VerifyError, VerifyReport, WhyError, WhyReport, WriteError, Written,
+};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+/// Registered name of the singleton; a second spawn with it fails.
+pub const POG_ACTOR_NAME: &str = "runloop.pog";
+/// Buffered events that force a flush before the mailbox drains.
+pub const BATCH_EVENTS_MAX: usize = 4_096;
+/// Reads running at once (each holds one pooled connection on a blocking thread).
+pub const READS_IN_FLIGHT_MAX: usize = 16;
+
+/// Arguments to spawn the actor.
+#[derive(Debug, Clone)]
+pub struct PogArgs {
+    /// Where the two files live.
+    pub config: PogConfig,
+    /// Clock that stamps events.
+    pub clock: Arc<dyn Clock>,
+    /// Pooled read connections.
+    pub read_conns: usize,
+}
+
+/// Failures of reads served by the actor.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// `READS_IN_FLIGHT_MAX` reads are already running.
+    #[error("pog is busy: {READS_IN_FLIGHT_MAX} reads in flight")]
+    Busy,
+    /// `kb.query` failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// `kb.search` failed.
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    /// `kb.why` or a log read failed.
+    #[error(transparent)]
+    Why(#[from] WhyError),
+    /// `kb verify` failed to run.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// Backup failed.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The blocking task died (a panic in the read path).
+    #[error("read task failed: {0}")]
+    Task(String),
+}
+
+/// Counters for tests and `agtop`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PogStats {
+    /// Commits made.
+    pub commits: u64,
+    /// Write requests served.
+    pub writes: u64,
+    /// Largest number of requests in one commit.
+    pub max_requests_per_commit: u64,
+    /// Head seq.
+    pub head_seq: u64,
+}
+
+/// Messages the POG actor handles (the kb host calls and kernel calls).
+#[derive(Debug)]
+pub enum PogMsg {
+    /// `kb.write_event` (one or more events, atomic as a group).
+    Write(
+        Vec<NewEvent>,
+        RpcReplyPort<Result<Vec<Written>, WriteError>>,
+    ),
+    /// `kb.query`: read-only SQL with positional params.
+    Query(
+        String,
+        Vec<Value>,
+        RpcReplyPort<Result<QueryResult, ReadError>>,
+    ),
+    /// `kb.search`.
+    Search(SearchQuery, RpcReplyPort<Result<Vec<SearchHit>, ReadError>>),
+    /// `kb.why`, optionally limited to one scope (for scope-limited readers).
+    Why(
+        EntityRef,
+        Option<runloop_pog::Scope>,
+        RpcReplyPort<Result<WhyReport, ReadError>>,
+    ),
+    /// Recorded host-call results of a run, for replay: `(node_id, call_seq, call, result)`.
+    Hostcalls(
+        runloop_pog::TraceId,
+        RpcReplyPort<Result<Vec<runloop_pog::RecordedCall>, ReadError>>,
+    ),
+    /// Verify the chain.
+    Verify(RpcReplyPort<Result<VerifyReport, ReadError>>),
+    /// Online backup into an empty directory.
+    Backup(PathBuf, RpcReplyPort<Result<BackupReport, ReadError>>),
+    /// Counters.
+    Stats(RpcReplyPort<PogStats>),
+    /// Internal: commit the buffered writes.
+    Flush,
+}
+
+type Pending = (
+    Vec<NewEvent>,
+    RpcReplyPort<Result<Vec<Written>, WriteError>>,
+);
+
+/// The actor's state, built in `pre_start`.
+#[derive(Debug)]
+pub struct PogState {
+    store: Store,
+    reads: Reads,
+    permits: Arc<Semaphore>,
+    pending: Vec<Pending>,
+    pending_events: usize,
+    flush_scheduled: bool,
+    stats: PogStats,
+}
+
+/// The POG actor (stateless handler; state lives in `PogState`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PogActor;
+
+impl PogActor {
+    /// Spawns the singleton under `POG_ACTOR_NAME`.
+    pub async fn spawn_singleton(
+        args: PogArgs,
+    ) -> Result<(ActorRef<PogMsg>, tokio::task::JoinHandle<()>), ractor::SpawnErr> {
+        Actor::spawn(Some(POG_ACTOR_NAME.to_owned()), PogActor, args).await
+    }
+}
+
+impl PogState {
+    fn flush(&mut self) {
+        self.flush_scheduled = false;
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_events = 0;
+        let (groups, replies): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
+        let n = groups.len() as u64;
+        let results = self.store.write_groups(groups);
+        self.stats.commits += 1;
+        self.stats.writes += n;
+        self.stats.max_requests_per_commit = self.stats.max_requests_per_commit.max(n);
+        self.stats.head_seq = self.store.head().seq;
+        for (reply, result) in replies.into_iter().zip(results) {
+            // A caller that timed out has dropped its port; its write is committed anyway.
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Runs `f` on a blocking thread with a read permit, replying with its result.
+    fn read<T, F>(&self, reply: RpcReplyPort<Result<T, ReadError>>, f: F)
+    where
+        T: Send + 'static,
+        F: FnOnce(Reads) -> Result<T, ReadError> + Send + 'static,
+    {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            let _ = reply.send(Err(ReadError::Busy));
+            return;
+        };
+        let reads = self.reads.clone();
+        tokio::spawn(async move {
+            let out = tokio::task::spawn_blocking(move || f(reads))
+                .await
+                .unwrap_or_else(|e| Err(ReadError::Task(e.to_string())));
+            drop(permit);
+            let _ = reply.send(out);
+        });
+    }
+}
+
+impl Actor for PogActor {
+    type Msg = PogMsg;
+    type State = PogState;
+    type Arguments = PogArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<PogMsg>,
+        args: PogArgs,
+    ) -> Result<PogState, ActorProcessingErr> {
+        let store = Store::open_with(&args.config, args.clock, args.read_conns)?;
+        let reads = store.reads();
+        let stats = PogStats {
+            head_seq: store.head().seq,
+            ..PogStats::default()
+        };
+        Ok(PogState {
+            store,
+            reads,
+            permits: Arc::new(Semaphore::new(READS_IN_FLIGHT_MAX)),
+            pending: Vec::new(),
+            pending_events: 0,
+            flush_scheduled: false,
+            stats,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<PogMsg>,
+        state: &mut PogState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.flush();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<PogMsg>,
+        msg: PogMsg,
+        state: &mut PogState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PogMsg::Write(events, reply) => {
+                state.pending_events += events.len();
+                state.pending.push((events, reply));
+                if state.pending_events >= BATCH_EVENTS_MAX {
+                    state.flush();
+                } else if !state.flush_scheduled {
+                    state.flush_scheduled = true;
+                    myself.cast(PogMsg::Flush)?;
+                }
+            }
+            PogMsg::Flush => state.flush(),
+            PogMsg::Query(sql, params, reply) => {
+                state.read(reply, move |r| Ok(r.query(&sql, &params)?))
+            }
+            PogMsg::Search(q, reply) => state.read(reply, move |r| Ok(r.search(&q)?)),
+            PogMsg::Why(e, scope, reply) => {
+                state.read(reply, move |r| Ok(r.why_in(&e, scope.as_ref())?))
+            }
+            PogMsg::Hostcalls(t, reply) => state.read(reply, move |r| Ok(r.hostcalls(&t)?)),
+            PogMsg::Verify(reply) => {
+                let cfg = state.store.config().clone();
+                state.read(reply, move |_| Ok(runloop_pog::verify(&cfg)?));
+            }
+            PogMsg::Backup(dest, reply) => {
+                let cfg = state.store.config().clone();
+                state.read(reply, move |_| Ok(runloop_pog::backup(&cfg, &dest)?));
+            }
+            PogMsg::Stats(reply) => {
+                let _ = reply.send(state.stats);
+            }
+        }
+        Ok(())
+    }
+}

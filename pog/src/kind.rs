@@ -1,0 +1,467 @@
+//! The closed set of event kinds and their payload schemas, checked on every write.
+//!
+//! Schemas are data (one table per kind) so docs and errors come from the same source.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::event::ValidationError;
+use crate::ids::{EntityRef, parse_trace_id};
+
+/// Largest integer accepted in a payload: JCS numbers are IEEE doubles (2^53 - 1).
+pub const JSON_INT_MAX: u64 = (1 << 53) - 1;
+/// Longest short string field (names, ids, subjects).
+pub const SHORT_STR_BYTES_MAX: usize = 1024;
+/// Longest text field (note bodies, rationales).
+pub const TEXT_BYTES_MAX: usize = 256 * 1024;
+/// Most items in a string list field.
+pub const LIST_ITEMS_MAX: usize = 256;
+/// Most dimensions of an embedding vector.
+pub const VECTOR_DIM_MAX: usize = 4096;
+
+/// Every kind of event the log accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    /// A contact was created or changed (full record, last write wins).
+    ContactUpserted,
+    /// A contact was removed from the view (the log keeps its history).
+    ContactRemoved,
+    /// A note was added, optionally about an entity.
+    NoteAdded,
+    /// An artifact (file, blob) was produced.
+    ArtifactCreated,
+    /// An email left the machine (after human confirmation).
+    EmailSent,
+    /// A run of an opening began.
+    RunStarted,
+    /// A run ended.
+    RunFinished,
+    /// A node of a run ended.
+    NodeFinished,
+    /// The result of one host call, recorded for deterministic replay.
+    HostcallRecorded,
+    /// A capability decision.
+    CapAudit,
+    /// An embedding vector for an entity (from the model broker, or the caller for now).
+    EmbeddingSet,
+}
+
+/// The JSON type a field must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// Non-empty string up to `SHORT_STR_BYTES_MAX`.
+    Str,
+    /// String up to `TEXT_BYTES_MAX`.
+    Text,
+    /// Integer 0..=`JSON_INT_MAX`.
+    U64,
+    /// 64 lowercase hex digits (a BLAKE3 digest).
+    Hex32,
+    /// 32 lowercase hex digits.
+    TraceId,
+    /// An entity reference `<type>:<id>`.
+    Entity,
+    /// List of short strings.
+    StrList,
+    /// One of the listed strings.
+    OneOf(&'static [&'static str]),
+    /// A JSON object.
+    Object,
+    /// Any JSON value.
+    Any,
+    /// Non-empty list of finite numbers, at most `VECTOR_DIM_MAX`.
+    Vector,
+}
+
+/// One field of a payload schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// JSON key.
+    pub name: &'static str,
+    /// Expected type.
+    pub ty: FieldType,
+    /// Whether the key must be present (and not null).
+    pub required: bool,
+}
+
+const fn req(name: &'static str, ty: FieldType) -> Field {
+    Field {
+        name,
+        ty,
+        required: true,
+    }
+}
+const fn opt(name: &'static str, ty: FieldType) -> Field {
+    Field {
+        name,
+        ty,
+        required: false,
+    }
+}
+
+const RUN_STATUS: &[&str] = &["ok", "failed", "cancelled", "timed_out"];
+const DECISION: &[&str] = &["allow", "deny"];
+
+use FieldType as T;
+
+const CONTACT_UPSERTED: &[Field] = &[
+    req("contact_id", T::Str),
+    req("name", T::Str),
+    opt("email", T::Str),
+    opt("phone", T::Str),
+    opt("org", T::Str),
+    opt("tags", T::StrList),
+    opt("notes", T::Text),
+];
+const CONTACT_REMOVED: &[Field] = &[req("contact_id", T::Str), opt("reason", T::Text)];
+const NOTE_ADDED: &[Field] = &[
+    req("note_id", T::Str),
+    req("text", T::Text),
+    opt("about", T::Entity),
+    opt("tags", T::StrList),
+];
+const ARTIFACT_CREATED: &[Field] = &[
+    req("artifact_id", T::Str),
+    req("name", T::Str),
+    req("media_type", T::Str),
+    req("digest", T::Hex32),
+    req("size_bytes", T::U64),
+    opt("uri", T::Str),
+    opt("trace_id", T::TraceId),
+];
+const EMAIL_SENT: &[Field] = &[
+    req("message_id", T::Str),
+    req("to", T::StrList),
+    req("subject", T::Str),
+    opt("body_digest", T::Hex32),
+    opt("contact_id", T::Str),
+    opt("trace_id", T::TraceId),
+];
+const RUN_STARTED: &[Field] = &[
+    req("trace_id", T::TraceId),
+    req("opening", T::Str),
+    opt("params", T::Object),
+];
+const RUN_FINISHED: &[Field] = &[
+    req("trace_id", T::TraceId),
+    req("status", T::OneOf(RUN_STATUS)),
+    opt("error", T::Text),
+    opt("duration_ms", T::U64),
+];
+const NODE_FINISHED: &[Field] = &[
+    req("trace_id", T::TraceId),
+    req("node_id", T::Str),
+    req("agent", T::Str),
+    req("status", T::OneOf(RUN_STATUS)),
+    opt("output_hash", T::Hex32),
+    opt("duration_ms", T::U64),
+    opt("attempt", T::U64),
+];
+const HOSTCALL_RECORDED: &[Field] = &[
+    req("trace_id", T::TraceId),
+    req("node_id", T::Str),
+    req("call_seq", T::U64),
+    req("call", T::Str),
+    req("request_hash", T::Hex32),
+    req("result", T::Any),
+];
+const CAP_AUDIT: &[Field] = &[
+    req("agent", T::Str),
+    req("cap", T::Str),
+    req("decision", T::OneOf(DECISION)),
+    opt("request", T::Text),
+    opt("reason", T::Text),
+    opt("trace_id", T::TraceId),
+];
+const EMBEDDING_SET: &[Field] = &[
+    req("entity", T::Entity),
+    req("model", T::Str),
+    req("vector", T::Vector),
+];
+
+impl EventKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [EventKind; 11] = [
+        EventKind::ContactUpserted,
+        EventKind::ContactRemoved,
+        EventKind::NoteAdded,
+        EventKind::ArtifactCreated,
+        EventKind::EmailSent,
+        EventKind::RunStarted,
+        EventKind::RunFinished,
+        EventKind::NodeFinished,
+        EventKind::HostcallRecorded,
+        EventKind::CapAudit,
+        EventKind::EmbeddingSet,
+    ];
+
+    /// The wire / log name, e.g. `contact.upserted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ContactUpserted => "contact.upserted",
+            EventKind::ContactRemoved => "contact.removed",
+            EventKind::NoteAdded => "note.added",
+            EventKind::ArtifactCreated => "artifact.created",
+            EventKind::EmailSent => "email.sent",
+            EventKind::RunStarted => "run.started",
+            EventKind::RunFinished => "run.finished",
+            EventKind::NodeFinished => "node.finished",
+            EventKind::HostcallRecorded => "hostcall.recorded",
+            EventKind::CapAudit => "cap.audit",
+            EventKind::EmbeddingSet => "embedding.set",
+        }
+    }
+
+    /// Parses a kind name; unknown names are a validation error on field `kind`.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                ValidationError::new(
+                    "kind",
+                    format!("unknown kind {s:?} (known: {})", known.join(", ")),
+                )
+            })
+    }
+
+    /// The payload schema of this kind.
+    pub fn schema(self) -> &'static [Field] {
+        match self {
+            EventKind::ContactUpserted => CONTACT_UPSERTED,
+            EventKind::ContactRemoved => CONTACT_REMOVED,
+            EventKind::NoteAdded => NOTE_ADDED,
+            EventKind::ArtifactCreated => ARTIFACT_CREATED,
+            EventKind::EmailSent => EMAIL_SENT,
+            EventKind::RunStarted => RUN_STARTED,
+            EventKind::RunFinished => RUN_FINISHED,
+            EventKind::NodeFinished => NODE_FINISHED,
+            EventKind::HostcallRecorded => HOSTCALL_RECORDED,
+            EventKind::CapAudit => CAP_AUDIT,
+            EventKind::EmbeddingSet => EMBEDDING_SET,
+        }
+    }
+
+    /// Checks `payload` against the schema: an object, required keys present, every key
+    /// known, every value of its type. Errors name the field as `payload.<name>`.
+    pub fn validate(self, payload: &Value) -> Result<(), ValidationError> {
+        let Value::Object(map) = payload else {
+            return Err(ValidationError::new("payload", "must be a JSON object"));
+        };
+        let schema = self.schema();
+        if let Some(key) = map
+            .keys()
+            .find(|k| !schema.iter().any(|f| f.name == k.as_str()))
+        {
+            let known: Vec<&str> = schema.iter().map(|f| f.name).collect();
+            let msg = format!(
+                "unknown field for {} (known: {})",
+                self.as_str(),
+                known.join(", ")
+            );
+            return Err(ValidationError::new(format!("payload.{key}"), msg));
+        }
+        for field in schema {
+            check_field(map, field)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn check_field(map: &Map<String, Value>, field: &Field) -> Result<(), ValidationError> {
+    let path = format!("payload.{}", field.name);
+    match map.get(field.name) {
+        None | Some(Value::Null) if field.required => {
+            Err(ValidationError::new(path, "is required"))
+        }
+        None | Some(Value::Null) => Ok(()),
+        Some(v) => check_type(&path, field.ty, v),
+    }
+}
+
+/// Checks one value against a field type; `path` names it in the error.
+pub fn check_type(path: &str, ty: FieldType, v: &Value) -> Result<(), ValidationError> {
+    let fail = |msg: String| Err(ValidationError::new(path, msg));
+    match ty {
+        T::Str => match v.as_str() {
+            Some("") => fail("must not be empty".into()),
+            Some(s) if s.len() > SHORT_STR_BYTES_MAX => {
+                fail(format!("longer than {SHORT_STR_BYTES_MAX} bytes"))
+            }
+            Some(_) => Ok(()),
+            None => fail("expected a string".into()),
+        },
+        T::Text => match v.as_str() {
+            Some(s) if s.len() > TEXT_BYTES_MAX => {
+                fail(format!("longer than {TEXT_BYTES_MAX} bytes"))
+            }
+            Some(_) => Ok(()),
+            None => fail("expected a string".into()),
+        },
+        T::U64 => match v.as_u64() {
+            Some(n) if n <= JSON_INT_MAX => Ok(()),
+            Some(_) => fail(format!(
+                "above {JSON_INT_MAX}, which JSON numbers cannot hold exactly"
+            )),
+            None => fail("expected a non-negative integer".into()),
+        },
+        T::Hex32 => match v.as_str() {
+            Some(s)
+                if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
+                Ok(())
+            }
+            _ => fail("expected 64 lowercase hex digits".into()),
+        },
+        T::TraceId => match v.as_str().map(parse_trace_id) {
+            Some(Ok(_)) => Ok(()),
+            _ => fail("expected a trace id of 32 lowercase hex digits".into()),
+        },
+        T::Entity => match v.as_str().map(EntityRef::parse) {
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => fail(e.to_string()),
+            None => fail("expected an entity reference string".into()),
+        },
+        T::StrList => check_str_list(path, v),
+        T::OneOf(allowed) => match v.as_str() {
+            Some(s) if allowed.contains(&s) => Ok(()),
+            _ => fail(format!("expected one of: {}", allowed.join(", "))),
+        },
+        T::Object => match v {
+            Value::Object(_) => Ok(()),
+            _ => fail("expected an object".into()),
+        },
+        T::Any => Ok(()),
+        T::Vector => check_vector(path, v),
+    }
+}
+
+fn check_str_list(path: &str, v: &Value) -> Result<(), ValidationError> {
+    let Value::Array(items) = v else {
+        return Err(ValidationError::new(path, "expected a list of strings"));
+    };
+    if items.len() > LIST_ITEMS_MAX {
+        return Err(ValidationError::new(
+            path,
+            format!("more than {LIST_ITEMS_MAX} items"),
+        ));
+    }
+    for (i, item) in items.iter().enumerate() {
+        check_type(&format!("{path}[{i}]"), T::Str, item)?;
+    }
+    Ok(())
+}
+
+fn check_vector(path: &str, v: &Value) -> Result<(), ValidationError> {
+    let Value::Array(items) = v else {
+        return Err(ValidationError::new(path, "expected a list of numbers"));
+    };
+    if items.is_empty() || items.len() > VECTOR_DIM_MAX {
+        return Err(ValidationError::new(
+            path,
+            format!("must have 1..={VECTOR_DIM_MAX} numbers"),
+        ));
+    }
+    if let Some(i) = items
+        .iter()
+        .position(|x| !x.as_f64().is_some_and(f64::is_finite))
+    {
+        return Err(ValidationError::new(
+            format!("{path}[{i}]"),
+            "expected a finite number",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kinds_round_trip_by_name() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()).unwrap(), k);
+        }
+        assert_eq!(
+            EventKind::parse("contact.deleted").unwrap_err().field,
+            "kind"
+        );
+    }
+
+    #[test]
+    fn each_bad_payload_names_its_field() {
+        let k = EventKind::ContactUpserted;
+        assert!(
+            k.validate(&json!({"contact_id": "ada", "name": "Ada"}))
+                .is_ok()
+        );
+        let cases = [
+            (json!([]), "payload"),
+            (json!({"name": "Ada"}), "payload.contact_id"),
+            (json!({"contact_id": "ada", "name": ""}), "payload.name"),
+            (json!({"contact_id": "ada", "name": 7}), "payload.name"),
+            (
+                json!({"contact_id": "ada", "name": "A", "tags": ["x", 1]}),
+                "payload.tags[1]",
+            ),
+            (
+                json!({"contact_id": "ada", "name": "A", "shoe": 1}),
+                "payload.shoe",
+            ),
+        ];
+        for (payload, field) in cases {
+            assert_eq!(k.validate(&payload).unwrap_err().field, field, "{payload}");
+        }
+    }
+
+    #[test]
+    fn typed_fields_check_their_formats() {
+        let run = EventKind::RunFinished;
+        let t = "0123456789abcdef0123456789abcdef";
+        assert!(
+            run.validate(&json!({"trace_id": t, "status": "ok"}))
+                .is_ok()
+        );
+        assert_eq!(
+            run.validate(&json!({"trace_id": t, "status": "meh"}))
+                .unwrap_err()
+                .field,
+            "payload.status"
+        );
+        assert_eq!(
+            run.validate(&json!({"trace_id": "xyz", "status": "ok"}))
+                .unwrap_err()
+                .field,
+            "payload.trace_id"
+        );
+        let big = json!({"trace_id": t, "status": "ok", "duration_ms": JSON_INT_MAX + 1});
+        assert_eq!(run.validate(&big).unwrap_err().field, "payload.duration_ms");
+        let emb = EventKind::EmbeddingSet;
+        assert!(
+            emb.validate(&json!({"entity": "note:a", "model": "m", "vector": [0.1, 2]}))
+                .is_ok()
+        );
+        assert_eq!(
+            emb.validate(&json!({"entity": "note:a", "model": "m", "vector": [0.1, "x"]}))
+                .unwrap_err()
+                .field,
+            "payload.vector[1]"
+        );
+        assert_eq!(
+            emb.validate(&json!({"entity": "nope", "model": "m", "vector": [1]}))
+                .unwrap_err()
+                .field,
+            "payload.entity"
+        );
+    }
+}
