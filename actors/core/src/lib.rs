@@ -3,10 +3,18 @@
 //!
 //! - [`supervisor`]: strategies, restart types, intensity, backoff, escalation;
 //! - [`bus`]: topics, publish/subscribe of RMP frames, TTL, dedupe, back-pressure, drops;
+//! - [`breaker`]: a circuit breaker per agent (closed → open → half-open → closed);
+//! - [`quarantine`]: agents parked with a human-readable reason until released;
+//! - [`scheduler`]: a global bound on invokes, fair share between openings, budgets;
+//! - [`names`]: validated agent and opening names.
 //!
 //! Invariant: every queue an actor owns is bounded by a named constant; ractor's own
 //! mailboxes only carry call/reply requests whose senders wait, or messages whose number
 //! is bounded by a permit (see each module's doc).
 
+pub mod breaker;
 pub mod bus;
+pub mod names;
+pub mod quarantine;
+pub mod scheduler;
 pub mod supervisor;
