@@ -637,6 +637,12 @@ impl BusHandle {
         }
     }
 
+    /// A handle sharing `permits` with others, so that the ingress bound holds across a
+    /// restart of the bus (a new instance, the same bound).
+    pub fn with_permits(bus: ActorRef<BusMsg>, permits: Arc<Semaphore>) -> Self {
+        Self { bus, permits }
+    }
+
     pub fn actor(&self) -> &ActorRef<BusMsg> {
         &self.bus
     }

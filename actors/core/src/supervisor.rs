@@ -206,6 +206,36 @@ impl ChildSpec {
         }
     }
 
+    /// A worker whose current `ActorRef` is written into `slot` at every (re)start, so
+    /// that others can find the running instance after a restart.
+    pub fn worker_published<A, F>(
+        id: impl Into<String>,
+        restart: Restart,
+        slot: Slot<A::Msg>,
+        make: F,
+    ) -> Self
+    where
+        A: Actor,
+        F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+    {
+        let make = Arc::new(make);
+        let spawn: SpawnFn = Arc::new(move |parent: ActorCell| {
+            let (actor, args) = make();
+            let slot = slot.clone();
+            Box::pin(async move {
+                let (actor_ref, _join) = Actor::spawn_linked(None, actor, args, parent).await?;
+                slot.set(actor_ref.clone());
+                Ok(actor_ref.get_cell())
+            })
+        });
+        Self {
+            id: id.into(),
+            restart,
+            kind: ChildKind::Worker,
+            spawn,
+        }
+    }
+
     /// A nested supervisor with its own policy and children.
     pub fn supervisor(
         id: impl Into<String>,
@@ -237,6 +267,37 @@ impl ChildSpec {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+}
+
+/// Where the running instance of a restartable actor can be found.
+#[derive(Debug)]
+pub struct Slot<M: ractor::Message>(Arc<std::sync::Mutex<Option<ActorRef<M>>>>);
+
+impl<M: ractor::Message> Clone for Slot<M> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<M: ractor::Message> Default for Slot<M> {
+    fn default() -> Self {
+        Self(Arc::new(std::sync::Mutex::new(None)))
+    }
+}
+
+impl<M: ractor::Message> Slot<M> {
+    fn set(&self, actor: ActorRef<M>) {
+        *self.0.lock().expect("slot lock") = Some(actor);
+    }
+
+    /// The latest started instance, if it is still alive.
+    pub fn get(&self) -> Option<ActorRef<M>> {
+        let actor = self.0.lock().expect("slot lock").clone()?;
+        match actor.get_status() {
+            ractor::ActorStatus::Stopped | ractor::ActorStatus::Stopping => None,
+            _ => Some(actor),
+        }
     }
 }
 
