@@ -4,6 +4,7 @@
 mod failure;
 mod input;
 mod rmp;
+mod status;
 
 use std::process::ExitCode;
 
@@ -22,12 +23,15 @@ enum Command {
     /// Encode, decode and inspect RMP v0 frames (the wire protocol's debugging tool).
     #[command(subcommand)]
     Rmp(rmp::RmpCommand),
+    /// The supervisor tree with each actor's state (from runloopd, else embedded).
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Rmp(command) => rmp::run(command),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
