@@ -254,10 +254,23 @@ impl ChildSpec {
                     config,
                     clock: clock.clone(),
                     children: children.clone(),
+                    on_give_up: None,
                 },
             )
         })
         .with_kind(ChildKind::Supervisor)
+    }
+
+    /// A nested supervisor from full [`SupervisorArgs`] (its name becomes the child id),
+    /// published in `slot` at every (re)start.
+    pub fn supervisor_published(
+        restart: Restart,
+        args: SupervisorArgs,
+        slot: Slot<SupervisorMsg>,
+    ) -> Self {
+        let id = args.name.clone();
+        Self::worker_published(id, restart, slot, move || (Supervisor, args.clone()))
+            .with_kind(ChildKind::Supervisor)
     }
 
     fn with_kind(mut self, kind: ChildKind) -> Self {
@@ -309,7 +322,14 @@ pub struct SupervisorArgs {
     pub config: SupervisorConfig,
     pub clock: Arc<dyn Clock>,
     pub children: Vec<ChildSpec>,
+    /// Awaited when the supervisor gives up, before it fails (e.g. to quarantine the
+    /// agent it supervised). `None`: just escalate.
+    pub on_give_up: Option<GiveUpHook>,
 }
+
+/// What a supervisor runs when its restart intensity is exceeded.
+pub type GiveUpHook =
+    Arc<dyn Fn(SupervisorError) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl fmt::Debug for SupervisorArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -379,6 +399,7 @@ pub struct SupervisorState {
     name: String,
     config: SupervisorConfig,
     clock: Arc<dyn Clock>,
+    on_give_up: Option<GiveUpHook>,
     children: Vec<Child>,
     /// Times of the restarts inside the intensity window, oldest first.
     restart_log: VecDeque<u64>,
@@ -449,6 +470,7 @@ impl Actor for Supervisor {
             name: args.name,
             config: args.config,
             clock: args.clock,
+            on_give_up: args.on_give_up,
             children: Vec::new(),
             restart_log: VecDeque::new(),
             expected_exits: HashSet::new(),
@@ -651,6 +673,9 @@ impl SupervisorState {
                 reason: reason.to_owned(),
             };
             self.stop_all().await;
+            if let Some(hook) = &self.on_give_up {
+                hook(err.clone()).await;
+            }
             return Err(err);
         }
         assert!(self.restart_log.len() < RESTART_LOG_ENTRIES_MAX);

@@ -122,6 +122,7 @@ async fn tree(
         config,
         clock,
         children,
+        on_give_up: None,
     })
     .await
     .unwrap();
@@ -299,6 +300,7 @@ async fn exceeding_intensity_escalates_to_the_parent() {
         config: config(Strategy::OneForOne, 5, 1_000),
         clock: clock.clone(),
         children: vec![run],
+        on_give_up: None,
     })
     .await
     .unwrap();
@@ -343,6 +345,7 @@ async fn a_root_that_gives_up_stops_its_children_and_fails() {
             worker("a", Restart::Permanent, &tx),
             worker("b", Restart::Permanent, &tx),
         ],
+        on_give_up: None,
     })
     .await
     .unwrap();

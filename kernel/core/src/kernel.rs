@@ -16,18 +16,22 @@
 //! running; [`Kernel::shutdown`] stops the root, which stops runs first (they were
 //! started last) and then the system actors, each waited for.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorRef;
 use runloop_actors::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle};
 use runloop_actors::bus::{BUS_INGRESS_FRAMES_MAX, Bus, BusArgs, BusConfig, BusHandle};
-use runloop_actors::names::AgentName;
-use runloop_actors::quarantine::{Quarantine, QuarantineError, QuarantineHandle, QuarantineRecord};
+use runloop_actors::names::{AgentName, OpeningId};
+use runloop_actors::quarantine::{
+    Quarantine, QuarantineError, QuarantineHandle, QuarantineReason, QuarantineRecord,
+};
 use runloop_actors::scheduler::{Scheduler, SchedulerConfig, SchedulerHandle};
 use runloop_actors::supervisor::{
-    ChildKind, ChildSnapshot, ChildSpec, ChildState, Restart, Slot, Strategy, SupervisorArgs,
-    SupervisorConfig, SupervisorMsg, SupervisorSnapshot, snapshot, spawn_root,
+    ChildKind, ChildSnapshot, ChildSpec, ChildState, GiveUpHook, Intensity, Restart, Slot,
+    Strategy, SupervisorArgs, SupervisorConfig, SupervisorError, SupervisorMsg, SupervisorSnapshot,
+    snapshot, spawn_root,
 };
 use runloop_proto::payloads::{ActorKind, ActorNode, ActorRunState};
 use runloop_proto::{Clock, SystemClock};
@@ -77,6 +81,37 @@ struct Slots {
     breaker: Slot<runloop_actors::breaker::BreakerMsg>,
     quarantine: Slot<runloop_actors::quarantine::QuarantineMsg>,
     metrics: Slot<MetricsMsg>,
+    runs: Slot<SupervisorMsg>,
+}
+
+/// Most runs one kernel supervises at once.
+pub const RUNS_MAX: usize = 1_024;
+/// How long run and agent requests wait for a supervisor.
+pub const RUN_CALL_TIMEOUT_MS: u64 = 10_000;
+
+/// Why a run or agent request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("run {run}: the runs supervisor is not running")]
+    RunsDown { run: OpeningId },
+    #[error("run {run} is not running")]
+    NoSuchRun { run: OpeningId },
+    #[error("run {run} is already running")]
+    RunExists { run: OpeningId },
+    #[error("the kernel already supervises {RUNS_MAX} runs")]
+    TooManyRuns,
+    #[error("run {run}: {source}")]
+    Supervisor {
+        run: OpeningId,
+        source: SupervisorError,
+    },
+    #[error("start agent {agent}: {message}; release it with `rlp agent release {agent}`")]
+    Quarantined { agent: AgentName, message: String },
+    #[error("start agent {agent}: {source}")]
+    Quarantine {
+        agent: AgentName,
+        source: QuarantineError,
+    },
 }
 
 /// Why the kernel did not boot.
@@ -87,12 +122,22 @@ pub enum BootError {
 }
 
 /// A running kernel.
-#[derive(Debug)]
 pub struct Kernel {
     root: ActorRef<SupervisorMsg>,
     join: tokio::task::JoinHandle<()>,
+    clock: Arc<dyn Clock>,
+    /// The supervisor of each run started through this kernel.
+    runs: std::sync::Mutex<HashMap<OpeningId, Slot<SupervisorMsg>>>,
     slots: Slots,
     bus_permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Slots {
@@ -159,24 +204,31 @@ impl Kernel {
             options.clock.clone(),
             system_children(&options, &slots),
         );
-        let runs = ChildSpec::supervisor(
-            "runs",
+        let runs = ChildSpec::supervisor_published(
             Restart::Permanent,
-            SupervisorConfig::new(Strategy::OneForOne),
-            options.clock.clone(),
-            Vec::new(),
+            SupervisorArgs {
+                name: "runs".into(),
+                config: SupervisorConfig::new(Strategy::OneForOne),
+                clock: options.clock.clone(),
+                children: Vec::new(),
+                on_give_up: None,
+            },
+            slots.runs.clone(),
         );
         let (root, join) = spawn_root(SupervisorArgs {
             name: "root".into(),
             config: options.root,
             clock: options.clock.clone(),
             children: vec![system, runs],
+            on_give_up: None,
         })
         .await
         .map_err(|e| BootError::Tree(e.to_string()))?;
         Ok(Kernel {
             root,
             join,
+            clock: options.clock.clone(),
+            runs: std::sync::Mutex::new(HashMap::new()),
             slots,
             bus_permits: Arc::new(Semaphore::new(BUS_INGRESS_FRAMES_MAX)),
         })
@@ -209,6 +261,121 @@ impl Kernel {
             .ok_or(QuarantineError::Down)?
             .release(agent)
             .await
+    }
+
+    /// Starts a run's supervisor (`run-<id>`, one_for_one) under `runs`. A run is
+    /// temporary: when it ends or gives up it is not restarted.
+    pub async fn start_run(&self, run: &OpeningId) -> Result<(), RunError> {
+        let runs = self
+            .slots
+            .runs
+            .get()
+            .ok_or_else(|| RunError::RunsDown { run: run.clone() })?;
+        {
+            let map = self.runs.lock().expect("runs lock");
+            if map.contains_key(run) {
+                return Err(RunError::RunExists { run: run.clone() });
+            }
+            if map.len() >= RUNS_MAX {
+                return Err(RunError::TooManyRuns);
+            }
+        }
+        let slot = Slot::default();
+        let spec = ChildSpec::supervisor_published(
+            Restart::Temporary,
+            SupervisorArgs {
+                name: format!("run-{run}"),
+                config: SupervisorConfig::new(Strategy::OneForOne),
+                clock: self.clock.clone(),
+                children: Vec::new(),
+                on_give_up: None,
+            },
+            slot.clone(),
+        );
+        start_child(&runs, spec, run).await?;
+        self.runs
+            .lock()
+            .expect("runs lock")
+            .insert(run.clone(), slot);
+        Ok(())
+    }
+
+    /// Stops a run and everything under it.
+    pub async fn stop_run(&self, run: &OpeningId) -> Result<(), RunError> {
+        let runs = self
+            .slots
+            .runs
+            .get()
+            .ok_or_else(|| RunError::RunsDown { run: run.clone() })?;
+        self.runs.lock().expect("runs lock").remove(run);
+        let timeout = Some(Duration::from_millis(RUN_CALL_TIMEOUT_MS));
+        let id = format!("run-{run}");
+        match runs
+            .call(|r| SupervisorMsg::StopChild(id, r), timeout)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
+            Ok(ractor::rpc::CallResult::Success(Err(SupervisorError::NoSuchChild { .. }))) => {
+                Err(RunError::NoSuchRun { run: run.clone() })
+            }
+            Ok(ractor::rpc::CallResult::Success(Err(source))) => Err(RunError::Supervisor {
+                run: run.clone(),
+                source,
+            }),
+            _ => Err(RunError::RunsDown { run: run.clone() }),
+        }
+    }
+
+    /// Starts `worker` as agent `agent` of `run`, under its own supervisor
+    /// (`agent-<name>`) with `intensity`. A quarantined agent is refused. When the agent
+    /// crashes more often than `intensity` allows, its supervisor parks it in quarantine
+    /// with the last error, and gives up; the run does not restart it (temporary).
+    pub async fn start_agent(
+        &self,
+        run: &OpeningId,
+        agent: &AgentName,
+        intensity: Intensity,
+        worker: ChildSpec,
+    ) -> Result<(), RunError> {
+        let quarantine = self.quarantine().ok_or_else(|| RunError::Quarantine {
+            agent: agent.clone(),
+            source: QuarantineError::Down,
+        })?;
+        let parked = quarantine
+            .check(agent)
+            .await
+            .map_err(|source| RunError::Quarantine {
+                agent: agent.clone(),
+                source,
+            })?;
+        if let Some(record) = parked {
+            return Err(RunError::Quarantined {
+                agent: agent.clone(),
+                message: record.message,
+            });
+        }
+        let run_supervisor = self
+            .runs
+            .lock()
+            .expect("runs lock")
+            .get(run)
+            .and_then(Slot::get)
+            .ok_or_else(|| RunError::NoSuchRun { run: run.clone() })?;
+        let spec = ChildSpec::supervisor_published(
+            Restart::Temporary,
+            SupervisorArgs {
+                name: format!("agent-{agent}"),
+                config: SupervisorConfig {
+                    intensity,
+                    ..SupervisorConfig::new(Strategy::OneForOne)
+                },
+                clock: self.clock.clone(),
+                children: vec![worker],
+                on_give_up: Some(park_on_give_up(quarantine, agent.clone())),
+            },
+            Slot::default(),
+        );
+        start_child(&run_supervisor, spec, run).await
     }
 
     /// Samples the kernel process.
@@ -304,6 +471,54 @@ impl Kernel {
         self.root.stop(Some("kernel shutdown".into()));
         let _ = tokio::time::timeout(timeout, self.join).await;
     }
+}
+
+async fn start_child(
+    supervisor: &ActorRef<SupervisorMsg>,
+    spec: ChildSpec,
+    run: &OpeningId,
+) -> Result<(), RunError> {
+    let timeout = Some(Duration::from_millis(RUN_CALL_TIMEOUT_MS));
+    match supervisor
+        .call(|r| SupervisorMsg::StartChild(spec, r), timeout)
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
+        Ok(ractor::rpc::CallResult::Success(Err(source))) => Err(RunError::Supervisor {
+            run: run.clone(),
+            source,
+        }),
+        _ => Err(RunError::RunsDown { run: run.clone() }),
+    }
+}
+
+/// The hook that parks `agent` when its supervisor gives up.
+fn park_on_give_up(quarantine: QuarantineHandle, agent: AgentName) -> GiveUpHook {
+    Arc::new(move |err: SupervisorError| {
+        let (quarantine, agent) = (quarantine.clone(), agent.clone());
+        Box::pin(async move {
+            let reason = match err {
+                SupervisorError::IntensityExceeded {
+                    restarts,
+                    period_ms,
+                    reason,
+                    ..
+                } => QuarantineReason::CrashLoop {
+                    restarts: u32::try_from(restarts).unwrap_or(u32::MAX),
+                    period_ms,
+                    last_error: reason,
+                },
+                other => QuarantineReason::CrashLoop {
+                    restarts: 0,
+                    period_ms: 0,
+                    last_error: other.to_string(),
+                },
+            };
+            // A quarantine that is down cannot park; the agent still is not restarted
+            // (temporary), and the failure shows in the tree.
+            let _ = quarantine.park(&agent, reason).await;
+        })
+    })
 }
 
 fn state_of(state: ChildState) -> ActorRunState {
