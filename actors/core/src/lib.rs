@@ -6,6 +6,7 @@
 //! - [`breaker`]: a circuit breaker per agent (closed → open → half-open → closed);
 //! - [`quarantine`]: agents parked with a human-readable reason until released;
 //! - [`scheduler`]: a global bound on invokes, fair share between openings, budgets;
+//! - [`delivery`]: the in-flight ledger (at-least-once across restarts) and dead letters;
 //! - [`names`]: validated agent and opening names.
 //!
 //! Invariant: every queue an actor owns is bounded by a named constant; ractor's own
@@ -14,6 +15,7 @@
 
 pub mod breaker;
 pub mod bus;
+pub mod delivery;
 pub mod names;
 pub mod quarantine;
 pub mod scheduler;

@@ -3,7 +3,7 @@
 //! ```text
 //! root (one_for_one)
 //! ├── system (one_for_one): bus, scheduler, breaker, quarantine, metrics,
-//! │                         [pog slot], [broker slot]
+//! │                         dead_letters, [pog slot], [broker slot]
 //! └── runs (one_for_one, temporary children): one supervisor per run → agent actors
 //! ```
 //!
@@ -23,6 +23,7 @@ use std::time::Duration;
 use ractor::ActorRef;
 use runloop_actors::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle};
 use runloop_actors::bus::{BUS_INGRESS_FRAMES_MAX, Bus, BusArgs, BusConfig, BusHandle};
+use runloop_actors::delivery::{DeadLetter, DeadLetterMsg, DeadLetters};
 use runloop_actors::names::{AgentName, OpeningId};
 use runloop_actors::quarantine::{
     Quarantine, QuarantineError, QuarantineHandle, QuarantineReason, QuarantineRecord,
@@ -81,6 +82,7 @@ struct Slots {
     breaker: Slot<runloop_actors::breaker::BreakerMsg>,
     quarantine: Slot<runloop_actors::quarantine::QuarantineMsg>,
     metrics: Slot<MetricsMsg>,
+    dead_letters: Slot<DeadLetterMsg>,
     runs: Slot<SupervisorMsg>,
 }
 
@@ -190,6 +192,12 @@ fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
         ChildSpec::worker_published("metrics", Restart::Permanent, slots.metrics.clone(), || {
             (Metrics, ())
         }),
+        ChildSpec::worker_published(
+            "dead_letters",
+            Restart::Permanent,
+            slots.dead_letters.clone(),
+            || (DeadLetters, ()),
+        ),
     ]
 }
 
@@ -253,6 +261,23 @@ impl Kernel {
 
     pub fn quarantine(&self) -> Option<QuarantineHandle> {
         self.slots.quarantine.get().map(QuarantineHandle::new)
+    }
+
+    /// Records a message that could not be delivered.
+    pub fn dead_letter(&self, record: DeadLetter) {
+        if let Some(actor) = self.slots.dead_letters.get() {
+            let _ = actor.cast(DeadLetterMsg::Record(record));
+        }
+    }
+
+    /// The dead-letter records kept, oldest first, and how many older ones were dropped.
+    pub async fn dead_letters(&self) -> Option<(Vec<DeadLetter>, u64)> {
+        let actor = self.slots.dead_letters.get()?;
+        let timeout = Some(Duration::from_millis(STATUS_TIMEOUT_MS));
+        match actor.call(DeadLetterMsg::List, timeout).await {
+            Ok(ractor::rpc::CallResult::Success(list)) => Some(list),
+            _ => None,
+        }
     }
 
     /// Releases a quarantined agent.
@@ -453,6 +478,10 @@ impl Kernel {
                     Some(q) => q.list().await.ok().map(|l| format!("parked {}", l.len())),
                     None => None,
                 },
+                "dead_letters" => self
+                    .dead_letters()
+                    .await
+                    .map(|(records, dropped)| format!("records {}, dropped {dropped}", records.len())),
                 "metrics" => self.sample().await.map(|s| {
                     format!(
                         "kernel cpu {} ms, rss {} KiB",

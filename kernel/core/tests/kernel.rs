@@ -32,11 +32,12 @@ async fn the_tree_boots_with_every_system_actor_running() {
             "breaker",
             "quarantine",
             "metrics",
+            "dead_letters",
             "pog",
             "broker"
         ]
     );
-    for actor in &system.children[..5] {
+    for actor in &system.children[..6] {
         assert_eq!(actor.state, ActorRunState::Running, "{}", actor.name);
         assert_eq!(actor.kind, ActorKind::Worker);
     }
