@@ -3,6 +3,7 @@
 
 mod failure;
 mod input;
+mod kernel_client;
 mod rmp;
 mod status;
 
