@@ -4,7 +4,9 @@
 mod failure;
 mod input;
 mod kb;
+mod kernel_client;
 mod rmp;
+mod status;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,8 @@ enum Command {
     Rmp(rmp::RmpCommand),
     /// The knowledge base (POG): query, search, why, write, verify, backup, import, ...
     Kb(Box<kb::KbArgs>),
+    /// The supervisor tree with each actor's state (from runloopd, else embedded).
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Rmp(command) => rmp::run(command),
         Command::Kb(args) => return ExitCode::from(kb::main(*args)),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -86,6 +86,10 @@ registry! {
     Ping => "control.ping.v1", Control, Ping;
     /// Answer to `control.ping.v1`.
     Pong => "control.pong.v1", Control, Pong;
+    /// A request to `runloopd` over its control socket, idempotent by `request_id`.
+    ControlRequest => "control.request.v1", Control, ControlRequest;
+    /// `runloopd`'s answer to `control.request.v1`, echoing its `request_id`.
+    ControlReply => "control.reply.v1", Control, ControlReply;
 }
 
 /// `docs/rmp-registry.md`, generated from the registry above and the family table.

@@ -3,7 +3,9 @@
 //! Ids inside payloads travel as the same fixed-width hex strings people see.
 
 mod agent;
+mod control;
 mod core;
 
 pub use self::agent::*;
+pub use self::control::*;
 pub use self::core::*;

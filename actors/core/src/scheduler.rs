@@ -1,0 +1,495 @@
+//! The scheduler: a global bound on concurrent invokes, fair share between openings,
+//! back-pressure instead of unbounded queues, and budget hooks.
+//!
+//! - At most [`SchedulerConfig::concurrency_max`] invokes hold a [`Permit`] at once.
+//! - Waiting requests queue per opening, at most [`SchedulerConfig::opening_queue_max`]
+//!   each and [`QUEUED_TOTAL_MAX`] in all; beyond that a request is refused at once with
+//!   [`ScheduleError::QueueFull`] (back-pressure the caller can see) instead of queueing.
+//! - Fair share: when a slot frees, it goes to the waiting opening with the fewest running
+//!   invokes, ties to the one granted least recently. An opening that queued a thousand
+//!   requests gets no more than its share while another opening is waiting.
+//! - Budgets: an opening may have a [`Budget`] (tokens, micro-USD). A request reserves its
+//!   estimate up front (refused with [`ScheduleError::BudgetExceeded`] when spent +
+//!   reserved + estimate would pass the budget); [`Permit::finish`] reconciles the
+//!   reservation with the actual usage. A permit dropped without `finish` is charged its
+//!   estimate, so a crashed caller never makes spending disappear.
+//!
+//! Lifecycle: `pre_start` starts empty; requests are calls (the caller waits for
+//! "queued" or an error, then awaits its grant on a oneshot); releases are casts, at most
+//! one per granted permit, so the ractor mailbox holds at most `concurrency_max` of them
+//! plus the waiting callers' requests. A restarted scheduler starts empty; the permits of
+//! the old one release into nothing, and callers waiting on grants see their oneshot close.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::names::OpeningId;
+
+/// Most requests waiting across all openings.
+pub const QUEUED_TOTAL_MAX: usize = 16_384;
+/// Most openings the scheduler tracks.
+pub const OPENINGS_MAX: usize = 4_096;
+/// How long a caller waits for the scheduler to accept or refuse a request.
+pub const SCHEDULER_CALL_TIMEOUT_MS: u64 = 5_000;
+
+/// Spending in the units the broker accounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Budget {
+    pub tokens: u64,
+    pub micro_usd: u64,
+}
+
+impl Budget {
+    fn plus(self, other: Budget) -> Budget {
+        Budget {
+            tokens: self.tokens.saturating_add(other.tokens),
+            micro_usd: self.micro_usd.saturating_add(other.micro_usd),
+        }
+    }
+    fn minus(self, other: Budget) -> Budget {
+        Budget {
+            tokens: self.tokens.saturating_sub(other.tokens),
+            micro_usd: self.micro_usd.saturating_sub(other.micro_usd),
+        }
+    }
+    fn fits_in(self, limit: Budget) -> bool {
+        self.tokens <= limit.tokens && self.micro_usd <= limit.micro_usd
+    }
+}
+
+/// The scheduler's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    pub concurrency_max: usize,
+    pub opening_queue_max: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency_max: 64,
+            opening_queue_max: 1_024,
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(
+        "schedule for opening {opening}: {queued} requests already wait (at most {queue_max}); try again later"
+    )]
+    QueueFull {
+        opening: OpeningId,
+        queued: usize,
+        queue_max: usize,
+    },
+    #[error(
+        "schedule for opening {opening}: budget exceeded: need {need_tokens} tokens / {need_micro_usd} micro-USD, {left_tokens} / {left_micro_usd} left"
+    )]
+    BudgetExceeded {
+        opening: OpeningId,
+        need_tokens: u64,
+        need_micro_usd: u64,
+        left_tokens: u64,
+        left_micro_usd: u64,
+    },
+    #[error("schedule for opening {opening}: the scheduler already tracks {OPENINGS_MAX} openings")]
+    TooManyOpenings { opening: OpeningId },
+    #[error("schedule: the scheduler is not running")]
+    Down,
+}
+
+/// Identifies one granted permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct GrantId(u64);
+
+struct Waiter {
+    estimate: Budget,
+    grant: oneshot::Sender<GrantId>,
+}
+
+#[derive(Default)]
+struct Opening {
+    running: usize,
+    queue: VecDeque<Waiter>,
+    last_granted_seq: u64,
+    granted_total: u64,
+    budget: Option<Budget>,
+    reserved: Budget,
+    spent: Budget,
+}
+
+/// One opening in a [`SchedulerSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpeningSnapshot {
+    pub opening: OpeningId,
+    pub running: usize,
+    pub queued: usize,
+    pub granted_total: u64,
+    pub budget: Option<Budget>,
+    pub reserved: Budget,
+    pub spent: Budget,
+}
+
+/// The scheduler as `rlp status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchedulerSnapshot {
+    pub concurrency_max: usize,
+    pub running: usize,
+    pub queued: usize,
+    pub openings: Vec<OpeningSnapshot>,
+}
+
+/// The scheduler's requests (closed).
+#[derive(Debug)]
+pub enum SchedulerMsg {
+    Request {
+        opening: OpeningId,
+        estimate: Budget,
+        reply: RpcReplyPort<Result<oneshot::Receiver<GrantId>, ScheduleError>>,
+    },
+    Release {
+        grant: GrantId,
+        usage: Option<Budget>,
+    },
+    SetBudget(
+        OpeningId,
+        Option<Budget>,
+        RpcReplyPort<Result<(), ScheduleError>>,
+    ),
+    Snapshot(RpcReplyPort<SchedulerSnapshot>),
+}
+
+impl fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter")
+            .field("estimate", &self.estimate)
+            .finish()
+    }
+}
+
+/// The scheduler's state.
+pub struct SchedulerState {
+    config: SchedulerConfig,
+    openings: BTreeMap<OpeningId, Opening>,
+    running: HashMap<GrantId, (OpeningId, Budget)>,
+    queued_total: usize,
+    next_grant: u64,
+}
+
+impl fmt::Debug for SchedulerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchedulerState")
+            .field("running", &self.running.len())
+            .field("queued_total", &self.queued_total)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The scheduler actor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scheduler;
+
+impl Actor for Scheduler {
+    type Msg = SchedulerMsg;
+    type State = SchedulerState;
+    type Arguments = SchedulerConfig;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SchedulerMsg>,
+        config: SchedulerConfig,
+    ) -> Result<SchedulerState, ActorProcessingErr> {
+        assert!(
+            config.concurrency_max >= 1,
+            "the scheduler must run something"
+        );
+        assert!(config.opening_queue_max <= QUEUED_TOTAL_MAX);
+        Ok(SchedulerState {
+            config,
+            openings: BTreeMap::new(),
+            running: HashMap::new(),
+            queued_total: 0,
+            next_grant: 1,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<SchedulerMsg>,
+        message: SchedulerMsg,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SchedulerMsg::Request {
+                opening,
+                estimate,
+                reply,
+            } => {
+                let result = state.request(opening, estimate);
+                let _ = reply.send(result);
+                state.dispatch();
+            }
+            SchedulerMsg::Release { grant, usage } => {
+                state.release(grant, usage);
+                state.dispatch();
+            }
+            SchedulerMsg::SetBudget(opening, budget, reply) => {
+                let result = state.opening(&opening).map(|o| o.budget = budget);
+                let _ = reply.send(result);
+            }
+            SchedulerMsg::Snapshot(reply) => {
+                let _ = reply.send(state.snapshot());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SchedulerState {
+    fn opening(&mut self, id: &OpeningId) -> Result<&mut Opening, ScheduleError> {
+        if !self.openings.contains_key(id) && self.openings.len() == OPENINGS_MAX {
+            return Err(ScheduleError::TooManyOpenings {
+                opening: id.clone(),
+            });
+        }
+        Ok(self.openings.entry(id.clone()).or_default())
+    }
+
+    fn request(
+        &mut self,
+        id: OpeningId,
+        estimate: Budget,
+    ) -> Result<oneshot::Receiver<GrantId>, ScheduleError> {
+        let queue_max = self.config.opening_queue_max;
+        let total_full = self.queued_total >= QUEUED_TOTAL_MAX;
+        let opening = self.opening(&id)?;
+        if opening.queue.len() >= queue_max || total_full {
+            return Err(ScheduleError::QueueFull {
+                queued: opening.queue.len(),
+                opening: id,
+                queue_max,
+            });
+        }
+        if let Some(budget) = opening.budget {
+            let committed = opening.spent.plus(opening.reserved);
+            if !committed.plus(estimate).fits_in(budget) {
+                let left = budget.minus(committed);
+                return Err(ScheduleError::BudgetExceeded {
+                    opening: id,
+                    need_tokens: estimate.tokens,
+                    need_micro_usd: estimate.micro_usd,
+                    left_tokens: left.tokens,
+                    left_micro_usd: left.micro_usd,
+                });
+            }
+        }
+        opening.reserved = opening.reserved.plus(estimate);
+        let (tx, rx) = oneshot::channel();
+        opening.queue.push_back(Waiter {
+            estimate,
+            grant: tx,
+        });
+        self.queued_total += 1;
+        Ok(rx)
+    }
+
+    /// Grants free slots: each to the waiting opening with the fewest running invokes,
+    /// ties to the one granted least recently.
+    fn dispatch(&mut self) {
+        while self.running.len() < self.config.concurrency_max {
+            let Some(id) = self
+                .openings
+                .iter()
+                .filter(|(_, o)| !o.queue.is_empty())
+                .min_by_key(|(_, o)| (o.running, o.last_granted_seq))
+                .map(|(id, _)| id.clone())
+            else {
+                return;
+            };
+            let grant = GrantId(self.next_grant);
+            self.next_grant += 1;
+            let opening = self.openings.get_mut(&id).expect("chosen above");
+            let waiter = opening.queue.pop_front().expect("non-empty queue");
+            self.queued_total -= 1;
+            if waiter.grant.send(grant).is_err() {
+                // The caller gave up while waiting: return its reservation.
+                opening.reserved = opening.reserved.minus(waiter.estimate);
+                continue;
+            }
+            opening.running += 1;
+            opening.granted_total += 1;
+            opening.last_granted_seq = grant.0;
+            self.running.insert(grant, (id, waiter.estimate));
+        }
+    }
+
+    fn release(&mut self, grant: GrantId, usage: Option<Budget>) {
+        let Some((id, estimate)) = self.running.remove(&grant) else {
+            return;
+        };
+        let opening = self
+            .openings
+            .get_mut(&id)
+            .expect("a running grant's opening");
+        opening.running -= 1;
+        opening.reserved = opening.reserved.minus(estimate);
+        opening.spent = opening.spent.plus(usage.unwrap_or(estimate));
+    }
+
+    fn snapshot(&self) -> SchedulerSnapshot {
+        SchedulerSnapshot {
+            concurrency_max: self.config.concurrency_max,
+            running: self.running.len(),
+            queued: self.queued_total,
+            openings: self
+                .openings
+                .iter()
+                .map(|(id, o)| OpeningSnapshot {
+                    opening: id.clone(),
+                    running: o.running,
+                    queued: o.queue.len(),
+                    granted_total: o.granted_total,
+                    budget: o.budget,
+                    reserved: o.reserved,
+                    spent: o.spent,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The right to run one invoke; give it back with [`Permit::finish`].
+#[derive(Debug)]
+pub struct Permit {
+    grant: GrantId,
+    opening: OpeningId,
+    scheduler: ActorRef<SchedulerMsg>,
+    finished: bool,
+}
+
+impl Permit {
+    pub fn opening(&self) -> &OpeningId {
+        &self.opening
+    }
+
+    /// Frees the slot and reconciles the reservation with what the invoke really used.
+    pub fn finish(mut self, usage: Budget) {
+        self.finished = true;
+        let _ = self.scheduler.cast(SchedulerMsg::Release {
+            grant: self.grant,
+            usage: Some(usage),
+        });
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.scheduler.cast(SchedulerMsg::Release {
+                grant: self.grant,
+                usage: None,
+            });
+        }
+    }
+}
+
+/// A request the scheduler accepted; await [`PendingGrant::granted`].
+#[derive(Debug)]
+pub struct PendingGrant {
+    opening: OpeningId,
+    scheduler: ActorRef<SchedulerMsg>,
+    rx: oneshot::Receiver<GrantId>,
+}
+
+impl PendingGrant {
+    /// Waits for a slot. Dropping the future gives the place in the queue up.
+    pub async fn granted(self) -> Result<Permit, ScheduleError> {
+        let grant = self.rx.await.map_err(|_| ScheduleError::Down)?;
+        Ok(Permit {
+            grant,
+            opening: self.opening,
+            scheduler: self.scheduler,
+            finished: false,
+        })
+    }
+}
+
+/// A cloneable client of the scheduler.
+#[derive(Debug, Clone)]
+pub struct SchedulerHandle {
+    actor: ActorRef<SchedulerMsg>,
+}
+
+impl SchedulerHandle {
+    pub fn new(actor: ActorRef<SchedulerMsg>) -> Self {
+        Self { actor }
+    }
+
+    pub fn actor(&self) -> &ActorRef<SchedulerMsg> {
+        &self.actor
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<T>) -> SchedulerMsg,
+    ) -> Option<T> {
+        let timeout = Some(Duration::from_millis(SCHEDULER_CALL_TIMEOUT_MS));
+        match self.actor.call(msg, timeout).await {
+            Ok(ractor::rpc::CallResult::Success(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Queues a request (reserving `estimate`), or refuses it at once.
+    pub async fn request(
+        &self,
+        opening: &OpeningId,
+        estimate: Budget,
+    ) -> Result<PendingGrant, ScheduleError> {
+        let id = opening.clone();
+        let rx = self
+            .ask(|reply| SchedulerMsg::Request {
+                opening: id,
+                estimate,
+                reply,
+            })
+            .await
+            .unwrap_or(Err(ScheduleError::Down))?;
+        Ok(PendingGrant {
+            opening: opening.clone(),
+            scheduler: self.actor.clone(),
+            rx,
+        })
+    }
+
+    /// Queues a request and waits for its slot.
+    pub async fn acquire(
+        &self,
+        opening: &OpeningId,
+        estimate: Budget,
+    ) -> Result<Permit, ScheduleError> {
+        self.request(opening, estimate).await?.granted().await
+    }
+
+    pub async fn set_budget(
+        &self,
+        opening: &OpeningId,
+        budget: Option<Budget>,
+    ) -> Result<(), ScheduleError> {
+        let id = opening.clone();
+        self.ask(|r| SchedulerMsg::SetBudget(id, budget, r))
+            .await
+            .unwrap_or(Err(ScheduleError::Down))
+    }
+
+    pub async fn snapshot(&self) -> Option<SchedulerSnapshot> {
+        self.ask(SchedulerMsg::Snapshot).await
+    }
+}

@@ -1,0 +1,301 @@
+//! Bus tests: a real bus actor, real bounded mailboxes, a manual clock for TTL and the
+//! notice rate limit, tokio's paused clock for the back-pressure timeout. No sleeps.
+
+use std::sync::Arc;
+
+use runloop_actors::bus::{
+    BusArgs, BusConfig, BusHandle, DROPS_TOPIC, Delivery, PublishError, SubscribeError,
+    Subscription, Topic, spawn_bus,
+};
+use runloop_proto::frame::{Limits, encode_frame};
+use runloop_proto::payloads::{DropNotice, DropReason, Ping};
+use runloop_proto::{Body, Family, Frame, Header, ManualClock, MsgId, TraceId};
+
+const NOW_MS: u64 = 1_763_766_000_000;
+
+fn frame(msg_id: u64, created_at_ms: u64, ttl_ms: u64) -> Arc<Frame> {
+    let header = Header::new(
+        Family::Control,
+        created_at_ms,
+        ttl_ms,
+        TraceId(7),
+        MsgId(msg_id),
+    )
+    .unwrap();
+    Arc::new(Frame::new(header, Body::from_payload(&Ping { seq: msg_id })).unwrap())
+}
+
+fn fresh(msg_id: u64) -> Arc<Frame> {
+    frame(msg_id, NOW_MS, 60_000)
+}
+
+async fn bus(config: BusConfig) -> (BusHandle, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let handle = spawn_bus(
+        BusArgs {
+            config,
+            clock: clock.clone(),
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    (handle, clock)
+}
+
+fn topic(name: &str) -> Topic {
+    Topic::new(name).unwrap()
+}
+
+async fn recv(sub: &mut Subscription) -> Delivery {
+    sub.rx.recv().await.expect("a delivery")
+}
+
+async fn notice(drops: &mut Subscription) -> DropNotice {
+    let delivery = recv(drops).await;
+    assert_eq!(delivery.topic.as_str(), DROPS_TOPIC);
+    delivery.frame.body().payload_as::<DropNotice>().unwrap()
+}
+
+/// A stats round trip orders after every publish sent before it.
+async fn settle(bus: &BusHandle) -> runloop_actors::bus::BusStats {
+    bus.stats().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_subscriber_gets_each_frame_once_in_order() {
+    let (bus, _) = bus(BusConfig::default()).await;
+    let t = topic("agent/writer/in");
+    let mut a = bus.subscribe(&t, 16).await.unwrap();
+    let mut b = bus.subscribe(&t, 16).await.unwrap();
+    let mut other = bus.subscribe(&topic("agent/critic/in"), 16).await.unwrap();
+    for m in 1..=3 {
+        bus.publish(&t, fresh(m)).await.unwrap();
+    }
+    for sub in [&mut a, &mut b] {
+        for m in 1..=3 {
+            assert_eq!(recv(sub).await.frame.header().msg_id(), MsgId(m));
+        }
+    }
+    let stats = settle(&bus).await;
+    assert_eq!((stats.published, stats.delivered), (3, 6));
+    assert!(other.rx.try_recv().is_err());
+    assert_eq!(stats.dropped.total(), 0);
+}
+
+#[tokio::test]
+async fn expired_frames_are_dropped_with_a_notice() {
+    let (bus, clock) = bus(BusConfig::default()).await;
+    let t = topic("agent/writer/in");
+    let mut drops = bus.subscribe(&topic(DROPS_TOPIC), 16).await.unwrap();
+    let mut sub = bus.subscribe(&t, 16).await.unwrap();
+    bus.publish(&t, frame(1, NOW_MS, 50)).await.unwrap();
+    assert_eq!(recv(&mut sub).await.frame.header().msg_id(), MsgId(1));
+    clock.advance_ms(49);
+    bus.publish(&t, frame(2, NOW_MS, 50)).await.unwrap();
+    assert_eq!(recv(&mut sub).await.frame.header().msg_id(), MsgId(2));
+    // At created_at + ttl exactly the frame is expired (`now >= expiry`).
+    clock.advance_ms(1);
+    bus.publish(&t, frame(3, NOW_MS, 50)).await.unwrap();
+    let n = notice(&mut drops).await;
+    assert_eq!(n.reason, DropReason::Expired);
+    assert_eq!(n.topic, "agent/writer/in");
+    assert_eq!((n.trace_id, n.msg_id), (TraceId(7), MsgId(3)));
+    assert_eq!(n.expires_at_ms, Some(NOW_MS + 50));
+    let stats = settle(&bus).await;
+    assert_eq!(stats.dropped.expired, 1);
+    assert!(sub.rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn duplicates_are_dropped_per_topic_and_subscriber() {
+    let (bus, _) = bus(BusConfig::default()).await;
+    let (t1, t2) = (topic("a/in"), topic("b/in"));
+    let mut drops = bus.subscribe(&topic(DROPS_TOPIC), 16).await.unwrap();
+    let mut s1 = bus.subscribe(&t1, 16).await.unwrap();
+    let mut s2 = bus.subscribe(&t2, 16).await.unwrap();
+    bus.publish(&t1, fresh(1)).await.unwrap();
+    bus.publish(&t1, fresh(1)).await.unwrap();
+    // The same key on another topic is a different (topic, subscriber) pair.
+    bus.publish(&t2, fresh(1)).await.unwrap();
+    recv(&mut s1).await;
+    recv(&mut s2).await;
+    let n = notice(&mut drops).await;
+    assert_eq!(
+        (n.reason, n.topic.as_str()),
+        (DropReason::Duplicate, "a/in")
+    );
+    assert_eq!(n.expires_at_ms, None);
+    // A subscriber that joins later has its own cache and gets the key once.
+    let mut late = bus.subscribe(&t1, 16).await.unwrap();
+    bus.publish(&t1, fresh(1)).await.unwrap();
+    assert_eq!(recv(&mut late).await.frame.header().msg_id(), MsgId(1));
+    let stats = settle(&bus).await;
+    assert_eq!(stats.dropped.duplicate, 2);
+    assert!(s1.rx.try_recv().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_mailbox_waits_then_drops_and_notices() {
+    let config = BusConfig {
+        back_pressure_timeout_ms: 100,
+        ..BusConfig::default()
+    };
+    let (bus, _) = bus(config).await;
+    let t = topic("agent/slow/in");
+    let mut drops = bus.subscribe(&topic(DROPS_TOPIC), 16).await.unwrap();
+    let mut slow = bus.subscribe(&t, 2).await.unwrap();
+    let before = tokio::time::Instant::now();
+    for m in 1..=3 {
+        bus.publish(&t, fresh(m)).await.unwrap();
+    }
+    let n = notice(&mut drops).await;
+    assert_eq!(n.reason, DropReason::BackPressureTimeout);
+    assert_eq!(n.msg_id, MsgId(3));
+    // The bus waited the whole timeout for room before dropping.
+    assert_eq!(before.elapsed().as_millis(), 100);
+    // Congested: the next frame is dropped without another wait.
+    bus.publish(&t, fresh(4)).await.unwrap();
+    assert_eq!(notice(&mut drops).await.msg_id, MsgId(4));
+    assert_eq!(before.elapsed().as_millis(), 100);
+    // Once the subscriber reads, frames flow again.
+    assert_eq!(recv(&mut slow).await.frame.header().msg_id(), MsgId(1));
+    assert_eq!(recv(&mut slow).await.frame.header().msg_id(), MsgId(2));
+    bus.publish(&t, fresh(5)).await.unwrap();
+    assert_eq!(recv(&mut slow).await.frame.header().msg_id(), MsgId(5));
+    let stats = settle(&bus).await;
+    assert_eq!(stats.dropped.back_pressure_timeout, 2);
+    assert_eq!(stats.delivered, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_reader_within_the_timeout_loses_nothing() {
+    let (bus, _) = bus(BusConfig::default()).await;
+    let t = topic("agent/slowish/in");
+    let mut sub = bus.subscribe(&t, 1).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            got.push(sub.rx.recv().await.unwrap().frame.header().msg_id().0);
+        }
+        got
+    });
+    for m in 1..=20 {
+        bus.publish(&t, fresh(m)).await.unwrap();
+    }
+    assert_eq!(reader.await.unwrap(), (1..=20).collect::<Vec<_>>());
+    assert_eq!(settle(&bus).await.dropped.total(), 0);
+}
+
+#[tokio::test]
+async fn notices_are_rate_limited_per_window() {
+    let config = BusConfig {
+        notices_per_window_max: 3,
+        notice_window_ms: 1_000,
+        ..BusConfig::default()
+    };
+    let (bus, clock) = bus(config).await;
+    let t = topic("nobody/listens");
+    let mut drops = bus.subscribe(&topic(DROPS_TOPIC), 64).await.unwrap();
+    for m in 1..=10 {
+        bus.publish(&t, fresh(m)).await.unwrap();
+    }
+    let stats = settle(&bus).await;
+    assert_eq!(stats.dropped.no_subscriber, 10);
+    assert_eq!((stats.notices_sent, stats.notices_suppressed), (3, 7));
+    for m in 1..=3 {
+        let n = notice(&mut drops).await;
+        assert_eq!((n.reason, n.msg_id), (DropReason::NoSubscriber, MsgId(m)));
+    }
+    assert!(drops.rx.try_recv().is_err());
+    clock.advance_ms(1_000);
+    bus.publish(&t, fresh(11)).await.unwrap();
+    assert_eq!(notice(&mut drops).await.msg_id, MsgId(11));
+}
+
+#[tokio::test]
+async fn bytes_are_validated_on_entry() {
+    let (bus, clock) = bus(BusConfig::default()).await;
+    let t = topic("agent/writer/in");
+    let mut sub = bus.subscribe(&t, 16).await.unwrap();
+    let good = encode_frame(&fresh(1), &Limits::default()).unwrap();
+    let published = bus.publish_bytes(&t, good.clone()).await.unwrap();
+    assert_eq!((published.delivered, published.dropped), (1, 0));
+    assert_eq!(recv(&mut sub).await.frame.header().msg_id(), MsgId(1));
+
+    let mut bad_magic = good.clone();
+    bad_magic[4] = b'X';
+    let mut bad_flags = good.clone();
+    bad_flags[4 + 8] = 1;
+    let mut bad_ttl = encode_frame(&fresh(2), &Limits::default()).unwrap();
+    bad_ttl[4 + 28..4 + 36].copy_from_slice(&0u64.to_be_bytes());
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("InvalidMagic", bad_magic),
+        ("InvalidHeaderFlags", bad_flags),
+        ("InvalidTtl", bad_ttl),
+    ];
+    for (name, bytes) in cases {
+        match bus.publish_bytes(&t, bytes).await {
+            Err(PublishError::Invalid { source, .. }) => assert_eq!(source.name(), name),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let err = bus
+        .publish_bytes(&t, good[..10].to_vec())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PublishError::Incomplete { .. }), "{err}");
+    let mut two = good.clone();
+    two.extend_from_slice(&good);
+    let err = bus.publish_bytes(&t, two).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "publish to agent/writer/in: {} bytes after the frame",
+            good.len()
+        )
+    );
+    // An expired frame is a drop (counted, noticed), not a rejection.
+    clock.advance_ms(60_000);
+    let published = bus.publish_bytes(&t, good).await.unwrap();
+    assert_eq!((published.delivered, published.dropped), (0, 1));
+    let stats = settle(&bus).await;
+    assert_eq!((stats.rejected, stats.dropped.expired), (5, 1));
+    assert!(sub.rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn bad_topics_and_subscriptions_are_refused() {
+    for bad in ["", "a//b", "/a", "a/", "a b", "é"] {
+        let err = Topic::new(bad).unwrap_err();
+        assert!(err.to_string().starts_with("topic "), "{err}");
+    }
+    Topic::new(&"a".repeat(257)).unwrap_err();
+    let (bus, _) = bus(BusConfig::default()).await;
+    let err = bus.subscribe(&topic("x"), 0).await.unwrap_err();
+    assert!(
+        matches!(err, SubscribeError::MailboxSize { frames: 0, .. }),
+        "{err}"
+    );
+    let err = bus.publish_batch(&topic("x"), vec![]).await.unwrap_err();
+    assert!(
+        matches!(err, PublishError::BatchSize { frames: 0, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_subscriber_is_forgotten() {
+    let (bus, _) = bus(BusConfig::default()).await;
+    let t = topic("agent/gone/in");
+    let sub = bus.subscribe(&t, 4).await.unwrap();
+    assert_eq!(settle(&bus).await.subscribers, 1);
+    drop(sub);
+    bus.publish(&t, fresh(1)).await.unwrap();
+    let stats = settle(&bus).await;
+    assert_eq!(
+        (stats.subscribers, stats.topics, stats.delivered),
+        (0, 0, 0)
+    );
+}

@@ -1,0 +1,146 @@
+//! How `rlp` reaches a kernel: the daemon when its socket answers (config v1 discovery
+//! order), else a kernel booted in-process (embedded mode). Both answer the same
+//! `control.request.v1` through the same code (`ControlPlane::answer`), so every command
+//! behaves the same in either mode; the caller reports which one answered.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use runloop_kernel::config::{self, LoadOptions, Mode};
+use runloop_kernel::control::{ClientError, ControlPlane, PeerPolicy, request};
+use runloop_kernel::{Kernel, KernelOptions};
+use runloop_proto::payloads::{ControlCommand, ControlOutcome, ControlRequest};
+
+use crate::failure::Failure;
+
+/// Options every kernel-facing command takes.
+#[derive(Debug, Clone, Args)]
+pub struct KernelArgs {
+    /// System mode (/etc/runloop/config.yaml, /run/runloop/rmp.sock).
+    #[arg(long)]
+    pub system: bool,
+    /// Read this config file instead of the mode's default.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Which kernel answered.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Daemon(PathBuf),
+    Embedded { tried: Vec<PathBuf> },
+}
+
+impl Source {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Daemon(path) => format!("source: daemon at {}", path.display()),
+            Source::Embedded { tried } => {
+                let tried: Vec<_> = tried.iter().map(|p| p.display().to_string()).collect();
+                format!(
+                    "source: embedded kernel (no daemon answered at {})",
+                    tried.join(", ")
+                )
+            }
+        }
+    }
+
+    /// The JSON fields `source`, `socket` and `tried`.
+    pub fn json_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        match self {
+            Source::Daemon(path) => {
+                map.insert("source".into(), "daemon".into());
+                map.insert("socket".into(), path.display().to_string().into());
+                map.insert("tried".into(), serde_json::Value::Array(vec![]));
+            }
+            Source::Embedded { tried } => {
+                map.insert("source".into(), "embedded".into());
+                map.insert("socket".into(), serde_json::Value::Null);
+                let tried = tried.iter().map(|p| p.display().to_string().into());
+                map.insert("tried".into(), serde_json::Value::Array(tried.collect()));
+            }
+        }
+        map
+    }
+}
+
+fn request_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("rlp-{}-{nanos:x}", std::process::id())
+}
+
+/// Sends `command` to the daemon, or to an embedded kernel when none answers.
+pub fn ask(
+    args: &KernelArgs,
+    command: ControlCommand,
+) -> Result<(Source, ControlOutcome), Failure> {
+    let mode = if args.system {
+        Mode::System
+    } else {
+        Mode::user_from_env().map_err(|e| Failure::invalid("Config", e.to_string()))?
+    };
+    let config = config::load(&LoadOptions {
+        mode,
+        file: args.config.clone(),
+        env: std::env::vars().collect(),
+        flags: Vec::new(),
+    })
+    .map_err(|e| Failure::invalid("Config", e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::io(format!("start the async runtime: {e}")))?;
+    runtime.block_on(ask_async(&config, command))
+}
+
+async fn ask_async(
+    config: &config::Config,
+    command: ControlCommand,
+) -> Result<(Source, ControlOutcome), Failure> {
+    let candidates = config::socket_candidates(config);
+    let explicit = config.runtime.socket_path.is_some();
+    let id = request_id();
+    for path in &candidates {
+        match request(path, &id, command.clone()).await {
+            Ok(reply) => return Ok((Source::Daemon(path.clone()), reply.outcome)),
+            Err(ClientError::Connect { .. }) if !explicit => continue,
+            Err(err) => {
+                let name = if matches!(err, ClientError::Refused { .. }) {
+                    "DaemonRefused"
+                } else {
+                    "DaemonUnreachable"
+                };
+                let mut failure = Failure::io(err.to_string());
+                failure.name = name.into();
+                return Err(failure);
+            }
+        }
+    }
+    let kernel = Kernel::boot(KernelOptions::default())
+        .await
+        .map_err(|e| Failure::io(e.to_string()))?;
+    let kernel = Arc::new(kernel);
+    let policy = PeerPolicy::same_uid().map_err(|e| Failure::io(format!("read own uid: {e}")))?;
+    let plane = ControlPlane::new(kernel.clone(), policy);
+    let reply = plane
+        .answer(
+            policy.uid,
+            ControlRequest {
+                request_id: id,
+                command,
+            },
+        )
+        .await;
+    drop(plane);
+    if let Ok(kernel) = Arc::try_unwrap(kernel) {
+        kernel.shutdown().await;
+    }
+    Ok((Source::Embedded { tried: candidates }, reply.outcome))
+}

@@ -1,0 +1,137 @@
+//! `runloopd`: boots the kernel from config v1 and serves the control socket until SIGTERM.
+//!
+//! Shutdown order on SIGTERM or SIGINT: stop accepting, drain the connections in flight,
+//! stop the supervisor tree (runs and their agents first), remove the socket file.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use runloop_kernel::config::{self, LoadOptions, Mode};
+use runloop_kernel::control::{self, ControlPlane, PeerPolicy};
+use runloop_kernel::{Kernel, KernelOptions};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// The Runloop daemon.
+#[derive(Debug, Parser)]
+#[command(name = "runloopd", version, about)]
+struct Args {
+    /// System mode: /etc/runloop/config.yaml, /var/lib/runloop, /run/runloop/rmp.sock.
+    #[arg(long)]
+    system: bool,
+    /// Read this config file instead of the mode's default.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override a config key (`section.key=value`); later flags win.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Bind the control socket here (same as `--set runtime.socket_path=PATH`).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Also accept peers in this group id (besides the daemon's own uid).
+    #[arg(long, value_name = "GID")]
+    group: Option<u32>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("runloopd: start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("runloopd: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), (u8, String)> {
+    let mode = if args.system {
+        Mode::System
+    } else {
+        Mode::user_from_env().map_err(|e| (2, e.to_string()))?
+    };
+    let mut flags = args.set;
+    if let Some(socket) = &args.socket {
+        flags.push(format!("runtime.socket_path={}", socket.display()));
+    }
+    let config = config::load(&LoadOptions {
+        mode,
+        file: args.config,
+        env: std::env::vars().collect(),
+        flags,
+    })
+    .map_err(|e| (2, e.to_string()))?;
+    let path = config::bind_path(&config);
+    let listener = bind(&path).await.map_err(|e| (1, e))?;
+    let mut policy = PeerPolicy::same_uid().map_err(|e| (1, format!("read own uid: {e}")))?;
+    policy.group = args.group;
+
+    let kernel = Kernel::boot(KernelOptions::default())
+        .await
+        .map_err(|e| (1, e.to_string()))?;
+    let kernel = Arc::new(kernel);
+    let plane = Arc::new(ControlPlane::new(kernel.clone(), policy));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(control::serve(listener, plane, stop_rx));
+    eprintln!(
+        "runloopd: listening on {} (pid {})",
+        path.display(),
+        std::process::id()
+    );
+
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| (1, format!("SIGTERM handler: {e}")))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| (1, format!("SIGINT handler: {e}")))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("runloopd: shutting down");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = std::fs::remove_file(&path);
+    match Arc::try_unwrap(kernel) {
+        Ok(kernel) => kernel.shutdown().await,
+        Err(kernel) => kernel.root().stop(Some("runloopd shutdown".into())),
+    }
+    eprintln!("runloopd: stopped");
+    Ok(())
+}
+
+/// Binds the socket, creating its directory (0700 in user mode) and replacing a stale
+/// socket file that nobody answers on; a live daemon there is an error.
+async fn bind(path: &Path) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket", path.display()));
+        }
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(format!(
+                "another runloopd already listens on {}",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("remove stale {}: {e}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| format!("bind {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    Ok(listener)
+}

@@ -1,0 +1,554 @@
+//! Config v1 (`shared/specs/config-v1.md`): file → `RUNLOOP__SECTION__KEY` env → flags,
+//! later wins; unknown keys are errors naming the key's path; a missing file is defaults.
+//!
+//! The layers are merged as YAML trees, the merged tree is checked against [`SCHEMA`]
+//! (every key of config v1, and nothing else), and only then turned into the typed
+//! [`Config`]. Each key remembers the layer it came from ([`Config::sources`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_norway::{Mapping, Value};
+
+/// Largest config file read, in bytes.
+pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "RUNLOOP__";
+/// The only config version this loader reads.
+pub const CONFIG_VERSION: u64 = 1;
+
+/// The shape of a config tree: which keys exist and what they hold.
+#[derive(Debug)]
+pub enum Shape {
+    Scalar,
+    ScalarList,
+    List(&'static Shape),
+    Map(&'static [(&'static str, Shape)]),
+}
+
+const PROVIDER: Shape = Shape::Map(&[
+    ("id", Shape::Scalar),
+    ("kind", Shape::Scalar),
+    ("base_url", Shape::Scalar),
+    ("secret_id", Shape::Scalar),
+]);
+const ROUTE: Shape = Shape::Map(&[("pattern", Shape::Scalar), ("provider", Shape::Scalar)]);
+
+/// Every key of config v1.
+pub const SCHEMA: Shape = Shape::Map(&[
+    ("version", Shape::Scalar),
+    (
+        "runtime",
+        Shape::Map(&[
+            ("base", Shape::Scalar),
+            ("agent_container", Shape::Scalar),
+            ("socket_path", Shape::Scalar),
+            ("sockets_dir", Shape::Scalar),
+        ]),
+    ),
+    (
+        "models",
+        Shape::Map(&[
+            ("default", Shape::Scalar),
+            (
+                "broker",
+                Shape::Map(&[
+                    ("providers", Shape::List(&PROVIDER)),
+                    ("route", Shape::List(&ROUTE)),
+                    (
+                        "cache",
+                        Shape::Map(&[("ttl_ms", Shape::Scalar), ("capacity", Shape::Scalar)]),
+                    ),
+                    (
+                        "budgets",
+                        Shape::Map(&[
+                            ("default_tokens", Shape::Scalar),
+                            ("hard_cap_usd", Shape::Scalar),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    (
+        "kb",
+        Shape::Map(&[
+            ("root_dir", Shape::Scalar),
+            ("events_db", Shape::Scalar),
+            ("view_db", Shape::Scalar),
+        ]),
+    ),
+    (
+        "logging",
+        Shape::Map(&[
+            ("level", Shape::Scalar),
+            ("format", Shape::Scalar),
+            ("file", Shape::Scalar),
+        ]),
+    ),
+    (
+        "observability",
+        Shape::Map(&[(
+            "traces",
+            Shape::Map(&[
+                ("enabled", Shape::Scalar),
+                ("otlp_endpoint", Shape::Scalar),
+                ("sampling", Shape::Scalar),
+            ]),
+        )]),
+    ),
+    (
+        "security",
+        Shape::Map(&[
+            ("confirm_external_actions", Shape::Scalar),
+            (
+                "secrets",
+                Shape::Map(&[("provider", Shape::Scalar), ("root", Shape::Scalar)]),
+            ),
+        ]),
+    ),
+    (
+        "router",
+        Shape::Map(&[
+            ("fastpath_shell", Shape::Scalar),
+            ("default_opening", Shape::Scalar),
+            ("allowlist", Shape::ScalarList),
+            ("denylist", Shape::ScalarList),
+            ("known_commands", Shape::ScalarList),
+        ]),
+    ),
+    ("ui", Shape::Map(&[("theme", Shape::Scalar)])),
+]);
+
+/// User mode (`~/.runloop`) or system mode (`/etc/runloop`, `/var/lib/runloop`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    User { home: PathBuf },
+    System,
+}
+
+impl Mode {
+    /// User mode for `$HOME`.
+    pub fn user_from_env() -> Result<Self, ConfigError> {
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .ok_or(ConfigError::NoHome)?;
+        Ok(Mode::User {
+            home: PathBuf::from(home),
+        })
+    }
+
+    /// Where this mode's config file lives.
+    pub fn config_file(&self) -> PathBuf {
+        match self {
+            Mode::User { home } => home.join(".runloop/config.yaml"),
+            Mode::System => PathBuf::from("/etc/runloop/config.yaml"),
+        }
+    }
+
+    /// State, POG and bundles.
+    pub fn state_dir(&self) -> PathBuf {
+        match self {
+            Mode::User { home } => home.join(".runloop"),
+            Mode::System => PathBuf::from("/var/lib/runloop"),
+        }
+    }
+
+    /// `~` and `~/…` expanded against the user's home (system mode leaves them).
+    pub fn expand(&self, path: &str) -> PathBuf {
+        match (self, path.strip_prefix('~')) {
+            (Mode::User { home }, Some("")) => home.clone(),
+            (Mode::User { home }, Some(rest)) if rest.starts_with('/') => home.join(&rest[1..]),
+            _ => PathBuf::from(path),
+        }
+    }
+}
+
+/// Where one key's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(var) => write!(f, "env {var}"),
+            Source::Flag => f.write_str("flag"),
+        }
+    }
+}
+
+/// Why the config could not be loaded; each names the failed step.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: $HOME is not set; user mode needs a home directory")]
+    NoHome,
+    #[error("config: read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: {path} is {len} bytes, above the {CONFIG_FILE_BYTES_MAX}-byte limit")]
+    TooLarge { path: PathBuf, len: u64 },
+    #[error("config: parse {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("config: unknown key {path} (from {origin})")]
+    UnknownKey { path: String, origin: String },
+    #[error("config: {path} (from {origin}) must be {want}")]
+    WrongShape {
+        path: String,
+        origin: String,
+        want: &'static str,
+    },
+    #[error("config: {origin}: an override must look like SECTION__KEY=value or section.key=value")]
+    BadOverride { origin: String },
+    #[error("config: version {found} is not supported (this is config v{CONFIG_VERSION})")]
+    Version { found: String },
+    #[error("config: {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// `runtime:` — the parts the kernel reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Runtime {
+    #[serde(default)]
+    pub base: Option<String>,
+    #[serde(default)]
+    pub agent_container: Option<String>,
+    #[serde(default)]
+    pub socket_path: Option<String>,
+    #[serde(default)]
+    pub sockets_dir: Option<String>,
+}
+
+/// `logging.level`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+/// `logging:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Logging {
+    #[serde(default)]
+    pub level: LogLevel,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+/// The loaded config: typed sections the kernel uses, the whole checked tree for the
+/// others, and each key's source.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub runtime: Runtime,
+    pub logging: Logging,
+    tree: Value,
+    sources: BTreeMap<String, Source>,
+}
+
+impl Config {
+    /// The checked, merged tree (for sections other crates type).
+    pub fn tree(&self) -> &Value {
+        &self.tree
+    }
+
+    /// Each key path that was set, and by which layer.
+    pub fn sources(&self) -> &BTreeMap<String, Source> {
+        &self.sources
+    }
+}
+
+/// The inputs of one load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub mode: Mode,
+    /// A config file other than the mode's default.
+    pub file: Option<PathBuf>,
+    /// Environment variables (all of them; those starting with [`ENV_PREFIX`] are used).
+    pub env: Vec<(String, String)>,
+    /// `section.key=value` overrides from the command line.
+    pub flags: Vec<String>,
+}
+
+/// Loads file → env → flags.
+pub fn load(options: &LoadOptions) -> Result<Config, ConfigError> {
+    let mut tree = Value::Mapping(Mapping::new());
+    let mut sources = BTreeMap::new();
+    let path = options
+        .file
+        .clone()
+        .unwrap_or_else(|| options.mode.config_file());
+    if let Some(text) = read_file(&path)? {
+        let origin = format!("file {}", path.display());
+        let file: Value = serde_norway::from_str(&text).map_err(|e| ConfigError::Parse {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        let file = match file {
+            Value::Null => Value::Mapping(Mapping::new()),
+            other => other,
+        };
+        check(&file, &SCHEMA, "", &origin)?;
+        merge(
+            &mut tree,
+            file,
+            "",
+            &Source::File(path.clone()),
+            &mut sources,
+        );
+    }
+    for (var, value) in &options.env {
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let origin = format!("env {var}");
+        apply_override(
+            &mut tree,
+            &keys,
+            value,
+            &origin,
+            Source::Env(var.clone()),
+            &mut sources,
+        )?;
+    }
+    for flag in &options.flags {
+        let origin = format!("flag --set {flag}");
+        let (key, value) = flag
+            .split_once('=')
+            .ok_or_else(|| ConfigError::BadOverride {
+                origin: origin.clone(),
+            })?;
+        let keys: Vec<String> = key.split('.').map(str::to_owned).collect();
+        apply_override(&mut tree, &keys, value, &origin, Source::Flag, &mut sources)?;
+    }
+    typed(options.mode.clone(), tree, sources)
+}
+
+fn read_file(path: &Path) -> Result<Option<String>, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    if meta.len() > CONFIG_FILE_BYTES_MAX {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            len: meta.len(),
+        });
+    }
+    std::fs::read_to_string(path).map(Some).map_err(read_err)
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// Checks `value` against `shape`; the first unknown key or wrong shape is the error.
+fn check(value: &Value, shape: &Shape, path: &str, origin: &str) -> Result<(), ConfigError> {
+    let wrong = |want| ConfigError::WrongShape {
+        path: if path.is_empty() {
+            "(top level)".into()
+        } else {
+            path.to_owned()
+        },
+        origin: origin.to_owned(),
+        want,
+    };
+    match shape {
+        Shape::Scalar => match value {
+            Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_) => {
+                Err(wrong("a single value"))
+            }
+            _ => Ok(()),
+        },
+        Shape::ScalarList => match value {
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, v)| check(v, &Shape::Scalar, &format!("{path}[{i}]"), origin)),
+            Value::Null => Ok(()),
+            _ => Err(wrong("a list of values")),
+        },
+        Shape::List(item) => match value {
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, v)| check(v, item, &format!("{path}[{i}]"), origin)),
+            Value::Null => Ok(()),
+            _ => Err(wrong("a list")),
+        },
+        Shape::Map(fields) => {
+            let map = match value {
+                Value::Mapping(map) => map,
+                Value::Null => return Ok(()),
+                _ => return Err(wrong("a map")),
+            };
+            for (key, child) in map {
+                let Some(key) = key.as_str() else {
+                    return Err(ConfigError::UnknownKey {
+                        path: join(path, &format!("{key:?}")),
+                        origin: origin.to_owned(),
+                    });
+                };
+                let Some((_, child_shape)) = fields.iter().find(|(name, _)| *name == key) else {
+                    return Err(ConfigError::UnknownKey {
+                        path: join(path, key),
+                        origin: origin.to_owned(),
+                    });
+                };
+                check(child, child_shape, &join(path, key), origin)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Merges `layer` into `tree`: maps key by key, anything else replaced whole.
+fn merge(
+    tree: &mut Value,
+    layer: Value,
+    path: &str,
+    source: &Source,
+    sources: &mut BTreeMap<String, Source>,
+) {
+    if layer.is_mapping() && !tree.is_mapping() {
+        // A map replaces a scalar key by key, so each leaf records its own source.
+        *tree = Value::Mapping(Mapping::new());
+    }
+    match (tree, layer) {
+        (Value::Mapping(base), Value::Mapping(over)) => {
+            for (key, value) in over {
+                let child_path = join(path, key.as_str().unwrap_or_default());
+                let slot = base.entry(key).or_insert(Value::Null);
+                merge(slot, value, &child_path, source, sources);
+            }
+        }
+        (slot, value) => {
+            *slot = value;
+            sources.insert(path.to_owned(), source.clone());
+        }
+    }
+}
+
+fn apply_override(
+    tree: &mut Value,
+    keys: &[String],
+    raw: &str,
+    origin: &str,
+    source: Source,
+    sources: &mut BTreeMap<String, Source>,
+) -> Result<(), ConfigError> {
+    if keys.is_empty() || keys.iter().any(String::is_empty) {
+        return Err(ConfigError::BadOverride {
+            origin: origin.to_owned(),
+        });
+    }
+    // The value is read as YAML so that `true`, `8000` and `[a, b]` get their types; text
+    // that is not valid YAML is taken as a plain string.
+    let value: Value = serde_norway::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()));
+    let mut layer = value;
+    for key in keys.iter().rev() {
+        let mut map = Mapping::new();
+        map.insert(Value::String(key.clone()), layer);
+        layer = Value::Mapping(map);
+    }
+    check(&layer, &SCHEMA, "", origin)?;
+    merge(tree, layer, "", &source, sources);
+    Ok(())
+}
+
+fn section<T: for<'de> Deserialize<'de> + Default>(
+    tree: &Value,
+    name: &str,
+) -> Result<T, ConfigError> {
+    match tree.get(name) {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(value) => serde_norway::from_value(value.clone()).map_err(|e| ConfigError::Invalid {
+            path: name.to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn typed(
+    mode: Mode,
+    tree: Value,
+    sources: BTreeMap<String, Source>,
+) -> Result<Config, ConfigError> {
+    if let Some(version) = tree.get("version")
+        && version.as_u64() != Some(CONFIG_VERSION)
+    {
+        let found = serde_norway::to_string(version).unwrap_or_default();
+        return Err(ConfigError::Version {
+            found: found.trim().to_owned(),
+        });
+    }
+    Ok(Config {
+        runtime: section(&tree, "runtime")?,
+        logging: section(&tree, "logging")?,
+        mode,
+        tree,
+        sources,
+    })
+}
+
+/// Where `rlp` looks for the daemon's socket, in order (config v1 "Socket discovery").
+/// `runtime.socket_path`, when set, is the only candidate (and must answer).
+pub fn socket_candidates(config: &Config) -> Vec<PathBuf> {
+    let mode = &config.mode;
+    if let Some(path) = &config.runtime.socket_path {
+        return vec![mode.expand(path)];
+    }
+    let mut out = Vec::new();
+    if let Some(dir) = &config.runtime.sockets_dir {
+        out.push(mode.expand(dir).join("rmp.sock"));
+    }
+    if let Mode::User { home } = mode {
+        out.push(home.join(".runloop/sock/rmp.sock"));
+    }
+    out.push(PathBuf::from("/run/runloop/rmp.sock"));
+    out.dedup();
+    out
+}
+
+/// Where `runloopd` binds: system mode `/run/runloop/rmp.sock`; user mode the first
+/// configured place, else `~/.runloop/sock/rmp.sock`.
+pub fn bind_path(config: &Config) -> PathBuf {
+    let mode = &config.mode;
+    if let Some(path) = &config.runtime.socket_path {
+        return mode.expand(path);
+    }
+    match mode {
+        Mode::System => PathBuf::from("/run/runloop/rmp.sock"),
+        Mode::User { home } => match &config.runtime.sockets_dir {
+            Some(dir) => mode.expand(dir).join("rmp.sock"),
+            None => home.join(".runloop/sock/rmp.sock"),
+        },
+    }
+}

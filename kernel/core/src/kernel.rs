@@ -1,0 +1,607 @@
+//! Boot and wiring: the supervisor tree, the same in `runloopd` and in embedded mode.
+//!
+//! ```text
+//! root (one_for_one)
+//! ├── system (one_for_one): bus, scheduler, breaker, quarantine, metrics,
+//! │                         dead_letters, [pog slot], [broker slot]
+//! └── runs (one_for_one, temporary children): one supervisor per run → agent actors
+//! ```
+//!
+//! The control plane (the socket server) is not in the tree: it belongs to `runloopd`,
+//! which owns the listening socket and stops accepting before the tree shuts down.
+//! POG and broker are provided by their own crates; until they are wired in, `rlp status`
+//! shows their slots as `empty`.
+//!
+//! Lifecycle: [`Kernel::boot`] starts the tree and returns once every system actor is
+//! running; [`Kernel::shutdown`] stops the root, which stops runs first (they were
+//! started last) and then the system actors, each waited for.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use runloop_actors::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle};
+use runloop_actors::bus::{BUS_INGRESS_FRAMES_MAX, Bus, BusArgs, BusConfig, BusHandle};
+use runloop_actors::delivery::{DeadLetter, DeadLetterMsg, DeadLetters};
+use runloop_actors::names::{AgentName, OpeningId};
+use runloop_actors::quarantine::{
+    Quarantine, QuarantineError, QuarantineHandle, QuarantineReason, QuarantineRecord,
+};
+use runloop_actors::scheduler::{Scheduler, SchedulerConfig, SchedulerHandle};
+use runloop_actors::supervisor::{
+    ChildKind, ChildSnapshot, ChildSpec, ChildState, GiveUpHook, Intensity, Restart, Slot,
+    Strategy, SupervisorArgs, SupervisorConfig, SupervisorError, SupervisorMsg, SupervisorSnapshot,
+    snapshot, spawn_root,
+};
+use runloop_proto::payloads::{ActorKind, ActorNode, ActorRunState};
+use runloop_proto::{Clock, SystemClock};
+use tokio::sync::Semaphore;
+
+use crate::metrics::{Metrics, MetricsMsg, ProcessSample};
+
+/// How long status waits for the tree's snapshot and each actor's detail.
+pub const STATUS_TIMEOUT_MS: u64 = 2_000;
+/// How long shutdown waits for the tree to stop.
+pub const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
+
+/// Everything the tree is booted with.
+#[derive(Clone)]
+pub struct KernelOptions {
+    pub clock: Arc<dyn Clock>,
+    pub root: SupervisorConfig,
+    pub system: SupervisorConfig,
+    pub bus: BusConfig,
+    pub breaker: BreakerConfig,
+    pub scheduler: SchedulerConfig,
+}
+
+impl std::fmt::Debug for KernelOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelOptions").finish_non_exhaustive()
+    }
+}
+
+impl Default for KernelOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            root: SupervisorConfig::new(Strategy::OneForOne),
+            system: SupervisorConfig::new(Strategy::OneForOne),
+            bus: BusConfig::default(),
+            breaker: BreakerConfig::default(),
+            scheduler: SchedulerConfig::default(),
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct Slots {
+    bus: Slot<runloop_actors::bus::BusMsg>,
+    scheduler: Slot<runloop_actors::scheduler::SchedulerMsg>,
+    breaker: Slot<runloop_actors::breaker::BreakerMsg>,
+    quarantine: Slot<runloop_actors::quarantine::QuarantineMsg>,
+    metrics: Slot<MetricsMsg>,
+    dead_letters: Slot<DeadLetterMsg>,
+    runs: Slot<SupervisorMsg>,
+}
+
+/// Most runs one kernel supervises at once.
+pub const RUNS_MAX: usize = 1_024;
+/// How long run and agent requests wait for a supervisor.
+pub const RUN_CALL_TIMEOUT_MS: u64 = 10_000;
+
+/// Why a run or agent request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("run {run}: the runs supervisor is not running")]
+    RunsDown { run: OpeningId },
+    #[error("run {run} is not running")]
+    NoSuchRun { run: OpeningId },
+    #[error("run {run} is already running")]
+    RunExists { run: OpeningId },
+    #[error("the kernel already supervises {RUNS_MAX} runs")]
+    TooManyRuns,
+    #[error("run {run}: {source}")]
+    Supervisor {
+        run: OpeningId,
+        source: SupervisorError,
+    },
+    #[error("start agent {agent}: {message}; release it with `rlp agent release {agent}`")]
+    Quarantined { agent: AgentName, message: String },
+    #[error("start agent {agent}: {source}")]
+    Quarantine {
+        agent: AgentName,
+        source: QuarantineError,
+    },
+}
+
+/// Why the kernel did not boot.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("boot: start the supervisor tree: {0}")]
+    Tree(String),
+}
+
+/// A running kernel.
+pub struct Kernel {
+    root: ActorRef<SupervisorMsg>,
+    join: tokio::task::JoinHandle<()>,
+    clock: Arc<dyn Clock>,
+    /// The supervisor of each run started through this kernel.
+    runs: std::sync::Mutex<HashMap<OpeningId, Slot<SupervisorMsg>>>,
+    slots: Slots,
+    bus_permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Slots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slots").finish_non_exhaustive()
+    }
+}
+
+fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
+    let (clock, bus, breaker, scheduler) = (
+        options.clock.clone(),
+        options.bus,
+        options.breaker,
+        options.scheduler,
+    );
+    let bus_clock = clock.clone();
+    let breaker_clock = clock.clone();
+    vec![
+        ChildSpec::worker_published("bus", Restart::Permanent, slots.bus.clone(), move || {
+            let args = BusArgs {
+                config: bus,
+                clock: bus_clock.clone(),
+            };
+            (Bus, args)
+        }),
+        ChildSpec::worker_published(
+            "scheduler",
+            Restart::Permanent,
+            slots.scheduler.clone(),
+            move || (Scheduler, scheduler),
+        ),
+        ChildSpec::worker_published(
+            "breaker",
+            Restart::Permanent,
+            slots.breaker.clone(),
+            move || {
+                let args = BreakerArgs {
+                    config: breaker,
+                    clock: breaker_clock.clone(),
+                };
+                (BreakerActor, args)
+            },
+        ),
+        ChildSpec::worker_published(
+            "quarantine",
+            Restart::Permanent,
+            slots.quarantine.clone(),
+            move || (Quarantine, clock.clone()),
+        ),
+        ChildSpec::worker_published("metrics", Restart::Permanent, slots.metrics.clone(), || {
+            (Metrics, ())
+        }),
+        ChildSpec::worker_published(
+            "dead_letters",
+            Restart::Permanent,
+            slots.dead_letters.clone(),
+            || (DeadLetters, ()),
+        ),
+    ]
+}
+
+impl Kernel {
+    /// Starts the tree; returns once every system actor is running.
+    pub async fn boot(options: KernelOptions) -> Result<Kernel, BootError> {
+        let slots = Slots::default();
+        let system = ChildSpec::supervisor(
+            "system",
+            Restart::Permanent,
+            options.system,
+            options.clock.clone(),
+            system_children(&options, &slots),
+        );
+        let runs = ChildSpec::supervisor_published(
+            Restart::Permanent,
+            SupervisorArgs {
+                name: "runs".into(),
+                config: SupervisorConfig::new(Strategy::OneForOne),
+                clock: options.clock.clone(),
+                children: Vec::new(),
+                on_give_up: None,
+            },
+            slots.runs.clone(),
+        );
+        let (root, join) = spawn_root(SupervisorArgs {
+            name: "root".into(),
+            config: options.root,
+            clock: options.clock.clone(),
+            children: vec![system, runs],
+            on_give_up: None,
+        })
+        .await
+        .map_err(|e| BootError::Tree(e.to_string()))?;
+        Ok(Kernel {
+            root,
+            join,
+            clock: options.clock.clone(),
+            runs: std::sync::Mutex::new(HashMap::new()),
+            slots,
+            bus_permits: Arc::new(Semaphore::new(BUS_INGRESS_FRAMES_MAX)),
+        })
+    }
+
+    pub fn root(&self) -> &ActorRef<SupervisorMsg> {
+        &self.root
+    }
+
+    pub fn bus(&self) -> Option<BusHandle> {
+        let bus = self.slots.bus.get()?;
+        Some(BusHandle::with_permits(bus, self.bus_permits.clone()))
+    }
+
+    pub fn scheduler(&self) -> Option<SchedulerHandle> {
+        self.slots.scheduler.get().map(SchedulerHandle::new)
+    }
+
+    pub fn breakers(&self) -> Option<BreakerHandle> {
+        self.slots.breaker.get().map(BreakerHandle::new)
+    }
+
+    pub fn quarantine(&self) -> Option<QuarantineHandle> {
+        self.slots.quarantine.get().map(QuarantineHandle::new)
+    }
+
+    /// Records a message that could not be delivered.
+    pub fn dead_letter(&self, record: DeadLetter) {
+        if let Some(actor) = self.slots.dead_letters.get() {
+            let _ = actor.cast(DeadLetterMsg::Record(record));
+        }
+    }
+
+    /// The dead-letter records kept, oldest first, and how many older ones were dropped.
+    pub async fn dead_letters(&self) -> Option<(Vec<DeadLetter>, u64)> {
+        let actor = self.slots.dead_letters.get()?;
+        let timeout = Some(Duration::from_millis(STATUS_TIMEOUT_MS));
+        match actor.call(DeadLetterMsg::List, timeout).await {
+            Ok(ractor::rpc::CallResult::Success(list)) => Some(list),
+            _ => None,
+        }
+    }
+
+    /// Releases a quarantined agent.
+    pub async fn release(&self, agent: &AgentName) -> Result<QuarantineRecord, QuarantineError> {
+        self.quarantine()
+            .ok_or(QuarantineError::Down)?
+            .release(agent)
+            .await
+    }
+
+    /// Starts a run's supervisor (`run-<id>`, one_for_one) under `runs`. A run is
+    /// temporary: when it ends or gives up it is not restarted.
+    pub async fn start_run(&self, run: &OpeningId) -> Result<(), RunError> {
+        let runs = self
+            .slots
+            .runs
+            .get()
+            .ok_or_else(|| RunError::RunsDown { run: run.clone() })?;
+        {
+            let map = self.runs.lock().expect("runs lock");
+            if map.contains_key(run) {
+                return Err(RunError::RunExists { run: run.clone() });
+            }
+            if map.len() >= RUNS_MAX {
+                return Err(RunError::TooManyRuns);
+            }
+        }
+        let slot = Slot::default();
+        let spec = ChildSpec::supervisor_published(
+            Restart::Temporary,
+            SupervisorArgs {
+                name: format!("run-{run}"),
+                config: SupervisorConfig::new(Strategy::OneForOne),
+                clock: self.clock.clone(),
+                children: Vec::new(),
+                on_give_up: None,
+            },
+            slot.clone(),
+        );
+        start_child(&runs, spec, run).await?;
+        self.runs
+            .lock()
+            .expect("runs lock")
+            .insert(run.clone(), slot);
+        Ok(())
+    }
+
+    /// Stops a run and everything under it.
+    pub async fn stop_run(&self, run: &OpeningId) -> Result<(), RunError> {
+        let runs = self
+            .slots
+            .runs
+            .get()
+            .ok_or_else(|| RunError::RunsDown { run: run.clone() })?;
+        self.runs.lock().expect("runs lock").remove(run);
+        let timeout = Some(Duration::from_millis(RUN_CALL_TIMEOUT_MS));
+        let id = format!("run-{run}");
+        match runs
+            .call(|r| SupervisorMsg::StopChild(id, r), timeout)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
+            Ok(ractor::rpc::CallResult::Success(Err(SupervisorError::NoSuchChild { .. }))) => {
+                Err(RunError::NoSuchRun { run: run.clone() })
+            }
+            Ok(ractor::rpc::CallResult::Success(Err(source))) => Err(RunError::Supervisor {
+                run: run.clone(),
+                source,
+            }),
+            _ => Err(RunError::RunsDown { run: run.clone() }),
+        }
+    }
+
+    /// Starts `worker` as agent `agent` of `run`, under its own supervisor
+    /// (`agent-<name>`) with `intensity`. A quarantined agent is refused. When the agent
+    /// crashes more often than `intensity` allows, its supervisor parks it in quarantine
+    /// with the last error, and gives up; the run does not restart it (temporary).
+    pub async fn start_agent(
+        &self,
+        run: &OpeningId,
+        agent: &AgentName,
+        intensity: Intensity,
+        worker: ChildSpec,
+    ) -> Result<(), RunError> {
+        let quarantine = self.quarantine().ok_or_else(|| RunError::Quarantine {
+            agent: agent.clone(),
+            source: QuarantineError::Down,
+        })?;
+        let parked = quarantine
+            .check(agent)
+            .await
+            .map_err(|source| RunError::Quarantine {
+                agent: agent.clone(),
+                source,
+            })?;
+        if let Some(record) = parked {
+            return Err(RunError::Quarantined {
+                agent: agent.clone(),
+                message: record.message,
+            });
+        }
+        let run_supervisor = self
+            .runs
+            .lock()
+            .expect("runs lock")
+            .get(run)
+            .and_then(Slot::get)
+            .ok_or_else(|| RunError::NoSuchRun { run: run.clone() })?;
+        let spec = ChildSpec::supervisor_published(
+            Restart::Temporary,
+            SupervisorArgs {
+                name: format!("agent-{agent}"),
+                config: SupervisorConfig {
+                    intensity,
+                    ..SupervisorConfig::new(Strategy::OneForOne)
+                },
+                clock: self.clock.clone(),
+                children: vec![worker],
+                on_give_up: Some(park_on_give_up(quarantine, agent.clone())),
+            },
+            Slot::default(),
+        );
+        start_child(&run_supervisor, spec, run).await
+    }
+
+    /// Samples the kernel process.
+    pub async fn sample(&self) -> Option<ProcessSample> {
+        let metrics = self.slots.metrics.get()?;
+        let timeout = Some(Duration::from_millis(STATUS_TIMEOUT_MS));
+        match metrics.call(MetricsMsg::Sample, timeout).await {
+            Ok(ractor::rpc::CallResult::Success(sample)) => sample,
+            _ => None,
+        }
+    }
+
+    /// The tree with each actor's state and a one-line detail per system actor.
+    pub async fn status(&self) -> ActorNode {
+        let tree = snapshot(&self.root, STATUS_TIMEOUT_MS).await;
+        let mut root = match tree {
+            Some(tree) => supervisor_node(&tree, ActorRunState::Running, 0, None),
+            None => ActorNode {
+                name: "root".into(),
+                kind: ActorKind::Supervisor,
+                state: ActorRunState::Stopped,
+                restarts: 0,
+                last_error: Some("the root supervisor did not answer".into()),
+                detail: None,
+                children: Vec::new(),
+            },
+        };
+        if let Some(system) = root.children.iter_mut().find(|c| c.name == "system") {
+            self.add_details(system).await;
+            for slot in ["pog", "broker"] {
+                system.children.push(ActorNode {
+                    name: slot.into(),
+                    kind: ActorKind::Slot,
+                    state: ActorRunState::Empty,
+                    restarts: 0,
+                    last_error: None,
+                    detail: Some("provided by its own crate; not wired in yet".into()),
+                    children: Vec::new(),
+                });
+            }
+        }
+        root
+    }
+
+    async fn add_details(&self, system: &mut ActorNode) {
+        for node in &mut system.children {
+            node.detail = match node.name.as_str() {
+                "bus" => match self.bus() {
+                    Some(bus) => bus.stats().await.map(|s| {
+                        format!(
+                            "topics {}, subscribers {}, published {}, delivered {}, dropped {}, rejected {}",
+                            s.topics,
+                            s.subscribers,
+                            s.published,
+                            s.delivered,
+                            s.dropped.total(),
+                            s.rejected
+                        )
+                    }),
+                    None => None,
+                },
+                "scheduler" => match self.scheduler() {
+                    Some(s) => s.snapshot().await.map(|s| {
+                        format!(
+                            "running {}/{}, queued {}, openings {}",
+                            s.running,
+                            s.concurrency_max,
+                            s.queued,
+                            s.openings.len()
+                        )
+                    }),
+                    None => None,
+                },
+                "quarantine" => match self.quarantine() {
+                    Some(q) => q.list().await.ok().map(|l| format!("parked {}", l.len())),
+                    None => None,
+                },
+                "dead_letters" => self
+                    .dead_letters()
+                    .await
+                    .map(|(records, dropped)| format!("records {}, dropped {dropped}", records.len())),
+                "metrics" => self.sample().await.map(|s| {
+                    format!(
+                        "kernel cpu {} ms, rss {} KiB",
+                        s.cpu_ms,
+                        s.rss_bytes / 1024
+                    )
+                }),
+                _ => None,
+            };
+        }
+    }
+
+    /// Stops the whole tree and waits for it.
+    pub async fn shutdown(self) {
+        let timeout = Duration::from_millis(SHUTDOWN_TIMEOUT_MS);
+        self.root.stop(Some("kernel shutdown".into()));
+        let _ = tokio::time::timeout(timeout, self.join).await;
+    }
+}
+
+async fn start_child(
+    supervisor: &ActorRef<SupervisorMsg>,
+    spec: ChildSpec,
+    run: &OpeningId,
+) -> Result<(), RunError> {
+    let timeout = Some(Duration::from_millis(RUN_CALL_TIMEOUT_MS));
+    match supervisor
+        .call(|r| SupervisorMsg::StartChild(spec, r), timeout)
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
+        Ok(ractor::rpc::CallResult::Success(Err(source))) => Err(RunError::Supervisor {
+            run: run.clone(),
+            source,
+        }),
+        _ => Err(RunError::RunsDown { run: run.clone() }),
+    }
+}
+
+/// The hook that parks `agent` when its supervisor gives up.
+fn park_on_give_up(quarantine: QuarantineHandle, agent: AgentName) -> GiveUpHook {
+    Arc::new(move |err: SupervisorError| {
+        let (quarantine, agent) = (quarantine.clone(), agent.clone());
+        Box::pin(async move {
+            let reason = match err {
+                SupervisorError::IntensityExceeded {
+                    restarts,
+                    period_ms,
+                    reason,
+                    ..
+                } => QuarantineReason::CrashLoop {
+                    restarts: u32::try_from(restarts).unwrap_or(u32::MAX),
+                    period_ms,
+                    last_error: reason,
+                },
+                other => QuarantineReason::CrashLoop {
+                    restarts: 0,
+                    period_ms: 0,
+                    last_error: other.to_string(),
+                },
+            };
+            // A quarantine that is down cannot park; the agent still is not restarted
+            // (temporary), and the failure shows in the tree.
+            let _ = quarantine.park(&agent, reason).await;
+        })
+    })
+}
+
+fn state_of(state: ChildState) -> ActorRunState {
+    match state {
+        ChildState::Running => ActorRunState::Running,
+        ChildState::Restarting => ActorRunState::Restarting,
+        ChildState::Stopped => ActorRunState::Stopped,
+    }
+}
+
+fn supervisor_node(
+    tree: &SupervisorSnapshot,
+    state: ActorRunState,
+    restarts: u32,
+    last_error: Option<String>,
+) -> ActorNode {
+    ActorNode {
+        name: tree.name.clone(),
+        kind: ActorKind::Supervisor,
+        state,
+        restarts,
+        last_error,
+        detail: Some(format!("strategy {}", strategy_name(tree.strategy))),
+        children: tree.children.iter().map(child_node).collect(),
+    }
+}
+
+fn child_node(child: &ChildSnapshot) -> ActorNode {
+    let state = state_of(child.state);
+    match (&child.supervisor, child.kind) {
+        (Some(tree), _) => {
+            let mut node = supervisor_node(tree, state, child.restarts, child.last_error.clone());
+            node.name = child.id.clone();
+            node
+        }
+        (None, kind) => ActorNode {
+            name: child.id.clone(),
+            kind: match kind {
+                ChildKind::Supervisor => ActorKind::Supervisor,
+                ChildKind::Worker => ActorKind::Worker,
+            },
+            state,
+            restarts: child.restarts,
+            last_error: child.last_error.clone(),
+            detail: None,
+            children: Vec::new(),
+        },
+    }
+}
+
+fn strategy_name(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::OneForOne => "one_for_one",
+        Strategy::OneForAll => "one_for_all",
+        Strategy::RestForOne => "rest_for_one",
+    }
+}

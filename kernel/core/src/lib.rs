@@ -1,0 +1,15 @@
+//! Runloop's kernel: config v1, boot and wiring of the supervisor tree, the control plane.
+//!
+//! - [`config`]: file → env → flags, unknown keys rejected with their path, modes, sockets;
+//! - [`kernel`]: the tree (root → system → runs), embedded or inside `runloopd`;
+//! - [`control`]: the control socket (RMP frames only, SO_PEERCRED, idempotent requests);
+//! - [`metrics`]: the kernel process's own CPU and RSS.
+//!
+//! Boundary: the kernel wires actors together; it holds no actor logic of its own.
+
+pub mod config;
+pub mod control;
+pub mod kernel;
+pub mod metrics;
+
+pub use kernel::{Kernel, KernelOptions};

@@ -1,0 +1,158 @@
+//! Control-plane payloads: what `rlp` and `agtop` ask `runloopd` over its socket, and the
+//! answers. Requests carry a caller-chosen `request_id`; the daemon answers a repeated id
+//! with the first answer instead of acting twice.
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::PayloadExample;
+
+/// Longest `request_id`, in bytes.
+pub const REQUEST_ID_BYTES_MAX: usize = 64;
+
+/// `control.request.v1`: one request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlRequest {
+    /// 1 to [`REQUEST_ID_BYTES_MAX`] bytes chosen by the caller; the idempotency key.
+    pub request_id: String,
+    pub command: ControlCommand,
+}
+
+/// What a control request asks for (closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ControlCommand {
+    /// The supervisor tree with each actor's state.
+    Status,
+    /// Releases a quarantined agent.
+    AgentRelease { agent: String },
+}
+
+impl PayloadExample for ControlRequest {
+    fn example() -> Self {
+        ControlRequest {
+            request_id: "6b1d3f0a9c2e4d11".into(),
+            command: ControlCommand::Status,
+        }
+    }
+}
+
+/// `control.reply.v1`: the answer to one request, echoing its `request_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlReply {
+    pub request_id: String,
+    pub outcome: ControlOutcome,
+}
+
+/// How a control request ended (closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ControlOutcome {
+    Status {
+        tree: ActorNode,
+    },
+    Released {
+        agent: String,
+        reason: String,
+    },
+    /// The request failed; `code` is a stable name (e.g. `NotQuarantined`).
+    Failed {
+        code: String,
+        message: String,
+    },
+}
+
+/// An actor in the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorNode {
+    pub name: String,
+    pub kind: ActorKind,
+    pub state: ActorRunState,
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// One line about the actor's own state (e.g. the bus's counters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ActorNode>,
+}
+
+/// Whether a node supervises others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Supervisor,
+    Worker,
+    /// A slot reserved for an actor another part of the system provides (POG, broker).
+    Slot,
+}
+
+/// An actor's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorRunState {
+    Running,
+    Restarting,
+    Stopped,
+    /// A slot with nothing in it yet.
+    Empty,
+}
+
+impl PayloadExample for ControlReply {
+    fn example() -> Self {
+        ControlReply {
+            request_id: "6b1d3f0a9c2e4d11".into(),
+            outcome: ControlOutcome::Status {
+                tree: ActorNode {
+                    name: "root".into(),
+                    kind: ActorKind::Supervisor,
+                    state: ActorRunState::Running,
+                    restarts: 0,
+                    last_error: None,
+                    detail: None,
+                    children: vec![ActorNode {
+                        name: "bus".into(),
+                        kind: ActorKind::Worker,
+                        state: ActorRunState::Running,
+                        restarts: 1,
+                        last_error: Some("boom".into()),
+                        detail: Some("published 10, delivered 10, dropped 0".into()),
+                        children: vec![],
+                    }],
+                },
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::Body;
+
+    #[test]
+    fn control_payloads_round_trip_through_bodies() {
+        let request = ControlRequest {
+            request_id: "r1".into(),
+            command: ControlCommand::AgentRelease {
+                agent: "writer".into(),
+            },
+        };
+        let body = Body::from_payload(&request);
+        let mut bytes = Vec::new();
+        body.encode(&mut bytes);
+        let decoded = Body::decode(&bytes, crate::Family::Control).unwrap();
+        assert_eq!(decoded.payload_as::<ControlRequest>().unwrap(), request);
+        let reply = ControlReply::example();
+        let body = Body::from_payload(&reply);
+        assert_eq!(body.payload_as::<ControlReply>().unwrap(), reply);
+        // A request is not a reply.
+        assert_eq!(
+            body.payload_as::<ControlRequest>().unwrap_err().name(),
+            "BodyTypeMismatch"
+        );
+    }
+}
