@@ -112,8 +112,10 @@ impl OfflineProvider {
         for (i, _) in scored {
             let cost = estimate_tokens(sents[i]);
             if used + cost > budget {
+                // Stop at the first sentence that does not fit: a shorter, weaker sentence must
+                // not displace the order of importance.
                 truncated = true;
-                continue;
+                break;
             }
             used += cost;
             chosen.push(i);
