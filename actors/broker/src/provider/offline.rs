@@ -106,6 +106,7 @@ impl OfflineProvider {
         // Highest score first; ties keep the earlier sentence (stable and deterministic).
         scored.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let budget = u64::from(req.max_tokens_or_default());
+        let first = scored.first().copied();
         let mut chosen = Vec::new();
         let mut used = 0;
         let mut truncated = false;
@@ -121,11 +122,18 @@ impl OfflineProvider {
             chosen.push(i);
         }
         chosen.sort_unstable();
-        let content = chosen
-            .iter()
-            .map(|i| sents[*i])
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut content = chosen.iter().map(|i| sents[*i]).collect::<Vec<_>>().join(" ");
+        if let (true, Some((best, _))) = (chosen.is_empty(), first) {
+            // Even the best sentence is too long: cut it at a word boundary within the budget.
+            for word in sents[best].split_whitespace() {
+                let next = if content.is_empty() { word.to_owned() } else { format!("{content} {word}") };
+                if estimate_tokens(&next) > budget {
+                    break;
+                }
+                content = next;
+            }
+            used = estimate_tokens(&content);
+        }
         let tokens_in = super::estimate_prompt_tokens(req);
         CompleteResponse {
             content,
