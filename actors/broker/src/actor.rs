@@ -65,7 +65,7 @@ pub enum BrokerMsg {
 pub enum BrokerArgs {
     /// Build from the `models` config section in `pre_start`.
     Config {
-        config: ModelsConfig,
+        config: Box<ModelsConfig>,
         secrets: SecretResolver,
         clock: Arc<dyn Clock>,
     },
@@ -110,7 +110,7 @@ impl Actor for BrokerActor {
                 secrets,
                 clock,
             } => (
-                Arc::new(Broker::new(config, &secrets, clock.clone())?),
+                Arc::new(Broker::new(*config, &secrets, clock.clone())?),
                 clock,
             ),
             BrokerArgs::Prebuilt(b) => (b, Arc::new(crate::clock::SystemClock) as Arc<dyn Clock>),

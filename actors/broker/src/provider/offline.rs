@@ -122,11 +122,19 @@ impl OfflineProvider {
             chosen.push(i);
         }
         chosen.sort_unstable();
-        let mut content = chosen.iter().map(|i| sents[*i]).collect::<Vec<_>>().join(" ");
+        let mut content = chosen
+            .iter()
+            .map(|i| sents[*i])
+            .collect::<Vec<_>>()
+            .join(" ");
         if let (true, Some((best, _))) = (chosen.is_empty(), first) {
             // Even the best sentence is too long: cut it at a word boundary within the budget.
             for word in sents[best].split_whitespace() {
-                let next = if content.is_empty() { word.to_owned() } else { format!("{content} {word}") };
+                let next = if content.is_empty() {
+                    word.to_owned()
+                } else {
+                    format!("{content} {word}")
+                };
                 if estimate_tokens(&next) > budget {
                     break;
                 }

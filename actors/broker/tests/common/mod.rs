@@ -34,7 +34,10 @@ impl RealServer {
             .output()
             .map_err(|e| format!("run model-server.sh: {e}"))?;
         if !out.status.success() {
-            return Err(format!("model-server.sh start failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "model-server.sh start failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let pid = text
@@ -52,7 +55,10 @@ impl RealServer {
 
 impl Drop for RealServer {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).args(["stop", &self.pid.to_string()]).status();
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", &self.pid.to_string()])
+            .status();
     }
 }
 
@@ -85,7 +91,9 @@ impl Stub {
         tokio::spawn(async move {
             let mut n = 0usize;
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let reply = replies[n.min(replies.len() - 1)].clone();
                 n += 1;
                 let seen = seen.clone();
@@ -95,7 +103,10 @@ impl Stub {
                     let bytes = match reply {
                         StubReply::Drop => return,
                         StubReply::Http(status, headers, body) => {
-                            let mut head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+                            let mut head = format!(
+                                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                                body.len()
+                            );
                             for (k, v) in headers {
                                 head.push_str(&format!("{k}: {v}\r\n"));
                             }
@@ -122,8 +133,7 @@ impl Stub {
 async fn read_request(sock: &mut tokio::net::TcpStream) -> String {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
-    loop {
-        let Ok(n) = sock.read(&mut tmp).await else { break };
+    while let Ok(n) = sock.read(&mut tmp).await {
         if n == 0 {
             break;
         }
