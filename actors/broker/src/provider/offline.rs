@@ -2,8 +2,9 @@
 //!
 //! Neither is a language model and every response says so in its provider label
 //! ([`EngineKind::OfflineExtractiveWriter`], [`EngineKind::OfflineHashingEmbedder`]). The writer
-//! picks the highest-scoring sentences of the prompt (word frequency, stop words ignored) and
-//! returns them in their original order within `max_tokens`; the embedder hashes words and
+//! picks the highest-scoring half of the last user message's sentences (word frequency over the
+//! user and system messages, stop words ignored) and returns them in their original order within
+//! `max_tokens`; the embedder hashes words and
 //! character trigrams into a signed vector of [`EMBED_DIMS`] dimensions, L2-normalised, so texts
 //! sharing words are closer than unrelated ones.
 
@@ -110,7 +111,9 @@ impl OfflineProvider {
         let mut chosen = Vec::new();
         let mut used = 0;
         let mut truncated = false;
-        for (i, _) in scored {
+        // An extract, not an echo: at most the better half of the sentences.
+        let keep = sents.len().div_ceil(2);
+        for (i, _) in scored.into_iter().take(keep) {
             let cost = estimate_tokens(sents[i]);
             if used + cost > budget {
                 // Stop at the first sentence that does not fit: a shorter, weaker sentence must
