@@ -5,8 +5,8 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use runloop_broker::actor::BrokerHandle;
 use runloop_broker::{
-    Broker, BrokerActor, BrokerArgs, CallContext, CompleteRequest, EmbedRequest, ModelRequest, ModelsConfig, SecretResolver, SecretsConfig,
-    SystemClock,
+    Broker, BrokerActor, BrokerArgs, CallContext, CompleteRequest, EmbedRequest, ModelRequest,
+    ModelsConfig, SecretResolver, SecretsConfig, SystemClock,
 };
 use std::hint::black_box;
 use std::sync::Arc;
@@ -17,26 +17,54 @@ const PROMPT: &str = "Ada asked for the Q3 report by Friday. The numbers are in 
 fn broker(capacity: usize) -> Broker {
     let mut config = ModelsConfig::default();
     config.broker.cache.capacity = capacity;
-    Broker::new(config, &SecretResolver::with_env(SecretsConfig::default(), Default::default()), Arc::new(SystemClock)).unwrap()
+    Broker::new(
+        config,
+        &SecretResolver::with_env(SecretsConfig::default(), Default::default()),
+        Arc::new(SystemClock),
+    )
+    .unwrap()
 }
 
 fn request() -> CompleteRequest {
-    CompleteRequest { temperature: Some(0.0), ..CompleteRequest::prompt("", PROMPT) }
+    CompleteRequest {
+        temperature: Some(0.0),
+        ..CompleteRequest::prompt("", PROMPT)
+    }
 }
 
 fn cache_hit(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let ctx = CallContext { opening: Some("bench".into()), agent: Some("writer".into()), ..CallContext::default() };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ctx = CallContext {
+        opening: Some("bench".into()),
+        agent: Some("writer".into()),
+        ..CallContext::default()
+    };
     let cached = broker(1024);
     rt.block_on(cached.complete(request(), &ctx, None)).unwrap();
     let uncached = broker(0);
     let mut g = c.benchmark_group("cache_hit");
-    g.bench_function("baseline_request_hash", |b| b.iter(|| black_box(ModelRequest::Complete(request()).hash())));
-    g.bench_function("baseline_offline_uncached", |b| b.iter(|| rt.block_on(uncached.complete(request(), &ctx, None)).unwrap()));
-    g.bench_function("broker_cache_hit", |b| b.iter(|| rt.block_on(cached.complete(request(), &ctx, None)).unwrap()));
+    g.bench_function("baseline_request_hash", |b| {
+        b.iter(|| black_box(ModelRequest::Complete(request()).hash()))
+    });
+    g.bench_function("baseline_offline_uncached", |b| {
+        b.iter(|| {
+            rt.block_on(uncached.complete(request(), &ctx, None))
+                .unwrap()
+        })
+    });
+    g.bench_function("broker_cache_hit", |b| {
+        b.iter(|| rt.block_on(cached.complete(request(), &ctx, None)).unwrap())
+    });
     g.finish();
 
-    let mrt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mrt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let handle = mrt.block_on(async {
         let args = BrokerArgs::Config {
             config: Box::default(),
@@ -49,21 +77,40 @@ fn cache_hit(c: &mut Criterion) {
         h
     });
     let mut g = c.benchmark_group("actor");
-    g.bench_function("actor_cache_hit", |b| b.iter(|| mrt.block_on(handle.complete(request(), ctx.clone(), None)).unwrap()));
+    g.bench_function("actor_cache_hit", |b| {
+        b.iter(|| {
+            mrt.block_on(handle.complete(request(), ctx.clone(), None))
+                .unwrap()
+        })
+    });
     g.finish();
 }
 
 fn offline_throughput(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let ctx = CallContext::default();
     let b0 = broker(0);
     let mut g = c.benchmark_group("offline");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("complete_uncached", |b| b.iter(|| rt.block_on(b0.complete(request(), &ctx, None)).unwrap()));
+    g.bench_function("complete_uncached", |b| {
+        b.iter(|| rt.block_on(b0.complete(request(), &ctx, None)).unwrap())
+    });
     let inputs: Vec<String> = (0..32).map(|i| format!("{PROMPT} variant {i}")).collect();
     g.throughput(Throughput::Elements(inputs.len() as u64));
     g.bench_function("embed_32_uncached", |b| {
-        b.iter(|| rt.block_on(b0.embed(EmbedRequest { model: String::new(), inputs: inputs.clone() }, &ctx)).unwrap())
+        b.iter(|| {
+            rt.block_on(b0.embed(
+                EmbedRequest {
+                    model: String::new(),
+                    inputs: inputs.clone(),
+                },
+                &ctx,
+            ))
+            .unwrap()
+        })
     });
     g.finish();
 }

@@ -15,7 +15,7 @@ use crate::provider::http::{HttpBuildError, HttpProvider};
 use crate::provider::offline::OfflineProvider;
 use crate::provider::replay::{ReplayLoadError, ReplayProvider};
 use crate::provider::{Provider, ProviderError, estimate_prompt_tokens, estimate_tokens};
-use crate::secrets::{SecretError, SecretResolver};
+use crate::secrets::SecretResolver;
 use crate::types::{
     Answer, CallContext, CompleteRequest, CompleteResponse, EmbedRequest, EmbedResponse,
     ModelRequest, ModelResponse, Record, RequestError, ServedBy,
@@ -52,11 +52,6 @@ pub enum BrokerError {
 pub enum BuildError {
     #[error("invalid models config: {0}")]
     Config(#[from] ConfigError),
-    #[error("provider {provider}: {source}")]
-    Secret {
-        provider: String,
-        source: SecretError,
-    },
     #[error(transparent)]
     Http(#[from] HttpBuildError),
     #[error("provider {provider}: {source}")]
@@ -109,25 +104,22 @@ impl Broker {
         for p in &config.broker.providers {
             let built = match p.kind {
                 ProviderKind::Offline => Provider::Offline(OfflineProvider::new(&p.id)),
-                ProviderKind::Http => {
-                    let key = match &p.secret_id {
-                        Some(id) => {
-                            Some(secrets.resolve(id).map_err(|source| BuildError::Secret {
-                                provider: p.id.clone(),
-                                source,
-                            })?)
-                        }
-                        None => None,
-                    };
-                    let url = p.base_url.as_deref().expect("validated: http has base_url");
-                    Provider::Http(HttpProvider::new(
-                        &p.id,
-                        url,
-                        key,
-                        config.broker.http,
-                        clock.clone(),
-                    )?)
-                }
+                ProviderKind::Http => match p.secret_id.as_deref().map(|id| secrets.resolve(id)) {
+                    // A missing key disables only this provider: its calls fail naming the
+                    // secret, and the broker (and every other provider) still starts.
+                    Some(Err(e)) => Provider::Unavailable(e),
+                    resolved => {
+                        let key = resolved.map(|r| r.expect("error arm handled above"));
+                        let url = p.base_url.as_deref().expect("validated: http has base_url");
+                        Provider::Http(HttpProvider::new(
+                            &p.id,
+                            url,
+                            key,
+                            config.broker.http,
+                            clock.clone(),
+                        )?)
+                    }
+                },
                 ProviderKind::Replay => {
                     let path = p.records.as_deref().expect("validated: replay has records");
                     let r =

@@ -69,7 +69,7 @@ impl Default for SecretsConfig {
 }
 
 /// Why a secret could not be resolved. Never contains the secret.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
     #[error("secret id {id:?} is not valid (segments of [A-Za-z0-9._-], separated by '/')")]
     BadId { id: String },

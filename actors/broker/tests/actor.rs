@@ -2,6 +2,7 @@
 //! stats, and a REAL supervised child process (python3's http.server standing in for a model
 //! server's process: what is tested is start, health polling, restart after SIGKILL and stop).
 
+use ractor::Actor;
 use runloop_broker::actor::{BROKER_ACTOR_NAME, BrokerHandle};
 use runloop_broker::config::LocalServerConfig;
 use runloop_broker::local_server::{LocalServer, LocalServerStatus};
@@ -182,4 +183,35 @@ async fn missing_program_fails_with_its_name() {
         matches!(s.status(), LocalServerStatus::Failed { ref reason } if reason.contains("/nonexistent/model-server"))
     );
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actor_supervises_the_configured_local_server_and_stops_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = runloop_broker::ModelsConfig::default();
+    config.broker.local_server = Some(python_server(port));
+    let args = BrokerArgs::Config {
+        config: Box::new(config),
+        secrets: SecretResolver::with_env(SecretsConfig::default(), Default::default()),
+        clock: Arc::new(SystemClock),
+    };
+    // Unnamed: the singleton name is taken by the other test in this process.
+    let (actor, join) = Actor::spawn(None, BrokerActor, args).await.unwrap();
+    let h = BrokerHandle::new(actor.clone());
+    let mut pid = 0;
+    for _ in 0..400 {
+        if let Some(LocalServerStatus::Healthy { pid: p, .. }) = h.local_server().await.unwrap() {
+            pid = p;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pid > 0, "local server never healthy");
+    actor.stop(None);
+    join.await.unwrap();
+    assert!(!alive(pid), "actor stop must stop its model server ({pid})");
 }

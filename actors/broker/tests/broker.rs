@@ -592,3 +592,102 @@ async fn offline_writer_cuts_an_overlong_sentence_to_the_budget() {
         runloop_broker::FinishReason::Length
     );
 }
+
+#[tokio::test]
+async fn replay_provider_from_config_and_bad_records_file() {
+    let dir = std::env::temp_dir().join(format!("runloop-broker-replaycfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clock = ManualClock::new(0);
+    let live = offline_broker(ModelsConfig::default(), &clock);
+    let a = live
+        .complete(
+            CompleteRequest::prompt("recorded-model", "One fact. Another fact."),
+            &CallContext::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    let path = dir.join("run.jsonl");
+    std::fs::write(&path, serde_json::to_string(&a.record).unwrap() + "\n").unwrap();
+    let mut config = ModelsConfig::default();
+    config.broker.providers.push(ProviderConfig {
+        id: "last".into(),
+        kind: ProviderKind::Replay,
+        base_url: None,
+        secret_id: None,
+        records: Some(path.clone()),
+    });
+    config.broker.route.push(RouteRule {
+        pattern: "recorded-*".into(),
+        provider: "last".into(),
+        model: None,
+    });
+    let b = offline_broker(config.clone(), &clock);
+    let r = b
+        .complete(
+            CompleteRequest::prompt("recorded-model", "One fact. Another fact."),
+            &CallContext::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.served_by, r.response), (ServedBy::Replay, a.response));
+    std::fs::write(&path, "{not json}\n").unwrap();
+    let e = Broker::new(
+        config,
+        &SecretResolver::with_env(SecretsConfig::default(), Default::default()),
+        Arc::new(clock),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BuildError::Replay {
+                source: ReplayLoadError::Parse { line: 1, .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn missing_key_disables_only_its_provider() {
+    let mut config = ModelsConfig::default();
+    config.broker.providers.push(ProviderConfig {
+        id: "keyless".into(),
+        kind: ProviderKind::Http,
+        base_url: Some("http://127.0.0.1:9".into()),
+        secret_id: Some("runloop/models/absent".into()),
+        records: None,
+    });
+    let clock = ManualClock::new(0);
+    let b = offline_broker(config, &clock);
+    let forced = CallContext {
+        provider: Some("keyless".into()),
+        ..CallContext::default()
+    };
+    let e = b
+        .complete(CompleteRequest::prompt("", "x"), &forced, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BrokerError::Provider {
+                source: ProviderError::Secret(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("RUNLOOP_MODELS_ABSENT"), "{e}");
+    b.complete(
+        CompleteRequest::prompt("", "x"),
+        &CallContext::default(),
+        None,
+    )
+    .await
+    .expect("offline still works");
+}

@@ -189,10 +189,10 @@ fn bad_input_gets_specific_errors_and_exit_codes() {
         ),
         (
             "models:\n  broker:\n    providers:\n      - id: k\n        kind: http\n        base_url: http://127.0.0.1:9\n        secret_id: runloop/models/absent\n",
-            vec!["model", "ls"],
+            vec!["model", "complete", "--provider", "k", "x"],
             None,
             2,
-            "RUNLOOP_MODELS_ABSENT",
+            "provider unavailable: secret \"runloop/models/absent\" not found: set RUNLOOP_MODELS_ABSENT",
         ),
     ];
     for (config, args, stdin, code, needle) in cases {

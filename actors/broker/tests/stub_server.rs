@@ -340,3 +340,56 @@ async fn refused_connection_is_a_connect_error() {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn silent_server_times_out_without_retry() {
+    let stub = Stub::start(vec![StubReply::Hang]).await;
+    let clock = ManualClock::new(0);
+    let mut config = ModelsConfig {
+        default: "stub:m".into(),
+        ..ModelsConfig::default()
+    };
+    config.broker.providers.push(ProviderConfig {
+        id: "stub".into(),
+        kind: ProviderKind::Http,
+        base_url: Some(stub.base_url.clone()),
+        secret_id: None,
+        records: None,
+    });
+    config.broker.http.timeout_ms = 300;
+    let b = Broker::new(
+        config,
+        &SecretResolver::with_env(SecretsConfig::default(), HashMap::new()),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let r = b
+        .complete(
+            CompleteRequest::prompt("m", "hi"),
+            &CallContext::default(),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(BrokerError::Provider {
+                source: ProviderError::Timeout { timeout_ms: 300 },
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(stub.request_count(), 1);
+}
+
+#[tokio::test]
+async fn debug_output_never_shows_the_key() {
+    let stub = Stub::start(vec![ok_chat("x")]).await;
+    let b = broker(&stub, &ManualClock::new(0));
+    let shown = format!("{b:?}");
+    assert!(
+        shown.contains("Secret(<redacted>)") && !shown.contains(SECRET),
+        "{shown}"
+    );
+}

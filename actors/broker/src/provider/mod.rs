@@ -38,6 +38,8 @@ pub enum ProviderError {
     ReplayMiss { hash: RequestHash },
     #[error("replay record for request {hash} is a different kind of response")]
     ReplayKind { hash: RequestHash },
+    #[error("provider unavailable: {0}")]
+    Secret(crate::secrets::SecretError),
     #[error("{what} is not supported by the {provider} provider")]
     NotOffered {
         provider: &'static str,
@@ -70,6 +72,8 @@ pub enum Provider {
     Http(http::HttpProvider),
     Offline(offline::OfflineProvider),
     Replay(replay::ReplayProvider),
+    /// An HTTP provider whose API key could not be resolved; every call fails with the reason.
+    Unavailable(crate::secrets::SecretError),
 }
 
 impl Provider {
@@ -90,6 +94,7 @@ impl Provider {
                 }
                 Ok(r)
             }
+            Provider::Unavailable(e) => Err(ProviderError::Secret(e.clone())),
             Provider::Replay(p) => {
                 let r = p.complete(req)?;
                 if let Some(tx) = stream {
@@ -109,6 +114,7 @@ impl Provider {
             Provider::Http(p) => p.embed(req, model).await,
             Provider::Offline(p) => Ok(p.embed(req)),
             Provider::Replay(p) => p.embed(req),
+            Provider::Unavailable(e) => Err(ProviderError::Secret(e.clone())),
         }
     }
 
@@ -117,6 +123,7 @@ impl Provider {
             Provider::Http(p) => p.list_models().await,
             Provider::Offline(_) => Ok(offline::MODELS.iter().map(|m| (*m).to_owned()).collect()),
             Provider::Replay(p) => Ok(p.models()),
+            Provider::Unavailable(e) => Err(ProviderError::Secret(e.clone())),
         }
     }
 

@@ -71,6 +71,8 @@ pub enum StubReply {
     Drop,
     /// Answer 200 with an SSE body.
     Sse(String),
+    /// Read the request, then never answer (holds the connection for a minute).
+    Hang,
 }
 
 /// A STUB OpenAI-compatible server on loopback: answers each request with the next scripted
@@ -102,6 +104,10 @@ impl Stub {
                     seen.lock().unwrap().push(request);
                     let bytes = match reply {
                         StubReply::Drop => return,
+                        StubReply::Hang => {
+                            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                            return;
+                        }
                         StubReply::Http(status, headers, body) => {
                             let mut head = format!(
                                 "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",

@@ -148,6 +148,11 @@ impl From<BrokerError> for Failure {
     fn from(e: BrokerError) -> Self {
         let code = match e {
             BrokerError::Invalid(_) | BrokerError::UnknownProvider { .. } => 2,
+            // A missing API key is a setup problem, not a provider failure.
+            BrokerError::Provider {
+                source: runloop_broker::ProviderError::Secret(_),
+                ..
+            } => 2,
             BrokerError::Budget(_) => 3,
             _ => 1,
         };
