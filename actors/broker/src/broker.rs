@@ -4,7 +4,7 @@
 //! [`crate::actor`] wraps it as the singleton actor.
 
 use crate::accounting::{NONE_KEY, Outcome, Stats};
-use crate::budget::{BudgetError, Budgets, Spend};
+use crate::budget::{BudgetError, Budgets, ReservationId, Spend};
 use crate::cache::{CacheKey, ResponseCache};
 use crate::clock::Clock;
 use crate::config::{
@@ -298,12 +298,12 @@ impl Broker {
         self.lock().budgets.close_opening(opening);
     }
 
-    fn account(&self, provider: &str, ctx: &CallContext, outcome: Outcome) {
+    fn account(&self, provider: &str, ctx: &CallContext, outcome: &Outcome) {
         self.lock().stats.record(
             provider,
             ctx.opening.as_deref(),
             ctx.agent.as_deref(),
-            &outcome,
+            outcome,
         );
     }
 
@@ -333,6 +333,56 @@ impl Broker {
         eff
     }
 
+    fn fail(&self, provider: &str, ctx: &CallContext, latency_ms: u64) {
+        let outcome = Outcome {
+            error: true,
+            latency_ms,
+            ..Outcome::default()
+        };
+        self.account(provider, ctx, &outcome);
+    }
+
+    /// Validates and routes; failures are accounted under no provider.
+    fn admit(&self, req: &ModelRequest, ctx: &CallContext) -> Result<Route, BrokerError> {
+        let checked = match req {
+            ModelRequest::Complete(r) => r.validate(),
+            ModelRequest::Embed(r) => r.validate(),
+        };
+        let routed = checked
+            .map_err(BrokerError::from)
+            .and_then(|()| self.route(req.model(), ctx));
+        let (id, model) = routed.inspect_err(|_| self.fail(NONE_KEY, ctx, 0))?;
+        let provider = self
+            .providers
+            .get(&id)
+            .map(|(_, p)| p.clone())
+            .expect("route returns configured providers");
+        Ok(Route {
+            id,
+            model,
+            provider,
+        })
+    }
+
+    /// Reserves the estimate in every budget scope; replays reserve nothing.
+    fn reserve(
+        &self,
+        route: &Route,
+        eff: &ModelRequest,
+        ctx: &CallContext,
+        now_ms: u64,
+    ) -> Result<Option<ReservationId>, BrokerError> {
+        if route.provider.is_replay() {
+            return Ok(None);
+        }
+        let need = self.estimate(eff, &route.model);
+        let reserved = self.lock().budgets.reserve(ctx, need, now_ms);
+        reserved.map(Some).map_err(|e| {
+            self.fail(&route.id, ctx, 0);
+            e.into()
+        })
+    }
+
     async fn serve(
         &self,
         req: ModelRequest,
@@ -340,48 +390,14 @@ impl Broker {
         stream: Option<mpsc::Sender<String>>,
     ) -> Result<Answer<ModelResponse>, BrokerError> {
         let started_ms = self.clock.now_ms();
-        let checked = match &req {
-            ModelRequest::Complete(r) => r.validate(),
-            ModelRequest::Embed(r) => r.validate(),
-        };
-        if let Err(e) = checked {
-            self.account(
-                NONE_KEY,
-                ctx,
-                Outcome {
-                    error: true,
-                    ..Outcome::default()
-                },
-            );
-            return Err(e.into());
-        }
-        let (pid, model) = match self.route(req.model(), ctx) {
-            Ok(t) => t,
-            Err(e) => {
-                self.account(
-                    NONE_KEY,
-                    ctx,
-                    Outcome {
-                        error: true,
-                        ..Outcome::default()
-                    },
-                );
-                return Err(e);
-            }
-        };
-        let provider = self
-            .providers
-            .get(&pid)
-            .map(|(_, p)| p.clone())
-            .ok_or_else(|| BrokerError::UnknownProvider { id: pid.clone() })?;
-        let hash = req.hash();
+        let route = self.admit(&req, ctx)?;
         let eff = self.effective(&req);
-        let cacheable = !provider.is_replay()
+        let cacheable = !route.provider.is_replay()
             && match &eff {
                 ModelRequest::Complete(r) => r.is_deterministic(),
                 ModelRequest::Embed(_) => true,
             };
-        let key = CacheKey::new(hash, &pid, &model);
+        let key = CacheKey::new(req.hash(), &route.id, &route.model);
         let hit = if cacheable {
             self.lock().cache.get(&key, started_ms)
         } else {
@@ -389,123 +405,68 @@ impl Broker {
         };
         if let Some(hit) = hit {
             if let (Some(tx), ModelResponse::Complete(c)) = (&stream, &hit) {
+                // A closed receiver only means nobody watches the stream.
                 let _ = tx.send(c.content.clone()).await;
             }
             let latency_ms = self.clock.now_ms().saturating_sub(started_ms);
             self.account(
-                &pid,
+                &route.id,
                 ctx,
-                Outcome {
+                &Outcome {
                     cache_hit: true,
                     latency_ms,
                     ..Outcome::default()
                 },
             );
+            let record = Record::new(req, hit.clone(), ServedBy::Cache);
             return Ok(Answer {
-                record: Record::new(req, hit.clone(), ServedBy::Cache),
+                record,
                 response: hit,
                 served_by: ServedBy::Cache,
                 latency_ms,
             });
         }
-        let reservation = if provider.is_replay() {
-            None
-        } else {
-            let need = self.estimate(&eff, &model);
-            let reserved = self.lock().budgets.reserve(ctx, need, started_ms);
-            match reserved {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    self.account(
-                        &pid,
-                        ctx,
-                        Outcome {
-                            error: true,
-                            ..Outcome::default()
-                        },
-                    );
-                    return Err(e.into());
-                }
-            }
-        };
+        let reservation = self.reserve(&route, &eff, ctx, started_ms)?;
         let result = match &eff {
-            ModelRequest::Complete(r) => provider
-                .complete(r, &model, stream.as_ref())
+            ModelRequest::Complete(r) => route
+                .provider
+                .complete(r, &route.model, stream.as_ref())
                 .await
                 .map(ModelResponse::Complete),
-            ModelRequest::Embed(r) => provider.embed(r, &model).await.map(ModelResponse::Embed),
+            ModelRequest::Embed(r) => route
+                .provider
+                .embed(r, &route.model)
+                .await
+                .map(ModelResponse::Embed),
         };
         let now_ms = self.clock.now_ms();
         let latency_ms = now_ms.saturating_sub(started_ms);
-        let mut response = match result {
+        let response = match result {
             Ok(r) => r,
             Err(source) => {
-                let mut st = self.lock();
                 if let Some(id) = reservation {
-                    st.budgets.release(id, now_ms);
+                    self.lock().budgets.release(id, now_ms);
                 }
-                st.stats.record(
-                    &pid,
-                    ctx.opening.as_deref(),
-                    ctx.agent.as_deref(),
-                    &Outcome {
-                        error: true,
-                        latency_ms,
-                        ..Outcome::default()
-                    },
-                );
+                self.fail(&route.id, ctx, latency_ms);
                 return Err(BrokerError::Provider {
-                    provider: pid,
+                    provider: route.id,
                     source,
                 });
             }
         };
-        let served_by = if provider.is_replay() {
+        let settled = Settled {
+            reservation,
+            cacheable,
+            key,
+            now_ms,
+            latency_ms,
+        };
+        let response = self.settle(&route, ctx, response, settled);
+        let served_by = if route.provider.is_replay() {
             ServedBy::Replay
         } else {
             ServedBy::Provider
         };
-        let usage = match &mut response {
-            ModelResponse::Complete(r) => &mut r.usage,
-            ModelResponse::Embed(r) => &mut r.usage,
-        };
-        if reservation.is_some() {
-            usage.cost_usd_micros =
-                self.config
-                    .broker
-                    .cost_usd_micros(&model, usage.tokens_in, usage.tokens_out);
-        }
-        let usage = *usage;
-        {
-            let mut st = self.lock();
-            if let Some(id) = reservation {
-                st.budgets.reconcile(
-                    id,
-                    Spend {
-                        tokens: usage.tokens_in + usage.tokens_out,
-                        usd_micros: usage.cost_usd_micros,
-                    },
-                    now_ms,
-                );
-            }
-            if cacheable {
-                st.cache.insert(key, response.clone(), now_ms);
-            }
-            let cost = if served_by == ServedBy::Replay {
-                0
-            } else {
-                usage.cost_usd_micros
-            };
-            let outcome = Outcome {
-                tokens_in: usage.tokens_in,
-                tokens_out: usage.tokens_out,
-                cost_usd_micros: cost,
-                latency_ms,
-                ..Outcome::default()
-            };
-            st.stats
-                .record(&pid, ctx.opening.as_deref(), ctx.agent.as_deref(), &outcome);
-        }
         Ok(Answer {
             record: Record::new(req, response.clone(), served_by),
             response,
@@ -513,4 +474,71 @@ impl Broker {
             latency_ms,
         })
     }
+
+    /// Prices the answer, reconciles its reservation, caches and accounts it.
+    fn settle(
+        &self,
+        route: &Route,
+        ctx: &CallContext,
+        mut response: ModelResponse,
+        s: Settled,
+    ) -> ModelResponse {
+        let usage = match &mut response {
+            ModelResponse::Complete(r) => &mut r.usage,
+            ModelResponse::Embed(r) => &mut r.usage,
+        };
+        // Replayed answers keep their recorded cost but cost nothing now.
+        let cost_now = if s.reservation.is_some() {
+            usage.cost_usd_micros =
+                self.config
+                    .broker
+                    .cost_usd_micros(&route.model, usage.tokens_in, usage.tokens_out);
+            usage.cost_usd_micros
+        } else {
+            0
+        };
+        let usage = *usage;
+        let mut st = self.lock();
+        if let Some(id) = s.reservation {
+            let spent = Spend {
+                tokens: usage.tokens_in + usage.tokens_out,
+                usd_micros: usage.cost_usd_micros,
+            };
+            st.budgets.reconcile(id, spent, s.now_ms);
+        }
+        if s.cacheable {
+            st.cache.insert(s.key, response.clone(), s.now_ms);
+        }
+        let outcome = Outcome {
+            tokens_in: usage.tokens_in,
+            tokens_out: usage.tokens_out,
+            cost_usd_micros: cost_now,
+            latency_ms: s.latency_ms,
+            ..Outcome::default()
+        };
+        st.stats.record(
+            &route.id,
+            ctx.opening.as_deref(),
+            ctx.agent.as_deref(),
+            &outcome,
+        );
+        drop(st);
+        response
+    }
+}
+
+/// Where a request goes.
+struct Route {
+    id: String,
+    model: String,
+    provider: Arc<Provider>,
+}
+
+/// What [`Broker::settle`] needs besides the response.
+struct Settled {
+    reservation: Option<ReservationId>,
+    cacheable: bool,
+    key: CacheKey,
+    now_ms: u64,
+    latency_ms: u64,
 }
