@@ -47,7 +47,9 @@ cmd_start() {
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "model server exited during start-up; log: $log" >&2; tail -n 5 "$log" >&2; exit 4
     fi
-    if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
+    # The venv's python, not curl: one less tool a fresh machine must have.
+    if "$VENV/bin/python" -c 'import sys,urllib.request;urllib.request.urlopen(sys.argv[1],timeout=2)' \
+        "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
       echo "pid=$pid port=$port"; return 0
     fi
     sleep 0.2
