@@ -22,29 +22,52 @@ pub struct RealServer {
 }
 
 impl RealServer {
-    /// Starts the server, or returns the reason it cannot start here.
+    /// Starts the server (installing it first through the script if needed), or returns the
+    /// reason it cannot start here.
     pub fn start() -> Result<Self, String> {
+        match Self::start_once() {
+            Err((3, _)) => {
+                let out = Command::new("bash")
+                    .arg(script())
+                    .arg("install")
+                    .output()
+                    .map_err(|e| format!("run model-server.sh: {e}"))?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "model-server.sh install failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                Self::start_once().map_err(|(_, reason)| reason)
+            }
+            other => other.map_err(|(_, reason)| reason),
+        }
+    }
+
+    /// One start attempt; the error carries the script's exit code (3 = not installed).
+    fn start_once() -> Result<Self, (i32, String)> {
         let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-            l.local_addr().map_err(|e| e.to_string())?.port()
+            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| (1, e.to_string()))?;
+            l.local_addr().map_err(|e| (1, e.to_string()))?.port()
         };
         let out = Command::new("bash")
             .arg(script())
             .args(["start", &port.to_string(), TEST_KEY])
             .output()
-            .map_err(|e| format!("run model-server.sh: {e}"))?;
+            .map_err(|e| (1, format!("run model-server.sh: {e}")))?;
         if !out.status.success() {
-            return Err(format!(
+            let reason = format!(
                 "model-server.sh start failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            );
+            return Err((out.status.code().unwrap_or(1), reason));
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let pid = text
             .split_whitespace()
             .find_map(|w| w.strip_prefix("pid="))
             .and_then(|p| p.parse().ok())
-            .ok_or_else(|| format!("no pid in script output {text:?}"))?;
+            .ok_or_else(|| (1, format!("no pid in script output {text:?}")))?;
         Ok(Self { pid, port })
     }
 
