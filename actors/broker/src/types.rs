@@ -232,6 +232,16 @@ impl ModelRequest {
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = REQUEST_HASH_DOMAIN.to_vec();
         let body = match self {
+            // JSON objects in tool schemas are re-keyed in sorted order first, so the hash does
+            // not depend on key order (serde_json may preserve insertion order).
+            ModelRequest::Complete(r) if !r.tools.is_empty() => {
+                let mut canon = r.clone();
+                canon
+                    .tools
+                    .iter_mut()
+                    .for_each(|t| t.parameters = sorted_json(&t.parameters));
+                rmp_serde::to_vec(&(0u8, canon))
+            }
             ModelRequest::Complete(r) => rmp_serde::to_vec(&(0u8, r)),
             ModelRequest::Embed(r) => rmp_serde::to_vec(&(1u8, r)),
         };
@@ -251,6 +261,24 @@ impl ModelRequest {
             ModelRequest::Complete(r) => &r.model,
             ModelRequest::Embed(r) => &r.model,
         }
+    }
+}
+
+/// `v` with every object's keys inserted in sorted order.
+fn sorted_json(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_json(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_json).collect()),
+        other => other.clone(),
     }
 }
 

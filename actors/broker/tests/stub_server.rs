@@ -249,11 +249,13 @@ async fn tool_calls_are_parsed() {
     assert_eq!(a.response.tool_calls[0].name, "lookup_contact");
     assert_eq!(a.response.tool_calls[0].arguments, r#"{"name":"Ada"}"#);
     let sent = stub.requests.lock().unwrap()[0].clone();
-    assert!(
-        sent.contains(
-            r#""tools":[{"function":{"description":"Find a contact","name":"lookup_contact""#
-        ),
-        "{sent}"
+    let body: serde_json::Value =
+        serde_json::from_str(&sent[sent.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(body["tools"][0]["type"], "function");
+    assert_eq!(body["tools"][0]["function"]["name"], "lookup_contact");
+    assert_eq!(
+        body["tools"][0]["function"]["parameters"]["properties"]["name"]["type"],
+        "string"
     );
 }
 

@@ -277,6 +277,25 @@ fn canonical_hash_has_no_concatenation_collisions() {
         ModelRequest::Complete(CompleteRequest::prompt("", "x")).hash()
     );
     assert_eq!(chat(&["same"]).hash(), chat(&["same"]).hash());
+    let tool = |schema: &str| {
+        let parameters = serde_json::from_str(schema).unwrap();
+        let t = runloop_broker::ToolSpec {
+            name: "t".into(),
+            description: String::new(),
+            parameters,
+        };
+        ModelRequest::Complete(CompleteRequest {
+            tools: vec![t],
+            ..CompleteRequest::prompt("", "x")
+        })
+        .hash()
+    };
+    assert_eq!(
+        tool(r#"{"a":1,"b":{"c":2,"d":3}}"#),
+        tool(r#"{"b":{"d":3,"c":2},"a":1}"#),
+        "key order must not matter"
+    );
+    assert_ne!(tool(r#"{"a":1}"#), tool(r#"{"a":2}"#));
 }
 
 #[test]
