@@ -1,6 +1,7 @@
 //! Temporary `rlp-model` binary with exactly the `rlp model …` / `rlp broker stats` surface,
-//! until `model.rs` moves into the `rlp` CLI crate.
+//! until `model.rs` moves into the `rlp` CLI crate (`failure.rs` is that crate's own, copied).
 
+mod failure;
 mod model;
 
 use clap::{Parser, Subcommand};
@@ -27,8 +28,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Model(cmd) => model::run_model(cmd),
         Command::Broker(cmd) => model::run_broker(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
     }
 }

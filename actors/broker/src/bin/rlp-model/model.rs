@@ -2,12 +2,14 @@
 //!
 //! Written to move verbatim to `cli/src/model.rs`; the cli's command enum wires it with
 //! `#[command(subcommand)] Model(model::ModelCmd)` and `#[command(subcommand)] Broker(model::BrokerCmd)`,
-//! and dispatches to [`run_model`] / [`run_broker`]. Until the kernel daemon serves
+//! and dispatches `Command::Model(c) => model::run_model(c)`, `Command::Broker(c) => model::run_broker(c)`. Until the kernel daemon serves
 //! `rlp broker stats` over RMP, every command runs an in-process broker and adds its
 //! accounting to a ledger file (`<state-dir>/broker/stats.json`) that `rlp broker stats` reads.
 //!
 //! Exit codes: 0 ok, 1 provider or I/O failure, 2 invalid input or config, 3 refused by a budget.
+//! Failures print as `rlp: <Name>: <detail>` (or `{"error","detail"}` on stdout with `--json`).
 
+use crate::failure::{EXIT_FAILURE, EXIT_INVALID, Failure};
 use clap::{Args, Subcommand};
 use runloop_broker::{
     Answer, Broker, BrokerError, CallContext, ChatMessage, CompleteRequest, EmbedRequest,
@@ -16,7 +18,6 @@ use runloop_broker::{
 use serde::Deserialize;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Largest prompt or input read from stdin.
@@ -123,66 +124,59 @@ pub enum BrokerCmd {
     },
 }
 
-/// A failure with its exit code.
-#[derive(Debug)]
-struct Failure {
-    code: u8,
-    message: String,
-}
+/// Exit status when a budget refuses the request.
+pub const EXIT_BUDGET: u8 = 3;
 
 fn invalid(message: impl Into<String>) -> Failure {
-    Failure {
-        code: 2,
-        message: message.into(),
-    }
+    Failure::invalid("InvalidInput", message)
+}
+
+fn config_error(message: impl Into<String>) -> Failure {
+    Failure::invalid("InvalidConfig", message)
 }
 
 fn failed(message: impl Into<String>) -> Failure {
+    Failure::io(message)
+}
+
+fn broker_failure(e: BrokerError) -> Failure {
+    let (name, status) = match &e {
+        BrokerError::Invalid(_) => ("InvalidRequest", EXIT_INVALID),
+        BrokerError::UnknownProvider { .. } => ("UnknownProvider", EXIT_INVALID),
+        // A missing API key is a setup problem, not a provider failure.
+        BrokerError::Provider {
+            source: runloop_broker::ProviderError::Secret(_),
+            ..
+        } => ("MissingSecret", EXIT_INVALID),
+        BrokerError::Budget(_) => ("BudgetExceeded", EXIT_BUDGET),
+        BrokerError::Provider { .. } => ("ProviderFailed", EXIT_FAILURE),
+        BrokerError::Busy { .. } | BrokerError::Unavailable => ("BrokerUnavailable", EXIT_FAILURE),
+    };
     Failure {
-        code: 1,
-        message: message.into(),
-    }
-}
-
-impl From<BrokerError> for Failure {
-    fn from(e: BrokerError) -> Self {
-        let code = match e {
-            BrokerError::Invalid(_) | BrokerError::UnknownProvider { .. } => 2,
-            // A missing API key is a setup problem, not a provider failure.
-            BrokerError::Provider {
-                source: runloop_broker::ProviderError::Secret(_),
-                ..
-            } => 2,
-            BrokerError::Budget(_) => 3,
-            _ => 1,
-        };
-        Failure {
-            code,
-            message: e.to_string(),
-        }
-    }
-}
-
-fn finish(result: Result<(), Failure>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("error: {}", f.message);
-            ExitCode::from(f.code)
-        }
+        name: name.to_owned(),
+        detail: e.to_string(),
+        status,
+        json: false,
     }
 }
 
 /// Runs `rlp model …`.
-pub fn run_model(cmd: ModelCmd) -> ExitCode {
-    finish(runtime().and_then(|rt| rt.block_on(model(cmd))))
+pub fn run_model(cmd: ModelCmd) -> Result<(), Failure> {
+    let json = match &cmd {
+        ModelCmd::Ls { json, .. } => *json,
+        ModelCmd::Complete(a) => a.json,
+        ModelCmd::Embed(a) => a.json,
+    };
+    runtime()
+        .and_then(|rt| rt.block_on(model(cmd)))
+        .map_err(|f| f.json(json))
 }
 
 /// Runs `rlp broker …`.
-pub fn run_broker(cmd: BrokerCmd) -> ExitCode {
-    finish(match cmd {
-        BrokerCmd::Stats { json, opts } => stats(json, &opts),
-    })
+pub fn run_broker(cmd: BrokerCmd) -> Result<(), Failure> {
+    match cmd {
+        BrokerCmd::Stats { json, opts } => stats(json, &opts).map_err(|f| f.json(json)),
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -239,15 +233,15 @@ fn load_config(opts: &BrokerOpts) -> Result<(ModelsConfig, SecretsConfig), Failu
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
             return Ok(Default::default());
         }
-        Err(e) => return Err(invalid(format!("read config {}: {e}", path.display()))),
+        Err(e) => return Err(config_error(format!("read config {}: {e}", path.display()))),
     };
     let value: serde_norway::Value = serde_norway::from_str(&text)
-        .map_err(|e| invalid(format!("config {}: {e}", path.display())))?;
+        .map_err(|e| config_error(format!("config {}: {e}", path.display())))?;
     let file: ConfigFile = serde_norway::from_value(value)
-        .map_err(|e| invalid(format!("config {}: {e}", path.display())))?;
+        .map_err(|e| config_error(format!("config {}: {e}", path.display())))?;
     file.models
         .validate()
-        .map_err(|e| invalid(format!("config {}: {e}", path.display())))?;
+        .map_err(|e| config_error(format!("config {}: {e}", path.display())))?;
     Ok((file.models, file.security.secrets))
 }
 
@@ -255,11 +249,11 @@ fn build(opts: &BrokerOpts, replay: Option<&Path>) -> Result<Broker, Failure> {
     let clock = Arc::new(SystemClock);
     if let Some(path) = replay {
         let records = read_records(path)?;
-        return Broker::replay(records, clock).map_err(|e| invalid(e.to_string()));
+        return Broker::replay(records, clock).map_err(|e| config_error(e.to_string()));
     }
     let (models, secrets) = load_config(opts)?;
     Broker::new(models, &SecretResolver::from_process_env(secrets), clock)
-        .map_err(|e| invalid(e.to_string()))
+        .map_err(|e| config_error(e.to_string()))
 }
 
 fn read_records(path: &Path) -> Result<Vec<Record>, Failure> {
@@ -320,7 +314,10 @@ async fn model(cmd: ModelCmd) -> Result<(), Failure> {
 async fn ls(provider: Option<String>, json: bool, opts: &BrokerOpts) -> Result<(), Failure> {
     let broker = build(opts, None)?;
     let kinds = broker.providers();
-    let listed = broker.list_models(provider.as_deref()).await?;
+    let listed = broker
+        .list_models(provider.as_deref())
+        .await
+        .map_err(broker_failure)?;
     let mut any_failed = false;
     let mut rows = Vec::new();
     for (id, result) in listed {
@@ -411,7 +408,7 @@ async fn complete(a: CompleteArgs) -> Result<(), Failure> {
         broker.complete(req, &ctx(a.provider), None).await
     };
     let saved = save_stats(&broker, &a.opts);
-    let answer = result?;
+    let answer = result.map_err(broker_failure)?;
     saved?;
     append_record(a.record.as_deref(), &answer.record)?;
     if a.json {
@@ -463,7 +460,7 @@ async fn embed(a: EmbedArgs) -> Result<(), Failure> {
     };
     let result = broker.embed(req, &ctx(a.provider)).await;
     let saved = save_stats(&broker, &a.opts);
-    let answer = result?;
+    let answer = result.map_err(broker_failure)?;
     saved?;
     append_record(a.record.as_deref(), &answer.record)?;
     if a.json {
