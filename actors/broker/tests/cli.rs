@@ -205,6 +205,18 @@ fn bad_input_gets_specific_errors_and_exit_codes() {
             "{args:?}: expected {needle:?} in {err:?}"
         );
     }
+    std::fs::write(d.0.join("config.yaml"), "version: 1\n").unwrap();
+    let o = rlp(
+        &d.0,
+        &["model", "complete", "--json", "--provider", "nope", "x"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["error"], "UnknownProvider",
+        "--json failures print one JSON shape on stdout"
+    );
     let usage = rlp(
         &d.0,
         &["model", "complete", "--stream", "--json", "x"],
