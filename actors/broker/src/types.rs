@@ -33,6 +33,23 @@ pub enum Role {
     Tool,
 }
 
+impl std::str::FromStr for Role {
+    type Err = RequestError;
+
+    /// Parses the wire names `system`, `user`, `assistant`, `tool` (host-call arguments).
+    fn from_str(s: &str) -> Result<Self, RequestError> {
+        match s {
+            "system" => Ok(Role::System),
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            "tool" => Ok(Role::Tool),
+            _ => Err(RequestError::Role {
+                role: s.chars().take(32).collect(),
+            }),
+        }
+    }
+}
+
 /// One chat message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -116,6 +133,8 @@ pub enum RequestError {
     TooManyStops { count: usize, max: usize },
     #[error("request has {count} tools, more than {max}")]
     TooManyTools { count: usize, max: usize },
+    #[error("unknown role {role:?} (system, user, assistant or tool)")]
+    Role { role: String },
     #[error("embedding request has no inputs")]
     NoInputs,
     #[error("embedding request has {count} inputs, more than {max}")]

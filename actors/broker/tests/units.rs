@@ -360,3 +360,15 @@ proptest! {
         prop_assert_eq!(ra == rb, ra.canonical_bytes() == rb.canonical_bytes());
     }
 }
+
+#[test]
+fn roles_parse_from_wire_names() {
+    use runloop_broker::RequestError;
+    assert_eq!("assistant".parse::<Role>(), Ok(Role::Assistant));
+    assert_eq!(
+        "System".parse::<Role>(),
+        Err(RequestError::Role {
+            role: "System".into()
+        })
+    );
+}
