@@ -5,6 +5,7 @@ mod failure;
 mod input;
 mod kb;
 mod kernel_client;
+mod model;
 mod rmp;
 mod status;
 
@@ -29,6 +30,12 @@ enum Command {
     Kb(Box<kb::KbArgs>),
     /// The supervisor tree with each actor's state (from runloopd, else embedded).
     Status(status::StatusArgs),
+    /// Try a model provider by hand: list models, complete a prompt, embed texts.
+    #[command(subcommand)]
+    Model(model::ModelCmd),
+    /// The model broker's accounting.
+    #[command(subcommand)]
+    Broker(model::BrokerCmd),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +44,8 @@ fn main() -> ExitCode {
         Command::Rmp(command) => rmp::run(command),
         Command::Kb(args) => return ExitCode::from(kb::main(*args)),
         Command::Status(args) => status::run(args),
+        Command::Model(command) => model::run_model(command),
+        Command::Broker(command) => model::run_broker(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
