@@ -4,6 +4,8 @@
 
 mod agent;
 mod core;
+mod sandbox;
 
 pub use self::agent::*;
 pub use self::core::*;
+pub use self::sandbox::*;
