@@ -1,6 +1,7 @@
 //! `rlp`, the Runloop command line: parses arguments once, dispatches to one module per
 //! command group, and maps failures to exit codes (1: the world failed, 2: bad input).
 
+mod agent;
 mod failure;
 mod input;
 mod rmp;
@@ -22,12 +23,16 @@ enum Command {
     /// Encode, decode and inspect RMP v0 frames (the wire protocol's debugging tool).
     #[command(subcommand)]
     Rmp(rmp::RmpCommand),
+    /// Run agents: `invoke` one message through a fresh confined sandbox.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Rmp(command) => rmp::run(command),
+        Command::Agent(command) => agent::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
