@@ -175,7 +175,10 @@ pub enum HostReply {
     #[serde(rename = "ok")]
     Ok(rmpv::Value),
     #[serde(rename = "err")]
-    Err { code: HostErrorCode, message: String },
+    Err {
+        code: HostErrorCode,
+        message: String,
+    },
 }
 
 impl PayloadExample for HostReply {
@@ -204,7 +207,10 @@ mod tests {
         assert_eq!(back.op(), "random.bytes");
 
         let unit = rmp_serde::to_vec_named(&HostCall::ClockNow).unwrap();
-        assert_eq!(rmp_serde::from_slice::<HostCall>(&unit).unwrap(), HostCall::ClockNow);
+        assert_eq!(
+            rmp_serde::from_slice::<HostCall>(&unit).unwrap(),
+            HostCall::ClockNow
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 mod agent;
 mod core;
+mod host_results;
 
 pub use self::agent::*;
 pub use self::core::*;
+pub use self::host_results::*;
