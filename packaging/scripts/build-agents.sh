@@ -15,7 +15,8 @@
 # Reproducibility: release profile (opt-level s, fat LTO, one codegen unit, no debug info,
 # stripped, panic=abort) from agents/Cargo.toml, --locked against agents/Cargo.lock, and
 # every machine-specific path (checkout, cargo registry, std sources, target dir) remapped,
-# so two checkouts in different directories produce identical bytes.
+# so two checkouts in different directories produce identical bytes. The canonical
+# (debian) route also drops panic locations (-Zlocation-detail=none).
 #
 # Exit status: 0 ok; 1 a digest differs or the build failed; 2 bad usage; 3 no usable
 # toolchain or a toolchain other than the one the digests were made with.
@@ -82,7 +83,10 @@ case "$ROUTE" in
         RUSTC_BIN=/usr/bin/rustc
         REMAPS+=("/usr/lib/rustlib/src/rust=/rustc-src")
         BUILD_STD=(-Zbuild-std=std,panic_abort)
-        FLAGS+=(-C linker=wasm-ld-22 -L native=/usr/lib/wasm32-wasi)
+        # No file:line:col in panic locations: the bytes then do not move when an edit
+        # elsewhere in a shared source file (runloop-proto) shifts lines, only when code
+        # the agents actually run changes. The panic message itself is kept.
+        FLAGS+=(-C linker=wasm-ld-22 -L native=/usr/lib/wasm32-wasi -Zlocation-detail=none)
         TOOLCHAIN_ID="debian $(/usr/bin/rustc -V) / $(/usr/bin/cargo -V) / $(dpkg-query -W -f='${Package} ${Version}' lld-22) / $(dpkg-query -W -f='${Package} ${Version}' wasi-libc)"
         ;;
     *) die "RUNLOOP_WASM_TOOLCHAIN must be rustup or debian, not '$ROUTE'" 2 ;;

@@ -76,12 +76,20 @@ thread_local! {
 
 static PANIC_HOOK: Once = Once::new();
 
-/// Reports a panic's message and place through `runloop.fail` before the abort traps, so
+/// Reports a panic's message through `runloop.fail` before the abort traps, so
 /// the host can say why the guest died, not only that it did.
 fn install_panic_hook() {
     PANIC_HOOK.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            report_failure(&format!("agent panicked: {info}"));
+            // The message only: canonical builds carry no source locations (they would
+            // tie the module's bytes to line numbers of unrelated edits).
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            report_failure(&format!("agent panicked: {message}"));
         }));
     });
 }
