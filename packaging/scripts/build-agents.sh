@@ -42,7 +42,7 @@ CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 # The agent crates: every workspace member but the SDK, by directory name.
 AGENT_NAMES=(echo hostcalls panicker alloc_bomb)
 
-die() { echo "build-agents: $*" >&2; exit "${2:-1}"; }
+die() { echo "build-agents: $1" >&2; exit "${2:-1}"; }
 
 # --- toolchain ------------------------------------------------------------------------
 have_rustup_wasm() {
