@@ -118,8 +118,8 @@ echo "build-agents: wasm built in $(( $(date +%s) - start ))s" >&2
 # The packer (host code, runloop-bundle) computes digests and writes/verifies bundles.
 (cd "$REPO" && cargo build --quiet --locked -p runloop-bundle --bin runloop-bundle) \
     || die "building the bundle packer failed"
-HOST_TARGET_DIR="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps --locked \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+# The root workspace sets no target-dir in any config file, so this is where cargo put it.
+HOST_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 PACKER="$HOST_TARGET_DIR/debug/runloop-bundle"
 
 wasm_of() { echo "$WASM_TARGET_DIR/$TARGET/release/runloop_agent_$1.wasm"; }
