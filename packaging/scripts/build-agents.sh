@@ -120,6 +120,7 @@ echo "build-agents: wasm built in $(( $(date +%s) - start ))s" >&2
     || die "building the bundle packer failed"
 # The root workspace sets no target-dir in any config file, so this is where cargo put it.
 HOST_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+case "$HOST_TARGET_DIR" in /*) ;; *) HOST_TARGET_DIR="$REPO/$HOST_TARGET_DIR" ;; esac
 PACKER="$HOST_TARGET_DIR/debug/runloop-bundle"
 
 wasm_of() { echo "$WASM_TARGET_DIR/$TARGET/release/runloop_agent_$1.wasm"; }
