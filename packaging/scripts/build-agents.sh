@@ -35,7 +35,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 AGENTS="$REPO/agents"
 BUNDLES="$AGENTS/bundles"
 TARGET="wasm32-wasip1"
-WASM_TARGET_DIR="${RUNLOOP_AGENTS_TARGET_DIR:-$AGENTS/target}"
+# Outside the checkout by default so repeated builds (and CI) stay warm; the path is
+# remapped, so it does not reach the bytes.
+WASM_TARGET_DIR="${RUNLOOP_AGENTS_TARGET_DIR:-$HOME/.cache/runloop-agents-wasm}"
 mkdir -p "$WASM_TARGET_DIR"
 WASM_TARGET_DIR="$(cd "$WASM_TARGET_DIR" && pwd -P)"
 CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
