@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use runloop_compile::Compiler;
+use runloop_proto::SystemClock;
 use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
 use runloop_proto::payloads::{AgentInput, InvokeError, SandboxLimits};
-use runloop_proto::SystemClock;
 use runloop_sandbox::cgroup::{self, AgentCgroup, CgroupLimits, CgroupStats, CgroupSupport};
 use runloop_sandbox::{
     InvokeReport, LocalHandler, OsRandom, Sandbox, SandboxError, SandboxFacts, SpawnConfig,
@@ -31,7 +31,8 @@ const SANDBOX_PIDS_MAX: u64 = 8;
 pub enum AgentCommand {
     /// Run one message through an agent in a fresh sandbox and print outputs and facts.
     ///
-    /// TARGET is a bundle directory (its agent.wasm), a .wasm or a .wat file. A guest that
+    /// TARGET is a bundle directory (manifest.toml, digest and ABI verified), a .wasm or a
+    /// .wat file. A guest that
     /// traps, loops past --timeout-ms or exhausts --memory-mb prints its specific error
     /// (Trap, TimeLimit, MemoryLimit, …) and exits 2.
     Invoke(InvokeArgs),
@@ -73,25 +74,44 @@ pub fn run(command: AgentCommand) -> Result<(), Failure> {
     }
 }
 
-/// The wasm or wat file a target names.
-fn module_file(target: &Path) -> Result<PathBuf, Failure> {
+/// The module a target names: a verified bundle's wasm, or a .wasm/.wat file's bytes.
+/// Returns the agent name and the bytes.
+fn load_module(target: &Path) -> Result<(String, Vec<u8>), Failure> {
     if target.is_dir() {
-        let wasm = target.join("agent.wasm");
-        if !wasm.is_file() {
-            return Err(Failure::invalid(
-                "BadBundle",
-                format!("{} has no agent.wasm", target.display()),
-            ));
-        }
-        return Ok(wasm);
+        let bundle = runloop_bundle::Bundle::load(target).map_err(|e| match e {
+            runloop_bundle::LoadError::Read { .. } => Failure::io(e.to_string()),
+            other => Failure::invalid("BadBundle", other.to_string()),
+        })?;
+        let name = bundle.manifest().name().as_str().to_owned();
+        return Ok((name, bundle.wasm().to_vec()));
     }
     if !target.is_file() {
         return Err(Failure::invalid(
             "NoSuchTarget",
-            format!("{} is neither a bundle directory nor a file", target.display()),
+            format!(
+                "{} is neither a bundle directory nor a file",
+                target.display()
+            ),
         ));
     }
-    Ok(target.to_owned())
+    let meta = std::fs::metadata(target).map_err(|e| Failure::io(e.to_string()))?;
+    if meta.len() > runloop_compile::WASM_BYTES_MAX as u64 {
+        return Err(Failure::invalid(
+            "BadModule",
+            format!(
+                "{} is above {} bytes",
+                target.display(),
+                runloop_compile::WASM_BYTES_MAX
+            ),
+        ));
+    }
+    let bytes = std::fs::read(target)
+        .map_err(|e| Failure::io(format!("read {}: {e}", target.display())))?;
+    let name = target
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "agent".into());
+    Ok((name, bytes))
 }
 
 fn invoke(args: InvokeArgs) -> Result<(), Failure> {
@@ -99,17 +119,14 @@ fn invoke(args: InvokeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::invalid("InvalidInput", format!("--input is not JSON: {e}")))?;
     let payload = json_to_msgpack(&json_in, "input")
         .map_err(|e| Failure::invalid("InvalidInput", e.to_string()))?;
-    let module = module_file(&args.target)?;
+    let (name, module) = load_module(&args.target)?;
     let compiler = Compiler::new(Compiler::default_dir())
         .map_err(|e| Failure::io(format!("cwasm cache: {e}")))?;
-    let compiled = compiler
-        .compile_file(&module)
-        .map_err(|e| match e {
-            runloop_compile::CompileError::Read { .. } | runloop_compile::CompileError::Write { .. } => {
-                Failure::io(e.to_string())
-            }
-            other => Failure::invalid("BadModule", other.to_string()),
-        })?;
+    let compiled = compiler.compile_bytes(&module).map_err(|e| match e {
+        runloop_compile::CompileError::Write { .. }
+        | runloop_compile::CompileError::CacheDir { .. } => Failure::io(e.to_string()),
+        other => Failure::invalid("BadModule", other.to_string()),
+    })?;
     let program = locate_sandbox_host().map_err(|tried| {
         Failure::io(format!(
             "runloop-sandbox-host not found (set RUNLOOP_SANDBOX_HOST); tried {tried:?}"
@@ -125,10 +142,6 @@ fn invoke(args: InvokeArgs) -> Result<(), Failure> {
         log_bytes_max: 64 * 1024,
         frame_body_bytes_max: 2 * 1024 * 1024,
     };
-    let name = module
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "agent".into());
     let cgroup = match cgroup::detect() {
         CgroupSupport::Unavailable(reason) => {
             cgroup::notice_once(&reason);
@@ -154,7 +167,14 @@ fn invoke(args: InvokeArgs) -> Result<(), Failure> {
         module_path: compiled.path.clone(),
         limits,
     };
-    let result = run_once(&config, cgroup.as_ref(), AgentInput { port: args.port, payload });
+    let result = run_once(
+        &config,
+        cgroup.as_ref(),
+        AgentInput {
+            port: args.port,
+            payload,
+        },
+    );
     let stats = cgroup.as_ref().and_then(|c| c.stats().ok());
     if let Some(group) = cgroup {
         // The sandbox is reaped by now; a failure here leaves an empty group behind.
@@ -177,7 +197,9 @@ fn run_once(
 ) -> Result<(InvokeReport, SandboxFacts), Failure> {
     let mut sandbox = Sandbox::spawn(config, cgroup).map_err(sandbox_failure)?;
     let mut handler = LocalHandler::new(SystemClock, OsRandom);
-    let report = sandbox.invoke(input, &mut handler).map_err(sandbox_failure)?;
+    let report = sandbox
+        .invoke(input, &mut handler)
+        .map_err(sandbox_failure)?;
     let mut facts = sandbox.facts();
     let reaped = sandbox.shutdown();
     facts.exit = Some(reaped.status);

@@ -274,6 +274,14 @@ impl Agent {
             Ok(()) => None,
             Err(err) => match classify(err, limits) {
                 Classified::Conn(err) => return Err(err),
+                // A guest that set a message before trapping (the SDK does so when it
+                // panics) gets it reported with the trap.
+                Classified::Invoke(InvokeError::Trap { message }) => Some(InvokeError::Trap {
+                    message: match &state.fail_message {
+                        Some(fail) => format!("{fail} ({message})"),
+                        None => message,
+                    },
+                }),
                 Classified::Invoke(err) => Some(err),
             },
         };
@@ -364,9 +372,9 @@ fn classify(err: wasmtime::Error, limits: &SandboxLimits) -> Classified {
             limit: limits.log_bytes_max,
         });
     }
-    if text.starts_with("guest fault: ") {
+    if let Some(message) = text.strip_prefix("guest fault: ") {
         return Classified::Invoke(InvokeError::GuestFault {
-            message: text["guest fault: ".len()..].to_owned(),
+            message: message.to_owned(),
         });
     }
     Classified::Invoke(InvokeError::Trap { message: text })

@@ -279,7 +279,7 @@ impl Sandbox {
     }
 
     fn handshake(&mut self, config: &SpawnConfig, started: Instant) -> Result<(), SandboxError> {
-        let trace = TraceId((u128::from(self.pid as u32) << 64) | 0);
+        let trace = TraceId(u128::from(self.pid as u32) << 64);
         let hello = SandboxHello {
             protocol: SANDBOX_PROTOCOL_VERSION,
             agent: config.agent.clone(),

@@ -4,8 +4,10 @@
 
 mod agent;
 mod core;
+mod host_results;
 mod sandbox;
 
 pub use self::agent::*;
 pub use self::core::*;
+pub use self::host_results::*;
 pub use self::sandbox::*;
