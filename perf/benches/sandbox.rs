@@ -39,6 +39,10 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
 }
 
 /// fork+exec+wait of `/bin/true`: (µs, peak RSS KiB from rusage).
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped with wait4 below, for its rusage"
+)]
 fn bin_true() -> (f64, f64) {
     let started = Instant::now();
     let child = Command::new("/bin/true").spawn().expect("spawn /bin/true");
