@@ -78,10 +78,9 @@ pub fn run(command: AgentCommand) -> Result<(), Failure> {
 /// Returns the agent name and the bytes.
 fn load_module(target: &Path) -> Result<(String, Vec<u8>), Failure> {
     if target.is_dir() {
-        let bundle = runloop_bundle::Bundle::load(target).map_err(|e| match e {
-            runloop_bundle::LoadError::Read { .. } => Failure::io(e.to_string()),
-            other => Failure::invalid("BadBundle", other.to_string()),
-        })?;
+        // A missing or unreadable bundle file is a bad target, like a bad digest.
+        let bundle = runloop_bundle::Bundle::load(target)
+            .map_err(|e| Failure::invalid("BadBundle", e.to_string()))?;
         let name = bundle.manifest().name().as_str().to_owned();
         return Ok((name, bundle.wasm().to_vec()));
     }
