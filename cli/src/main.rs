@@ -1,6 +1,7 @@
 //! `rlp`, the Runloop command line: parses arguments once, dispatches to one module per
 //! command group, and maps failures to exit codes (1: the world failed, 2: bad input).
 
+mod agent;
 mod failure;
 mod input;
 mod kb;
@@ -36,6 +37,9 @@ enum Command {
     /// The model broker's accounting.
     #[command(subcommand)]
     Broker(model::BrokerCmd),
+    /// Run agents: `invoke` one message through a fresh confined sandbox.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Model(command) => model::run_model(command),
         Command::Broker(command) => model::run_broker(command),
+        Command::Agent(command) => agent::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
