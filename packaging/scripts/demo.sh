@@ -1,26 +1,36 @@
 #!/usr/bin/env bash
-# The main job, as far as it exists today. The compose_email opening needs the kernel,
-# the agents and the broker (not built yet); until then this builds `rlp` and walks one
-# RMP frame through encode → decode → validation, offline, with no configuration.
+# The main job, as far as it exists today, offline and with no configuration.
+#
+# The compose_email opening needs openings, the agent actors in the kernel and the
+# compose_email agents, none of which exist yet. Until they do, this runs the most useful
+# thing that does: the committed `echo` agent through a real confined sandbox-host process
+# in its own cgroup (with host calls answered), a looping guest stopped by its time limit,
+# the offline model broker, and one RMP frame through encode → decode → validation.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$RUNLOOP_ROOT"
 
-echo "== building rlp (release; target dir $CARGO_TARGET_DIR)"
+echo "== building the sandbox-host alone (runtime-only wasmtime, no compiler) and rlp"
+cargo build --release --locked -p runloop-sandbox-host --quiet
 cargo build --release --locked -p runloop-cli --quiet
 RLP="$CARGO_TARGET_DIR/release/rlp"
+export RUNLOOP_SANDBOX_HOST="$CARGO_TARGET_DIR/release/runloop-sandbox-host"
+
+echo "== rlp agent invoke agents/bundles/echo (a Rust agent in its own sandbox and cgroup)"
+"$RLP" agent invoke agents/bundles/echo --input '{"text": "hello from runloop", "log": true}'
+
+echo "== a guest that loops forever is stopped by its wall-time limit (expected: exit 2)"
+if "$RLP" agent invoke sandbox-host/tests/fixtures/loop.wat --input '{}' --timeout-ms 200; then
+  echo "demo: the looping guest was not stopped" >&2
+  exit 1
+fi
+
+echo "== rlp model complete (the offline provider: deterministic, labelled, not an LLM)"
+echo "Runloop runs small agents in sandboxes. Each agent has its own cgroup. Runs can be replayed byte for byte." \
+  | "$RLP" model complete --state-dir "$(mktemp -d)"
 
 frame_json='{"header":{"trace_id":"0123456789abcdef0123456789abcdef","msg_id":"1","ttl_ms":60000},
   "body":{"type":"control.ping.v1","payload":{"seq":1},"meta":{"opening_id":"compose_email"}}}'
-echo "== rlp rmp encode (a control.ping.v1 frame)"
-hex=$(echo "$frame_json" | "$RLP" rmp encode)
-echo "$hex"
-echo "== rlp rmp decode"
-echo "$hex" | "$RLP" rmp decode
-echo "== rlp rmp decode of the same frame one minute later (expected: Expired, exit 2)"
-later=$(( $(date +%s%3N) + 120000 ))
-if echo "$hex" | "$RLP" rmp decode --now-ms "$later"; then
-  echo "demo: an expired frame was accepted" >&2
-  exit 1
-fi
+echo "== rlp rmp encode | rlp rmp decode (one control.ping.v1 frame)"
+echo "$frame_json" | "$RLP" rmp encode | "$RLP" rmp decode
 echo "== done"

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# The one command that runs Runloop's tests: installs what the tests need (idempotent),
-# then runs every test of the workspace.
+# The one command that runs Runloop's tests. It installs what the tests need (idempotent:
+# the real model server for the broker, the Debian wasm toolchain for the agents), checks
+# that the committed agent bundles rebuild to their recorded digests, then runs every test
+# of both workspaces (the kernel's and the agents').
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$RUNLOOP_ROOT"
 
 echo "== setup: the real model server for the broker's integration tests"
 bash packaging/scripts/model-server.sh install
+echo "== setup: the wasm toolchain for building agents"
+bash packaging/scripts/setup-wasm-toolchain.sh
+
+echo "== agents: rebuild every agent, fail if a committed digest differs"
+bash packaging/scripts/build-agents.sh --check
+
+echo "== tests: agents workspace (the SDK and agents, natively)"
+(cd agents && CARGO_TARGET_DIR="$HOME/.cache/runloop-agents-native" cargo test --locked)
 
 echo "== tests: cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked
