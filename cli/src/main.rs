@@ -1,6 +1,7 @@
 //! `rlp`, the Runloop command line: parses arguments once, dispatches to one module per
 //! command group, and maps failures to exit codes (1: the world failed, 2: bad input).
 
+mod agent;
 mod failure;
 mod input;
 mod kb;
@@ -29,6 +30,9 @@ enum Command {
     Kb(Box<kb::KbArgs>),
     /// The supervisor tree with each actor's state (from runloopd, else embedded).
     Status(status::StatusArgs),
+    /// Run agents: `invoke` one message through a fresh confined sandbox.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Command::Rmp(command) => rmp::run(command),
         Command::Kb(args) => return ExitCode::from(kb::main(*args)),
         Command::Status(args) => status::run(args),
+        Command::Agent(command) => agent::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -90,6 +90,22 @@ registry! {
     ControlRequest => "control.request.v1", Control, ControlRequest;
     /// `runloopd`'s answer to `control.request.v1`, echoing its `request_id`.
     ControlReply => "control.reply.v1", Control, ControlReply;
+    /// Kernel → sandbox-host: protocol version, agent, module and limits (handshake).
+    SandboxHello => "control.hello.v1", Control, SandboxHello;
+    /// Sandbox-host → kernel: module loaded, confinement in force, ready for invokes.
+    SandboxReady => "control.ready.v1", Control, SandboxReady;
+    /// Kernel → sandbox-host: exit cleanly now.
+    Shutdown => "control.shutdown.v1", Control, Shutdown;
+    /// Kernel → sandbox-host: handle one message.
+    Invoke => "intent.invoke.v1", Intent, Invoke;
+    /// Sandbox-host → kernel: one output of an invoke, streamed as the guest emits it.
+    InvokeOutput => "artifact.output.v1", Artifact, InvokeOutput;
+    /// Sandbox-host → kernel: a guest host call; the guest waits for the answer.
+    HostCallRequest => "toolcall.hostcall.v1", Toolcall, HostCallRequest;
+    /// Kernel → sandbox-host: the answer to one host call.
+    HostCallResponse => "toolresult.hostcall.v1", Toolresult, HostCallResponse;
+    /// Sandbox-host → kernel: how an invoke ended, with its typed error if any.
+    InvokeOutcome => "toolresult.invoke.v1", Toolresult, InvokeOutcome;
 }
 
 /// `docs/rmp-registry.md`, generated from the registry above and the family table.

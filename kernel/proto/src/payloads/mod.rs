@@ -5,7 +5,11 @@
 mod agent;
 mod control;
 mod core;
+mod host_results;
+mod sandbox;
 
 pub use self::agent::*;
 pub use self::control::*;
 pub use self::core::*;
+pub use self::host_results::*;
+pub use self::sandbox::*;

@@ -1,0 +1,647 @@
+//! One sandbox-host process seen from the kernel: spawn into a cgroup, handshake, invoke,
+//! pump host calls, shut down, kill, reap.
+//!
+//! Boundary: the process on the other end is hostile. Every byte it sends goes through a
+//! bounded [`StreamDecoder`]; a frame that is malformed or too large (the exact RMP error,
+//! e.g. `BodyTooLarge`, `InvalidMagic`), a valid frame of the wrong kind or with the wrong
+//! ids, more outputs or host calls than its limits, or silence past the invoke deadline:
+//! each kills the process at once and is returned as a [`SandboxError`]. The kernel reaps
+//! it and reports how it ended, including the signal.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runloop_proto::frame::encode_frame_into;
+use runloop_proto::payloads::{
+    AgentInput, AgentOutput, ErrorReport, HostCallRequest, HostCallResponse, Invoke, InvokeOutcome,
+    InvokeOutput, SANDBOX_PROTOCOL_VERSION, SandboxHello, SandboxLimits, SandboxReady, Shutdown,
+};
+use runloop_proto::{
+    Body, Clock, Frame, FrameError, Header, Kind, KindPayload, Limits, MsgIdGen, StreamDecoder,
+    SystemClock, TraceId,
+};
+use serde::Serialize;
+
+use crate::cgroup::AgentCgroup;
+use crate::handler::HostCallHandler;
+
+/// How long a new sandbox may take to answer the hello.
+pub const HELLO_TIMEOUT_MS: u64 = 5_000;
+/// Slack above an invoke's wall-time limit before the kernel kills the sandbox itself.
+pub const INVOKE_GRACE_MS: u64 = 1_000;
+/// How long a sandbox may take to exit after `control.shutdown.v1`.
+pub const SHUTDOWN_TIMEOUT_MS: u64 = 1_000;
+/// Time to live of frames the kernel sends to a sandbox.
+pub const FRAME_TTL_MS: u64 = 60_000;
+/// Bytes read from the socket per call.
+const READ_BUF_BYTES: usize = 64 * 1024;
+/// Polling step while waiting for an exiting process (bounded by the timeouts above).
+const EXIT_POLL_MS: u64 = 1;
+
+/// Everything needed to start one sandbox.
+#[derive(Debug, Clone)]
+pub struct SpawnConfig {
+    /// The `runloop-sandbox-host` binary (see [`crate::locate_sandbox_host`]).
+    pub program: PathBuf,
+    /// Extra arguments after `--socket-fd N` (tests only).
+    pub extra_args: Vec<String>,
+    pub agent: String,
+    /// The `.cwasm` made by `runloop-compile`.
+    pub module_path: PathBuf,
+    pub limits: SandboxLimits,
+}
+
+/// How a sandbox process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited(code) => write!(f, "exited with status {code}"),
+            ExitStatus::Signaled(sig) => {
+                let name = nix::sys::signal::Signal::try_from(*sig)
+                    .map(|s| s.as_str())
+                    .unwrap_or("unknown signal");
+                write!(f, "killed by {name} ({sig})")
+            }
+        }
+    }
+}
+
+/// A reaped process: its status and what it used, from `wait4`'s rusage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    pub status: ExitStatus,
+    pub peak_rss_kb: u64,
+    pub cpu_us: u64,
+}
+
+/// What the kernel knows about one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxFacts {
+    pub pid: u32,
+    /// Spawn (before fork) to `control.ready.v1` received, microseconds.
+    pub cold_start_us: u64,
+    /// Process start to ready, as the sandbox measured it.
+    pub startup_us: u64,
+    /// Peak resident set, KiB (`VmHWM` while alive, rusage once reaped).
+    pub peak_rss_kb: u64,
+    /// Current resident set, KiB (0 once reaped).
+    pub rss_kb: u64,
+    /// User + system CPU, microseconds.
+    pub cpu_us: u64,
+    /// The agent's cgroup, relative to each controller root, if any.
+    pub cgroup_path: Option<String>,
+    /// Set once the process has been reaped.
+    pub exit: Option<ExitStatus>,
+}
+
+/// Why talking to a sandbox failed. Unless noted, the process has been killed and reaped.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("create socket pair: {0}")]
+    Socket(io::Error),
+    #[error("open {path} to join the cgroup: {source}")]
+    CgroupJoin { path: PathBuf, source: io::Error },
+    #[error("spawn {program}: {source}")]
+    Spawn { program: PathBuf, source: io::Error },
+    #[error("sandbox sent an invalid frame: {error} (sandbox {exit})")]
+    BadFrame { error: FrameError, exit: ExitStatus },
+    #[error("sandbox broke the protocol: {detail} (sandbox {exit})")]
+    Protocol { detail: String, exit: ExitStatus },
+    #[error("sandbox refused the module: {message} (sandbox {exit})")]
+    BadModule { message: String, exit: ExitStatus },
+    #[error("sandbox died: {exit}")]
+    Died { exit: ExitStatus },
+    #[error("sandbox silent for {waited_ms} ms while {what} (sandbox {exit})")]
+    Timeout {
+        waited_ms: u64,
+        what: &'static str,
+        exit: ExitStatus,
+    },
+    #[error("write to sandbox: {source} (sandbox {exit})")]
+    Write { source: io::Error, exit: ExitStatus },
+    #[error("sandbox already exited: {exit}")]
+    Gone { exit: ExitStatus },
+}
+
+impl SandboxError {
+    /// The RMP error name, when the sandbox sent an invalid frame.
+    pub fn frame_error_name(&self) -> Option<&'static str> {
+        match self {
+            SandboxError::BadFrame { error, .. } => Some(error.name()),
+            _ => None,
+        }
+    }
+
+    /// How the process ended, when it has.
+    pub fn exit(&self) -> Option<ExitStatus> {
+        match self {
+            SandboxError::BadFrame { exit, .. }
+            | SandboxError::Protocol { exit, .. }
+            | SandboxError::BadModule { exit, .. }
+            | SandboxError::Died { exit }
+            | SandboxError::Timeout { exit, .. }
+            | SandboxError::Write { exit, .. }
+            | SandboxError::Gone { exit } => Some(*exit),
+            _ => None,
+        }
+    }
+}
+
+/// The end of one invoke, as the kernel saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvokeReport {
+    pub outputs: Vec<AgentOutput>,
+    pub outcome: InvokeOutcome,
+    /// Send of `intent.invoke.v1` to receipt of `toolresult.invoke.v1`, microseconds.
+    pub round_trip_us: u64,
+}
+
+/// A running (or reaped) sandbox-host process and its socket.
+#[derive(Debug)]
+pub struct Sandbox {
+    pid: i32,
+    sock: UnixStream,
+    decoder: StreamDecoder,
+    limits: Limits,
+    sandbox_limits: SandboxLimits,
+    agent: String,
+    ids: MsgIdGen,
+    next_invoke: u64,
+    buf: Box<[u8]>,
+    out: Vec<u8>,
+    facts: SandboxFacts,
+    reaped: Option<Reaped>,
+}
+
+/// Opens each `cgroup.procs` for the child to write `0` into between fork and exec.
+fn open_procs(cgroup: Option<&AgentCgroup>) -> Result<Vec<File>, SandboxError> {
+    let Some(cgroup) = cgroup else {
+        return Ok(Vec::new());
+    };
+    cgroup
+        .procs_files()
+        .into_iter()
+        .map(|path| {
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|source| SandboxError::CgroupJoin { path, source })
+        })
+        .collect()
+}
+
+impl Sandbox {
+    /// Starts a sandbox in `cgroup` (joined before exec), sends the hello and waits for
+    /// `control.ready.v1`.
+    pub fn spawn(config: &SpawnConfig, cgroup: Option<&AgentCgroup>) -> Result<Self, SandboxError> {
+        let started = Instant::now();
+        let (ours, theirs) = UnixStream::pair().map_err(SandboxError::Socket)?;
+        let procs = open_procs(cgroup)?;
+        let procs_fds: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
+        let theirs_fd = theirs.as_raw_fd();
+        let mut command = Command::new(&config.program);
+        command
+            .arg("--socket-fd")
+            .arg(theirs_fd.to_string())
+            .args(&config.extra_args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: the closure runs in the child between fork and exec, where only
+        // async-signal-safe calls are allowed: it calls write(2) and fcntl(2) on fds that
+        // are open in the parent (captured as integers, no allocation), and returns
+        // io::Error::last_os_error, which reads errno without allocating.
+        unsafe {
+            command.pre_exec(move || {
+                for fd in &procs_fds {
+                    // Writing 0 to cgroup.procs moves the writer: the child joins the
+                    // agent's group before exec, so no sandbox code runs outside it.
+                    if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                let flags = libc::fcntl(theirs_fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(theirs_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|source| SandboxError::Spawn {
+            program: config.program.clone(),
+            source,
+        })?;
+        drop(theirs);
+        drop(procs);
+        let pid = i32::try_from(child.id()).expect("pids fit in i32");
+        // The child is reaped with wait4 (for its rusage), not through `Child`.
+        drop(child);
+        let limits = Limits::new(config.limits.frame_body_bytes_max);
+        let mut sandbox = Sandbox {
+            pid,
+            sock: ours,
+            decoder: StreamDecoder::new(limits),
+            limits,
+            sandbox_limits: config.limits,
+            agent: config.agent.clone(),
+            ids: MsgIdGen::starting_at(1),
+            next_invoke: 1,
+            buf: vec![0; READ_BUF_BYTES].into_boxed_slice(),
+            out: Vec::new(),
+            facts: SandboxFacts {
+                pid: pid as u32,
+                cold_start_us: 0,
+                startup_us: 0,
+                peak_rss_kb: 0,
+                rss_kb: 0,
+                cpu_us: 0,
+                cgroup_path: cgroup.map(|c| c.path().to_owned()),
+                exit: None,
+            },
+            reaped: None,
+        };
+        sandbox.handshake(config, started)?;
+        Ok(sandbox)
+    }
+
+    fn handshake(&mut self, config: &SpawnConfig, started: Instant) -> Result<(), SandboxError> {
+        let trace = TraceId(u128::from(self.pid as u32) << 64);
+        let hello = SandboxHello {
+            protocol: SANDBOX_PROTOCOL_VERSION,
+            agent: config.agent.clone(),
+            module_path: config.module_path.to_string_lossy().into_owned(),
+            limits: config.limits,
+        };
+        self.send(trace, &hello)?;
+        let deadline = Instant::now() + Duration::from_millis(HELLO_TIMEOUT_MS);
+        let frame = self.recv(deadline, "waiting for control.ready.v1")?;
+        match frame.body().kind() {
+            Kind::SandboxReady => {
+                let ready: SandboxReady = self.payload(&frame)?;
+                if ready.protocol != SANDBOX_PROTOCOL_VERSION {
+                    return Err(self.protocol(format!("ready with protocol {}", ready.protocol)));
+                }
+                self.facts.cold_start_us = micros(started.elapsed());
+                self.facts.startup_us = ready.startup_us;
+                Ok(())
+            }
+            Kind::ErrorReport => {
+                let report: ErrorReport = self.payload(&frame)?;
+                let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
+                Err(SandboxError::BadModule {
+                    message: format!("{}: {}", report.code, report.message),
+                    exit,
+                })
+            }
+            other => {
+                Err(self.protocol(format!("{} instead of control.ready.v1", other.type_name())))
+            }
+        }
+    }
+
+    /// Sends one message and runs it to its outcome, answering host calls with `handler`.
+    pub fn invoke(
+        &mut self,
+        input: AgentInput,
+        handler: &mut dyn HostCallHandler,
+    ) -> Result<InvokeReport, SandboxError> {
+        if let Some(reaped) = self.reaped {
+            return Err(SandboxError::Gone {
+                exit: reaped.status,
+            });
+        }
+        let invoke_id = self.next_invoke;
+        self.next_invoke += 1;
+        let trace = TraceId((u128::from(self.pid as u32) << 64) | u128::from(invoke_id));
+        let started = Instant::now();
+        self.send(trace, &Invoke { invoke_id, input })?;
+        let budget =
+            Duration::from_millis(self.sandbox_limits.invoke_wall_ms_max + INVOKE_GRACE_MS);
+        let mut deadline = Instant::now() + budget;
+        let mut outputs = Vec::new();
+        let mut host_calls = 0u32;
+        loop {
+            let frame = self.recv(deadline, "running an invoke")?;
+            match frame.body().kind() {
+                Kind::InvokeOutput => {
+                    let out: InvokeOutput = self.payload(&frame)?;
+                    if out.invoke_id != invoke_id || out.seq as usize != outputs.len() {
+                        return Err(self.protocol(format!(
+                            "output {}/{} during invoke {invoke_id}, expected seq {}",
+                            out.invoke_id,
+                            out.seq,
+                            outputs.len()
+                        )));
+                    }
+                    if out.seq >= self.sandbox_limits.outputs_max {
+                        return Err(self.protocol("more outputs than outputs_max".into()));
+                    }
+                    outputs.push(out.output);
+                }
+                Kind::HostCallRequest => {
+                    let req: HostCallRequest = self.payload(&frame)?;
+                    if req.invoke_id != invoke_id || req.call_id != host_calls {
+                        return Err(self.protocol(format!(
+                            "host call {}/{} during invoke {invoke_id}, expected {host_calls}",
+                            req.invoke_id, req.call_id
+                        )));
+                    }
+                    if host_calls >= self.sandbox_limits.host_calls_max {
+                        return Err(self.protocol("more host calls than host_calls_max".into()));
+                    }
+                    host_calls += 1;
+                    let asked = Instant::now();
+                    let reply = handler.handle(&self.agent, req.call);
+                    // Time the kernel spends answering is not the guest's.
+                    deadline += asked.elapsed();
+                    let response = HostCallResponse {
+                        invoke_id,
+                        call_id: req.call_id,
+                        reply,
+                    };
+                    self.send(trace, &response)?;
+                }
+                Kind::InvokeOutcome => {
+                    let outcome: InvokeOutcome = self.payload(&frame)?;
+                    if outcome.invoke_id != invoke_id
+                        || outcome.outputs as usize != outputs.len()
+                        || outcome.host_calls != host_calls
+                    {
+                        return Err(self.protocol(format!(
+                            "outcome for invoke {} with {} outputs and {} host calls; saw \
+                             invoke {invoke_id}, {} outputs, {host_calls} host calls",
+                            outcome.invoke_id,
+                            outcome.outputs,
+                            outcome.host_calls,
+                            outputs.len()
+                        )));
+                    }
+                    self.refresh_facts();
+                    return Ok(InvokeReport {
+                        outputs,
+                        outcome,
+                        round_trip_us: micros(started.elapsed()),
+                    });
+                }
+                other => {
+                    return Err(self.protocol(format!("{} during an invoke", other.type_name())));
+                }
+            }
+        }
+    }
+
+    /// Asks the sandbox to exit and reaps it (killing it if it does not exit in time).
+    pub fn shutdown(mut self) -> Reaped {
+        if let Some(reaped) = self.reaped {
+            return reaped;
+        }
+        self.refresh_facts();
+        let trace = TraceId(u128::from(self.pid as u32) << 64);
+        let reason = Shutdown {
+            reason: "kernel asked".into(),
+        };
+        if self.send(trace, &reason).is_err() {
+            return self.reaped.expect("a failed send reaps");
+        }
+        self.wait_exit(SHUTDOWN_TIMEOUT_MS)
+    }
+
+    /// Kills the sandbox with SIGKILL and reaps it.
+    pub fn kill(&mut self) -> Reaped {
+        if let Some(reaped) = self.reaped {
+            return reaped;
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        self.reap(0)
+            .expect("wait4 without WNOHANG returns the child")
+    }
+
+    /// Waits up to `timeout_ms` for the process to exit by itself, then kills it.
+    pub fn wait_exit(&mut self, timeout_ms: u64) -> Reaped {
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        loop {
+            if let Some(reaped) = self.reap(libc::WNOHANG) {
+                return reaped;
+            }
+            if Instant::now() >= deadline {
+                return self.kill();
+            }
+            std::thread::sleep(Duration::from_millis(EXIT_POLL_MS));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// What is known about this sandbox now.
+    pub fn facts(&mut self) -> SandboxFacts {
+        self.refresh_facts();
+        self.facts.clone()
+    }
+
+    fn refresh_facts(&mut self) {
+        if self.reaped.is_some() {
+            return;
+        }
+        if let Some((hwm, rss, cpu)) = proc_usage(self.pid) {
+            self.facts.peak_rss_kb = self.facts.peak_rss_kb.max(hwm);
+            self.facts.rss_kb = rss;
+            self.facts.cpu_us = cpu;
+        }
+    }
+
+    /// `wait4` with `options`; `None` when WNOHANG found it still running.
+    fn reap(&mut self, options: libc::c_int) -> Option<Reaped> {
+        if let Some(reaped) = self.reaped {
+            return Some(reaped);
+        }
+        let mut status: libc::c_int = 0;
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = loop {
+            // SAFETY: both pointers refer to live locals of the right types; the pid is
+            // our own child, not yet reaped (self.reaped is None).
+            let rc = unsafe { libc::wait4(self.pid, &mut status, options, &mut usage) };
+            if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break rc;
+        };
+        assert!(
+            rc >= 0,
+            "wait4 on our own child: {}",
+            io::Error::last_os_error()
+        );
+        if rc == 0 {
+            return None;
+        }
+        let exit = if libc::WIFSIGNALED(status) {
+            ExitStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Exited(libc::WEXITSTATUS(status))
+        };
+        let tv_us = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000 + tv.tv_usec as u64;
+        let reaped = Reaped {
+            status: exit,
+            peak_rss_kb: usage.ru_maxrss as u64,
+            cpu_us: tv_us(usage.ru_utime) + tv_us(usage.ru_stime),
+        };
+        self.facts.exit = Some(exit);
+        self.facts.peak_rss_kb = self.facts.peak_rss_kb.max(reaped.peak_rss_kb);
+        self.facts.rss_kb = 0;
+        self.facts.cpu_us = reaped.cpu_us;
+        self.reaped = Some(reaped);
+        Some(reaped)
+    }
+
+    fn send<P: KindPayload + Serialize>(
+        &mut self,
+        trace: TraceId,
+        payload: &P,
+    ) -> Result<(), SandboxError> {
+        let header = Header::new(
+            P::KIND.family(),
+            SystemClock.now_ms(),
+            FRAME_TTL_MS,
+            trace,
+            self.ids.next_id(),
+        )
+        .expect("a one-minute ttl from now fits");
+        let frame = Frame::new(header, Body::from_payload(payload)).expect("kinds match families");
+        self.out.clear();
+        if let Err(err) = encode_frame_into(&frame, &self.limits, &mut self.out) {
+            // Only an input above the sandbox's own frame cap gets here.
+            let exit = self.kill().status;
+            return Err(SandboxError::Protocol {
+                detail: format!("kernel frame refused: {err}"),
+                exit,
+            });
+        }
+        if let Err(source) = self.sock.write_all(&self.out) {
+            let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
+            return Err(SandboxError::Write { source, exit });
+        }
+        Ok(())
+    }
+
+    /// The next valid frame before `deadline`; any failure kills and reaps the sandbox.
+    fn recv(&mut self, deadline: Instant, what: &'static str) -> Result<Frame, SandboxError> {
+        let started = Instant::now();
+        loop {
+            match self.decoder.next_frame(SystemClock.now_ms()) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(error) => {
+                    let exit = self.kill().status;
+                    return Err(SandboxError::BadFrame { error, exit });
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let exit = self.kill().status;
+                return Err(SandboxError::Timeout {
+                    waited_ms: millis(started.elapsed()),
+                    what,
+                    exit,
+                });
+            }
+            self.sock
+                .set_read_timeout(Some(deadline - now))
+                .expect("a non-zero timeout is accepted");
+            let want = self.decoder.free_bytes().min(self.buf.len());
+            let n = match self.sock.read(&mut self.buf[..want]) {
+                Ok(0) => {
+                    let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
+                    return Err(SandboxError::Died { exit });
+                }
+                Ok(n) => n,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(_) => {
+                    let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
+                    return Err(SandboxError::Died { exit });
+                }
+            };
+            let taken = self.decoder.push(&self.buf[..n]);
+            assert_eq!(taken, n, "reads are sized to the decoder's free space");
+        }
+    }
+
+    fn payload<P: KindPayload>(&mut self, frame: &Frame) -> Result<P, SandboxError> {
+        match frame.body().payload_as::<P>() {
+            Ok(p) => Ok(p),
+            Err(error) => {
+                let exit = self.kill().status;
+                Err(SandboxError::BadFrame { error, exit })
+            }
+        }
+    }
+
+    fn protocol(&mut self, detail: String) -> SandboxError {
+        let exit = self.kill().status;
+        SandboxError::Protocol { detail, exit }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            self.kill();
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `(VmHWM KiB, VmRSS KiB, utime+stime µs)` of a live process from /proc.
+fn proc_usage(pid: i32) -> Option<(u64, u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some((field("VmHWM:"), field("VmRSS:"), ticks * 1_000_000 / hz))
+}

@@ -1,0 +1,283 @@
+//! `rlp agent`: run agents directly. `invoke` spawns one confined sandbox-host in its own
+//! cgroup, sends one message, prints the outputs and the run's facts.
+//!
+//! Without a kernel, host calls that need kernel services (kb, model, confirm) answer
+//! `NotAvailable` "not available in this mode"; clock, random and log are answered locally.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use runloop_compile::Compiler;
+use runloop_proto::SystemClock;
+use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
+use runloop_proto::payloads::{AgentInput, InvokeError, SandboxLimits};
+use runloop_sandbox::cgroup::{self, AgentCgroup, CgroupLimits, CgroupStats, CgroupSupport};
+use runloop_sandbox::{
+    InvokeReport, LocalHandler, OsRandom, Sandbox, SandboxError, SandboxFacts, SpawnConfig,
+    locate_sandbox_host,
+};
+use serde_json::{Value as Json, json};
+
+use crate::failure::Failure;
+
+/// Parent cgroup of `rlp agent invoke` runs (under each controller's root).
+const CGROUP_PARENT: &str = "runloop";
+/// Memory the sandbox process needs beside the guest's linear memory.
+const SANDBOX_OVERHEAD_BYTES: u64 = 64 * 1024 * 1024;
+/// Threads the sandbox may run (main + epoch ticker, with slack).
+const SANDBOX_PIDS_MAX: u64 = 8;
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Run one message through an agent in a fresh sandbox and print outputs and facts.
+    ///
+    /// TARGET is a bundle directory (manifest.toml, digest and ABI verified), a .wasm or a
+    /// .wat file. A guest that
+    /// traps, loops past --timeout-ms or exhausts --memory-mb prints its specific error
+    /// (Trap, TimeLimit, MemoryLimit, …) and exits 2.
+    Invoke(InvokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// A bundle directory, a .wasm or a .wat file.
+    #[arg(value_name = "TARGET")]
+    target: PathBuf,
+    /// The message payload as JSON (the lossless JSON form of `rlp rmp`).
+    #[arg(long, value_name = "JSON")]
+    input: String,
+    /// The input port.
+    #[arg(long, default_value = "in")]
+    port: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Most MiB of wasm linear memory.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    memory_mb: u64,
+    /// Most milliseconds of wall time for the invoke.
+    #[arg(long, value_name = "N", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    timeout_ms: u64,
+    /// Fuel for the invoke (deterministic bound); off by default.
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+}
+
+pub fn run(command: AgentCommand) -> Result<(), Failure> {
+    match command {
+        AgentCommand::Invoke(args) => {
+            let json = args.json;
+            invoke(args).map_err(|f| f.json(json))
+        }
+    }
+}
+
+/// The module a target names: a verified bundle's wasm, or a .wasm/.wat file's bytes.
+/// Returns the agent name and the bytes.
+fn load_module(target: &Path) -> Result<(String, Vec<u8>), Failure> {
+    if target.is_dir() {
+        let bundle = runloop_bundle::Bundle::load(target).map_err(|e| match e {
+            runloop_bundle::LoadError::Read { .. } => Failure::io(e.to_string()),
+            other => Failure::invalid("BadBundle", other.to_string()),
+        })?;
+        let name = bundle.manifest().name().as_str().to_owned();
+        return Ok((name, bundle.wasm().to_vec()));
+    }
+    if !target.is_file() {
+        return Err(Failure::invalid(
+            "NoSuchTarget",
+            format!(
+                "{} is neither a bundle directory nor a file",
+                target.display()
+            ),
+        ));
+    }
+    let meta = std::fs::metadata(target).map_err(|e| Failure::io(e.to_string()))?;
+    if meta.len() > runloop_compile::WASM_BYTES_MAX as u64 {
+        return Err(Failure::invalid(
+            "BadModule",
+            format!(
+                "{} is above {} bytes",
+                target.display(),
+                runloop_compile::WASM_BYTES_MAX
+            ),
+        ));
+    }
+    let bytes = std::fs::read(target)
+        .map_err(|e| Failure::io(format!("read {}: {e}", target.display())))?;
+    let name = target
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "agent".into());
+    Ok((name, bytes))
+}
+
+fn invoke(args: InvokeArgs) -> Result<(), Failure> {
+    let json_in: Json = serde_json::from_str(&args.input)
+        .map_err(|e| Failure::invalid("InvalidInput", format!("--input is not JSON: {e}")))?;
+    let payload = json_to_msgpack(&json_in, "input")
+        .map_err(|e| Failure::invalid("InvalidInput", e.to_string()))?;
+    let (name, module) = load_module(&args.target)?;
+    let compiler = Compiler::new(Compiler::default_dir())
+        .map_err(|e| Failure::io(format!("cwasm cache: {e}")))?;
+    let compiled = compiler.compile_bytes(&module).map_err(|e| match e {
+        runloop_compile::CompileError::Write { .. }
+        | runloop_compile::CompileError::CacheDir { .. } => Failure::io(e.to_string()),
+        other => Failure::invalid("BadModule", other.to_string()),
+    })?;
+    let program = locate_sandbox_host().map_err(|tried| {
+        Failure::io(format!(
+            "runloop-sandbox-host not found (set RUNLOOP_SANDBOX_HOST); tried {tried:?}"
+        ))
+    })?;
+    let limits = SandboxLimits {
+        memory_bytes_max: args.memory_mb * 1024 * 1024,
+        invoke_wall_ms_max: args.timeout_ms,
+        invoke_fuel_max: args.fuel,
+        output_bytes_max: runloop_proto::payloads::OUTPUT_BYTES_MAX_DEFAULT,
+        outputs_max: 256,
+        host_calls_max: 1024,
+        log_bytes_max: 64 * 1024,
+        frame_body_bytes_max: 2 * 1024 * 1024,
+    };
+    let cgroup = match cgroup::detect() {
+        CgroupSupport::Unavailable(reason) => {
+            cgroup::notice_once(&reason);
+            None
+        }
+        _ => {
+            let limits = CgroupLimits {
+                memory_bytes_max: Some(limits.memory_bytes_max + SANDBOX_OVERHEAD_BYTES),
+                cpu_percent_max: Some(100),
+                pids_max: Some(SANDBOX_PIDS_MAX),
+            };
+            let group_name = format!("invoke-{}", std::process::id());
+            Some(
+                AgentCgroup::create(CGROUP_PARENT, &group_name, &limits)
+                    .map_err(|e| Failure::io(e.to_string()))?,
+            )
+        }
+    };
+    let config = SpawnConfig {
+        program,
+        extra_args: Vec::new(),
+        agent: name,
+        module_path: compiled.path.clone(),
+        limits,
+    };
+    let result = run_once(
+        &config,
+        cgroup.as_ref(),
+        AgentInput {
+            port: args.port,
+            payload,
+        },
+    );
+    let stats = cgroup.as_ref().and_then(|c| c.stats().ok());
+    if let Some(group) = cgroup {
+        // The sandbox is reaped by now; a failure here leaves an empty group behind.
+        if let Err(err) = group.remove() {
+            eprintln!("rlp: warning: {err}");
+        }
+    }
+    let (report, facts) = result?;
+    print_report(&report, &facts, stats, args.json, compiled.cached);
+    match &report.outcome.error {
+        None => Ok(()),
+        Some(err) => Err(invoke_failure(err)),
+    }
+}
+
+fn run_once(
+    config: &SpawnConfig,
+    cgroup: Option<&AgentCgroup>,
+    input: AgentInput,
+) -> Result<(InvokeReport, SandboxFacts), Failure> {
+    let mut sandbox = Sandbox::spawn(config, cgroup).map_err(sandbox_failure)?;
+    let mut handler = LocalHandler::new(SystemClock, OsRandom);
+    let report = sandbox
+        .invoke(input, &mut handler)
+        .map_err(sandbox_failure)?;
+    let mut facts = sandbox.facts();
+    let reaped = sandbox.shutdown();
+    facts.exit = Some(reaped.status);
+    facts.peak_rss_kb = facts.peak_rss_kb.max(reaped.peak_rss_kb);
+    facts.cpu_us = reaped.cpu_us;
+    Ok((report, facts))
+}
+
+fn sandbox_failure(err: SandboxError) -> Failure {
+    match err {
+        SandboxError::BadModule { .. } => Failure::invalid("BadModule", err.to_string()),
+        other => Failure::io(other.to_string()),
+    }
+}
+
+fn invoke_failure(err: &InvokeError) -> Failure {
+    let detail = err.to_string();
+    let detail = detail
+        .strip_prefix(&format!("{}: ", err.name()))
+        .unwrap_or(&detail)
+        .to_owned();
+    Failure::invalid(err.name(), detail)
+}
+
+fn print_report(
+    report: &InvokeReport,
+    facts: &SandboxFacts,
+    stats: Option<CgroupStats>,
+    json: bool,
+    cached: bool,
+) {
+    let exit = facts.exit.map(|e| e.to_string());
+    let cpu_ms = facts.cpu_us as f64 / 1000.0;
+    let cold_ms = facts.cold_start_us as f64 / 1000.0;
+    if json {
+        let outputs: Vec<Json> = report
+            .outputs
+            .iter()
+            .map(|o| json!({"port": o.port, "payload": msgpack_to_json(&o.payload)}))
+            .collect();
+        let error = report
+            .outcome
+            .error
+            .as_ref()
+            .map(|e| json!({"error": e.name(), "detail": e.to_string()}));
+        let value = json!({
+            "outputs": outputs,
+            "error": error,
+            "stdout": report.outcome.stdout,
+            "stderr": report.outcome.stderr,
+            "facts": {
+                "pid": facts.pid,
+                "cold_start_ms": cold_ms,
+                "peak_rss_kb": facts.peak_rss_kb,
+                "cpu_ms": cpu_ms,
+                "invoke_wall_us": report.outcome.wall_us,
+                "host_calls": report.outcome.host_calls,
+                "cgroup_path": facts.cgroup_path,
+                "cgroup_memory_peak_bytes": stats.map(|s| s.memory_peak_bytes),
+                "exit_status": exit,
+                "cwasm_cached": cached,
+            },
+        });
+        println!("{value}");
+        return;
+    }
+    for output in &report.outputs {
+        println!("{}: {}", output.port, msgpack_to_json(&output.payload));
+    }
+    if !report.outcome.stdout.is_empty() {
+        println!("stdout: {}", report.outcome.stdout.trim_end());
+    }
+    if !report.outcome.stderr.is_empty() {
+        println!("stderr: {}", report.outcome.stderr.trim_end());
+    }
+    println!("cold start: {cold_ms:.2} ms");
+    println!("peak rss: {} KiB", facts.peak_rss_kb);
+    println!("cpu: {cpu_ms:.1} ms");
+    println!("cgroup: {}", facts.cgroup_path.as_deref().unwrap_or("none"));
+    println!("exit: {}", exit.as_deref().unwrap_or("unknown"));
+}

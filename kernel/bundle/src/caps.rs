@@ -1,0 +1,477 @@
+//! `policy.caps`: which host calls an agent may make, in a small line-based grammar.
+//!
+//! ```text
+//! # comments and blank lines are ignored
+//! runloop-caps 1                                  # first statement, always
+//! allow clock.now
+//! allow random.bytes max_len=32
+//! allow log
+//! allow model.complete models=smollm2-135m max_tokens=256
+//! allow model.embed models=smollm2-135m
+//! allow kb.query
+//! allow kb.write_event kinds=contact.seen,note scopes=personal confirm=required
+//! allow confirm.request
+//! ```
+//!
+//! Everything not allowed is denied. Each op appears at most once; each option at most
+//! once per line; lists are comma-separated without spaces. Every bad line is an error
+//! naming its line number. The kernel, never the sandbox, applies the parsed [`Policy`]
+//! to each `HostCall` with [`Policy::check`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use runloop_proto::payloads::{HostCall, RANDOM_BYTES_MAX};
+
+/// Most bytes of a policy file.
+pub const CAPS_BYTES_MAX: usize = 16 * 1024;
+/// Longest line.
+pub const LINE_BYTES_MAX: usize = 1024;
+/// Most items in one option's list.
+pub const LIST_ITEMS_MAX: usize = 64;
+/// Longest item in a list (a model name, kind or scope).
+pub const ITEM_BYTES_MAX: usize = 128;
+/// The header every policy starts with.
+pub const HEADER: &str = "runloop-caps 1";
+
+/// A host-call op (closed: the ABI's op table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    ClockNow,
+    RandomBytes,
+    Log,
+    ModelComplete,
+    ModelEmbed,
+    KbQuery,
+    KbWriteEvent,
+    ConfirmRequest,
+}
+
+impl Op {
+    /// Every op, in the ABI's order.
+    pub const ALL: [Op; 8] = [
+        Op::ClockNow,
+        Op::RandomBytes,
+        Op::Log,
+        Op::ModelComplete,
+        Op::ModelEmbed,
+        Op::KbQuery,
+        Op::KbWriteEvent,
+        Op::ConfirmRequest,
+    ];
+
+    /// The op's wire name, as in `HostCall::op`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::ClockNow => "clock.now",
+            Op::RandomBytes => "random.bytes",
+            Op::Log => "log",
+            Op::ModelComplete => "model.complete",
+            Op::ModelEmbed => "model.embed",
+            Op::KbQuery => "kb.query",
+            Op::KbWriteEvent => "kb.write_event",
+            Op::ConfirmRequest => "confirm.request",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name() == word)
+    }
+
+    /// The op of a host call.
+    pub fn of(call: &HostCall) -> Self {
+        match call {
+            HostCall::ClockNow => Op::ClockNow,
+            HostCall::RandomBytes { .. } => Op::RandomBytes,
+            HostCall::Log { .. } => Op::Log,
+            HostCall::ModelComplete { .. } => Op::ModelComplete,
+            HostCall::ModelEmbed { .. } => Op::ModelEmbed,
+            HostCall::KbQuery { .. } => Op::KbQuery,
+            HostCall::KbWriteEvent { .. } => Op::KbWriteEvent,
+            HostCall::ConfirmRequest { .. } => Op::ConfirmRequest,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What is wrong with one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapsErrorKind {
+    #[error("policy file is {bytes} bytes, at most {CAPS_BYTES_MAX}")]
+    FileTooLarge { bytes: usize },
+    #[error("line is {bytes} bytes, at most {LINE_BYTES_MAX}")]
+    LineTooLong { bytes: usize },
+    #[error("expected the header {HEADER:?} first, found {found:?}")]
+    MissingHeader { found: String },
+    #[error("the policy is empty: it must start with {HEADER:?}")]
+    Empty,
+    #[error("unknown statement {word:?} (expected \"allow\")")]
+    UnknownStatement { word: String },
+    #[error("\"allow\" needs an op")]
+    MissingOp,
+    #[error("unknown op {op:?}")]
+    UnknownOp { op: String },
+    #[error("{op} is already allowed on line {first_line}")]
+    DuplicateOp { op: Op, first_line: usize },
+    #[error("{word:?} is not an option (expected key=value)")]
+    NotAnOption { word: String },
+    #[error("{op} has no option {key:?}")]
+    UnknownOption { op: Op, key: String },
+    #[error("option {key:?} given twice")]
+    DuplicateOption { key: String },
+    #[error("option {key}={value:?}: {reason}")]
+    BadValue {
+        key: String,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// A policy file that does not parse, with the 1-based line at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {kind}")]
+pub struct CapsError {
+    pub line: usize,
+    pub kind: CapsErrorKind,
+}
+
+/// One op's allowance and its restrictions (`None` means unrestricted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    Plain,
+    RandomBytes {
+        max_len: Option<u32>,
+    },
+    ModelComplete {
+        models: Option<BTreeSet<String>>,
+        max_tokens: Option<u32>,
+    },
+    ModelEmbed {
+        models: Option<BTreeSet<String>>,
+    },
+    KbWriteEvent {
+        kinds: Option<BTreeSet<String>>,
+        scopes: Option<BTreeSet<String>>,
+        confirm_required: bool,
+    },
+}
+
+/// A parsed policy: the grants by op, each with the line it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    grants: BTreeMap<Op, (usize, Grant)>,
+}
+
+/// What the kernel must do with an allowed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Allowed once a person confirms (`confirm=required`).
+    AllowedAfterConfirm,
+}
+
+/// Why a call is denied (the kernel answers `CapabilityDenied` with this text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("{op} is not allowed by the agent's policy")]
+    NotGranted { op: Op },
+    #[error("{op}: {asked} bytes asked, the policy allows at most {max}")]
+    TooManyBytes { op: Op, asked: u32, max: u32 },
+    #[error("{op}: model {model:?} is not in the policy's models")]
+    ModelNotAllowed { op: Op, model: Option<String> },
+    #[error("{op}: max_tokens {asked:?} asked, the policy allows at most {max}")]
+    TooManyTokens {
+        op: Op,
+        asked: Option<u32>,
+        max: u32,
+    },
+    #[error("{op}: kind {kind:?} is not in the policy's kinds")]
+    KindNotAllowed { op: Op, kind: String },
+    #[error("{op}: scope {scope:?} is not in the policy's scopes")]
+    ScopeNotAllowed { op: Op, scope: Option<String> },
+}
+
+fn in_list(list: &Option<BTreeSet<String>>, item: Option<&String>) -> bool {
+    match (list, item) {
+        (None, _) => true,
+        (Some(list), Some(item)) => list.contains(item),
+        (Some(_), None) => false,
+    }
+}
+
+impl Policy {
+    /// Parses a policy file.
+    pub fn parse(text: &str) -> Result<Self, CapsError> {
+        if text.len() > CAPS_BYTES_MAX {
+            return Err(CapsError {
+                line: 1,
+                kind: CapsErrorKind::FileTooLarge { bytes: text.len() },
+            });
+        }
+        let mut policy = Policy::default();
+        let mut seen_header = false;
+        for (index, raw_line) in text.lines().enumerate() {
+            let line = index + 1;
+            let at = |kind| CapsError { line, kind };
+            if raw_line.len() > LINE_BYTES_MAX {
+                return Err(at(CapsErrorKind::LineTooLong {
+                    bytes: raw_line.len(),
+                }));
+            }
+            let content = raw_line.split('#').next().unwrap_or("").trim();
+            if content.is_empty() {
+                continue;
+            }
+            if !seen_header {
+                let words: Vec<&str> = content.split_whitespace().collect();
+                if words != ["runloop-caps", "1"] {
+                    return Err(at(CapsErrorKind::MissingHeader {
+                        found: content.to_owned(),
+                    }));
+                }
+                seen_header = true;
+                continue;
+            }
+            let (op, grant) = parse_allow(content).map_err(at)?;
+            if let Some((first_line, _)) = policy.grants.get(&op) {
+                return Err(at(CapsErrorKind::DuplicateOp {
+                    op,
+                    first_line: *first_line,
+                }));
+            }
+            policy.grants.insert(op, (line, grant));
+        }
+        if !seen_header {
+            return Err(CapsError {
+                line: 1,
+                kind: CapsErrorKind::Empty,
+            });
+        }
+        Ok(policy)
+    }
+
+    /// The grant for `op`, if the policy allows it at all.
+    pub fn grant(&self, op: Op) -> Option<&Grant> {
+        self.grants.get(&op).map(|(_, grant)| grant)
+    }
+
+    /// The ops the policy allows, in the ABI's order.
+    pub fn ops(&self) -> impl Iterator<Item = Op> + '_ {
+        self.grants.keys().copied()
+    }
+
+    /// Decides one host call.
+    pub fn check(&self, call: &HostCall) -> Result<Verdict, Denied> {
+        let op = Op::of(call);
+        let Some(grant) = self.grant(op) else {
+            return Err(Denied::NotGranted { op });
+        };
+        match (grant, call) {
+            (Grant::RandomBytes { max_len: Some(max) }, HostCall::RandomBytes { len })
+                if len > max =>
+            {
+                Err(Denied::TooManyBytes {
+                    op,
+                    asked: *len,
+                    max: *max,
+                })
+            }
+            (
+                Grant::ModelComplete { models, max_tokens },
+                HostCall::ModelComplete {
+                    model,
+                    max_tokens: asked,
+                    ..
+                },
+            ) => {
+                if !in_list(models, model.as_ref()) {
+                    return Err(Denied::ModelNotAllowed {
+                        op,
+                        model: model.clone(),
+                    });
+                }
+                match (max_tokens, asked) {
+                    (Some(max), Some(asked)) if asked <= max => Ok(Verdict::Allowed),
+                    (Some(max), asked) => Err(Denied::TooManyTokens {
+                        op,
+                        asked: *asked,
+                        max: *max,
+                    }),
+                    (None, _) => Ok(Verdict::Allowed),
+                }
+            }
+            (Grant::ModelEmbed { models }, HostCall::ModelEmbed { model, .. })
+                if !in_list(models, model.as_ref()) =>
+            {
+                Err(Denied::ModelNotAllowed {
+                    op,
+                    model: model.clone(),
+                })
+            }
+            (
+                Grant::KbWriteEvent {
+                    kinds,
+                    scopes,
+                    confirm_required,
+                },
+                HostCall::KbWriteEvent { kind, scope, .. },
+            ) => {
+                if !in_list(kinds, Some(kind)) {
+                    return Err(Denied::KindNotAllowed {
+                        op,
+                        kind: kind.clone(),
+                    });
+                }
+                if !in_list(scopes, scope.as_ref()) {
+                    return Err(Denied::ScopeNotAllowed {
+                        op,
+                        scope: scope.clone(),
+                    });
+                }
+                Ok(if *confirm_required {
+                    Verdict::AllowedAfterConfirm
+                } else {
+                    Verdict::Allowed
+                })
+            }
+            _ => Ok(Verdict::Allowed),
+        }
+    }
+}
+
+/// The options one `allow` line carries, by key, each at most once.
+struct Options<'a> {
+    op: Op,
+    given: BTreeMap<&'a str, &'a str>,
+}
+
+impl<'a> Options<'a> {
+    fn parse(op: Op, words: &[&'a str], allowed: &[&str]) -> Result<Self, CapsErrorKind> {
+        let mut given = BTreeMap::new();
+        for word in words {
+            let Some((key, value)) = word.split_once('=') else {
+                return Err(CapsErrorKind::NotAnOption {
+                    word: (*word).to_owned(),
+                });
+            };
+            if !allowed.contains(&key) {
+                return Err(CapsErrorKind::UnknownOption {
+                    op,
+                    key: key.to_owned(),
+                });
+            }
+            if given.insert(key, value).is_some() {
+                return Err(CapsErrorKind::DuplicateOption {
+                    key: key.to_owned(),
+                });
+            }
+        }
+        Ok(Self { op, given })
+    }
+
+    fn number(&self, key: &str, max: u32) -> Result<Option<u32>, CapsErrorKind> {
+        let Some(value) = self.given.get(key) else {
+            return Ok(None);
+        };
+        let bad = |reason| CapsErrorKind::BadValue {
+            key: key.to_owned(),
+            value: (*value).to_owned(),
+            reason,
+        };
+        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+        let number: u32 = value
+            .parse()
+            .ok()
+            .filter(|_| digits)
+            .ok_or_else(|| bad("expected a decimal number"))?;
+        if number == 0 || number > max {
+            return Err(bad("out of range"));
+        }
+        Ok(Some(number))
+    }
+
+    fn list(&self, key: &str) -> Result<Option<BTreeSet<String>>, CapsErrorKind> {
+        let Some(value) = self.given.get(key) else {
+            return Ok(None);
+        };
+        let bad = |reason| CapsErrorKind::BadValue {
+            key: key.to_owned(),
+            value: (*value).to_owned(),
+            reason,
+        };
+        let mut items = BTreeSet::new();
+        for item in value.split(',') {
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || "._-:/".contains(c);
+            if item.is_empty() || item.len() > ITEM_BYTES_MAX || !item.chars().all(ok_char) {
+                return Err(bad(
+                    "items are 1 to 128 of a-z A-Z 0-9 . _ - : /, comma-separated",
+                ));
+            }
+            if !items.insert(item.to_owned()) {
+                return Err(bad("an item is listed twice"));
+            }
+        }
+        if items.len() > LIST_ITEMS_MAX {
+            return Err(bad("more than 64 items"));
+        }
+        Ok(Some(items))
+    }
+
+    fn confirm(&self) -> Result<bool, CapsErrorKind> {
+        match self.given.get("confirm") {
+            None => Ok(false),
+            Some(&"required") => Ok(true),
+            Some(value) => Err(CapsErrorKind::BadValue {
+                key: "confirm".into(),
+                value: (*value).to_owned(),
+                reason: "the only value is \"required\"",
+            }),
+        }
+    }
+}
+
+fn parse_allow(content: &str) -> Result<(Op, Grant), CapsErrorKind> {
+    let words: Vec<&str> = content.split_whitespace().collect();
+    let (statement, rest) = words.split_first().expect("content is not blank");
+    if *statement != "allow" {
+        return Err(CapsErrorKind::UnknownStatement {
+            word: (*statement).to_owned(),
+        });
+    }
+    let (op_word, option_words) = rest.split_first().ok_or(CapsErrorKind::MissingOp)?;
+    let op = Op::parse(op_word).ok_or_else(|| CapsErrorKind::UnknownOp {
+        op: (*op_word).to_owned(),
+    })?;
+    let keys: &[&str] = match op {
+        Op::RandomBytes => &["max_len"],
+        Op::ModelComplete => &["models", "max_tokens"],
+        Op::ModelEmbed => &["models"],
+        Op::KbWriteEvent => &["kinds", "scopes", "confirm"],
+        Op::ClockNow | Op::Log | Op::KbQuery | Op::ConfirmRequest => &[],
+    };
+    let options = Options::parse(op, option_words, keys)?;
+    let grant = match options.op {
+        Op::RandomBytes => Grant::RandomBytes {
+            max_len: options.number("max_len", RANDOM_BYTES_MAX)?,
+        },
+        Op::ModelComplete => Grant::ModelComplete {
+            models: options.list("models")?,
+            max_tokens: options.number("max_tokens", u32::MAX)?,
+        },
+        Op::ModelEmbed => Grant::ModelEmbed {
+            models: options.list("models")?,
+        },
+        Op::KbWriteEvent => Grant::KbWriteEvent {
+            kinds: options.list("kinds")?,
+            scopes: options.list("scopes")?,
+            confirm_required: options.confirm()?,
+        },
+        Op::ClockNow | Op::Log | Op::KbQuery | Op::ConfirmRequest => Grant::Plain,
+    };
+    Ok((op, grant))
+}

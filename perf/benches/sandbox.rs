@@ -1,0 +1,219 @@
+//! Sandbox cold start, idle RSS and round trips, each beside a baseline from the same run.
+//!
+//! Run: `cargo build -p runloop-sandbox-host --release` (alone, so it has no cranelift),
+//! then `cargo bench -p runloop-sandbox --bench sandbox` (optionally under `taskset -c 1`).
+//! The binary is found through `RUNLOOP_SANDBOX_HOST`, else `<target>/release/`.
+//! Results are written up in `perf/sandbox.md`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use runloop_compile::Compiler;
+use runloop_proto::SystemClock;
+use runloop_proto::payloads::{AgentInput, SandboxLimits};
+use runloop_sandbox::{
+    AgentCgroup, CgroupLimits, LocalHandler, OsRandom, Sandbox, SpawnConfig, cgroup,
+};
+
+const COLD_RUNS: usize = 200;
+const ROUND_TRIPS: usize = 5_000;
+const ECHO_WAT: &str = include_str!("../../sandbox-host/tests/fixtures/echo.wat");
+
+fn program() -> PathBuf {
+    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")));
+    target.join("release/runloop-sandbox-host")
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let idx = ((samples.len() - 1) as f64 * p).round() as usize;
+    samples[idx]
+}
+
+/// fork+exec+wait of `/bin/true`: (µs, peak RSS KiB from rusage).
+fn bin_true() -> (f64, f64) {
+    let started = Instant::now();
+    let child = Command::new("/bin/true").spawn().expect("spawn /bin/true");
+    let pid = child.id() as i32;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pointers to live locals; pid is our unreaped child.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid);
+    (
+        started.elapsed().as_secs_f64() * 1e6,
+        usage.ru_maxrss as f64,
+    )
+}
+
+fn input() -> AgentInput {
+    AgentInput {
+        port: "in".into(),
+        payload: rmpv::Value::Map(vec![("text".into(), "hello".into())]),
+    }
+}
+
+fn main() {
+    let program = program();
+    assert!(program.is_file(), "build it first: {}", program.display());
+    let dir = std::env::temp_dir().join(format!("runloop-bench-{}", std::process::id()));
+    let module = Compiler::new(&dir)
+        .unwrap()
+        .compile_bytes(ECHO_WAT.as_bytes())
+        .unwrap()
+        .path;
+    let limits = SandboxLimits {
+        memory_bytes_max: 64 * 1024 * 1024,
+        invoke_wall_ms_max: 5_000,
+        invoke_fuel_max: None,
+        output_bytes_max: 1024 * 1024,
+        outputs_max: 64,
+        host_calls_max: 256,
+        log_bytes_max: 64 * 1024,
+        frame_body_bytes_max: 2 * 1024 * 1024,
+    };
+    let config = SpawnConfig {
+        program: program.clone(),
+        extra_args: Vec::new(),
+        agent: "echo".into(),
+        module_path: module,
+        limits,
+    };
+    let parent = format!("runloop-bench-{}", std::process::id());
+    let group = match cgroup::detect() {
+        cgroup::CgroupSupport::Unavailable(reason) => {
+            cgroup::notice_once(&reason);
+            None
+        }
+        _ => Some(
+            AgentCgroup::create(
+                &parent,
+                "echo",
+                &CgroupLimits {
+                    memory_bytes_max: Some(256 * 1024 * 1024),
+                    cpu_percent_max: None,
+                    pids_max: Some(1024),
+                },
+            )
+            .unwrap(),
+        ),
+    };
+    println!(
+        "sandbox-host: {} ({} bytes)",
+        program.display(),
+        program.metadata().unwrap().len()
+    );
+    println!(
+        "cgroup: {}",
+        group.as_ref().map(|g| g.path()).unwrap_or("none")
+    );
+
+    // Interleave baseline and sandbox runs so both see the same machine state.
+    let (mut true_us, mut true_rss) = (Vec::new(), Vec::new());
+    let (mut ready_us, mut first_reply_us, mut idle_rss, mut peak_rss) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut handler = LocalHandler::new(SystemClock, OsRandom);
+    for _ in 0..COLD_RUNS {
+        let (us, rss) = bin_true();
+        true_us.push(us);
+        true_rss.push(rss);
+        let started = Instant::now();
+        let mut sandbox = Sandbox::spawn(&config, group.as_ref()).unwrap();
+        let ready = started.elapsed();
+        let report = sandbox.invoke(input(), &mut handler).unwrap();
+        let first = started.elapsed();
+        assert!(report.outcome.error.is_none());
+        let facts = sandbox.facts();
+        ready_us.push(ready.as_secs_f64() * 1e6);
+        first_reply_us.push(first.as_secs_f64() * 1e6);
+        idle_rss.push(facts.rss_kb as f64);
+        peak_rss.push(sandbox.shutdown().peak_rss_kb as f64);
+    }
+    println!("\n## cold start ({COLD_RUNS} runs, medians / p90)");
+    println!(
+        "fork+exec+wait /bin/true      : {:8.0} µs / {:8.0} µs",
+        percentile(&mut true_us, 0.5),
+        percentile(&mut true_us, 0.9)
+    );
+    println!(
+        "sandbox spawn → ready         : {:8.0} µs / {:8.0} µs",
+        percentile(&mut ready_us, 0.5),
+        percentile(&mut ready_us, 0.9)
+    );
+    println!(
+        "sandbox spawn → first reply   : {:8.0} µs / {:8.0} µs",
+        percentile(&mut first_reply_us, 0.5),
+        percentile(&mut first_reply_us, 0.9)
+    );
+    println!("\n## memory (medians)");
+    println!(
+        "/bin/true peak RSS            : {:8.0} KiB",
+        percentile(&mut true_rss, 0.5)
+    );
+    println!(
+        "sandbox idle RSS after 1 call : {:8.0} KiB",
+        percentile(&mut idle_rss, 0.5)
+    );
+    println!(
+        "sandbox peak RSS              : {:8.0} KiB",
+        percentile(&mut peak_rss, 0.5)
+    );
+
+    // Round trips through one sandbox, beside a raw Unix-socket ping-pong with `cat`.
+    let mut sandbox = Sandbox::spawn(&config, group.as_ref()).unwrap();
+    let mut rt = Vec::with_capacity(ROUND_TRIPS);
+    let started = Instant::now();
+    for _ in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        sandbox.invoke(input(), &mut handler).unwrap();
+        rt.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let sandbox_rate = ROUND_TRIPS as f64 / started.elapsed().as_secs_f64();
+    sandbox.shutdown();
+
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let theirs_out = theirs.try_clone().unwrap();
+    let mut cat = Command::new("/bin/cat")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
+        .spawn()
+        .unwrap();
+    let msg = [7u8; 128];
+    let mut back = [0u8; 128];
+    let mut raw = Vec::with_capacity(ROUND_TRIPS);
+    let started = Instant::now();
+    for _ in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        ours.write_all(&msg).unwrap();
+        ours.read_exact(&mut back).unwrap();
+        raw.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let raw_rate = ROUND_TRIPS as f64 / started.elapsed().as_secs_f64();
+    drop(ours);
+    cat.wait().unwrap();
+    println!("\n## round trips ({ROUND_TRIPS}, one agent, echo)");
+    println!(
+        "raw unix socket ping-pong (cat, 128 B): median {:6.1} µs, {:8.0} /s",
+        percentile(&mut raw, 0.5),
+        raw_rate
+    );
+    println!(
+        "kernel → sandbox → kernel invoke     : median {:6.1} µs, {:8.0} /s",
+        percentile(&mut rt, 0.5),
+        sandbox_rate
+    );
+    if let Some(g) = group {
+        g.remove().unwrap();
+        cgroup::remove_parent(&parent).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

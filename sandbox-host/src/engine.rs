@@ -1,0 +1,77 @@
+//! The one wasmtime engine configuration, shared by the compiler and the sandbox.
+//!
+//! A `.cwasm` loads only into an engine with the same settings, so both sides build their
+//! `Config` here and nowhere else. Every wasm feature the agent ABI does not use is turned
+//! off explicitly, so the settings do not drift with cargo feature unification (the
+//! compiler's build has `cranelift`, the sandbox's does not). Fuel and epoch interruption
+//! are always on: they change the compiled code, and they cost nothing measurable.
+
+use wasmtime::{Config, Engine, WasmFeatures};
+
+/// The pinned wasmtime version (see the workspace manifest); part of every cache key.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+/// Period of the epoch ticker while an invoke runs; the wall-time limit's resolution.
+pub const EPOCH_TICK_MS: u64 = 2;
+/// Most bytes of wasm stack a guest may use.
+pub const WASM_STACK_BYTES_MAX: usize = 512 * 1024;
+
+/// Every wasm proposal named explicitly: on for what Rust's std on wasm32-wasip1 emits,
+/// off for everything else, so nothing depends on compiled-in defaults.
+pub const WASM_FEATURES: &[(WasmFeatures, bool)] = &[
+    (WasmFeatures::MUTABLE_GLOBAL, true),
+    (WasmFeatures::SATURATING_FLOAT_TO_INT, true),
+    (WasmFeatures::SIGN_EXTENSION, true),
+    (WasmFeatures::MULTI_VALUE, true),
+    (WasmFeatures::BULK_MEMORY, true),
+    (WasmFeatures::REFERENCE_TYPES, true),
+    (WasmFeatures::SIMD, true),
+    (WasmFeatures::EXTENDED_CONST, true),
+    (WasmFeatures::THREADS, false),
+    (WasmFeatures::SHARED_EVERYTHING_THREADS, false),
+    (WasmFeatures::GC, false),
+    (WasmFeatures::FUNCTION_REFERENCES, false),
+    (WasmFeatures::RELAXED_SIMD, false),
+    (WasmFeatures::MULTI_MEMORY, false),
+    (WasmFeatures::MEMORY64, false),
+    (WasmFeatures::TAIL_CALL, false),
+    (WasmFeatures::CUSTOM_PAGE_SIZES, false),
+    (WasmFeatures::WIDE_ARITHMETIC, false),
+    (WasmFeatures::STACK_SWITCHING, false),
+    (WasmFeatures::EXCEPTIONS, false),
+    (WasmFeatures::LEGACY_EXCEPTIONS, false),
+    (WasmFeatures::COMPONENT_MODEL, false),
+    (WasmFeatures::MEMORY_CONTROL, false),
+];
+
+/// The engine configuration every Runloop engine uses.
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    // Set through `wasm_features`, which every build has: the per-feature setters exist
+    // only when wasmtime's matching cargo feature is on, and that differs between the
+    // compiler's build and the sandbox's.
+    for (feature, on) in WASM_FEATURES {
+        config.wasm_features(*feature, *on);
+    }
+    config.concurrency_support(false);
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(WASM_STACK_BYTES_MAX);
+    config
+}
+
+/// A new engine with [`engine_config`].
+pub fn new_engine() -> wasmtime::Result<Engine> {
+    Engine::new(&engine_config())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_builds_and_refuses_threads() {
+        let engine = new_engine().unwrap();
+        let _ = engine.precompile_compatibility_hash();
+    }
+}

@@ -1,0 +1,115 @@
+//! The kernel side against a hostile or dying sandbox: bad modules, garbage frames,
+//! oversized frames, SIGKILL, and seccomp killing a forbidden syscall.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{config, input, limits, spawn};
+use runloop_proto::SystemClock;
+use runloop_sandbox::{ExitStatus, LocalHandler, OsRandom, Sandbox, SandboxError, SpawnConfig};
+
+#[test]
+fn a_module_without_the_abi_is_refused_as_bad_module() {
+    let err = Sandbox::spawn(&config("no_abi.wat", limits()), None).unwrap_err();
+    let SandboxError::BadModule { message, exit } = err else {
+        panic!("want BadModule, got {err}");
+    };
+    assert!(message.contains("runloop_abi_v1"), "{message}");
+    assert_eq!(exit, ExitStatus::Exited(72));
+}
+
+/// A fake sandbox: a bash script (dash cannot redirect to fds above 9) that writes `bytes` (printf escapes) to the socket
+/// named by `--socket-fd N`, then waits to be killed. Real process, real socket.
+fn fake_sandbox(tag: &str, bytes: &str) -> SpawnConfig {
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("runloop-fake-{}-{tag}.sh", std::process::id()));
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(
+        f,
+        "#!/bin/bash\nfd=$2\nprintf '{bytes}' >&$fd\nexec sleep 10"
+    )
+    .unwrap();
+    drop(f);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut config = config("echo.wat", limits());
+    config.program = path;
+    config
+}
+
+#[test]
+fn malformed_and_oversized_frames_are_rejected_with_their_rmp_error() {
+    let cases = [
+        // frame_len 0x7fffffff: above the 2 MiB cap before any body byte is read.
+        ("oversized", r"\177\377\377\377", "BodyTooLarge"),
+        // frame_len 8: cannot hold a header.
+        ("truncated", r"\000\000\000\010", "TruncatedHeader"),
+        // frame_len 64, then a header starting with JUNK.
+        (
+            "magic",
+            r"\000\000\000\100JUNKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "InvalidMagic",
+        ),
+    ];
+    for (tag, bytes, want) in cases {
+        let err = Sandbox::spawn(&fake_sandbox(tag, bytes), None).unwrap_err();
+        assert_eq!(err.frame_error_name(), Some(want), "{tag}: {err}");
+        assert!(err.to_string().contains(want), "{err}");
+        // The kernel killed it at once.
+        assert_eq!(
+            err.exit(),
+            Some(ExitStatus::Signaled(libc_sigkill())),
+            "{tag}"
+        );
+    }
+}
+
+fn libc_sigkill() -> i32 {
+    nix::sys::signal::Signal::SIGKILL as i32
+}
+
+#[test]
+fn a_sigkilled_sandbox_is_detected_with_its_signal() {
+    let (_cg, mut sandbox) = spawn("echo.wat", limits(), "sigkill");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sandbox.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let err = sandbox
+        .invoke(input("x"), &mut LocalHandler::new(SystemClock, OsRandom))
+        .unwrap_err();
+    assert_eq!(
+        err.exit(),
+        Some(ExitStatus::Signaled(libc_sigkill())),
+        "{err}"
+    );
+    assert!(err.to_string().contains("SIGKILL"), "{err}");
+    assert_eq!(
+        sandbox.facts().exit,
+        Some(ExitStatus::Signaled(libc_sigkill()))
+    );
+}
+
+#[test]
+fn seccomp_kills_a_forbidden_syscall() {
+    let status = Command::new(common::program())
+        .args(["--socket-fd", "0", "--test-forbidden-syscall"])
+        .status()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(nix::sys::signal::Signal::SIGSYS as i32),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn the_sandbox_refuses_to_start_without_a_socket_argument() {
+    let status = Command::new(common::program()).status().unwrap();
+    assert_eq!(status.code(), Some(64));
+}

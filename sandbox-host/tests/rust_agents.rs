@@ -1,0 +1,108 @@
+//! Real Rust agents (the committed canonical bundles of `agents/bundles/`, built for
+//! wasm32-wasip1 with the SDK) end to end: bundle verified, compiled, run in a real
+//! sandbox-host process in a real cgroup.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestCgroup, limits, program};
+use runloop_compile::Compiler;
+use runloop_proto::SystemClock;
+use runloop_proto::payloads::{AgentInput, InvokeError};
+use runloop_sandbox::{CgroupLimits, LocalHandler, OsRandom, Sandbox, SpawnConfig};
+
+fn bundle_sandbox(name: &str, tag: &str) -> (TestCgroup, Sandbox) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../agents/bundles")
+        .join(name);
+    let bundle = runloop_bundle::Bundle::load(&dir).expect("committed bundle verifies");
+    let cache = std::env::temp_dir().join(format!("runloop-sbx-test-{}", std::process::id()));
+    let compiled = Compiler::new(cache)
+        .unwrap()
+        .compile_bytes(bundle.wasm())
+        .unwrap();
+    let cg = TestCgroup::new(
+        tag,
+        &CgroupLimits {
+            memory_bytes_max: Some(256 * 1024 * 1024),
+            cpu_percent_max: None,
+            pids_max: Some(16),
+        },
+    );
+    let mut l = limits();
+    l.invoke_wall_ms_max = 5_000;
+    let config = SpawnConfig {
+        program: program(),
+        extra_args: Vec::new(),
+        agent: name.into(),
+        module_path: compiled.path,
+        limits: l,
+    };
+    let sandbox = Sandbox::spawn(&config, Some(cg.group())).expect("spawn");
+    (cg, sandbox)
+}
+
+fn input(entries: Vec<(&str, rmpv::Value)>) -> AgentInput {
+    AgentInput {
+        port: "in".into(),
+        payload: rmpv::Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect()),
+    }
+}
+
+#[test]
+fn rust_echo_agent_round_trips_with_host_calls() {
+    let (_cg, mut sandbox) = bundle_sandbox("echo", "rust-echo");
+    let mut handler = LocalHandler::new(runloop_proto::ManualClock::new(1_234), OsRandom);
+    let plain = input(vec![("text", "hi".into())]);
+    let report = sandbox.invoke(plain.clone(), &mut handler).unwrap();
+    assert_eq!(report.outcome.error, None);
+    assert_eq!(report.outcome.host_calls, 0);
+    assert_eq!(report.outputs.len(), 1);
+    assert_eq!(report.outputs[0].port, "out");
+    assert_eq!(report.outputs[0].payload, plain.payload);
+
+    let logged = input(vec![("text", "hi".into()), ("log", true.into())]);
+    let report = sandbox.invoke(logged, &mut handler).unwrap();
+    assert_eq!(report.outcome.error, None, "{:?}", report.outcome);
+    assert_eq!(report.outcome.host_calls, 2);
+    let rmpv::Value::Map(entries) = &report.outputs[0].payload else {
+        panic!("map payload");
+    };
+    assert!(
+        entries
+            .iter()
+            .any(|(k, v)| k.as_str() == Some("logged_at_ms") && v.as_u64() == Some(1_234))
+    );
+    assert_eq!(handler.logs().len(), 1);
+    assert_eq!(handler.logs()[0].message, "echo: hi");
+    assert_eq!(
+        sandbox.shutdown().status,
+        runloop_sandbox::ExitStatus::Exited(0)
+    );
+}
+
+#[test]
+fn rust_panicking_agent_traps_with_its_panic_message() {
+    let (_cg, mut sandbox) = bundle_sandbox("panicker", "rust-panic");
+    let mut handler = LocalHandler::new(SystemClock, OsRandom);
+    let report = sandbox.invoke(input(vec![]), &mut handler).unwrap();
+    let Some(InvokeError::Trap { message }) = report.outcome.error else {
+        panic!("want Trap, got {:?}", report.outcome.error);
+    };
+    assert!(message.contains("deliberate panic"), "{message}");
+}
+
+#[test]
+fn rust_alloc_bomb_hits_the_memory_limit() {
+    let (_cg, mut sandbox) = bundle_sandbox("alloc_bomb", "rust-bomb");
+    let mut handler = LocalHandler::new(SystemClock, OsRandom);
+    let report = sandbox.invoke(input(vec![]), &mut handler).unwrap();
+    assert_eq!(
+        report.outcome.error,
+        Some(InvokeError::MemoryLimit {
+            limit_bytes: 16 * 1024 * 1024
+        })
+    );
+    assert!(report.outputs.is_empty());
+}
