@@ -89,7 +89,7 @@ fn ok<T: serde::Serialize>(value: &T) -> HostReply {
 }
 
 fn pog() -> Option<ActorRef<PogMsg>> {
-    ractor::registry::where_is(POG_ACTOR_NAME.to_owned()).map(ActorRef::from)
+    ractor::registry::where_is(POG_ACTOR_NAME).map(ActorRef::from)
 }
 
 impl HostCallHandler for KernelHandler<'_> {
