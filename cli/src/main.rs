@@ -2,6 +2,7 @@
 //! command group, and maps failures to exit codes (1: the world failed, 2: bad input).
 
 mod agent;
+mod agent_ctl;
 mod failure;
 mod input;
 mod kb;
@@ -30,7 +31,8 @@ enum Command {
     Kb(Box<kb::KbArgs>),
     /// The supervisor tree with each actor's state (from runloopd, else embedded).
     Status(status::StatusArgs),
-    /// Run agents: `invoke` one message through a fresh confined sandbox.
+    /// Run agents: `invoke` one message through a fresh sandbox; `ls|start|send|stop|release`
+    /// agents in the kernel (runloopd, else embedded).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
 }
