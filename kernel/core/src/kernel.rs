@@ -491,6 +491,9 @@ impl Kernel {
                 children: Vec::new(),
             },
         };
+        if let Some(runs) = root.children.iter_mut().find(|c| c.name == "runs") {
+            self.add_agent_details(runs).await;
+        }
         if let Some(system) = root.children.iter_mut().find(|c| c.name == "system") {
             self.add_details(system).await;
             for slot in ["pog", "broker"] {
@@ -506,6 +509,31 @@ impl Kernel {
             }
         }
         root
+    }
+
+    /// Each `agent-<name>` node gets the agent's state, pid, breaker, quarantine, CPU, RSS.
+    async fn add_agent_details(&self, runs: &mut ActorNode) {
+        let agents = self.agents().await;
+        for run in &mut runs.children {
+            for node in &mut run.children {
+                let Some(name) = node.name.strip_prefix("agent-") else {
+                    continue;
+                };
+                let Some(a) = agents.iter().find(|a| a.name == name) else {
+                    continue;
+                };
+                node.detail = Some(format!(
+                    "agent {}, sandbox pid {}, restarts {}, breaker {}, quarantine {}, cpu {} ms, rss {} KiB",
+                    a.state,
+                    a.sandbox_pid.map_or("-".into(), |p| p.to_string()),
+                    a.restarts,
+                    a.breaker,
+                    a.quarantine.as_deref().unwrap_or("-"),
+                    a.cpu_ms,
+                    a.rss_kb
+                ));
+            }
+        }
     }
 
     async fn add_details(&self, system: &mut ActorNode) {

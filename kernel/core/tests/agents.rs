@@ -220,6 +220,8 @@ async fn sigkill_mid_invoke_restarts_and_redelivers_with_one_reply() {
     // The tree shows the restart.
     let tree = serde_json::to_string(&kernel.status().await).unwrap();
     assert!(tree.contains("agent-hostcalls"), "{tree}");
+    assert!(tree.contains("agent running, sandbox pid "), "{tree}");
+    assert!(tree.contains("restarts 1, breaker closed"), "{tree}");
     Arc::try_unwrap(kernel).unwrap().shutdown().await;
 }
 
