@@ -43,6 +43,8 @@ use crate::metrics::{AgentMetrics, AgentState};
 
 /// Times one invoke is handed to a sandbox before it becomes a dead letter.
 pub const INVOKE_ATTEMPTS_MAX: u32 = 3;
+/// How often an idle agent checks that its sandbox process is still alive.
+pub const WATCH_INTERVAL_MS: u64 = 200;
 
 /// Where an agent's cgroups go and their limits.
 #[derive(Debug, Clone)]
@@ -191,6 +193,8 @@ pub enum AgentMsg {
         input: AgentInput,
         reply: RpcReplyPort<InvokeResult>,
     },
+    /// Internal (timer): is the idle sandbox still alive?
+    Watch,
     /// Internal: an invoke the previous instance left unanswered.
     Redeliver {
         trace_id: TraceId,
@@ -333,6 +337,11 @@ impl Actor for AgentActor {
                 Err(other) => return Err(other),
             },
         }
+        // Watch the idle sandbox: a death between invokes restarts the agent at once
+        // instead of failing the next message. The timer ends with this instance.
+        myself.send_interval(std::time::Duration::from_millis(WATCH_INTERVAL_MS), || {
+            AgentMsg::Watch
+        });
         let redelivery = shared.inflight.redeliver();
         for (trace_id, msg_id, pending) in redelivery.exhausted {
             let last_error = shared
@@ -419,6 +428,21 @@ impl Actor for AgentActor {
                 }
                 self.run(&myself, state, trace_id, msg_id, pending, 1).await
             }
+            AgentMsg::Watch => {
+                let Some(sandbox) = state.confined.sandbox.as_mut() else {
+                    return Ok(());
+                };
+                if process_alive(sandbox.pid()) {
+                    return Ok(());
+                }
+                let exit = sandbox.kill().status;
+                let shared = &state.shared;
+                shared.metrics.sandbox_gone();
+                let text = format!("sandbox died while idle: {exit}");
+                shared.metrics.error(text.clone());
+                shared.metrics.set_state(AgentState::Restarting);
+                Err(format!("agent {}: {text}", shared.config.name).into())
+            }
             AgentMsg::Redeliver {
                 trace_id,
                 msg_id,
@@ -448,6 +472,18 @@ impl Actor for AgentActor {
             let _ = tokio::task::spawn_blocking(move || sandbox.shutdown()).await;
         }
         Ok(())
+    }
+}
+
+/// False once the process has exited (a zombie awaiting our `wait4`) or is gone.
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 

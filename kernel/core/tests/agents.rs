@@ -112,6 +112,40 @@ async fn echo_round_trip_then_stop_removes_sandbox_and_cgroup() {
     kernel.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_killed_while_idle_is_restarted_before_the_next_message() {
+    let kernel = Kernel::boot(options("idle")).await.unwrap();
+    let status = kernel.start_bundle(&bundle("echo"), None).await.unwrap();
+    let pid = status.sandbox_pid.unwrap();
+    let metrics = kernel.agent_metrics(&name("echo")).unwrap();
+    sigkill(pid);
+    let mut restarted = false;
+    for _ in 0..2_500 {
+        let snap = metrics.snapshot();
+        if snap.restarts == 1 && snap.sandbox_pid.is_some_and(|p| p != pid) {
+            restarted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(restarted, "{:?}", metrics.snapshot());
+    assert!(
+        metrics
+            .snapshot()
+            .last_error
+            .unwrap()
+            .contains("died while idle"),
+        "{:?}",
+        metrics.snapshot()
+    );
+    let reply = kernel
+        .send(&name("echo"), input(serde_json::json!({"text": "again"})))
+        .await
+        .unwrap();
+    assert_eq!(reply.attempt, 1, "nothing was in flight");
+    kernel.shutdown().await;
+}
+
 /// Randomness whose `n`-th `fill` blocks until the test has released `n` calls, so a
 /// test can catch a sandbox inside a host call.
 #[derive(Debug, Default)]
