@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use runloop_actors::breaker::{BreakerHandle, BreakerMsg, CallOutcome};
+use runloop_actors::breaker::{Admission, BreakerHandle, BreakerMsg, CallOutcome};
 use runloop_actors::delivery::{
     DeadLetter, DeadLetterMsg, DeadLetterReason, InFlight, InFlightError,
 };
@@ -398,18 +398,22 @@ impl Actor for AgentActor {
                     }));
                     return Ok(());
                 }
-                if let Some(breaker) = shared.links.breaker.get()
-                    && let Err(e) = BreakerHandle::new(breaker).admit(&agent).await
-                {
-                    shared.dead_letter(
-                        trace_id,
-                        msg_id,
-                        DeadLetterReason::BreakerOpen {
-                            message: e.to_string(),
-                        },
-                    );
-                    let _ = reply.send(Err(AgentError::BreakerOpen(e.to_string())));
-                    return Ok(());
+                let mut probe = false;
+                if let Some(breaker) = shared.links.breaker.get() {
+                    match BreakerHandle::new(breaker).admit(&agent).await {
+                        Ok(admission) => probe = admission == Admission::Probe,
+                        Err(e) => {
+                            shared.dead_letter(
+                                trace_id,
+                                msg_id,
+                                DeadLetterReason::BreakerOpen {
+                                    message: e.to_string(),
+                                },
+                            );
+                            let _ = reply.send(Err(AgentError::BreakerOpen(e.to_string())));
+                            return Ok(());
+                        }
+                    }
                 }
                 let pending = Pending {
                     input,
@@ -426,7 +430,8 @@ impl Actor for AgentActor {
                     pending.answer(Err(refused));
                     return Ok(());
                 }
-                self.run(&myself, state, trace_id, msg_id, pending, 1).await
+                self.run(&myself, state, trace_id, msg_id, pending, 1, probe)
+                    .await
             }
             AgentMsg::Watch => {
                 let Some(sandbox) = state.confined.sandbox.as_mut() else {
@@ -453,7 +458,9 @@ impl Actor for AgentActor {
                     let _ = message;
                     return Ok(());
                 }
-                self.run(&myself, state, trace_id, msg_id, pending, attempt)
+                // A redelivery was admitted once already; record its outcome as a probe's
+                // so a success also closes a breaker that opened meanwhile.
+                self.run(&myself, state, trace_id, msg_id, pending, attempt, true)
                     .await
             }
         }
@@ -516,6 +523,7 @@ async fn park(myself: &ActorRef<AgentMsg>, state: &mut AgentActorState, reason: 
 }
 
 impl AgentActor {
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         myself: &ActorRef<AgentMsg>,
@@ -524,6 +532,7 @@ impl AgentActor {
         msg_id: MsgId,
         pending: Pending,
         attempt: u32,
+        probe: bool,
     ) -> Result<(), ActorProcessingErr> {
         let shared = state.shared.clone();
         let agent = shared.config.name.clone();
@@ -556,7 +565,9 @@ impl AgentActor {
                 shared.inflight.complete(trace_id, msg_id);
                 let answer = match report.outcome.error {
                     None => {
-                        if let Some(b) = &breaker {
+                        // A success only changes a half-open breaker (closed: no-op), so
+                        // only probes pay for the round trip to the breaker actor.
+                        if probe && let Some(b) = &breaker {
                             b.record(&agent, CallOutcome::Success).await;
                         }
                         shared.metrics.message_out();

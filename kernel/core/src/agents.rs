@@ -268,15 +268,22 @@ impl Kernel {
         let entry = self
             .agent_entry(agent)
             .ok_or_else(|| AgentOpError::NoSuchAgent(agent.clone()))?;
-        if let Some(q) = self.quarantine()
-            && let Ok(Some(record)) = q.check(agent).await
-        {
-            return Err(AgentOpError::Agent(AgentError::Quarantined {
-                agent: agent.to_string(),
-                message: record.message,
-            }));
-        }
-        let actor = self.running_actor(agent, &entry).await?;
+        // A running instance answers a parked agent's messages itself; the quarantine
+        // is asked only when none runs (it names the reason).
+        let actor = match self.running_actor(agent, &entry).await {
+            Ok(actor) => actor,
+            Err(not_running) => {
+                if let Some(q) = self.quarantine()
+                    && let Ok(Some(record)) = q.check(agent).await
+                {
+                    return Err(AgentOpError::Agent(AgentError::Quarantined {
+                        agent: agent.to_string(),
+                        message: record.message,
+                    }));
+                }
+                return Err(not_running);
+            }
+        };
         let seq = TRACE_SEQ.fetch_add(1, Ordering::Relaxed);
         let trace_id = TraceId(
             u128::from(std::process::id()) << 96

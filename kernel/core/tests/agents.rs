@@ -442,3 +442,52 @@ async fn malformed_frames_from_a_sandbox_quarantine_the_agent() {
     assert!(record.message.contains("InvalidMagic"));
     kernel.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_goes_open_half_open_and_closed_on_the_injected_clock() {
+    // echo with a policy that allows nothing: `log: true` inputs fail (the refused host
+    // call fails the invoke), plain inputs succeed.
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["manifest.toml", "agent.wasm"] {
+        std::fs::copy(bundle("echo").join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join("policy.caps"), "runloop-caps 1\n").unwrap();
+    let clock = Arc::new(runloop_proto::ManualClock::new(1_000_000));
+    let mut options = options("halfopen");
+    options.clock = clock.clone();
+    options.breaker = BreakerConfig {
+        failures_max: 2,
+        window_ms: 10_000,
+        open_ms: 1_000,
+    };
+    let kernel = Kernel::boot(options).await.unwrap();
+    kernel
+        .start_bundle(dir.path(), Some("picky"))
+        .await
+        .unwrap();
+    let picky = name("picky");
+    let bad = || input(serde_json::json!({"text": "x", "log": true}));
+    let good = || input(serde_json::json!({"text": "ok"}));
+    let breaker = |ls: &[runloop_proto::payloads::AgentStatus]| ls[0].breaker.clone();
+
+    for _ in 0..2 {
+        let err = kernel.send(&picky, bad()).await.unwrap_err();
+        assert_eq!(err.code(), "GuestFailed", "{err}");
+        assert!(err.to_string().contains("not allowed"), "{err}");
+    }
+    assert_eq!(breaker(&kernel.agents().await), "open");
+    let err = kernel.send(&picky, good()).await.unwrap_err();
+    assert_eq!(err.code(), "BreakerOpen", "{err}");
+
+    // After open_ms the next call is the half-open probe; a failed probe reopens.
+    clock.advance_ms(1_001);
+    let err = kernel.send(&picky, bad()).await.unwrap_err();
+    assert_eq!(err.code(), "GuestFailed", "the probe ran: {err}");
+    assert_eq!(breaker(&kernel.agents().await), "open");
+    // A successful probe closes it.
+    clock.advance_ms(1_001);
+    let reply = kernel.send(&picky, good()).await.unwrap();
+    assert_eq!(reply.outputs.len(), 1);
+    assert_eq!(breaker(&kernel.agents().await), "closed");
+    kernel.shutdown().await;
+}
