@@ -613,3 +613,52 @@ impl AgentActor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_invoke_is_answered_once() {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            input: AgentInput {
+                port: "in".into(),
+                payload: rmpv::Value::Nil,
+            },
+            reply: Arc::new(Mutex::new(Some(RpcReplyPort::from(tx)))),
+        };
+        let again = pending.clone();
+        assert!(pending.answer(Err(AgentError::Refused("first".into()))));
+        assert!(!again.answer(Err(AgentError::Refused("second".into()))));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Err(AgentError::Refused("first".into()))
+        );
+    }
+
+    #[test]
+    fn liveness_follows_the_real_process() {
+        assert!(process_alive(std::process::id()));
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_alive(pid), "a reaped child is not alive");
+    }
+
+    #[test]
+    fn only_frame_and_protocol_errors_quarantine() {
+        let exit = runloop_sandbox::ExitStatus::Signaled(9);
+        let reason = malformed(&SandboxError::Protocol {
+            detail: "x".into(),
+            exit,
+        })
+        .unwrap();
+        assert!(
+            reason.to_string().contains("malformed frame (Protocol)"),
+            "{reason}"
+        );
+        assert!(malformed(&SandboxError::Died { exit }).is_none());
+        assert!(malformed(&SandboxError::Gone { exit }).is_none());
+    }
+}

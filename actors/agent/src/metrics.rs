@@ -172,3 +172,22 @@ fn cgroup_memory_bytes(path: &str) -> Option<u64> {
     ))
     .or_else(|| read_u64(&format!("/sys/fs/cgroup/{path}/memory.current")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_survive_clones_and_usage_comes_from_proc() {
+        let metrics = AgentMetrics::default();
+        let other = metrics.clone();
+        other.started(std::process::id(), None, true);
+        other.message_in();
+        other.error("x".repeat(LAST_ERROR_BYTES_MAX * 2));
+        let snap = metrics.snapshot();
+        assert_eq!((snap.restarts, snap.messages_in, snap.errors), (1, 1, 1));
+        assert_eq!(snap.last_error.unwrap().len(), LAST_ERROR_BYTES_MAX);
+        assert!(snap.rss_kb > 0, "sampled from /proc/self's pid");
+        assert_eq!(snap.state, AgentState::Running);
+    }
+}
