@@ -36,6 +36,19 @@ pub enum AgentCommand {
     /// traps, loops past --timeout-ms or exhausts --memory-mb prints its specific error
     /// (Trap, TimeLimit, MemoryLimit, …) and exits 2.
     Invoke(InvokeArgs),
+    /// Agents in the kernel: state, sandbox pid, restarts, breaker, quarantine, CPU, RSS.
+    Ls(crate::agent_ctl::LsArgs),
+    /// Start an agent from a bundle directory under its own supervisor.
+    ///
+    /// Without runloopd, the embedded kernel (and the agent) ends with this command.
+    Start(crate::agent_ctl::StartArgs),
+    /// Send one message to a running agent and print its outputs (needs runloopd to reach
+    /// an agent started by an earlier command).
+    Send(crate::agent_ctl::SendArgs),
+    /// Stop an agent: its sandbox shut down, its cgroup removed.
+    Stop(crate::agent_ctl::NameArgs),
+    /// Release a quarantined agent so it may be started again.
+    Release(crate::agent_ctl::NameArgs),
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +84,11 @@ pub fn run(command: AgentCommand) -> Result<(), Failure> {
             let json = args.json;
             invoke(args).map_err(|f| f.json(json))
         }
+        AgentCommand::Ls(args) => crate::agent_ctl::ls(args),
+        AgentCommand::Start(args) => crate::agent_ctl::start(args),
+        AgentCommand::Send(args) => crate::agent_ctl::send(args),
+        AgentCommand::Stop(args) => crate::agent_ctl::stop(args),
+        AgentCommand::Release(args) => crate::agent_ctl::release(args),
     }
 }
 

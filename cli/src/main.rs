@@ -2,6 +2,7 @@
 //! command group, and maps failures to exit codes (1: the world failed, 2: bad input).
 
 mod agent;
+mod agent_ctl;
 mod failure;
 mod input;
 mod kb;
@@ -37,7 +38,8 @@ enum Command {
     /// The model broker's accounting.
     #[command(subcommand)]
     Broker(model::BrokerCmd),
-    /// Run agents: `invoke` one message through a fresh confined sandbox.
+    /// Run agents: `invoke` one message through a fresh sandbox; `ls|start|send|stop|release`
+    /// agents in the kernel (runloopd, else embedded).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
 }

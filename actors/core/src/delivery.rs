@@ -202,6 +202,18 @@ impl<T: Clone> InFlight<T> {
         out
     }
 
+    /// Removes and returns every invoke still in flight (the agent will not run them:
+    /// it was quarantined or stopped). Their keys stay remembered as done.
+    pub fn drain(&self) -> Vec<(TraceId, MsgId, T)> {
+        let mut ledger = self.lock();
+        let entries: Vec<_> = ledger.entries.drain(..).collect();
+        ledger.keys.clear();
+        entries
+            .into_iter()
+            .map(|e| (e.key.0, e.key.1, e.item))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().entries.len()
     }

@@ -211,6 +211,77 @@ async fn execute(kernel: &Kernel, command: ControlCommand) -> ControlOutcome {
                 Err(e) => failed("Unavailable", e.to_string()),
             }
         }
+        ControlCommand::AgentList => ControlOutcome::Agents {
+            agents: kernel.agents().await,
+        },
+        ControlCommand::AgentStart { bundle, name } => {
+            match kernel
+                .start_bundle(std::path::Path::new(&bundle), name.as_deref())
+                .await
+            {
+                Ok(agent) => ControlOutcome::AgentStarted { agent },
+                Err(e) => failed(e.code(), e.to_string()),
+            }
+        }
+        ControlCommand::AgentSend {
+            agent,
+            port,
+            input_json,
+        } => agent_send(kernel, &agent, port, &input_json).await,
+        ControlCommand::AgentStop { agent } => {
+            let agent = match AgentName::new(&agent) {
+                Ok(agent) => agent,
+                Err(e) => return failed("InvalidName", e.to_string()),
+            };
+            match kernel.stop_agent(&agent).await {
+                Ok(()) => ControlOutcome::AgentStopped {
+                    agent: agent.to_string(),
+                },
+                Err(e) => failed(e.code(), e.to_string()),
+            }
+        }
+    }
+}
+
+async fn agent_send(
+    kernel: &Kernel,
+    agent: &str,
+    port: String,
+    input_json: &str,
+) -> ControlOutcome {
+    let agent = match AgentName::new(agent) {
+        Ok(agent) => agent,
+        Err(e) => return failed("InvalidName", e.to_string()),
+    };
+    let json: serde_json::Value = match serde_json::from_str(input_json) {
+        Ok(json) => json,
+        Err(e) => return failed("BadInput", format!("--input is not JSON: {e}")),
+    };
+    let payload = match runloop_proto::json::json_to_msgpack(&json, "input") {
+        Ok(payload) => payload,
+        Err(e) => return failed("BadInput", e.to_string()),
+    };
+    let input = runloop_proto::payloads::AgentInput { port, payload };
+    match kernel.send(&agent, input).await {
+        Ok(reply) => {
+            let outputs: Vec<serde_json::Value> = reply
+                .outputs
+                .iter()
+                .map(|o| {
+                    serde_json::json!({
+                        "port": o.port,
+                        "payload": runloop_proto::json::msgpack_to_json(&o.payload),
+                    })
+                })
+                .collect();
+            ControlOutcome::AgentReplied {
+                agent: agent.to_string(),
+                outputs_json: serde_json::Value::Array(outputs).to_string(),
+                attempt: reply.attempt,
+                round_trip_us: reply.round_trip_us,
+            }
+        }
+        Err(e) => failed(e.code(), e.to_string()),
     }
 }
 

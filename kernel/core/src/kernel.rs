@@ -38,7 +38,10 @@ use runloop_proto::payloads::{ActorKind, ActorNode, ActorRunState};
 use runloop_proto::{Clock, SystemClock};
 use tokio::sync::Semaphore;
 
+use crate::agents::{AgentEntry, AgentOptions};
 use crate::metrics::{Metrics, MetricsMsg, ProcessSample};
+use runloop_agent_actor::{Services, SharedClock, SharedRandom};
+use runloop_sandbox::OsRandom;
 
 /// How long status waits for the tree's snapshot and each actor's detail.
 pub const STATUS_TIMEOUT_MS: u64 = 2_000;
@@ -54,6 +57,10 @@ pub struct KernelOptions {
     pub bus: BusConfig,
     pub breaker: BreakerConfig,
     pub scheduler: SchedulerConfig,
+    /// How agents started with [`Kernel::start_bundle`] run.
+    pub agents: AgentOptions,
+    /// The randomness `random.bytes` host calls get.
+    pub random: SharedRandom,
 }
 
 impl std::fmt::Debug for KernelOptions {
@@ -71,18 +78,20 @@ impl Default for KernelOptions {
             bus: BusConfig::default(),
             breaker: BreakerConfig::default(),
             scheduler: SchedulerConfig::default(),
+            agents: AgentOptions::default(),
+            random: SharedRandom(Arc::new(std::sync::Mutex::new(OsRandom))),
         }
     }
 }
 
 #[derive(Default, Clone)]
-struct Slots {
+pub(crate) struct Slots {
     bus: Slot<runloop_actors::bus::BusMsg>,
     scheduler: Slot<runloop_actors::scheduler::SchedulerMsg>,
-    breaker: Slot<runloop_actors::breaker::BreakerMsg>,
-    quarantine: Slot<runloop_actors::quarantine::QuarantineMsg>,
+    pub(crate) breaker: Slot<runloop_actors::breaker::BreakerMsg>,
+    pub(crate) quarantine: Slot<runloop_actors::quarantine::QuarantineMsg>,
     metrics: Slot<MetricsMsg>,
-    dead_letters: Slot<DeadLetterMsg>,
+    pub(crate) dead_letters: Slot<DeadLetterMsg>,
     runs: Slot<SupervisorMsg>,
 }
 
@@ -127,11 +136,16 @@ pub enum BootError {
 pub struct Kernel {
     root: ActorRef<SupervisorMsg>,
     join: tokio::task::JoinHandle<()>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// The supervisor of each run started through this kernel.
     runs: std::sync::Mutex<HashMap<OpeningId, Slot<SupervisorMsg>>>,
-    slots: Slots,
+    pub(crate) slots: Slots,
     bus_permits: Arc<Semaphore>,
+    pub(crate) agents: std::sync::Mutex<HashMap<AgentName, AgentEntry>>,
+    pub(crate) agent_options: AgentOptions,
+    pub(crate) services: Services,
+    /// Parent cgroup of this kernel's agents: `runloop-k<pid>`.
+    pub(crate) cgroup_parent: String,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -239,6 +253,13 @@ impl Kernel {
             runs: std::sync::Mutex::new(HashMap::new()),
             slots,
             bus_permits: Arc::new(Semaphore::new(BUS_INGRESS_FRAMES_MAX)),
+            agents: std::sync::Mutex::new(HashMap::new()),
+            agent_options: options.agents.clone(),
+            services: Services {
+                clock: SharedClock(options.clock.clone()),
+                random: options.random.clone(),
+            },
+            cgroup_parent: format!("runloop-k{}", std::process::id()),
         })
     }
 
@@ -362,6 +383,20 @@ impl Kernel {
         intensity: Intensity,
         worker: ChildSpec,
     ) -> Result<(), RunError> {
+        self.start_agent_with(run, agent, intensity, worker, None)
+            .await
+    }
+
+    /// [`Kernel::start_agent`], with `also` run after the agent is parked on give-up
+    /// (given the quarantine message).
+    pub async fn start_agent_with(
+        &self,
+        run: &OpeningId,
+        agent: &AgentName,
+        intensity: Intensity,
+        worker: ChildSpec,
+        also: Option<Arc<dyn Fn(String) + Send + Sync>>,
+    ) -> Result<(), RunError> {
         let quarantine = self.quarantine().ok_or_else(|| RunError::Quarantine {
             agent: agent.clone(),
             source: QuarantineError::Down,
@@ -396,11 +431,39 @@ impl Kernel {
                 },
                 clock: self.clock.clone(),
                 children: vec![worker],
-                on_give_up: Some(park_on_give_up(quarantine, agent.clone())),
+                on_give_up: Some(park_on_give_up(quarantine, agent.clone(), also)),
             },
             Slot::default(),
         );
         start_child(&run_supervisor, spec, run).await
+    }
+
+    /// Stops and forgets `agent-<name>` under `run`.
+    pub(crate) async fn stop_agent_supervisor(
+        &self,
+        run: &OpeningId,
+        agent: &AgentName,
+    ) -> Result<(), RunError> {
+        let run_supervisor = self
+            .runs
+            .lock()
+            .expect("runs lock")
+            .get(run)
+            .and_then(Slot::get)
+            .ok_or_else(|| RunError::NoSuchRun { run: run.clone() })?;
+        let timeout = Some(Duration::from_millis(RUN_CALL_TIMEOUT_MS));
+        let id = format!("agent-{agent}");
+        match run_supervisor
+            .call(|r| SupervisorMsg::StopChild(id, r), timeout)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
+            Ok(ractor::rpc::CallResult::Success(Err(source))) => Err(RunError::Supervisor {
+                run: run.clone(),
+                source,
+            }),
+            _ => Err(RunError::RunsDown { run: run.clone() }),
+        }
     }
 
     /// Samples the kernel process.
@@ -428,6 +491,9 @@ impl Kernel {
                 children: Vec::new(),
             },
         };
+        if let Some(runs) = root.children.iter_mut().find(|c| c.name == "runs") {
+            self.add_agent_details(runs).await;
+        }
         if let Some(system) = root.children.iter_mut().find(|c| c.name == "system") {
             self.add_details(system).await;
             for slot in ["pog", "broker"] {
@@ -443,6 +509,31 @@ impl Kernel {
             }
         }
         root
+    }
+
+    /// Each `agent-<name>` node gets the agent's state, pid, breaker, quarantine, CPU, RSS.
+    async fn add_agent_details(&self, runs: &mut ActorNode) {
+        let agents = self.agents().await;
+        for run in &mut runs.children {
+            for node in &mut run.children {
+                let Some(name) = node.name.strip_prefix("agent-") else {
+                    continue;
+                };
+                let Some(a) = agents.iter().find(|a| a.name == name) else {
+                    continue;
+                };
+                node.detail = Some(format!(
+                    "agent {}, sandbox pid {}, restarts {}, breaker {}, quarantine {}, cpu {} ms, rss {} KiB",
+                    a.state,
+                    a.sandbox_pid.map_or("-".into(), |p| p.to_string()),
+                    a.restarts,
+                    a.breaker,
+                    a.quarantine.as_deref().unwrap_or("-"),
+                    a.cpu_ms,
+                    a.rss_kb
+                ));
+            }
+        }
     }
 
     async fn add_details(&self, system: &mut ActorNode) {
@@ -499,6 +590,13 @@ impl Kernel {
         let timeout = Duration::from_millis(SHUTDOWN_TIMEOUT_MS);
         self.root.stop(Some("kernel shutdown".into()));
         let _ = tokio::time::timeout(timeout, self.join).await;
+        // Each agent removed its own group as its actor stopped; the parent goes last.
+        if matches!(
+            runloop_sandbox::cgroup::detect(),
+            runloop_sandbox::cgroup::CgroupSupport::V1 | runloop_sandbox::cgroup::CgroupSupport::V2
+        ) {
+            let _ = runloop_sandbox::cgroup::remove_parent(&self.cgroup_parent);
+        }
     }
 }
 
@@ -522,9 +620,13 @@ async fn start_child(
 }
 
 /// The hook that parks `agent` when its supervisor gives up.
-fn park_on_give_up(quarantine: QuarantineHandle, agent: AgentName) -> GiveUpHook {
+fn park_on_give_up(
+    quarantine: QuarantineHandle,
+    agent: AgentName,
+    also: Option<Arc<dyn Fn(String) + Send + Sync>>,
+) -> GiveUpHook {
     Arc::new(move |err: SupervisorError| {
-        let (quarantine, agent) = (quarantine.clone(), agent.clone());
+        let (quarantine, agent, also) = (quarantine.clone(), agent.clone(), also.clone());
         Box::pin(async move {
             let reason = match err {
                 SupervisorError::IntensityExceeded {
@@ -545,7 +647,11 @@ fn park_on_give_up(quarantine: QuarantineHandle, agent: AgentName) -> GiveUpHook
             };
             // A quarantine that is down cannot park; the agent still is not restarted
             // (temporary), and the failure shows in the tree.
+            let message = reason.to_string();
             let _ = quarantine.park(&agent, reason).await;
+            if let Some(also) = also {
+                also(message);
+            }
         })
     })
 }

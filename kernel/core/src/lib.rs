@@ -1,5 +1,6 @@
 //! Runloop's kernel: config v1, boot and wiring of the supervisor tree, the control plane.
 //!
+//! - [`agents`]: agents from bundle directories: start, send, stop, list;
 //! - [`config`]: file → env → flags, unknown keys rejected with their path, modes, sockets;
 //! - [`kernel`]: the tree (root → system → runs), embedded or inside `runloopd`;
 //! - [`control`]: the control socket (RMP frames only, SO_PEERCRED, idempotent requests);
@@ -7,6 +8,7 @@
 //!
 //! Boundary: the kernel wires actors together; it holds no actor logic of its own.
 
+pub mod agents;
 pub mod config;
 pub mod control;
 pub mod kernel;

@@ -26,6 +26,28 @@ pub enum ControlCommand {
     Status,
     /// Releases a quarantined agent.
     AgentRelease { agent: String },
+    /// Every agent this kernel started, with its state and metrics.
+    AgentList,
+    /// Starts an agent from a bundle directory (a path the daemon can read).
+    AgentStart {
+        bundle: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// Sends one message to a running agent and waits for its reply.
+    AgentSend {
+        agent: String,
+        #[serde(default = "default_port")]
+        port: String,
+        /// The message as JSON text (the lossless JSON form of `rlp rmp`).
+        input_json: String,
+    },
+    /// Stops an agent (its sandbox shut down, its cgroup removed).
+    AgentStop { agent: String },
+}
+
+fn default_port() -> String {
+    "in".into()
 }
 
 impl PayloadExample for ControlRequest {
@@ -56,11 +78,59 @@ pub enum ControlOutcome {
         agent: String,
         reason: String,
     },
+    Agents {
+        agents: Vec<AgentStatus>,
+    },
+    AgentStarted {
+        agent: AgentStatus,
+    },
+    /// An agent's reply to `agent_send`.
+    AgentReplied {
+        agent: String,
+        /// The outputs as JSON text (`[{"port": .., "payload": ..}, ..]`).
+        outputs_json: String,
+        /// 1 for a first delivery; more when redelivered after its sandbox died.
+        attempt: u32,
+        round_trip_us: u64,
+    },
+    AgentStopped {
+        agent: String,
+    },
     /// The request failed; `code` is a stable name (e.g. `NotQuarantined`).
     Failed {
         code: String,
         message: String,
     },
+}
+
+/// One agent as `rlp agent ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStatus {
+    pub name: String,
+    /// The bundle directory it was started from.
+    pub bundle: String,
+    /// `starting`, `running`, `restarting`, `quarantined` or `stopped`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_pid: Option<u32>,
+    pub restarts: u64,
+    /// `closed`, `open`, `half-open` (or `unknown` when the breaker actor is down).
+    pub breaker: String,
+    /// The quarantine reason, when parked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
+    pub cpu_ms: u64,
+    pub rss_kb: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub errors: u64,
+    pub denied: u64,
+    pub redelivered: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// An actor in the tree.

@@ -1,0 +1,308 @@
+//! The kernel's answer to an agent's host calls: capabilities first, then the service.
+//!
+//! Every call is checked against the agent's `policy.caps` here, before any service sees
+//! it. A denied call gets `CapabilityDenied` with the policy's reason and leaves an audit
+//! record: a `cap.audit` event in the POG when the POG actor runs, else a log line; either
+//! way it is counted in the agent's metrics. Allowed calls go to: the injected clock and
+//! random source (`clock.now`, `random.bytes`, `log`, via [`LocalHandler`]), the POG
+//! actor (`kb.query`, `kb.write_event`), or nowhere yet (`model.*`, `confirm.request` and
+//! `confirm=required` grants answer `NotAvailable`: the model broker and the confirmation
+//! service are not part of this kernel yet — the seam is [`Services`]).
+//!
+//! Runs on the blocking thread that drives the sandbox; POG calls are awaited with the
+//! runtime handle captured when the invoke started.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::ActorRef;
+use runloop_bundle::caps::{Policy, Verdict};
+use runloop_pog_actor::{POG_ACTOR_NAME, PogMsg};
+use runloop_proto::Clock;
+use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
+use runloop_proto::payloads::{
+    HostCall, HostErrorCode, HostReply, KbQueryResult, KbWriteEventResult,
+};
+use runloop_sandbox::{HostCallHandler, LocalHandler, RandomSource};
+use serde_json::json;
+
+use crate::metrics::AgentMetrics;
+
+/// How long a host call waits for the POG actor.
+pub const POG_CALL_TIMEOUT_MS: u64 = 5_000;
+
+/// The injected clock, shared by every agent of a kernel.
+#[derive(Debug, Clone)]
+pub struct SharedClock(pub Arc<dyn Clock>);
+
+impl Clock for SharedClock {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+}
+
+/// The injected random source, shared by every agent of a kernel.
+#[derive(Clone)]
+pub struct SharedRandom(pub Arc<Mutex<dyn RandomSource + Send>>);
+
+impl std::fmt::Debug for SharedRandom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedRandom")
+    }
+}
+
+impl RandomSource for SharedRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).fill(buf);
+    }
+}
+
+/// What host calls are answered with: the kernel's injected clock and randomness. The
+/// POG is found by its singleton name when a call needs it; the model broker and the
+/// confirmation service will be added here.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub clock: SharedClock,
+    pub random: SharedRandom,
+}
+
+/// Answers one agent's host calls during one invoke.
+#[derive(Debug)]
+pub struct KernelHandler<'a> {
+    pub policy: &'a Policy,
+    pub services: &'a Services,
+    pub metrics: &'a AgentMetrics,
+    pub runtime: tokio::runtime::Handle,
+    /// The invoke's trace id (hex), for audit records.
+    pub trace_hex: String,
+    pub local: LocalHandler<SharedClock, SharedRandom>,
+}
+
+fn err(code: HostErrorCode, message: String) -> HostReply {
+    HostReply::Err { code, message }
+}
+
+fn ok<T: serde::Serialize>(value: &T) -> HostReply {
+    let bytes = rmp_serde::to_vec_named(value).expect("result structs serialise");
+    let value = rmpv::decode::read_value(&mut bytes.as_slice()).expect("just encoded");
+    HostReply::Ok(value)
+}
+
+fn pog() -> Option<ActorRef<PogMsg>> {
+    ractor::registry::where_is(POG_ACTOR_NAME).map(ActorRef::from)
+}
+
+impl HostCallHandler for KernelHandler<'_> {
+    fn handle(&mut self, agent: &str, call: HostCall) -> HostReply {
+        let op = call.op();
+        match self.policy.check(&call) {
+            Err(denied) => {
+                let reason = denied.to_string();
+                self.audit_denied(agent, op, &reason);
+                err(
+                    HostErrorCode::CapabilityDenied,
+                    format!("{op} denied for agent {agent}: {reason}"),
+                )
+            }
+            Ok(Verdict::AllowedAfterConfirm) => err(
+                HostErrorCode::NotAvailable,
+                format!(
+                    "{op} needs a person's confirmation (confirm=required) and the \
+                     confirmation service is not part of this kernel yet"
+                ),
+            ),
+            Ok(Verdict::Allowed) => self.allowed(agent, call),
+        }
+    }
+}
+
+impl KernelHandler<'_> {
+    fn allowed(&mut self, agent: &str, call: HostCall) -> HostReply {
+        match call {
+            HostCall::ClockNow | HostCall::RandomBytes { .. } | HostCall::Log { .. } => {
+                self.local.handle(agent, call)
+            }
+            HostCall::ModelComplete { .. } | HostCall::ModelEmbed { .. } => err(
+                HostErrorCode::NotAvailable,
+                format!(
+                    "{} is not available: the model broker is not wired into this kernel yet",
+                    call.op()
+                ),
+            ),
+            HostCall::ConfirmRequest { .. } => err(
+                HostErrorCode::NotAvailable,
+                "confirm.request is not available: the confirmation service is not wired \
+                 into this kernel yet"
+                    .into(),
+            ),
+            HostCall::KbQuery { sql, params } => self.kb_query(sql, params),
+            HostCall::KbWriteEvent {
+                kind,
+                scope,
+                payload,
+                idempotency_key,
+            } => self.kb_write(agent, &kind, scope, &payload, idempotency_key),
+        }
+    }
+
+    fn kb_query(&self, sql: String, params: Vec<rmpv::Value>) -> HostReply {
+        let Some(pog) = pog() else {
+            return err(
+                HostErrorCode::NotAvailable,
+                "kb.query is not available: the POG actor is not running".into(),
+            );
+        };
+        let params = params.iter().map(msgpack_to_json).collect();
+        let timeout = Some(Duration::from_millis(POG_CALL_TIMEOUT_MS));
+        let answer = self
+            .runtime
+            .block_on(pog.call(|r| PogMsg::Query(sql, params, r), timeout));
+        match answer {
+            Ok(ractor::rpc::CallResult::Success(Ok(result))) => {
+                let rows = result
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        row.iter()
+                            .map(|v| json_to_msgpack(v, "row").unwrap_or(rmpv::Value::Nil))
+                            .collect()
+                    })
+                    .collect();
+                ok(&KbQueryResult {
+                    columns: result.columns,
+                    rows,
+                })
+            }
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                err(HostErrorCode::InvalidRequest, format!("kb.query: {e}"))
+            }
+            _ => err(
+                HostErrorCode::Failed,
+                "kb.query: the POG actor did not answer".into(),
+            ),
+        }
+    }
+
+    fn kb_write(
+        &self,
+        agent: &str,
+        kind: &str,
+        scope: Option<String>,
+        payload: &rmpv::Value,
+        idempotency_key: Option<String>,
+    ) -> HostReply {
+        let Some(pog) = pog() else {
+            return err(
+                HostErrorCode::NotAvailable,
+                "kb.write_event is not available: the POG actor is not running".into(),
+            );
+        };
+        let event = match self.new_event(agent, kind, scope, payload, idempotency_key) {
+            Ok(event) => event,
+            Err(message) => return err(HostErrorCode::InvalidRequest, message),
+        };
+        let timeout = Some(Duration::from_millis(POG_CALL_TIMEOUT_MS));
+        let answer = self
+            .runtime
+            .block_on(pog.call(|r| PogMsg::Write(vec![event], r), timeout));
+        match answer {
+            Ok(ractor::rpc::CallResult::Success(Ok(mut written))) if written.len() == 1 => {
+                let event = written.remove(0).event;
+                ok(&KbWriteEventResult {
+                    seq: event.seq,
+                    hash: hex::encode(event.hash.0),
+                })
+            }
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => {
+                err(HostErrorCode::Failed, format!("kb.write_event: {e}"))
+            }
+            _ => err(
+                HostErrorCode::Failed,
+                "kb.write_event: the POG actor did not answer".into(),
+            ),
+        }
+    }
+
+    fn new_event(
+        &self,
+        agent: &str,
+        kind: &str,
+        scope: Option<String>,
+        payload: &rmpv::Value,
+        idempotency_key: Option<String>,
+    ) -> Result<runloop_pog::NewEvent, String> {
+        let kind = runloop_pog::EventKind::parse(kind).map_err(|e| e.to_string())?;
+        let actor =
+            runloop_pog::ActorName::new(&format!("agent:{agent}")).map_err(|e| e.to_string())?;
+        let scope = match scope {
+            Some(s) => runloop_pog::Scope::new(&s).map_err(|e| e.to_string())?,
+            None => runloop_pog::Scope::default_scope(),
+        };
+        let key = idempotency_key
+            .map(|k| runloop_pog::IdempotencyKey::new(&k).map_err(|e| e.to_string()))
+            .transpose()?;
+        runloop_pog::NewEvent::new(
+            kind,
+            actor,
+            scope,
+            msgpack_to_json(payload),
+            self.provenance(agent)?,
+            key,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn provenance(&self, agent: &str) -> Result<runloop_pog::Provenance, String> {
+        runloop_pog::Provenance::from_json(&json!({
+            "trace_id": self.trace_hex,
+            "opening_id": "agent.invoke",
+            "agent": agent,
+            "inputs_hash": blake3_zero(),
+        }))
+        .map_err(|e| e.to_string())
+    }
+
+    /// Audit of a denied call: a `cap.audit` event when the POG runs, else a log line.
+    fn audit_denied(&self, agent: &str, op: &str, reason: &str) {
+        self.metrics.denied(op, reason);
+        let recorded = pog().is_some_and(|pog| {
+            let payload = json!({
+                "agent": agent,
+                "cap": op,
+                "decision": "deny",
+                "reason": reason,
+                "trace_id": self.trace_hex,
+            });
+            let Ok(provenance) = self.provenance(agent) else {
+                return false;
+            };
+            let Ok(actor) = runloop_pog::ActorName::new("kernel") else {
+                return false;
+            };
+            let Ok(event) = runloop_pog::NewEvent::new(
+                runloop_pog::EventKind::CapAudit,
+                actor,
+                runloop_pog::Scope::default_scope(),
+                payload,
+                provenance,
+                None,
+            ) else {
+                return false;
+            };
+            let timeout = Some(Duration::from_millis(POG_CALL_TIMEOUT_MS));
+            matches!(
+                self.runtime
+                    .block_on(pog.call(|r| PogMsg::Write(vec![event], r), timeout)),
+                Ok(ractor::rpc::CallResult::Success(Ok(_)))
+            )
+        });
+        if !recorded {
+            eprintln!("runloop: cap.audit agent={agent} cap={op} decision=deny reason={reason}");
+        }
+    }
+}
+
+/// The inputs hash of a host-call audit (the kernel does not hash agent inputs yet).
+fn blake3_zero() -> String {
+    "0".repeat(64)
+}

@@ -1,0 +1,23 @@
+//! The agent actor: every agent is a ractor actor backed by its own `runloop-sandbox-host`
+//! process in its own cgroup.
+//!
+//! - [`actor`]: [`AgentActor`] — spawn confined, invoke at least once across restarts
+//!   (the shared in-flight ledger), quarantine on malformed frames, breaker per agent,
+//!   dead letters with a reason;
+//! - [`handler`]: [`KernelHandler`] — every host call checked against the agent's
+//!   `policy.caps` before any service sees it; denials audited;
+//! - [`metrics`]: per-agent counters and CPU/RSS sampled from `/proc` and the cgroup.
+//!
+//! Boundary: the sandbox is hostile; its frames are validated by `runloop-sandbox`, its
+//! host calls by the policy here. This crate owns processes so `runloop-actors` need not.
+
+pub mod actor;
+pub mod handler;
+pub mod metrics;
+
+pub use actor::{
+    AgentActor, AgentConfig, AgentError, AgentMsg, AgentReply, AgentShared, CgroupPlan,
+    INVOKE_ATTEMPTS_MAX, InvokeResult, Links, Pending,
+};
+pub use handler::{KernelHandler, Services, SharedClock, SharedRandom};
+pub use metrics::{AgentMetrics, AgentSnapshot, AgentState};

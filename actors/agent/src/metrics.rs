@@ -1,0 +1,193 @@
+//! Per-agent metrics, shared by every instance of one agent's actor (they survive
+//! restarts): counters updated by the actor, CPU and RSS sampled on demand from
+//! `/proc/<sandbox pid>` and the agent's cgroup.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+/// Longest last-error text kept, in bytes.
+pub const LAST_ERROR_BYTES_MAX: usize = 512;
+
+/// The agent actor's lifecycle state as `rlp agent ls` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Spawning its sandbox.
+    #[default]
+    Starting,
+    Running,
+    /// The sandbox died; the supervisor is restarting the actor.
+    Restarting,
+    /// Parked in quarantine.
+    Quarantined,
+    Stopped,
+}
+
+/// A point-in-time copy of one agent's metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AgentSnapshot {
+    pub state: AgentState,
+    /// The current sandbox process, if one runs.
+    pub sandbox_pid: Option<u32>,
+    pub cgroup: Option<String>,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub errors: u64,
+    pub restarts: u64,
+    pub redelivered: u64,
+    pub denied: u64,
+    pub last_error: Option<String>,
+    /// CPU time of the current sandbox (user + system), microseconds.
+    pub cpu_us: u64,
+    /// CPU time charged to the agent's cgroup (all sandboxes of this instance), µs.
+    pub cgroup_cpu_us: Option<u64>,
+    /// Resident memory of the current sandbox, KiB.
+    pub rss_kb: u64,
+    /// Memory charged to the agent's cgroup, bytes.
+    pub cgroup_memory_bytes: Option<u64>,
+}
+
+/// One agent's metrics; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct AgentMetrics(Arc<Mutex<AgentSnapshot>>);
+
+fn clip(mut text: String) -> String {
+    if text.len() > LAST_ERROR_BYTES_MAX {
+        let mut cut = LAST_ERROR_BYTES_MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+impl AgentMetrics {
+    fn with<T>(&self, f: impl FnOnce(&mut AgentSnapshot) -> T) -> T {
+        // Every update is a plain field write; a poisoned lock is still consistent.
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn set_state(&self, state: AgentState) {
+        self.with(|m| m.state = state);
+    }
+
+    pub fn started(&self, pid: u32, cgroup: Option<String>, restart: bool) {
+        self.with(|m| {
+            m.state = AgentState::Running;
+            m.sandbox_pid = Some(pid);
+            m.cgroup = cgroup;
+            if restart {
+                m.restarts += 1;
+            }
+        });
+    }
+
+    pub fn sandbox_gone(&self) {
+        self.with(|m| m.sandbox_pid = None);
+    }
+
+    pub fn message_in(&self) {
+        self.with(|m| m.messages_in += 1);
+    }
+
+    pub fn message_out(&self) {
+        self.with(|m| m.messages_out += 1);
+    }
+
+    pub fn redelivered(&self) {
+        self.with(|m| m.redelivered += 1);
+    }
+
+    pub fn error(&self, text: String) {
+        self.with(|m| {
+            m.errors += 1;
+            m.last_error = Some(clip(text));
+        });
+    }
+
+    pub fn denied(&self, op: &str, reason: &str) {
+        self.with(|m| {
+            m.denied += 1;
+            m.errors += 1;
+            m.last_error = Some(clip(format!("{op} denied: {reason}")));
+        });
+    }
+
+    /// The counters plus CPU and RSS sampled now.
+    pub fn snapshot(&self) -> AgentSnapshot {
+        let mut snap = self.with(|m| m.clone());
+        if let Some(pid) = snap.sandbox_pid
+            && let Some((rss_kb, cpu_us)) = proc_usage(pid)
+        {
+            snap.rss_kb = rss_kb;
+            snap.cpu_us = cpu_us;
+        }
+        if let Some(path) = &snap.cgroup {
+            snap.cgroup_cpu_us = cgroup_cpu_us(path);
+            snap.cgroup_memory_bytes = cgroup_memory_bytes(path);
+        }
+        snap
+    }
+}
+
+/// `(VmRSS KiB, utime+stime µs)` of a live process.
+pub fn proc_usage(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some((rss, ticks * 1_000_000 / hz))
+}
+
+fn read_u64(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// CPU charged to a cgroup (v1 `cpuacct.usage` ns, v2 `cpu.stat` usage_usec), µs.
+fn cgroup_cpu_us(path: &str) -> Option<u64> {
+    if let Some(ns) = read_u64(&format!("/sys/fs/cgroup/cpuacct/{path}/cpuacct.usage")) {
+        return Some(ns / 1_000);
+    }
+    let stat = std::fs::read_to_string(format!("/sys/fs/cgroup/{path}/cpu.stat")).ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Memory charged to a cgroup (v1 `memory.usage_in_bytes`, v2 `memory.current`).
+fn cgroup_memory_bytes(path: &str) -> Option<u64> {
+    read_u64(&format!(
+        "/sys/fs/cgroup/memory/{path}/memory.usage_in_bytes"
+    ))
+    .or_else(|| read_u64(&format!("/sys/fs/cgroup/{path}/memory.current")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_survive_clones_and_usage_comes_from_proc() {
+        let metrics = AgentMetrics::default();
+        let other = metrics.clone();
+        other.started(std::process::id(), None, true);
+        other.message_in();
+        other.error("x".repeat(LAST_ERROR_BYTES_MAX * 2));
+        let snap = metrics.snapshot();
+        assert_eq!((snap.restarts, snap.messages_in, snap.errors), (1, 1, 1));
+        assert_eq!(snap.last_error.unwrap().len(), LAST_ERROR_BYTES_MAX);
+        assert!(snap.rss_kb > 0, "sampled from /proc/self's pid");
+        assert_eq!(snap.state, AgentState::Running);
+    }
+}

@@ -1,0 +1,99 @@
+//! Agents with the POG actor running (its own test binary: the POG is a process-wide
+//! singleton): denied host calls leave `cap.audit` events in the real SQLite log, and
+//! allowed `kb.query` calls are answered by the POG. Needs `cargo build -p runloop-sandbox-host`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runloop_actors::names::AgentName;
+use runloop_kernel::agents::AgentOptions;
+use runloop_kernel::{Kernel, KernelOptions};
+use runloop_pog::{ManualClock, PogConfig};
+use runloop_pog_actor::{PogActor, PogArgs};
+use runloop_proto::payloads::AgentInput;
+
+fn bundle(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../agents/bundles")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
+    let pog_dir = tempfile::tempdir().unwrap();
+    let (pog, pog_join) = PogActor::spawn_singleton(PogArgs {
+        config: PogConfig::in_dir(pog_dir.path()),
+        clock: Arc::new(ManualClock::new(1_000)),
+        read_conns: 2,
+    })
+    .await
+    .unwrap();
+    let narrow = tempfile::tempdir().unwrap();
+    for file in ["manifest.toml", "agent.wasm"] {
+        std::fs::copy(bundle("hostcalls").join(file), narrow.path().join(file)).unwrap();
+    }
+    std::fs::write(
+        narrow.path().join("policy.caps"),
+        "runloop-caps 1\nallow clock.now\nallow log\nallow kb.query\n",
+    )
+    .unwrap();
+    let options = KernelOptions {
+        agents: AgentOptions {
+            sandbox_host: Some(
+                runloop_sandbox::locate_sandbox_host()
+                    .expect("build it first: cargo build -p runloop-sandbox-host"),
+            ),
+            cwasm_dir: Some(
+                std::env::temp_dir().join(format!("runloop-pog-test-{}", std::process::id())),
+            ),
+            ..AgentOptions::default()
+        },
+        ..KernelOptions::default()
+    };
+    let kernel = Kernel::boot(options).await.unwrap();
+    kernel
+        .start_bundle(narrow.path(), Some("narrow"))
+        .await
+        .unwrap();
+    let input = AgentInput {
+        port: "in".into(),
+        payload: rmpv::Value::Map(vec![]),
+    };
+    let reply = kernel
+        .send(&AgentName::new("narrow").unwrap(), input)
+        .await
+        .unwrap();
+    let outs: Vec<_> = reply
+        .outputs
+        .iter()
+        .map(|o| runloop_proto::json::msgpack_to_json(&o.payload))
+        .collect();
+    let kb = outs.iter().find(|o| o["op"] == "kb.query").unwrap();
+    assert!(kb["ok"]["columns"].is_array(), "answered by the POG: {kb}");
+    let denied: Vec<_> = outs
+        .iter()
+        .filter(|o| o["err"]["code"] == "CapabilityDenied")
+        .map(|o| o["op"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(denied.len(), 5, "{outs:?}");
+    kernel.shutdown().await;
+    pog.stop(None);
+    pog_join.await.unwrap();
+
+    // The audit records, read from the real log file.
+    let db = rusqlite::Connection::open(PogConfig::in_dir(pog_dir.path()).events_path()).unwrap();
+    let mut stmt = db
+        .prepare("SELECT json_extract(payload, '$.cap'), json_extract(payload, '$.decision'), json_extract(payload, '$.agent') FROM events WHERE kind = 'cap.audit' ORDER BY seq")
+        .unwrap();
+    let rows: Vec<(String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let caps: Vec<_> = rows.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(caps, denied, "one cap.audit per denial, in order");
+    assert!(
+        rows.iter().all(|r| r.1 == "deny" && r.2 == "narrow"),
+        "{rows:?}"
+    );
+}

@@ -1,0 +1,223 @@
+//! Agent actors in a real kernel: round trips, restart latency after SIGKILL, many idle
+//! agents — each beside a baseline measured in the same run.
+//!
+//! Run: `cargo build -p runloop-sandbox-host --release` (alone, so it has no cranelift),
+//! then `cargo bench -p runloop-kernel --bench agents`. The sandbox binary is
+//! `$RUNLOOP_SANDBOX_HOST`, else `<target>/release/runloop-sandbox-host`.
+//! `AGENTS_IDLE` sets how many idle agents to start (default 1000).
+//! Results are written up in `perf/agents.md`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use runloop_actors::names::AgentName;
+use runloop_kernel::agents::AgentOptions;
+use runloop_kernel::{Kernel, KernelOptions};
+use runloop_proto::payloads::AgentInput;
+
+const ROUND_TRIPS: usize = 5_000;
+const PING_PONGS: usize = 100_000;
+const RESTARTS: usize = 100;
+const IDLE_AGENTS_DEFAULT: usize = 1_000;
+
+fn program() -> PathBuf {
+    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")));
+    target.join("release/runloop-sandbox-host")
+}
+
+fn bundle(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../agents/bundles")
+        .join(name)
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let idx = ((samples.len() - 1) as f64 * p).round() as usize;
+    samples[idx]
+}
+
+fn input() -> AgentInput {
+    AgentInput {
+        port: "in".into(),
+        payload: rmpv::Value::Map(vec![("text".into(), "hello".into())]),
+    }
+}
+
+/// Raw Unix-socket ping-pong: 64-byte messages between two threads, round trips/s.
+fn ping_pong() -> f64 {
+    let (mut a, mut b) = UnixStream::pair().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        for _ in 0..PING_PONGS {
+            b.read_exact(&mut buf).unwrap();
+            b.write_all(&buf).unwrap();
+        }
+    });
+    let mut buf = [7u8; 64];
+    let started = Instant::now();
+    for _ in 0..PING_PONGS {
+        a.write_all(&buf).unwrap();
+        a.read_exact(&mut buf).unwrap();
+    }
+    let rate = PING_PONGS as f64 / started.elapsed().as_secs_f64();
+    echo.join().unwrap();
+    rate
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn round_trips(kernel: &Kernel, agent: &AgentName) -> (f64, f64) {
+    for _ in 0..200 {
+        kernel.send(agent, input()).await.unwrap();
+    }
+    let mut in_sandbox = Vec::with_capacity(ROUND_TRIPS);
+    let started = Instant::now();
+    for _ in 0..ROUND_TRIPS {
+        let reply = kernel.send(agent, input()).await.unwrap();
+        in_sandbox.push(reply.round_trip_us as f64);
+    }
+    let rate = ROUND_TRIPS as f64 / started.elapsed().as_secs_f64();
+    (rate, percentile(&mut in_sandbox, 0.5))
+}
+
+async fn restart_latency(kernel: &Kernel, agent: &AgentName) -> (f64, f64, f64) {
+    let metrics = kernel.agent_metrics(agent).unwrap();
+    let mut samples = Vec::with_capacity(RESTARTS);
+    for _ in 0..RESTARTS {
+        let pid = metrics.snapshot().sandbox_pid.unwrap();
+        let started = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        // Either the send finds the dead sandbox (fail, restart, redeliver) or the idle
+        // watch restarted it first; both are "killed → answering again".
+        kernel.send(agent, input()).await.unwrap();
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let p50 = percentile(&mut samples, 0.5);
+    let p90 = percentile(&mut samples, 0.9);
+    let p99 = percentile(&mut samples, 0.99);
+    (p50, p90, p99)
+}
+
+async fn idle_agents(kernel: &Kernel, n: usize) -> usize {
+    let started = Instant::now();
+    let mut reached = 0;
+    for i in 0..n {
+        let name = format!("idle-{i}");
+        match kernel.start_bundle(&bundle("echo"), Some(&name)).await {
+            Ok(_) => reached += 1,
+            Err(e) => {
+                println!("idle agents: stopped at {reached}: {e}");
+                break;
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let agents = kernel.agents().await;
+    let sandboxes_kb: u64 = agents.iter().map(|a| a.rss_kb).sum();
+    let kernel_kb = rss_kb(std::process::id());
+    let (total, available) = meminfo();
+    println!(
+        "idle agents: {reached} started in {secs:.1} s ({:.1} ms each); kernel RSS {} MiB; \
+         sandboxes RSS sum {} MiB ({} KiB each); machine memory used {} MiB of {} MiB",
+        secs * 1e3 / reached.max(1) as f64,
+        kernel_kb / 1024,
+        sandboxes_kb / 1024,
+        sandboxes_kb / reached.max(1) as u64,
+        (total - available) / 1024,
+        total / 1024
+    );
+    reached
+}
+
+/// (MemTotal, MemAvailable) in KiB.
+fn meminfo() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
+
+fn main() {
+    let program = program();
+    assert!(program.is_file(), "build it first: {}", program.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let idle = std::env::var("AGENTS_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(IDLE_AGENTS_DEFAULT);
+    runtime.block_on(async {
+        let options = KernelOptions {
+            agents: AgentOptions {
+                sandbox_host: Some(program),
+                cwasm_dir: Some(std::env::temp_dir().join("runloop-agents-bench")),
+                // Every restart of the restart bench is deliberate.
+                intensity: runloop_actors::supervisor::Intensity {
+                    restarts_max: RESTARTS as u32 + 10,
+                    period_ms: 600_000,
+                },
+                ..AgentOptions::default()
+            },
+            // Nor should the breaker stop the deliberate crashes.
+            breaker: runloop_actors::breaker::BreakerConfig {
+                failures_max: runloop_actors::breaker::BREAKER_FAILURES_MAX as u32,
+                window_ms: 1_000,
+                open_ms: 1_000,
+            },
+            ..KernelOptions::default()
+        };
+        let kernel = Kernel::boot(options).await.unwrap();
+        let echo = AgentName::new("echo").unwrap();
+        let before_kb = rss_kb(std::process::id());
+        kernel.start_bundle(&bundle("echo"), None).await.unwrap();
+
+        let baseline = ping_pong();
+        let (rate, in_sandbox_p50) = round_trips(&kernel, &echo).await;
+        println!(
+            "round trips: kernel → agent actor → sandbox → kernel {rate:.0}/s \
+             (sandbox round trip p50 {in_sandbox_p50:.1} µs); raw Unix-socket ping-pong \
+             {baseline:.0}/s (same run)"
+        );
+        let (p50, p90, p99) = restart_latency(&kernel, &echo).await;
+        println!(
+            "restart after SIGKILL (kill → redelivered reply), {RESTARTS} runs: p50 {p50:.2} ms, \
+             p90 {p90:.2} ms, p99 {p99:.2} ms"
+        );
+        println!("kernel RSS before agents: {} MiB", before_kb / 1024);
+        idle_agents(&kernel, idle).await;
+        let stop = Instant::now();
+        kernel.shutdown().await;
+        println!(
+            "shutdown with all agents: {:.1} s",
+            stop.elapsed().as_secs_f64()
+        );
+    });
+}
