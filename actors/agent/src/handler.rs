@@ -5,9 +5,10 @@
 //! record: a `cap.audit` event in the POG when the POG actor runs, else a log line; either
 //! way it is counted in the agent's metrics. Allowed calls go to: the injected clock and
 //! random source (`clock.now`, `random.bytes`, `log`, via [`LocalHandler`]), the POG
-//! actor (`kb.query`, `kb.write_event`), or nowhere yet (`model.*`, `confirm.request` and
-//! `confirm=required` grants answer `NotAvailable`: the model broker and the confirmation
-//! service are not part of this kernel yet — the seam is [`Services`]).
+//! actor (`kb.query`, `kb.write_event`), the model broker actor (`model.*`, see
+//! [`crate::models`]), or nowhere yet (`confirm.request` and `confirm=required` grants
+//! answer `NotAvailable`: the confirmation service is not part of this kernel yet — the
+//! seam is [`Services`]). A service whose actor is not running answers `NotAvailable`.
 //!
 //! Runs on the blocking thread that drives the sandbox; POG calls are awaited with the
 //! runtime handle captured when the invoke started.
@@ -78,11 +79,11 @@ pub struct KernelHandler<'a> {
     pub local: LocalHandler<SharedClock, SharedRandom>,
 }
 
-fn err(code: HostErrorCode, message: String) -> HostReply {
+pub(crate) fn err(code: HostErrorCode, message: String) -> HostReply {
     HostReply::Err { code, message }
 }
 
-fn ok<T: serde::Serialize>(value: &T) -> HostReply {
+pub(crate) fn ok<T: serde::Serialize>(value: &T) -> HostReply {
     let bytes = rmp_serde::to_vec_named(value).expect("result structs serialise");
     let value = rmpv::decode::read_value(&mut bytes.as_slice()).expect("just encoded");
     HostReply::Ok(value)
@@ -122,13 +123,22 @@ impl KernelHandler<'_> {
             HostCall::ClockNow | HostCall::RandomBytes { .. } | HostCall::Log { .. } => {
                 self.local.handle(agent, call)
             }
-            HostCall::ModelComplete { .. } | HostCall::ModelEmbed { .. } => err(
-                HostErrorCode::NotAvailable,
-                format!(
-                    "{} is not available: the model broker is not wired into this kernel yet",
-                    call.op()
-                ),
+            HostCall::ModelComplete {
+                model,
+                messages,
+                max_tokens,
+                temperature,
+            } => crate::models::complete(
+                &self.runtime,
+                agent,
+                model,
+                messages,
+                max_tokens,
+                temperature,
             ),
+            HostCall::ModelEmbed { model, input } => {
+                crate::models::embed(&self.runtime, agent, model, input)
+            }
             HostCall::ConfirmRequest { .. } => err(
                 HostErrorCode::NotAvailable,
                 "confirm.request is not available: the confirmation service is not wired \

@@ -14,6 +14,7 @@
 pub mod actor;
 pub mod handler;
 pub mod metrics;
+pub mod models;
 
 pub use actor::{
     AgentActor, AgentConfig, AgentError, AgentMsg, AgentReply, AgentShared, CgroupPlan,

@@ -218,12 +218,31 @@ impl ChildSpec {
         A: Actor,
         F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
     {
+        Self::worker_registered(id, None, restart, slot, make)
+    }
+
+    /// [`worker_published`](Self::worker_published), also registered under `name` in
+    /// ractor's registry at every (re)start — for singletons other actors look up by name
+    /// (the POG, the model broker). The old instance has stopped, and so unregistered,
+    /// before the supervisor starts the new one.
+    pub fn worker_registered<A, F>(
+        id: impl Into<String>,
+        name: Option<String>,
+        restart: Restart,
+        slot: Slot<A::Msg>,
+        make: F,
+    ) -> Self
+    where
+        A: Actor,
+        F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
+    {
         let make = Arc::new(make);
         let spawn: SpawnFn = Arc::new(move |parent: ActorCell| {
             let (actor, args) = make();
             let slot = slot.clone();
+            let name = name.clone();
             Box::pin(async move {
-                let (actor_ref, _join) = Actor::spawn_linked(None, actor, args, parent).await?;
+                let (actor_ref, _join) = Actor::spawn_linked(name, actor, args, parent).await?;
                 slot.set(actor_ref.clone());
                 Ok(actor_ref.get_cell())
             })

@@ -9,8 +9,10 @@
 //!
 //! The control plane (the socket server) is not in the tree: it belongs to `runloopd`,
 //! which owns the listening socket and stops accepting before the tree shuts down.
-//! POG and broker are provided by their own crates; until they are wired in, `rlp status`
-//! shows their slots as `empty`.
+//! The POG (`runloop.pog`) and the model broker (`runloop.broker`) are singletons from
+//! their own crates, started in their slots when [`KernelOptions`] asks for them
+//! (`runloopd` does; embedded `rlp` commands leave them out and `rlp status` shows the
+//! slots as `empty`).
 //!
 //! Lifecycle: [`Kernel::boot`] starts the tree and returns once every system actor is
 //! running; [`Kernel::shutdown`] stops the root, which stops runs first (they were
@@ -61,6 +63,17 @@ pub struct KernelOptions {
     pub agents: AgentOptions,
     /// The randomness `random.bytes` host calls get.
     pub random: SharedRandom,
+    /// Start the POG singleton in the system supervisor's `pog` slot.
+    pub pog: Option<PogService>,
+    /// Start the model broker singleton, serving this broker, in the `broker` slot.
+    pub broker: Option<Arc<runloop_broker::Broker>>,
+}
+
+/// Where the kernel's POG singleton keeps its files, and its read pool size.
+#[derive(Debug, Clone)]
+pub struct PogService {
+    pub config: runloop_pog::PogConfig,
+    pub read_conns: usize,
 }
 
 impl std::fmt::Debug for KernelOptions {
@@ -80,6 +93,8 @@ impl Default for KernelOptions {
             scheduler: SchedulerConfig::default(),
             agents: AgentOptions::default(),
             random: SharedRandom(Arc::new(std::sync::Mutex::new(OsRandom))),
+            pog: None,
+            broker: None,
         }
     }
 }
@@ -92,6 +107,8 @@ pub(crate) struct Slots {
     pub(crate) quarantine: Slot<runloop_actors::quarantine::QuarantineMsg>,
     metrics: Slot<MetricsMsg>,
     pub(crate) dead_letters: Slot<DeadLetterMsg>,
+    pog: Slot<runloop_pog_actor::PogMsg>,
+    broker: Slot<runloop_broker::BrokerMsg>,
     runs: Slot<SupervisorMsg>,
 }
 
@@ -171,7 +188,7 @@ fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
     );
     let bus_clock = clock.clone();
     let breaker_clock = clock.clone();
-    vec![
+    let mut children = vec![
         ChildSpec::worker_published("bus", Restart::Permanent, slots.bus.clone(), move || {
             let args = BusArgs {
                 config: bus,
@@ -212,7 +229,37 @@ fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
             slots.dead_letters.clone(),
             || (DeadLetters, ()),
         ),
-    ]
+    ];
+    if let Some(pog) = options.pog.clone() {
+        let pog_clock = options.clock.clone();
+        children.push(ChildSpec::worker_registered(
+            "pog",
+            Some(runloop_pog_actor::POG_ACTOR_NAME.to_owned()),
+            Restart::Permanent,
+            slots.pog.clone(),
+            move || {
+                let args = runloop_pog_actor::PogArgs {
+                    config: pog.config.clone(),
+                    clock: pog_clock.clone(),
+                    read_conns: pog.read_conns,
+                };
+                (runloop_pog_actor::PogActor, args)
+            },
+        ));
+    }
+    if let Some(broker) = options.broker.clone() {
+        children.push(ChildSpec::worker_registered(
+            "broker",
+            Some(runloop_broker::actor::BROKER_ACTOR_NAME.to_owned()),
+            Restart::Permanent,
+            slots.broker.clone(),
+            move || {
+                let args = runloop_broker::BrokerArgs::Prebuilt(broker.clone());
+                (runloop_broker::BrokerActor, args)
+            },
+        ));
+    }
+    children
 }
 
 impl Kernel {
@@ -497,13 +544,16 @@ impl Kernel {
         if let Some(system) = root.children.iter_mut().find(|c| c.name == "system") {
             self.add_details(system).await;
             for slot in ["pog", "broker"] {
+                if system.children.iter().any(|c| c.name == slot) {
+                    continue;
+                }
                 system.children.push(ActorNode {
                     name: slot.into(),
                     kind: ActorKind::Slot,
                     state: ActorRunState::Empty,
                     restarts: 0,
                     last_error: None,
-                    detail: Some("provided by its own crate; not wired in yet".into()),
+                    detail: Some("not started in this kernel (runloopd starts it)".into()),
                     children: Vec::new(),
                 });
             }

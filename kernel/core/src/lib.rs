@@ -4,7 +4,8 @@
 //! - [`config`]: file → env → flags, unknown keys rejected with their path, modes, sockets;
 //! - [`kernel`]: the tree (root → system → runs), embedded or inside `runloopd`;
 //! - [`control`]: the control socket (RMP frames only, SO_PEERCRED, idempotent requests);
-//! - [`metrics`]: the kernel process's own CPU and RSS.
+//! - [`metrics`]: the kernel process's own CPU and RSS;
+//! - [`services`]: the POG and model broker singletons `runloopd` starts, from config.
 //!
 //! Boundary: the kernel wires actors together; it holds no actor logic of its own.
 
@@ -13,5 +14,6 @@ pub mod config;
 pub mod control;
 pub mod kernel;
 pub mod metrics;
+pub mod services;
 
-pub use kernel::{Kernel, KernelOptions};
+pub use kernel::{Kernel, KernelOptions, PogService};

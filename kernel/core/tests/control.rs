@@ -12,7 +12,7 @@ use runloop_actors::quarantine::QuarantineReason;
 use runloop_kernel::control::{ClientError, ControlPlane, PeerPolicy, request, serve};
 use runloop_kernel::{Kernel, KernelOptions};
 use runloop_proto::frame::{Limits, decode_frame, encode_frame};
-use runloop_proto::payloads::{ControlCommand, ControlOutcome, ErrorReport, Ping};
+use runloop_proto::payloads::{ActorRunState, ControlCommand, ControlOutcome, ErrorReport, Ping};
 use runloop_proto::{Body, Family, Frame, Header, MsgId, TraceId};
 
 fn temp_dir(test: &str) -> PathBuf {
@@ -212,7 +212,25 @@ fn runloopd_serves_status_and_stops_cleanly_on_sigterm() {
     let reply = runtime
         .block_on(request(&socket, "d1", ControlCommand::Status))
         .unwrap();
-    assert!(matches!(reply.outcome, ControlOutcome::Status { .. }));
+    let ControlOutcome::Status { tree, .. } = reply.outcome else {
+        panic!("status expected, got {:?}", reply.outcome)
+    };
+    // The daemon starts the POG and broker singletons in their slots, with the POG's
+    // files under the (test) home's state dir.
+    let system = tree
+        .children
+        .iter()
+        .find(|c| c.name == "system")
+        .expect("system supervisor");
+    for slot in ["pog", "broker"] {
+        let node = system
+            .children
+            .iter()
+            .find(|c| c.name == slot)
+            .unwrap_or_else(|| panic!("{slot} in {system:?}"));
+        assert_eq!(node.state, ActorRunState::Running, "{slot}: {node:?}");
+    }
+    assert!(dir.join(".runloop/pog/events.sqlite").exists());
     // A second daemon on the same socket refuses to start.
     let second = Command::new(env!("CARGO_BIN_EXE_runloopd"))
         .arg("--socket")

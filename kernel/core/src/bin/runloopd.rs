@@ -79,7 +79,15 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
     let mut policy = PeerPolicy::same_uid().map_err(|e| (1, format!("read own uid: {e}")))?;
     policy.group = args.group;
 
-    let kernel = Kernel::boot(KernelOptions::default())
+    // The daemon is where the singletons live: the POG and the model broker start in the
+    // system supervisor's slots (a bad `models` section is bad input: exit 2).
+    let broker = runloop_kernel::services::broker(&config).map_err(|e| (2, e.to_string()))?;
+    let options = KernelOptions {
+        pog: Some(runloop_kernel::services::pog_service(&config)),
+        broker: Some(broker),
+        ..KernelOptions::default()
+    };
+    let kernel = Kernel::boot(options)
         .await
         .map_err(|e| (1, e.to_string()))?;
     let kernel = Arc::new(kernel);

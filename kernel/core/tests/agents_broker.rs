@@ -1,0 +1,86 @@
+//! Agents with the model broker running in the kernel's `broker` slot (its own test binary:
+//! the broker is a process-wide singleton): an agent's `model.complete` and `model.embed`
+//! host calls are answered by the broker (offline provider here, labelled as such), and
+//! the broker accounts them to the agent. Needs `cargo build -p runloop-sandbox-host`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runloop_actors::names::AgentName;
+use runloop_broker::{Broker, ModelsConfig, SecretResolver, SecretsConfig};
+use runloop_kernel::agents::AgentOptions;
+use runloop_kernel::{Kernel, KernelOptions};
+use runloop_proto::payloads::{ActorRunState, AgentInput};
+
+fn bundle(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../agents/bundles")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_host_calls_are_answered_by_the_broker_in_the_tree() {
+    let broker = Broker::new(
+        ModelsConfig::default(),
+        &SecretResolver::with_env(SecretsConfig::default(), Default::default()),
+        Arc::new(runloop_broker::SystemClock),
+    )
+    .unwrap();
+    let broker = Arc::new(broker);
+    let options = KernelOptions {
+        broker: Some(broker.clone()),
+        agents: AgentOptions {
+            sandbox_host: Some(
+                runloop_sandbox::locate_sandbox_host()
+                    .expect("build it first: cargo build -p runloop-sandbox-host"),
+            ),
+            cwasm_dir: Some(
+                std::env::temp_dir().join(format!("runloop-broker-test-{}", std::process::id())),
+            ),
+            ..AgentOptions::default()
+        },
+        ..KernelOptions::default()
+    };
+    let kernel = Kernel::boot(options).await.unwrap();
+    let tree = kernel.status().await;
+    let system = tree.children.iter().find(|c| c.name == "system").unwrap();
+    let slot = system.children.iter().find(|c| c.name == "broker").unwrap();
+    assert_eq!(slot.state, ActorRunState::Running, "{slot:?}");
+
+    kernel
+        .start_bundle(&bundle("hostcalls"), Some("asker"))
+        .await
+        .unwrap();
+    let input = AgentInput {
+        port: "in".into(),
+        payload: rmpv::Value::Map(vec![]),
+    };
+    let reply = kernel
+        .send(&AgentName::new("asker").unwrap(), input)
+        .await
+        .unwrap();
+    let outs: Vec<_> = reply
+        .outputs
+        .iter()
+        .map(|o| runloop_proto::json::msgpack_to_json(&o.payload))
+        .collect();
+    let complete = outs.iter().find(|o| o["op"] == "model.complete").unwrap();
+    assert!(complete["ok"]["text"].is_string(), "{complete}");
+    assert!(
+        complete["ok"]["provider"]
+            .as_str()
+            .unwrap()
+            .contains("offline"),
+        "the offline provider says what it is: {complete}"
+    );
+    let embed = outs.iter().find(|o| o["op"] == "model.embed").unwrap();
+    assert_eq!(
+        embed["ok"]["vectors"].as_array().unwrap().len(),
+        1,
+        "{embed}"
+    );
+    let stats = broker.stats();
+    let asker = stats.by_agent.get("asker").expect("accounted to the agent");
+    assert_eq!(asker.requests, 2, "{stats:?}");
+    kernel.shutdown().await;
+}
