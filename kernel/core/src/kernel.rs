@@ -401,22 +401,16 @@ impl Kernel {
             .get()
             .ok_or_else(|| RunError::RunsDown { run: run.clone() })?;
         self.runs.lock().expect("runs lock").remove(run);
-        let timeout = Some(Duration::from_millis(RUN_CALL_TIMEOUT_MS));
         let id = format!("run-{run}");
-        match runs
-            .call(|r| SupervisorMsg::StopChild(id, r), timeout)
+        supervisor_call(&runs, run, |r| SupervisorMsg::StopChild(id, r))
             .await
-        {
-            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
-            Ok(ractor::rpc::CallResult::Success(Err(SupervisorError::NoSuchChild { .. }))) => {
-                Err(RunError::NoSuchRun { run: run.clone() })
-            }
-            Ok(ractor::rpc::CallResult::Success(Err(source))) => Err(RunError::Supervisor {
-                run: run.clone(),
-                source,
-            }),
-            _ => Err(RunError::RunsDown { run: run.clone() }),
-        }
+            .map_err(|e| match e {
+                RunError::Supervisor {
+                    source: SupervisorError::NoSuchChild { .. },
+                    ..
+                } => RunError::NoSuchRun { run: run.clone() },
+                other => other,
+            })
     }
 
     /// Starts `worker` as agent `agent` of `run`, under its own supervisor
@@ -498,19 +492,8 @@ impl Kernel {
             .get(run)
             .and_then(Slot::get)
             .ok_or_else(|| RunError::NoSuchRun { run: run.clone() })?;
-        let timeout = Some(Duration::from_millis(RUN_CALL_TIMEOUT_MS));
         let id = format!("agent-{agent}");
-        match run_supervisor
-            .call(|r| SupervisorMsg::StopChild(id, r), timeout)
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
-            Ok(ractor::rpc::CallResult::Success(Err(source))) => Err(RunError::Supervisor {
-                run: run.clone(),
-                source,
-            }),
-            _ => Err(RunError::RunsDown { run: run.clone() }),
-        }
+        supervisor_call(&run_supervisor, run, |r| SupervisorMsg::StopChild(id, r)).await
     }
 
     /// Samples the kernel process.
@@ -655,11 +638,18 @@ async fn start_child(
     spec: ChildSpec,
     run: &OpeningId,
 ) -> Result<(), RunError> {
+    supervisor_call(supervisor, run, |r| SupervisorMsg::StartChild(spec, r)).await
+}
+
+/// One request to a run's supervisor (start or stop a child), bounded by
+/// `RUN_CALL_TIMEOUT_MS`, its answer mapped to [`RunError`].
+async fn supervisor_call(
+    supervisor: &ActorRef<SupervisorMsg>,
+    run: &OpeningId,
+    msg: impl FnOnce(ractor::RpcReplyPort<Result<(), SupervisorError>>) -> SupervisorMsg,
+) -> Result<(), RunError> {
     let timeout = Some(Duration::from_millis(RUN_CALL_TIMEOUT_MS));
-    match supervisor
-        .call(|r| SupervisorMsg::StartChild(spec, r), timeout)
-        .await
-    {
+    match supervisor.call(msg, timeout).await {
         Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
         Ok(ractor::rpc::CallResult::Success(Err(source))) => Err(RunError::Supervisor {
             run: run.clone(),

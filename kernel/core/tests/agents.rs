@@ -12,34 +12,13 @@ use runloop_actors::breaker::BreakerConfig;
 use runloop_actors::names::AgentName;
 use runloop_actors::supervisor::Intensity;
 use runloop_agent_actor::{AgentError, SharedRandom};
-use runloop_kernel::agents::{AgentOpError, AgentOptions};
+use runloop_kernel::agents::AgentOpError;
 use runloop_kernel::{Kernel, KernelOptions};
 use runloop_proto::payloads::AgentInput;
 use runloop_sandbox::RandomSource;
 
-fn bundle(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../agents/bundles")
-        .join(name)
-}
-
-fn sandbox_host() -> PathBuf {
-    runloop_sandbox::locate_sandbox_host()
-        .expect("build it first: cargo build -p runloop-sandbox-host")
-}
-
-fn options(tag: &str) -> KernelOptions {
-    let cwasm =
-        std::env::temp_dir().join(format!("runloop-agent-test-{}-{tag}", std::process::id()));
-    KernelOptions {
-        agents: AgentOptions {
-            sandbox_host: Some(sandbox_host()),
-            cwasm_dir: Some(cwasm),
-            ..AgentOptions::default()
-        },
-        ..KernelOptions::default()
-    }
-}
+mod common;
+use common::{bundle, options};
 
 fn input(json: serde_json::Value) -> AgentInput {
     AgentInput {

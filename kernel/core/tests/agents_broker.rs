@@ -3,20 +3,15 @@
 //! host calls are answered by the broker (offline provider here, labelled as such), and
 //! the broker accounts them to the agent. Needs `cargo build -p runloop-sandbox-host`.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use runloop_actors::names::AgentName;
 use runloop_broker::{Broker, ModelsConfig, SecretResolver, SecretsConfig};
-use runloop_kernel::agents::AgentOptions;
 use runloop_kernel::{Kernel, KernelOptions};
 use runloop_proto::payloads::{ActorRunState, AgentInput};
 
-fn bundle(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../agents/bundles")
-        .join(name)
-}
+mod common;
+use common::{bundle, options, outputs_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_host_calls_are_answered_by_the_broker_in_the_tree() {
@@ -29,17 +24,7 @@ async fn model_host_calls_are_answered_by_the_broker_in_the_tree() {
     let broker = Arc::new(broker);
     let options = KernelOptions {
         broker: Some(broker.clone()),
-        agents: AgentOptions {
-            sandbox_host: Some(
-                runloop_sandbox::locate_sandbox_host()
-                    .expect("build it first: cargo build -p runloop-sandbox-host"),
-            ),
-            cwasm_dir: Some(
-                std::env::temp_dir().join(format!("runloop-broker-test-{}", std::process::id())),
-            ),
-            ..AgentOptions::default()
-        },
-        ..KernelOptions::default()
+        ..options("broker")
     };
     let kernel = Kernel::boot(options).await.unwrap();
     let tree = kernel.status().await;
@@ -59,11 +44,7 @@ async fn model_host_calls_are_answered_by_the_broker_in_the_tree() {
         .send(&AgentName::new("asker").unwrap(), input)
         .await
         .unwrap();
-    let outs: Vec<_> = reply
-        .outputs
-        .iter()
-        .map(|o| runloop_proto::json::msgpack_to_json(&o.payload))
-        .collect();
+    let outs = outputs_json(&reply.outputs);
     let complete = outs.iter().find(|o| o["op"] == "model.complete").unwrap();
     assert!(complete["ok"]["text"].is_string(), "{complete}");
     assert!(

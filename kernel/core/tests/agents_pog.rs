@@ -2,21 +2,16 @@
 //! singleton): denied host calls leave `cap.audit` events in the real SQLite log, and
 //! allowed `kb.query` calls are answered by the POG. Needs `cargo build -p runloop-sandbox-host`.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use runloop_actors::names::AgentName;
-use runloop_kernel::agents::AgentOptions;
-use runloop_kernel::{Kernel, KernelOptions};
+use runloop_kernel::Kernel;
 use runloop_pog::{ManualClock, PogConfig};
 use runloop_pog_actor::{PogActor, PogArgs};
 use runloop_proto::payloads::AgentInput;
 
-fn bundle(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../agents/bundles")
-        .join(name)
-}
+mod common;
+use common::{bundle, options, outputs_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
@@ -37,19 +32,7 @@ async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
         "runloop-caps 1\nallow clock.now\nallow log\nallow kb.query\n",
     )
     .unwrap();
-    let options = KernelOptions {
-        agents: AgentOptions {
-            sandbox_host: Some(
-                runloop_sandbox::locate_sandbox_host()
-                    .expect("build it first: cargo build -p runloop-sandbox-host"),
-            ),
-            cwasm_dir: Some(
-                std::env::temp_dir().join(format!("runloop-pog-test-{}", std::process::id())),
-            ),
-            ..AgentOptions::default()
-        },
-        ..KernelOptions::default()
-    };
+    let options = options("pog");
     let kernel = Kernel::boot(options).await.unwrap();
     kernel
         .start_bundle(narrow.path(), Some("narrow"))
@@ -63,11 +46,7 @@ async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
         .send(&AgentName::new("narrow").unwrap(), input)
         .await
         .unwrap();
-    let outs: Vec<_> = reply
-        .outputs
-        .iter()
-        .map(|o| runloop_proto::json::msgpack_to_json(&o.payload))
-        .collect();
+    let outs = outputs_json(&reply.outputs);
     let kb = outs.iter().find(|o| o["op"] == "kb.query").unwrap();
     assert!(kb["ok"]["columns"].is_array(), "answered by the POG: {kb}");
     let denied: Vec<_> = outs

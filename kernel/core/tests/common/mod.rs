@@ -1,0 +1,44 @@
+//! Shared fixtures of the kernel's agent tests: the committed bundles, a kernel whose
+//! agents run on the real sandbox-host binary, and outputs as JSON.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use runloop_kernel::KernelOptions;
+use runloop_kernel::agents::AgentOptions;
+use runloop_proto::payloads::AgentOutput;
+
+/// A committed bundle under `agents/bundles/`.
+pub fn bundle(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../agents/bundles")
+        .join(name)
+}
+
+/// The sandbox-host binary the agents run in.
+pub fn sandbox_host() -> PathBuf {
+    runloop_sandbox::locate_sandbox_host()
+        .expect("build it first: cargo build -p runloop-sandbox-host")
+}
+
+/// Kernel options whose agents use the real sandbox-host and a per-test `.cwasm` cache.
+pub fn options(tag: &str) -> KernelOptions {
+    let cwasm =
+        std::env::temp_dir().join(format!("runloop-agent-test-{}-{tag}", std::process::id()));
+    KernelOptions {
+        agents: AgentOptions {
+            sandbox_host: Some(sandbox_host()),
+            cwasm_dir: Some(cwasm),
+            ..AgentOptions::default()
+        },
+        ..KernelOptions::default()
+    }
+}
+
+/// An invoke's outputs in the JSON form, for assertions.
+pub fn outputs_json(outputs: &[AgentOutput]) -> Vec<serde_json::Value> {
+    outputs
+        .iter()
+        .map(|o| runloop_proto::json::msgpack_to_json(&o.payload))
+        .collect()
+}
