@@ -2,13 +2,25 @@
 //!
 //! Frames from the kernel go through the same bounded [`StreamDecoder`] the kernel uses,
 //! so a confused kernel cannot make the sandbox buffer without bound either.
+//!
+//! Writes are coalesced: [`Conn::queue`] encodes a frame into the outgoing buffer, and the
+//! buffer goes out in one `write` when the sandbox is about to wait for the kernel
+//! ([`Conn::recv`] flushes before it blocks), at the end of each invoke
+//! ([`Conn::flush`]), or once it holds [`OUT_FLUSH_BYTES`]. So an invoke's outputs and its
+//! outcome usually cost one system call.
+//!
+//! Invokes the kernel pipelines ahead arrive while the current one is still running (its
+//! host calls read the socket); [`Conn::recv_reply`] sets them aside, in order, in a queue
+//! bounded by [`PIPELINE_INVOKES_MAX`], and [`Conn::next_request`] hands them out first.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 
 use runloop_proto::frame::encode_frame_into;
+use runloop_proto::payloads::PIPELINE_INVOKES_MAX;
 use runloop_proto::{
-    Body, Clock, Frame, FrameError, Header, KindPayload, Limits, MsgIdGen, StreamDecoder,
+    Body, Clock, Frame, FrameError, Header, Kind, KindPayload, Limits, MsgIdGen, StreamDecoder,
     SystemClock, TraceId,
 };
 use serde::Serialize;
@@ -17,6 +29,8 @@ use serde::Serialize;
 pub const FRAME_TTL_MS: u64 = 60_000;
 /// Bytes read from the socket per `read` call.
 const READ_BUF_BYTES: usize = 64 * 1024;
+/// Queued outgoing bytes that trigger a write without waiting for the next flush point.
+pub const OUT_FLUSH_BYTES: usize = 64 * 1024;
 
 /// Why the conversation with the kernel broke.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +50,8 @@ pub enum ConnError {
         got: &'static str,
         want: &'static str,
     },
+    #[error("kernel pipelined more than {PIPELINE_INVOKES_MAX} invokes")]
+    PipelineFull,
 }
 
 /// One framed connection to the kernel.
@@ -47,6 +63,8 @@ pub struct Conn {
     ids: MsgIdGen,
     buf: Box<[u8]>,
     out: Vec<u8>,
+    /// Invokes that arrived while another one ran, oldest first.
+    early: VecDeque<Frame>,
 }
 
 impl Conn {
@@ -59,6 +77,7 @@ impl Conn {
             ids: MsgIdGen::starting_at(1),
             buf: vec![0; READ_BUF_BYTES].into_boxed_slice(),
             out: Vec::new(),
+            early: VecDeque::new(),
         }
     }
 
@@ -83,6 +102,8 @@ impl Conn {
             {
                 return Ok(frame);
             }
+            // About to wait for the kernel: whatever is queued must be out first.
+            self.flush()?;
             let n = match self.stream.read(&mut self.buf) {
                 Ok(0) => return Err(ConnError::Closed),
                 Ok(n) => n,
@@ -110,8 +131,51 @@ impl Conn {
         }
     }
 
-    /// Sends one typed payload in trace `trace`.
+    /// The next request to serve: an invoke set aside earlier, else the next frame.
+    pub fn next_request(&mut self) -> Result<Frame, ConnError> {
+        match self.early.pop_front() {
+            Some(frame) => Ok(frame),
+            None => self.recv(),
+        }
+    }
+
+    /// The next frame that is not an invoke; invokes pipelined meanwhile are set aside.
+    pub fn recv_reply(&mut self) -> Result<Frame, ConnError> {
+        loop {
+            let frame = self.recv()?;
+            if frame.body().kind() != Kind::Invoke {
+                return Ok(frame);
+            }
+            // The invoke running now counts against the pipeline too.
+            if self.early.len() + 1 >= PIPELINE_INVOKES_MAX {
+                return Err(ConnError::PipelineFull);
+            }
+            self.early.push_back(frame);
+        }
+    }
+
+    /// Sends one typed payload in trace `trace` now (with anything queued before it).
     pub fn send<P: KindPayload + Serialize>(
+        &mut self,
+        trace: TraceId,
+        payload: &P,
+    ) -> Result<(), ConnError> {
+        self.queue(trace, payload)?;
+        self.flush()
+    }
+
+    /// Writes every queued byte.
+    pub fn flush(&mut self) -> Result<(), ConnError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.out).map_err(ConnError::Write);
+        self.out.clear();
+        result
+    }
+
+    /// Queues one typed payload in trace `trace`; it goes out at the next flush point.
+    pub fn queue<P: KindPayload + Serialize>(
         &mut self,
         trace: TraceId,
         payload: &P,
@@ -125,8 +189,14 @@ impl Conn {
         )
         .map_err(ConnError::Encode)?;
         let frame = Frame::new(header, Body::from_payload(payload)).map_err(ConnError::Encode)?;
-        self.out.clear();
-        encode_frame_into(&frame, &self.limits, &mut self.out).map_err(ConnError::Encode)?;
-        self.stream.write_all(&self.out).map_err(ConnError::Write)
+        let mark = self.out.len();
+        if let Err(err) = encode_frame_into(&frame, &self.limits, &mut self.out) {
+            self.out.truncate(mark);
+            return Err(ConnError::Encode(err));
+        }
+        if self.out.len() >= OUT_FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
     }
 }

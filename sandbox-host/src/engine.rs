@@ -6,7 +6,8 @@
 //! compiler's build has `cranelift`, the sandbox's does not). Fuel and epoch interruption
 //! are always on: they change the compiled code, and they cost nothing measurable.
 
-use wasmtime::{Config, Engine, WasmFeatures};
+use runloop_proto::payloads::SandboxLimits;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmFeatures};
 
 /// The pinned wasmtime version (see the workspace manifest); part of every cache key.
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -65,6 +66,42 @@ pub fn new_engine() -> wasmtime::Result<Engine> {
     Engine::new(&engine_config())
 }
 
+/// Instance slots in a sandbox's pool: one invoke runs at a time, and its store is gone
+/// before the next one starts; the second slot is slack.
+pub const POOL_INSTANCES: u32 = 2;
+/// Largest linear memory wasmtime can reserve for a 32-bit memory.
+const MEMORY_BYTES_CEILING: u64 = 4 << 30;
+
+/// The sandbox's engine: [`engine_config`] plus a pooling allocator sized for one agent.
+///
+/// Every invoke gets a fresh instance (nothing survives between messages); pooling makes
+/// that cheap. The slot's memory, table and instance space are reserved once and reset
+/// in place between invokes (copy-on-write from the mapped `.cwasm` image), instead of an
+/// `mmap`/`munmap` pair per invoke and the TLB shoot-downs that come with unmapping. The
+/// allocation strategy does not change compiled code, so `.cwasm` files made with
+/// [`engine_config`] load unchanged. The pool's memory cap is the agent's memory limit;
+/// the store's limiter still sees every growth first and turns a crossing into
+/// `MemoryLimit`.
+pub fn new_sandbox_engine(limits: &SandboxLimits) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    let memory_bytes = limits
+        .memory_bytes_max
+        .min(MEMORY_BYTES_CEILING)
+        .next_multiple_of(WASM_PAGE_BYTES);
+    pool.total_core_instances(POOL_INSTANCES)
+        .total_memories(POOL_INSTANCES)
+        .total_tables(POOL_INSTANCES)
+        .total_stacks(0)
+        .total_component_instances(0)
+        .max_memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX));
+    let mut config = engine_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+}
+
+/// The wasm page size.
+const WASM_PAGE_BYTES: u64 = 64 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +110,18 @@ mod tests {
     fn the_engine_builds_and_refuses_threads() {
         let engine = new_engine().unwrap();
         let _ = engine.precompile_compatibility_hash();
+    }
+
+    #[test]
+    fn the_pooled_engine_loads_what_the_plain_engine_compiled() {
+        use std::hash::{Hash, Hasher};
+        let hash = |engine: &Engine| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            h.finish()
+        };
+        use runloop_proto::registry::PayloadExample;
+        let pooled = new_sandbox_engine(&SandboxLimits::example()).unwrap();
+        assert_eq!(hash(&new_engine().unwrap()), hash(&pooled));
     }
 }

@@ -6,6 +6,7 @@
 //! pointer the guest names is bounds-checked before any copy, and every limit crossing
 //! aborts the call with a typed [`InvokeError`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,18 +135,42 @@ impl HostMonotonicClock for FrozenClock {
     }
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK_MS`] while an invoke runs, from its own
-/// thread so a spinning guest cannot starve it; parked on a condvar when idle.
+/// Advances the engine's epoch every [`EPOCH_TICK_MS`] while invokes run, from its own
+/// thread so a spinning guest cannot starve it.
+///
+/// Starting an invoke is one atomic store: the ticker keeps ticking for
+/// [`TICKER_IDLE_TICKS_MAX`] ticks after the last invoke ended, then parks on a condvar,
+/// and only waking a parked ticker takes the lock. So back-to-back invokes pay no system
+/// call for it, and an idle sandbox costs no wake-ups. The park/wake handshake is the
+/// classic one: the ticker announces `parked` and then re-checks `active` under the lock;
+/// the invoker stores `active` and then checks `parked` (all `SeqCst`), so at least one
+/// of them sees the other and the ticker never sleeps through an invoke.
 #[derive(Debug, Clone)]
 pub struct Ticker {
-    active: Arc<(Mutex<bool>, Condvar)>,
+    shared: Arc<TickerShared>,
 }
+
+#[derive(Debug)]
+struct TickerShared {
+    active: AtomicBool,
+    parked: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+/// Ticks the ticker keeps going after the last invoke ended before it parks.
+pub const TICKER_IDLE_TICKS_MAX: u32 = 25;
 
 impl Ticker {
     /// Starts the ticker thread (before seccomp: it needs `clone`).
     pub fn spawn(engine: Engine) -> std::io::Result<Self> {
-        let active = Arc::new((Mutex::new(false), Condvar::new()));
-        let shared = Arc::clone(&active);
+        let shared = Arc::new(TickerShared {
+            active: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        let theirs = Arc::clone(&shared);
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
             .name("epoch-ticker".into())
@@ -154,28 +179,44 @@ impl Ticker {
                 // Signal only once thread start-up (rseq, TLS, the malloc arena) is done:
                 // seccomp goes on after this and would kill those syscalls.
                 let _ = started_tx.send(());
-                let (lock, cvar) = &*shared;
-                loop {
-                    {
-                        let mut on = lock.lock().expect("ticker lock");
-                        while !*on {
-                            on = cvar.wait(on).expect("ticker lock");
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
-                    engine.increment_epoch();
-                }
+                tick(&theirs, &engine);
             })?;
         started_rx
             .recv()
             .map_err(|_| std::io::Error::other("epoch ticker died at start"))?;
-        Ok(Self { active })
+        Ok(Self { shared })
     }
 
     fn set(&self, on: bool) {
-        let (lock, cvar) = &*self.active;
-        *lock.lock().expect("ticker lock") = on;
-        cvar.notify_one();
+        self.shared.active.store(on, Ordering::SeqCst);
+        if on && self.shared.parked.load(Ordering::SeqCst) {
+            let _guard = self.shared.lock.lock().expect("ticker lock");
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+/// The ticker thread's loop (never returns; the process exits around it).
+fn tick(shared: &TickerShared, engine: &Engine) {
+    let mut idle_ticks = 0u32;
+    loop {
+        if shared.active.load(Ordering::SeqCst) {
+            idle_ticks = 0;
+        } else {
+            idle_ticks += 1;
+        }
+        if idle_ticks > TICKER_IDLE_TICKS_MAX {
+            shared.parked.store(true, Ordering::SeqCst);
+            let mut guard = shared.lock.lock().expect("ticker lock");
+            while !shared.active.load(Ordering::SeqCst) {
+                guard = shared.wake.wait(guard).expect("ticker lock");
+            }
+            drop(guard);
+            shared.parked.store(false, Ordering::SeqCst);
+            idle_ticks = 0;
+        }
+        std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
+        engine.increment_epoch();
     }
 }
 
@@ -257,7 +298,9 @@ impl Agent {
         store
             .set_fuel(fuel)
             .expect("fuel is enabled in engine_config");
-        let ticks = limits.invoke_wall_ms_max.div_ceil(EPOCH_TICK_MS).max(1);
+        // The ticker runs freely, so the first tick may come at once: one tick more keeps
+        // the limit a lower bound.
+        let ticks = limits.invoke_wall_ms_max.div_ceil(EPOCH_TICK_MS).max(1) + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
@@ -476,7 +519,8 @@ fn import_output(mut caller: Caller<'_, GuestState>, ptr: i32, len: i32) -> wasm
     state.outputs += 1;
     let trace = state.trace;
     let conn = state.conn.as_mut().expect("conn lent for the invoke");
-    conn.send(trace, &payload)
+    // Queued: it leaves with the next host call or the outcome (see `conn`).
+    conn.queue(trace, &payload)
         .map_err(|e| wasmtime::Error::new(Abort::Conn(e)))
 }
 
@@ -524,7 +568,7 @@ fn import_host_call(
     let conn = state.conn.as_mut().expect("conn lent for the invoke");
     let conn_err = |e| wasmtime::Error::new(Abort::Conn(e));
     conn.send(trace, &request).map_err(conn_err)?;
-    let frame = conn.recv().map_err(conn_err)?;
+    let frame = conn.recv_reply().map_err(conn_err)?;
     let got = frame.body().kind();
     if got != Kind::HostCallResponse {
         return Err(conn_err(ConnError::Unexpected {

@@ -11,7 +11,7 @@ use runloop_proto::{Kind, Limits, TraceId};
 
 use crate::confine;
 use crate::conn::{Conn, ConnError};
-use crate::engine::{WASMTIME_VERSION, new_engine};
+use crate::engine::{WASMTIME_VERSION, new_sandbox_engine};
 use crate::guest::{Agent, Ticker};
 
 /// How the session ended; main maps it to the exit status.
@@ -52,15 +52,15 @@ pub fn run(mut conn: Conn, started: Instant) -> SessionEnd {
             &mut conn,
             trace,
             "ProtocolMismatch",
-            "sandbox speaks protocol 1",
+            &format!("sandbox speaks protocol {SANDBOX_PROTOCOL_VERSION}"),
         );
         return SessionEnd::Protocol(ConnError::Unexpected {
             got: "another protocol version",
-            want: "protocol 1",
+            want: "the sandbox's protocol version",
         });
     }
     conn.set_limits(Limits::new(hello.limits.frame_body_bytes_max));
-    let engine = match new_engine() {
+    let engine = match new_sandbox_engine(&hello.limits) {
         Ok(engine) => engine,
         Err(err) => {
             let _ = report(&mut conn, trace, "BadModule", &format!("engine: {err:#}"));
@@ -92,12 +92,12 @@ pub fn run(mut conn: Conn, started: Instant) -> SessionEnd {
     serve(conn, &agent, &ticker, &hello)
 }
 
-/// Answers invokes one at a time until shutdown.
+/// Answers invokes one at a time, in arrival order, until shutdown.
 fn serve(conn: Conn, agent: &Agent, ticker: &Ticker, hello: &SandboxHello) -> SessionEnd {
     let mut conn = Some(conn);
     loop {
         let c = conn.as_mut().expect("conn is back after every invoke");
-        let frame = match c.recv() {
+        let frame = match c.next_request() {
             Ok(frame) => frame,
             Err(ConnError::Closed) => return SessionEnd::Clean,
             Err(err) => return SessionEnd::Protocol(err),
@@ -133,6 +133,7 @@ fn serve(conn: Conn, agent: &Agent, ticker: &Ticker, hello: &SandboxHello) -> Se
             Err(err) => return SessionEnd::Protocol(err),
         };
         let c = conn.as_mut().expect("conn is back after every invoke");
+        // The outcome goes out with the invoke's queued outputs, in one write.
         if let Err(err) = c.send(trace, &outcome) {
             return SessionEnd::Protocol(err);
         }

@@ -3,31 +3,38 @@
 //! Lifecycle:
 //! - `pre_start` creates the cgroup `<parent>/<agent>-<generation>` (a fresh name per
 //!   instance, so a restart never races the previous instance's removal), spawns the
-//!   sandbox into it on a blocking thread and waits for `control.ready.v1`. It then asks
-//!   the shared [`InFlight`] ledger what the previous instance left unanswered: each such
-//!   invoke is cast back to itself (`Redeliver`), or, past its attempts, answered with an
-//!   error and recorded as a dead letter. A sandbox that sends a malformed frame during
-//!   the handshake parks the agent in quarantine and the instance stops at once.
-//! - `Invoke`: breaker admission, ledger `begin`, then the invoke runs on a blocking
-//!   thread (the sandbox API is blocking) with host calls answered by
-//!   [`KernelHandler`]. A reply (or a guest error such as `Trap`) completes the ledger entry
-//!   and is sent once. A sandbox that dies mid-invoke (SIGKILL, OOM kill, watchdog) fails
-//!   the actor: the entry stays in the ledger for the next instance. Malformed frames park
-//!   the agent in quarantine (reason names the RMP error) and stop it normally.
-//! - `post_stop` (normal stop) shuts the sandbox down politely; on failure ractor skips
-//!   `post_stop`, and the state's `Drop` kills the sandbox and removes the cgroup.
+//!   sandbox into it on a blocking thread, waits for `control.ready.v1`, and starts the
+//!   instance's [`Driver`] thread, which owns the sandbox from then on. It then asks the
+//!   shared [`InFlight`] ledger what the previous instance left unanswered: each such
+//!   invoke is handed to the driver again, oldest first, or, past its attempts, answered
+//!   with an error and recorded as a dead letter (only the invoke the dead sandbox was
+//!   running is charged an attempt). A sandbox that sends a malformed frame during the
+//!   handshake parks the agent in quarantine and the instance stops at once.
+//! - `Invoke`: quarantine check, breaker admission (no round trip while the breaker is
+//!   known closed: it only opens on failures this agent reports), ledger `begin`, then the
+//!   job goes to the driver and the actor is free for the next message. The driver answers
+//!   the caller when the outcome arrives (a reply, or a guest error such as `Trap`).
+//! - `SandboxFailed` (from the driver): the sandbox died mid-invoke or while idle (SIGKILL,
+//!   OOM kill, deadline), which fails the actor so the supervisor restarts it — unanswered
+//!   invokes stay in the ledger for the next instance — or it sent a malformed frame, which
+//!   parks the agent in quarantine (the reason names the RMP error) and stops it normally.
+//! - `post_stop` (normal stop) stops the driver after the invokes in the sandbox finish and
+//!   shuts the sandbox down politely; on failure ractor skips `post_stop`, and the state's
+//!   `Drop` ends the driver (which kills the sandbox) and removes the cgroup in the
+//!   background, off the restart path.
 //!
-//! Mailbox bound: callers of `Invoke` wait for their reply (call), and `Redeliver` casts
-//! are bounded by the ledger ([`runloop_actors::delivery::IN_FLIGHT_MAX`]).
+//! Mailbox bound: callers of `Invoke` wait for their reply (call), so the mailbox holds at
+//! most one message per waiting caller, and the ledger bounds what is admitted
+//! ([`runloop_actors::delivery::IN_FLIGHT_MAX`]); `SandboxFailed` is sent once per driver.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use runloop_actors::breaker::{Admission, BreakerHandle, BreakerMsg, CallOutcome};
 use runloop_actors::delivery::{
-    DeadLetter, DeadLetterMsg, DeadLetterReason, InFlight, InFlightError,
+    DeadLetter, DeadLetterMsg, DeadLetterReason, InFlight, InFlightError, Key,
 };
 use runloop_actors::names::AgentName;
 use runloop_actors::quarantine::{QuarantineHandle, QuarantineMsg, QuarantineReason};
@@ -36,15 +43,14 @@ use runloop_bundle::caps::Policy;
 use runloop_proto::payloads::{AgentInput, AgentOutput, SandboxLimits};
 use runloop_proto::{Clock, MsgId, TraceId};
 use runloop_sandbox::cgroup::{self, AgentCgroup, CgroupLimits, CgroupSupport};
-use runloop_sandbox::{LocalHandler, Sandbox, SandboxError, SpawnConfig};
+use runloop_sandbox::{Sandbox, SandboxError, SpawnConfig};
 
-use crate::handler::{KernelHandler, Services};
+use crate::driver::{Driver, Job};
+use crate::handler::Services;
 use crate::metrics::{AgentMetrics, AgentState};
 
-/// Times one invoke is handed to a sandbox before it becomes a dead letter.
+/// Times one invoke may be running in a sandbox that dies before it becomes a dead letter.
 pub const INVOKE_ATTEMPTS_MAX: u32 = 3;
-/// How often an idle agent checks that its sandbox process is still alive.
-pub const WATCH_INTERVAL_MS: u64 = 200;
 
 /// Where an agent's cgroups go and their limits.
 #[derive(Debug, Clone)]
@@ -87,6 +93,11 @@ pub struct AgentShared {
     pub links: Links,
     pub clock: Arc<dyn Clock>,
     generation: Arc<AtomicU64>,
+    /// The breaker answered `Pass` and no failure was reported since: admit without
+    /// asking (a breaker only opens on failures, and this agent reports its own).
+    breaker_closed: Arc<AtomicBool>,
+    /// The invoke the last dead sandbox was running, charged an attempt at redelivery.
+    blamed: Arc<Mutex<Option<Key>>>,
 }
 
 impl AgentShared {
@@ -105,7 +116,23 @@ impl AgentShared {
             links,
             clock,
             generation: Arc::new(AtomicU64::new(0)),
+            breaker_closed: Arc::new(AtomicBool::new(false)),
+            blamed: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// A failure is being reported: the next message asks the breaker again.
+    pub(crate) fn breaker_unknown(&self) {
+        self.breaker_closed.store(false, Ordering::SeqCst);
+    }
+
+    /// Records which invoke the sandbox was running when it died (`None`: it was idle).
+    pub(crate) fn blame(&self, running: Option<Key>) {
+        *self.blamed.lock().unwrap_or_else(|p| p.into_inner()) = running;
+    }
+
+    fn take_blame(&self) -> Option<Key> {
+        self.blamed.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Answers every invoke still in flight with `error` and records each as a dead
@@ -177,6 +204,11 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// The message to deliver.
+    pub fn input(&self) -> &AgentInput {
+        &self.input
+    }
+
     /// Sends the answer if none was sent yet; `true` when this call sent it.
     pub fn answer(&self, result: InvokeResult) -> bool {
         let port = self.reply.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -193,35 +225,40 @@ pub enum AgentMsg {
         input: AgentInput,
         reply: RpcReplyPort<InvokeResult>,
     },
-    /// Internal (timer): is the idle sandbox still alive?
-    Watch,
-    /// Internal: an invoke the previous instance left unanswered.
-    Redeliver {
-        trace_id: TraceId,
-        msg_id: MsgId,
-        pending: Pending,
-        attempt: u32,
-    },
+    /// Internal (from the driver): the sandbox failed, mid-invoke (`idle` false) or
+    /// between invokes; the driver has ended.
+    SandboxFailed { error: SandboxError, idle: bool },
 }
 
-/// The sandbox and its cgroup; dropping kills the one and removes the other.
+/// The sandbox (through its driver) and its cgroup; dropping ends the one and removes the
+/// other.
 #[derive(Debug, Default)]
 pub struct Confined {
-    sandbox: Option<Sandbox>,
+    driver: Option<Driver>,
     cgroup: Option<AgentCgroup>,
 }
 
 impl Drop for Confined {
     fn drop(&mut self) {
-        if let Some(mut sandbox) = self.sandbox.take() {
-            sandbox.kill();
-        }
+        // Ends the driver thread, which kills the sandbox if it still runs.
+        drop(self.driver.take());
         if let Some(group) = self.cgroup.take() {
-            let path = group.path().to_owned();
-            if let Err(e) = group.remove() {
-                eprintln!("runloop: remove cgroup {path}: {e}");
+            // Off the restart path: the group empties once the killed sandbox is reaped,
+            // and removal retries until then (bounded, see `AgentCgroup::remove`).
+            let spawned = std::thread::Builder::new()
+                .name("cgroup-remove".into())
+                .spawn(move || remove_cgroup(group));
+            if let Err(e) = spawned {
+                eprintln!("runloop: cannot start cgroup removal: {e}");
             }
         }
+    }
+}
+
+fn remove_cgroup(group: AgentCgroup) {
+    let path = group.path().to_owned();
+    if let Err(e) = group.remove() {
+        eprintln!("runloop: remove cgroup {path}: {e}");
     }
 }
 
@@ -321,7 +358,9 @@ impl Actor for AgentActor {
                     .metrics
                     .started(sandbox.pid(), cgroup, generation > 0);
                 state.confined = confined;
-                state.confined.sandbox = Some(sandbox);
+                let runtime = tokio::runtime::Handle::current();
+                let driver = Driver::start(sandbox, shared.clone(), myself.clone(), runtime)?;
+                state.confined.driver = Some(driver);
             }
             Err(e) => match e.downcast::<SpawnFailed>() {
                 Ok(failed) => match malformed(&failed.0) {
@@ -337,41 +376,7 @@ impl Actor for AgentActor {
                 Err(other) => return Err(other),
             },
         }
-        // Watch the idle sandbox: a death between invokes restarts the agent at once
-        // instead of failing the next message. The timer ends with this instance.
-        myself.send_interval(std::time::Duration::from_millis(WATCH_INTERVAL_MS), || {
-            AgentMsg::Watch
-        });
-        let redelivery = shared.inflight.redeliver();
-        for (trace_id, msg_id, pending) in redelivery.exhausted {
-            let last_error = shared
-                .metrics
-                .snapshot()
-                .last_error
-                .unwrap_or_else(|| "sandbox died".into());
-            shared.dead_letter(
-                trace_id,
-                msg_id,
-                DeadLetterReason::AttemptsExhausted {
-                    attempts: INVOKE_ATTEMPTS_MAX,
-                    last_error: last_error.clone(),
-                },
-            );
-            pending.answer(Err(AgentError::AttemptsExhausted {
-                agent: shared.config.name.to_string(),
-                attempts: INVOKE_ATTEMPTS_MAX,
-                last_error,
-            }));
-        }
-        for (trace_id, msg_id, pending, attempt) in redelivery.again {
-            shared.metrics.redelivered();
-            myself.cast(AgentMsg::Redeliver {
-                trace_id,
-                msg_id,
-                pending,
-                attempt,
-            })?;
-        }
+        redeliver(&shared, &state);
         Ok(state)
     }
 
@@ -388,80 +393,32 @@ impl Actor for AgentActor {
                 input,
                 reply,
             } => {
-                let shared = state.shared.clone();
-                shared.metrics.message_in();
-                let agent = shared.config.name.clone();
-                if let Some(message) = &state.parked {
-                    let _ = reply.send(Err(AgentError::Quarantined {
-                        agent: agent.to_string(),
-                        message: message.clone(),
-                    }));
-                    return Ok(());
-                }
-                let mut probe = false;
-                if let Some(breaker) = shared.links.breaker.get() {
-                    match BreakerHandle::new(breaker).admit(&agent).await {
-                        Ok(admission) => probe = admission == Admission::Probe,
-                        Err(e) => {
-                            shared.dead_letter(
-                                trace_id,
-                                msg_id,
-                                DeadLetterReason::BreakerOpen {
-                                    message: e.to_string(),
-                                },
-                            );
-                            let _ = reply.send(Err(AgentError::BreakerOpen(e.to_string())));
-                            return Ok(());
-                        }
-                    }
-                }
-                let pending = Pending {
-                    input,
-                    reply: Arc::new(Mutex::new(Some(reply))),
-                };
-                if let Err(e) = shared.inflight.begin(trace_id, msg_id, pending.clone()) {
-                    // A duplicate of an invoke in flight or answered: the first delivery
-                    // answers; this caller is told why it gets nothing.
-                    let refused = match e {
-                        InFlightError::Full { .. }
-                        | InFlightError::AlreadyInFlight { .. }
-                        | InFlightError::AlreadyDone { .. } => AgentError::Refused(e.to_string()),
-                    };
-                    pending.answer(Err(refused));
-                    return Ok(());
-                }
-                self.run(&myself, state, trace_id, msg_id, pending, 1, probe)
-                    .await
+                admit(state, trace_id, msg_id, input, reply).await;
+                Ok(())
             }
-            AgentMsg::Watch => {
-                let Some(sandbox) = state.confined.sandbox.as_mut() else {
-                    return Ok(());
-                };
-                if process_alive(sandbox.pid()) {
+            AgentMsg::SandboxFailed { error, idle } => {
+                let shared = state.shared.clone();
+                let agent = shared.config.name.clone();
+                // The driver has ended; dropping it here is immediate.
+                drop(state.confined.driver.take());
+                shared.breaker_unknown();
+                if let Some(b) = shared.links.breaker.get().map(BreakerHandle::new) {
+                    b.record(&agent, CallOutcome::Failure(error.to_string()))
+                        .await;
+                }
+                if let Some(reason) = malformed(&error) {
+                    park(&myself, state, reason).await;
                     return Ok(());
                 }
-                let exit = sandbox.kill().status;
-                let shared = &state.shared;
-                shared.metrics.sandbox_gone();
-                let text = format!("sandbox died while idle: {exit}");
+                let text = if idle {
+                    format!("sandbox died while idle: {error}")
+                } else {
+                    format!("sandbox failed mid-invoke: {error}")
+                };
                 shared.metrics.error(text.clone());
                 shared.metrics.set_state(AgentState::Restarting);
-                Err(format!("agent {}: {text}", shared.config.name).into())
-            }
-            AgentMsg::Redeliver {
-                trace_id,
-                msg_id,
-                pending,
-                attempt,
-            } => {
-                if let Some(message) = &state.parked {
-                    let _ = message;
-                    return Ok(());
-                }
-                // A redelivery was admitted once already; record its outcome as a probe's
-                // so a success also closes a breaker that opened meanwhile.
-                self.run(&myself, state, trace_id, msg_id, pending, attempt, true)
-                    .await
+                // Unanswered invokes stay in the ledger: the next instance redelivers them.
+                Err(format!("agent {agent}: {text}").into())
             }
         }
     }
@@ -471,27 +428,131 @@ impl Actor for AgentActor {
         _: ActorRef<AgentMsg>,
         state: &mut AgentActorState,
     ) -> Result<(), ActorProcessingErr> {
-        state.shared.metrics.sandbox_gone();
         if state.parked.is_none() {
             state.shared.metrics.set_state(AgentState::Stopped);
         }
-        if let Some(sandbox) = state.confined.sandbox.take() {
-            let _ = tokio::task::spawn_blocking(move || sandbox.shutdown()).await;
+        if let Some(driver) = state.confined.driver.take() {
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(sandbox) = driver.stop() {
+                    sandbox.shutdown();
+                }
+            })
+            .await;
+        }
+        state.shared.metrics.sandbox_gone();
+        if let Some(group) = state.confined.cgroup.take() {
+            let _ = tokio::task::spawn_blocking(move || remove_cgroup(group)).await;
         }
         Ok(())
     }
 }
 
-/// False once the process has exited (a zombie awaiting our `wait4`) or is gone.
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat.get(i + 2..i + 3))
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
+/// Hands what the previous instance left unanswered to the fresh driver, oldest first;
+/// invokes past their attempts are answered with an error and dead-lettered.
+fn redeliver(shared: &AgentShared, state: &AgentActorState) {
+    let blamed = shared.take_blame();
+    let redelivery = shared
+        .inflight
+        .redeliver_charging(|key| Some(key) == blamed);
+    for (trace_id, msg_id, pending) in redelivery.exhausted {
+        let last_error = shared
+            .metrics
+            .snapshot()
+            .last_error
+            .unwrap_or_else(|| "sandbox died".into());
+        shared.dead_letter(
+            trace_id,
+            msg_id,
+            DeadLetterReason::AttemptsExhausted {
+                attempts: INVOKE_ATTEMPTS_MAX,
+                last_error: last_error.clone(),
+            },
+        );
+        pending.answer(Err(AgentError::AttemptsExhausted {
+            agent: shared.config.name.to_string(),
+            attempts: INVOKE_ATTEMPTS_MAX,
+            last_error,
+        }));
     }
+    let driver = state.confined.driver.as_ref().expect("started above");
+    for (trace_id, msg_id, pending, attempt) in redelivery.again {
+        shared.metrics.redelivered();
+        // A redelivery was admitted once already; its outcome is reported as a probe's so
+        // a success also closes a breaker that opened meanwhile.
+        driver.push(Job {
+            trace_id,
+            msg_id,
+            pending,
+            attempt,
+            probe: true,
+        });
+    }
+}
+
+/// Admits one message (quarantine, breaker, ledger) and hands it to the driver.
+async fn admit(
+    state: &mut AgentActorState,
+    trace_id: TraceId,
+    msg_id: MsgId,
+    input: AgentInput,
+    reply: RpcReplyPort<InvokeResult>,
+) {
+    let shared = &state.shared;
+    shared.metrics.message_in();
+    let agent = &shared.config.name;
+    if let Some(message) = &state.parked {
+        let _ = reply.send(Err(AgentError::Quarantined {
+            agent: agent.to_string(),
+            message: message.clone(),
+        }));
+        return;
+    }
+    let mut probe = false;
+    if !shared.breaker_closed.load(Ordering::SeqCst)
+        && let Some(breaker) = shared.links.breaker.get()
+    {
+        match BreakerHandle::new(breaker).admit(agent).await {
+            Ok(Admission::Pass) => shared.breaker_closed.store(true, Ordering::SeqCst),
+            Ok(Admission::Probe) => probe = true,
+            Err(e) => {
+                shared.dead_letter(
+                    trace_id,
+                    msg_id,
+                    DeadLetterReason::BreakerOpen {
+                        message: e.to_string(),
+                    },
+                );
+                let _ = reply.send(Err(AgentError::BreakerOpen(e.to_string())));
+                return;
+            }
+        }
+    }
+    let pending = Pending {
+        input,
+        reply: Arc::new(Mutex::new(Some(reply))),
+    };
+    if let Err(e) = shared.inflight.begin(trace_id, msg_id, pending.clone()) {
+        // A duplicate of an invoke in flight or answered: the first delivery answers;
+        // this caller is told why it gets nothing.
+        let refused = match e {
+            InFlightError::Full { .. }
+            | InFlightError::AlreadyInFlight { .. }
+            | InFlightError::AlreadyDone { .. } => AgentError::Refused(e.to_string()),
+        };
+        pending.answer(Err(refused));
+        return;
+    }
+    let Some(driver) = &state.confined.driver else {
+        // Between a failure and the restart: the next instance redelivers it.
+        return;
+    };
+    driver.push(Job {
+        trace_id,
+        msg_id,
+        pending,
+        attempt: 1,
+        probe,
+    });
 }
 
 /// Parks the agent: quarantine record, every invoke in flight answered and dead-lettered,
@@ -506,6 +567,8 @@ async fn park(myself: &ActorRef<AgentMsg>, state: &mut AgentActorState, reason: 
             .park(&shared.config.name, reason)
             .await;
     }
+    // Dropping the driver kills the sandbox; parked invokes are answered below.
+    drop(state.confined.driver.take());
     shared.fail_in_flight(
         &AgentError::Quarantined {
             agent: shared.config.name.to_string(),
@@ -516,102 +579,7 @@ async fn park(myself: &ActorRef<AgentMsg>, state: &mut AgentActorState, reason: 
         },
     );
     state.parked = Some(message.clone());
-    if let Some(mut sandbox) = state.confined.sandbox.take() {
-        sandbox.kill();
-    }
     myself.stop(Some(format!("quarantined: {message}")));
-}
-
-impl AgentActor {
-    #[allow(clippy::too_many_arguments)]
-    async fn run(
-        &self,
-        myself: &ActorRef<AgentMsg>,
-        state: &mut AgentActorState,
-        trace_id: TraceId,
-        msg_id: MsgId,
-        pending: Pending,
-        attempt: u32,
-        probe: bool,
-    ) -> Result<(), ActorProcessingErr> {
-        let shared = state.shared.clone();
-        let agent = shared.config.name.clone();
-        let Some(mut sandbox) = state.confined.sandbox.take() else {
-            return Err(format!("agent {agent}: no sandbox to invoke").into());
-        };
-        let input = pending.input.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let worker = shared.clone();
-        let (sandbox, result) = tokio::task::spawn_blocking(move || {
-            let mut handler = KernelHandler {
-                policy: &worker.config.policy,
-                services: &worker.services,
-                metrics: &worker.metrics,
-                runtime,
-                trace_hex: trace_id.to_string(),
-                local: LocalHandler::new(
-                    worker.services.clock.clone(),
-                    worker.services.random.clone(),
-                ),
-            };
-            let result = sandbox.invoke(input, &mut handler);
-            (sandbox, result)
-        })
-        .await?;
-        let breaker = shared.links.breaker.get().map(BreakerHandle::new);
-        match result {
-            Ok(report) => {
-                state.confined.sandbox = Some(sandbox);
-                shared.inflight.complete(trace_id, msg_id);
-                let answer = match report.outcome.error {
-                    None => {
-                        // A success only changes a half-open breaker (closed: no-op), so
-                        // only probes pay for the round trip to the breaker actor.
-                        if probe && let Some(b) = &breaker {
-                            b.record(&agent, CallOutcome::Success).await;
-                        }
-                        shared.metrics.message_out();
-                        Ok(AgentReply {
-                            outputs: report.outputs,
-                            attempt,
-                            round_trip_us: report.round_trip_us,
-                            stdout: report.outcome.stdout,
-                            stderr: report.outcome.stderr,
-                        })
-                    }
-                    Some(error) => {
-                        let text = error.to_string();
-                        if let Some(b) = &breaker {
-                            b.record(&agent, CallOutcome::Failure(text.clone())).await;
-                        }
-                        shared.metrics.error(text.clone());
-                        Err(AgentError::Guest {
-                            agent: agent.to_string(),
-                            error: text,
-                        })
-                    }
-                };
-                pending.answer(answer);
-                Ok(())
-            }
-            Err(e) => {
-                drop(sandbox);
-                shared.metrics.sandbox_gone();
-                if let Some(b) = &breaker {
-                    b.record(&agent, CallOutcome::Failure(e.to_string())).await;
-                }
-                if let Some(reason) = malformed(&e) {
-                    park(myself, state, reason).await;
-                    return Ok(());
-                }
-                let text = format!("sandbox failed mid-invoke (attempt {attempt}): {e}");
-                shared.metrics.error(text.clone());
-                shared.metrics.set_state(AgentState::Restarting);
-                // The invoke stays in the ledger: the next instance redelivers it.
-                Err(format!("agent {agent}: {text}").into())
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -635,15 +603,6 @@ mod tests {
             rx.try_recv().unwrap(),
             Err(AgentError::Refused("first".into()))
         );
-    }
-
-    #[test]
-    fn liveness_follows_the_real_process() {
-        assert!(process_alive(std::process::id()));
-        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        assert!(!process_alive(pid), "a reaped child is not alive");
     }
 
     #[test]

@@ -10,20 +10,21 @@
 //! answer `NotAvailable`: the confirmation service is not part of this kernel yet — the
 //! seam is [`Services`]). A service whose actor is not running answers `NotAvailable`.
 //!
-//! Runs on the blocking thread that drives the sandbox; POG calls are awaited with the
-//! runtime handle captured when the invoke started.
+//! Runs on the agent's driver thread (see [`crate::driver`]); POG and broker calls are
+//! awaited with the runtime handle captured when the driver started.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::ActorRef;
 use runloop_bundle::caps::{Policy, Verdict};
 use runloop_pog_actor::{POG_ACTOR_NAME, PogMsg};
-use runloop_proto::Clock;
 use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
 use runloop_proto::payloads::{
     HostCall, HostErrorCode, HostReply, KbQueryResult, KbWriteEventResult,
 };
+use runloop_proto::{Clock, TraceId};
 use runloop_sandbox::{HostCallHandler, LocalHandler, RandomSource};
 use serde_json::json;
 
@@ -67,15 +68,16 @@ pub struct Services {
     pub random: SharedRandom,
 }
 
-/// Answers one agent's host calls during one invoke.
+/// Answers one agent's host calls.
 #[derive(Debug)]
 pub struct KernelHandler<'a> {
     pub policy: &'a Policy,
     pub services: &'a Services,
     pub metrics: &'a AgentMetrics,
     pub runtime: tokio::runtime::Handle,
-    /// The invoke's trace id (hex), for audit records.
-    pub trace_hex: String,
+    /// The trace id of each invoke in the sandbox, by the sandbox's invoke id: host calls
+    /// and audit records carry the trace of the message that caused them.
+    pub traces: HashMap<u64, TraceId>,
     pub local: LocalHandler<SharedClock, SharedRandom>,
 }
 
@@ -94,12 +96,17 @@ fn pog() -> Option<ActorRef<PogMsg>> {
 }
 
 impl HostCallHandler for KernelHandler<'_> {
-    fn handle(&mut self, agent: &str, call: HostCall) -> HostReply {
+    fn handle(&mut self, agent: &str, invoke_id: u64, call: HostCall) -> HostReply {
         let op = call.op();
+        let trace_hex = self
+            .traces
+            .get(&invoke_id)
+            .map(ToString::to_string)
+            .unwrap_or_default();
         match self.policy.check(&call) {
             Err(denied) => {
                 let reason = denied.to_string();
-                self.audit_denied(agent, op, &reason);
+                self.audit_denied(agent, op, &reason, &trace_hex);
                 err(
                     HostErrorCode::CapabilityDenied,
                     format!("{op} denied for agent {agent}: {reason}"),
@@ -112,16 +119,16 @@ impl HostCallHandler for KernelHandler<'_> {
                      confirmation service is not part of this kernel yet"
                 ),
             ),
-            Ok(Verdict::Allowed) => self.allowed(agent, call),
+            Ok(Verdict::Allowed) => self.allowed(agent, call, &trace_hex),
         }
     }
 }
 
 impl KernelHandler<'_> {
-    fn allowed(&mut self, agent: &str, call: HostCall) -> HostReply {
+    fn allowed(&mut self, agent: &str, call: HostCall, trace_hex: &str) -> HostReply {
         match call {
             HostCall::ClockNow | HostCall::RandomBytes { .. } | HostCall::Log { .. } => {
-                self.local.handle(agent, call)
+                self.local.handle(agent, 0, call)
             }
             HostCall::ModelComplete {
                 model,
@@ -151,7 +158,7 @@ impl KernelHandler<'_> {
                 scope,
                 payload,
                 idempotency_key,
-            } => self.kb_write(agent, &kind, scope, &payload, idempotency_key),
+            } => self.kb_write(agent, &kind, scope, &payload, idempotency_key, trace_hex),
         }
     }
 
@@ -200,6 +207,7 @@ impl KernelHandler<'_> {
         scope: Option<String>,
         payload: &rmpv::Value,
         idempotency_key: Option<String>,
+        trace_hex: &str,
     ) -> HostReply {
         let Some(pog) = pog() else {
             return err(
@@ -207,7 +215,7 @@ impl KernelHandler<'_> {
                 "kb.write_event is not available: the POG actor is not running".into(),
             );
         };
-        let event = match self.new_event(agent, kind, scope, payload, idempotency_key) {
+        let event = match self.new_event(agent, kind, scope, payload, idempotency_key, trace_hex) {
             Ok(event) => event,
             Err(message) => return err(HostErrorCode::InvalidRequest, message),
         };
@@ -240,6 +248,7 @@ impl KernelHandler<'_> {
         scope: Option<String>,
         payload: &rmpv::Value,
         idempotency_key: Option<String>,
+        trace_hex: &str,
     ) -> Result<runloop_pog::NewEvent, String> {
         let kind = runloop_pog::EventKind::parse(kind).map_err(|e| e.to_string())?;
         let actor =
@@ -256,24 +265,14 @@ impl KernelHandler<'_> {
             actor,
             scope,
             msgpack_to_json(payload),
-            self.provenance(agent)?,
+            provenance(agent, trace_hex)?,
             key,
         )
         .map_err(|e| e.to_string())
     }
 
-    fn provenance(&self, agent: &str) -> Result<runloop_pog::Provenance, String> {
-        runloop_pog::Provenance::from_json(&json!({
-            "trace_id": self.trace_hex,
-            "opening_id": "agent.invoke",
-            "agent": agent,
-            "inputs_hash": blake3_zero(),
-        }))
-        .map_err(|e| e.to_string())
-    }
-
     /// Audit of a denied call: a `cap.audit` event when the POG runs, else a log line.
-    fn audit_denied(&self, agent: &str, op: &str, reason: &str) {
+    fn audit_denied(&self, agent: &str, op: &str, reason: &str, trace_hex: &str) {
         self.metrics.denied(op, reason);
         let recorded = pog().is_some_and(|pog| {
             let payload = json!({
@@ -281,9 +280,9 @@ impl KernelHandler<'_> {
                 "cap": op,
                 "decision": "deny",
                 "reason": reason,
-                "trace_id": self.trace_hex,
+                "trace_id": trace_hex,
             });
-            let Ok(provenance) = self.provenance(agent) else {
+            let Ok(provenance) = provenance(agent, trace_hex) else {
                 return false;
             };
             let Ok(actor) = runloop_pog::ActorName::new("kernel") else {
@@ -310,6 +309,16 @@ impl KernelHandler<'_> {
             eprintln!("runloop: cap.audit agent={agent} cap={op} decision=deny reason={reason}");
         }
     }
+}
+
+fn provenance(agent: &str, trace_hex: &str) -> Result<runloop_pog::Provenance, String> {
+    runloop_pog::Provenance::from_json(&json!({
+        "trace_id": trace_hex,
+        "opening_id": "agent.invoke",
+        "agent": agent,
+        "inputs_hash": blake3_zero(),
+    }))
+    .map_err(|e| e.to_string())
 }
 
 /// The inputs hash of a host-call audit (the kernel does not hash agent inputs yet).

@@ -4,6 +4,8 @@
 //! - [`actor`]: [`AgentActor`] — spawn confined, invoke at least once across restarts
 //!   (the shared in-flight ledger), quarantine on malformed frames, breaker per agent,
 //!   dead letters with a reason;
+//! - [`driver`]: [`Driver`] — the thread that owns a running instance's sandbox and
+//!   pipelines invokes through it, answering callers as outcomes arrive;
 //! - [`handler`]: [`KernelHandler`] — every host call checked against the agent's
 //!   `policy.caps` before any service sees it; denials audited;
 //! - [`metrics`]: per-agent counters and CPU/RSS sampled from `/proc` and the cgroup.
@@ -12,6 +14,7 @@
 //! host calls by the policy here. This crate owns processes so `runloop-actors` need not.
 
 pub mod actor;
+pub mod driver;
 pub mod handler;
 pub mod metrics;
 pub mod models;
@@ -20,5 +23,6 @@ pub use actor::{
     AgentActor, AgentConfig, AgentError, AgentMsg, AgentReply, AgentShared, CgroupPlan,
     INVOKE_ATTEMPTS_MAX, InvokeResult, Links, Pending,
 };
+pub use driver::{Driver, Job, PIPELINE_DEPTH};
 pub use handler::{KernelHandler, Services, SharedClock, SharedRandom};
 pub use metrics::{AgentMetrics, AgentSnapshot, AgentState};

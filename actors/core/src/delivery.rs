@@ -30,7 +30,8 @@ pub const IN_FLIGHT_MAX: usize = 1_024;
 /// Most dead-letter records kept.
 pub const DEAD_LETTERS_MAX: usize = 4_096;
 
-type Key = (TraceId, MsgId);
+/// An invoke's key: its frame's `(trace_id, msg_id)`.
+pub type Key = (TraceId, MsgId);
 
 /// Why an invoke could not be recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,8 +177,16 @@ impl<T: Clone> InFlight<T> {
     }
 
     /// After a restart: every invoke still in flight, to deliver again, except those that
-    /// used up their attempts (removed and returned as exhausted).
+    /// used up their attempts (removed and returned as exhausted). Every entry is charged
+    /// one attempt.
     pub fn redeliver(&self) -> Redelivery<T> {
+        self.redeliver_charging(|_| true)
+    }
+
+    /// After a restart, charging an attempt only to the entries `charged` picks (those the
+    /// dead sandbox was running): with invokes pipelined, the ones merely queued behind a
+    /// crashing message were never tried, and must not run out of attempts because of it.
+    pub fn redeliver_charging(&self, charged: impl Fn(Key) -> bool) -> Redelivery<T> {
         let mut ledger = self.lock();
         let mut out = Redelivery {
             again: Vec::new(),
@@ -186,11 +195,13 @@ impl<T: Clone> InFlight<T> {
         let attempts_max = self.attempts_max;
         let mut kept = VecDeque::with_capacity(ledger.entries.len());
         while let Some(mut entry) = ledger.entries.pop_front() {
-            if entry.attempts >= attempts_max {
-                out.exhausted.push((entry.key.0, entry.key.1, entry.item));
-                continue;
+            if charged(entry.key) {
+                if entry.attempts >= attempts_max {
+                    out.exhausted.push((entry.key.0, entry.key.1, entry.item));
+                    continue;
+                }
+                entry.attempts += 1;
             }
-            entry.attempts += 1;
             out.again
                 .push((entry.key.0, entry.key.1, entry.item.clone(), entry.attempts));
             kept.push_back(entry);

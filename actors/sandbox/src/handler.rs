@@ -14,7 +14,8 @@ pub const LOG_LINES_MAX: usize = 1024;
 /// Answers host calls for one agent. Called on the thread driving the sandbox; the guest
 /// is blocked until it returns.
 pub trait HostCallHandler {
-    fn handle(&mut self, agent: &str, call: HostCall) -> HostReply;
+    /// Answers `call`, made by `agent` during its sandbox's invoke `invoke_id`.
+    fn handle(&mut self, agent: &str, invoke_id: u64, call: HostCall) -> HostReply;
 }
 
 /// A source of real randomness for `random.bytes`, injected so tests can fix it.
@@ -74,7 +75,7 @@ impl<C: Clock, R: RandomSource> LocalHandler<C, R> {
 }
 
 impl<C: Clock, R: RandomSource> HostCallHandler for LocalHandler<C, R> {
-    fn handle(&mut self, _agent: &str, call: HostCall) -> HostReply {
+    fn handle(&mut self, _agent: &str, _invoke_id: u64, call: HostCall) -> HostReply {
         match call {
             HostCall::ClockNow => HostReply::Ok(rmpv::Value::Map(vec![(
                 "now_ms".into(),
@@ -121,18 +122,19 @@ mod tests {
     #[test]
     fn local_ops_answer_and_kernel_ops_are_not_available() {
         let mut h = LocalHandler::new(ManualClock::new(42), Counting(0));
-        let now = h.handle("a", HostCall::ClockNow);
+        let now = h.handle("a", 1, HostCall::ClockNow);
         assert_eq!(
             now,
             HostReply::Ok(rmpv::Value::Map(vec![("now_ms".into(), 42.into())]))
         );
         assert_eq!(
-            h.handle("a", HostCall::RandomBytes { len: 3 }),
+            h.handle("a", 1, HostCall::RandomBytes { len: 3 }),
             HostReply::Ok(rmpv::Value::Binary(vec![1, 2, 3]))
         );
         assert!(matches!(
             h.handle(
                 "a",
+                1,
                 HostCall::RandomBytes {
                     len: RANDOM_BYTES_MAX + 1
                 }
@@ -144,6 +146,7 @@ mod tests {
         ));
         h.handle(
             "a",
+            1,
             HostCall::Log {
                 level: LogLevel::Info,
                 message: "hi".into(),
@@ -152,6 +155,7 @@ mod tests {
         assert_eq!(h.logs().len(), 1);
         let HostReply::Err { code, message } = h.handle(
             "a",
+            1,
             HostCall::KbQuery {
                 sql: "select 1".into(),
                 params: vec![],
@@ -169,7 +173,7 @@ mod tests {
             summary: "y".into(),
         };
         assert!(matches!(
-            h.handle("a", confirm),
+            h.handle("a", 1, confirm),
             HostReply::Err {
                 code: HostErrorCode::NotAvailable,
                 ..

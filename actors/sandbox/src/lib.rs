@@ -2,8 +2,10 @@
 //! the RMP conversation with it, host-call answering and reaping.
 //!
 //! - [`cgroup`]: per-agent cgroups (v1 and v2) under a Runloop parent;
-//! - [`process`]: [`Sandbox`], one process: spawn into the cgroup, hello/ready, invoke with
-//!   the host-call pump, shutdown, kill, reap with the signal, per-sandbox facts;
+//! - [`process`]: [`Sandbox`], one process: spawn into the cgroup, hello/ready, shutdown,
+//!   kill, reap with the signal, per-sandbox facts;
+//! - [`pipeline`]: invokes on a [`Sandbox`], pipelined (submit several, drive, collect
+//!   each outcome) with the host-call pump and the per-invoke deadline;
 //! - [`handler`]: [`HostCallHandler`], implemented by the kernel; [`LocalHandler`] answers
 //!   without one.
 //!
@@ -11,12 +13,14 @@
 
 pub mod cgroup;
 pub mod handler;
+pub mod pipeline;
 pub mod process;
 
 use std::path::PathBuf;
 
 pub use cgroup::{AgentCgroup, CgroupLimits, CgroupStats, CgroupSupport};
 pub use handler::{HostCallHandler, LocalHandler, OsRandom, RandomSource};
+pub use pipeline::{Completed, Driven, SubmitError};
 pub use process::{
     ExitStatus, InvokeReport, Reaped, Sandbox, SandboxError, SandboxFacts, SpawnConfig,
 };

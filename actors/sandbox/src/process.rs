@@ -8,6 +8,7 @@
 //! each kills the process at once and is returned as a [`SandboxError`]. The kernel reaps
 //! it and reports how it ended, including the signal.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -19,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use runloop_proto::frame::encode_frame_into;
 use runloop_proto::payloads::{
-    AgentInput, AgentOutput, ErrorReport, HostCallRequest, HostCallResponse, Invoke, InvokeOutcome,
-    InvokeOutput, SANDBOX_PROTOCOL_VERSION, SandboxHello, SandboxLimits, SandboxReady, Shutdown,
+    AgentOutput, ErrorReport, InvokeOutcome, SANDBOX_PROTOCOL_VERSION, SandboxHello, SandboxLimits,
+    SandboxReady, Shutdown,
 };
 use runloop_proto::{
     Body, Clock, Frame, FrameError, Header, Kind, KindPayload, Limits, MsgIdGen, StreamDecoder,
@@ -29,7 +30,6 @@ use runloop_proto::{
 use serde::Serialize;
 
 use crate::cgroup::AgentCgroup;
-use crate::handler::HostCallHandler;
 
 /// How long a new sandbox may take to answer the hello.
 pub const HELLO_TIMEOUT_MS: u64 = 5_000;
@@ -43,6 +43,8 @@ pub const FRAME_TTL_MS: u64 = 60_000;
 const READ_BUF_BYTES: usize = 64 * 1024;
 /// Polling step while waiting for an exiting process (bounded by the timeouts above).
 const EXIT_POLL_MS: u64 = 1;
+/// How long the kernel waits for a sandbox to take one frame it sends outside an invoke.
+pub const SEND_TIMEOUT_MS: u64 = 1_000;
 
 /// Everything needed to start one sandbox.
 #[derive(Debug, Clone)]
@@ -172,17 +174,21 @@ pub struct InvokeReport {
 #[derive(Debug)]
 pub struct Sandbox {
     pid: i32,
-    sock: UnixStream,
+    pub(crate) sock: UnixStream,
     decoder: StreamDecoder,
     limits: Limits,
-    sandbox_limits: SandboxLimits,
-    agent: String,
+    pub(crate) sandbox_limits: SandboxLimits,
+    pub(crate) agent: String,
     ids: MsgIdGen,
-    next_invoke: u64,
+    pub(crate) next_invoke: u64,
     buf: Box<[u8]>,
+    /// Encoded frames not yet written, from `out_sent` on.
     out: Vec<u8>,
+    out_sent: usize,
+    /// Invokes sent and not yet answered, oldest (the one running) first.
+    pub(crate) outstanding: VecDeque<crate::pipeline::Outstanding>,
     facts: SandboxFacts,
-    reaped: Option<Reaped>,
+    pub(crate) reaped: Option<Reaped>,
 }
 
 /// Opens each `cgroup.procs` for the child to write `0` into between fork and exec.
@@ -208,6 +214,9 @@ impl Sandbox {
     pub fn spawn(config: &SpawnConfig, cgroup: Option<&AgentCgroup>) -> Result<Self, SandboxError> {
         let started = Instant::now();
         let (ours, theirs) = UnixStream::pair().map_err(SandboxError::Socket)?;
+        // Every wait on our end is a poll with a deadline; reads and writes never block.
+        // (The flag is per end: the sandbox's end stays blocking.)
+        ours.set_nonblocking(true).map_err(SandboxError::Socket)?;
         let procs = open_procs(cgroup)?;
         let procs_fds: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
         let theirs_fd = theirs.as_raw_fd();
@@ -262,6 +271,8 @@ impl Sandbox {
             next_invoke: 1,
             buf: vec![0; READ_BUF_BYTES].into_boxed_slice(),
             out: Vec::new(),
+            out_sent: 0,
+            outstanding: VecDeque::new(),
             facts: SandboxFacts {
                 pid: pid as u32,
                 cold_start_us: 0,
@@ -313,97 +324,6 @@ impl Sandbox {
         }
     }
 
-    /// Sends one message and runs it to its outcome, answering host calls with `handler`.
-    pub fn invoke(
-        &mut self,
-        input: AgentInput,
-        handler: &mut dyn HostCallHandler,
-    ) -> Result<InvokeReport, SandboxError> {
-        if let Some(reaped) = self.reaped {
-            return Err(SandboxError::Gone {
-                exit: reaped.status,
-            });
-        }
-        let invoke_id = self.next_invoke;
-        self.next_invoke += 1;
-        let trace = TraceId((u128::from(self.pid as u32) << 64) | u128::from(invoke_id));
-        let started = Instant::now();
-        self.send(trace, &Invoke { invoke_id, input })?;
-        let budget =
-            Duration::from_millis(self.sandbox_limits.invoke_wall_ms_max + INVOKE_GRACE_MS);
-        let mut deadline = Instant::now() + budget;
-        let mut outputs = Vec::new();
-        let mut host_calls = 0u32;
-        loop {
-            let frame = self.recv(deadline, "running an invoke")?;
-            match frame.body().kind() {
-                Kind::InvokeOutput => {
-                    let out: InvokeOutput = self.payload(&frame)?;
-                    if out.invoke_id != invoke_id || out.seq as usize != outputs.len() {
-                        return Err(self.protocol(format!(
-                            "output {}/{} during invoke {invoke_id}, expected seq {}",
-                            out.invoke_id,
-                            out.seq,
-                            outputs.len()
-                        )));
-                    }
-                    if out.seq >= self.sandbox_limits.outputs_max {
-                        return Err(self.protocol("more outputs than outputs_max".into()));
-                    }
-                    outputs.push(out.output);
-                }
-                Kind::HostCallRequest => {
-                    let req: HostCallRequest = self.payload(&frame)?;
-                    if req.invoke_id != invoke_id || req.call_id != host_calls {
-                        return Err(self.protocol(format!(
-                            "host call {}/{} during invoke {invoke_id}, expected {host_calls}",
-                            req.invoke_id, req.call_id
-                        )));
-                    }
-                    if host_calls >= self.sandbox_limits.host_calls_max {
-                        return Err(self.protocol("more host calls than host_calls_max".into()));
-                    }
-                    host_calls += 1;
-                    let asked = Instant::now();
-                    let reply = handler.handle(&self.agent, req.call);
-                    // Time the kernel spends answering is not the guest's.
-                    deadline += asked.elapsed();
-                    let response = HostCallResponse {
-                        invoke_id,
-                        call_id: req.call_id,
-                        reply,
-                    };
-                    self.send(trace, &response)?;
-                }
-                Kind::InvokeOutcome => {
-                    let outcome: InvokeOutcome = self.payload(&frame)?;
-                    if outcome.invoke_id != invoke_id
-                        || outcome.outputs as usize != outputs.len()
-                        || outcome.host_calls != host_calls
-                    {
-                        return Err(self.protocol(format!(
-                            "outcome for invoke {} with {} outputs and {} host calls; saw \
-                             invoke {invoke_id}, {} outputs, {host_calls} host calls",
-                            outcome.invoke_id,
-                            outcome.outputs,
-                            outcome.host_calls,
-                            outputs.len()
-                        )));
-                    }
-                    self.refresh_facts();
-                    return Ok(InvokeReport {
-                        outputs,
-                        outcome,
-                        round_trip_us: micros(started.elapsed()),
-                    });
-                }
-                other => {
-                    return Err(self.protocol(format!("{} during an invoke", other.type_name())));
-                }
-            }
-        }
-    }
-
     /// Asks the sandbox to exit and reaps it (killing it if it does not exit in time).
     pub fn shutdown(mut self) -> Reaped {
         if let Some(reaped) = self.reaped {
@@ -436,14 +356,30 @@ impl Sandbox {
     /// Waits up to `timeout_ms` for the process to exit by itself, then kills it.
     pub fn wait_exit(&mut self, timeout_ms: u64) -> Reaped {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        // A pidfd turns "has it exited yet?" into one poll instead of a sleep loop.
+        let pidfd = pidfd_open(self.pid);
         loop {
             if let Some(reaped) = self.reap(libc::WNOHANG) {
                 return reaped;
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return self.kill();
             }
-            std::thread::sleep(Duration::from_millis(EXIT_POLL_MS));
+            match &pidfd {
+                Some(fd) => {
+                    let mut pfd = libc::pollfd {
+                        fd: fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let wait_ms =
+                        i32::try_from((deadline - now).as_millis().max(1)).unwrap_or(i32::MAX);
+                    // SAFETY: `pfd` is one live, initialised pollfd; poll writes `revents`.
+                    unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+                }
+                None => std::thread::sleep(Duration::from_millis(EXIT_POLL_MS)),
+            }
         }
     }
 
@@ -458,7 +394,7 @@ impl Sandbox {
         self.facts.clone()
     }
 
-    fn refresh_facts(&mut self) {
+    pub(crate) fn refresh_facts(&mut self) {
         if self.reaped.is_some() {
             return;
         }
@@ -513,11 +449,47 @@ impl Sandbox {
         Some(reaped)
     }
 
-    fn send<P: KindPayload + Serialize>(
+    /// Sends one frame now: queues it and writes until it is out (or `SEND_TIMEOUT_MS`).
+    pub(crate) fn send<P: KindPayload + Serialize>(
         &mut self,
         trace: TraceId,
         payload: &P,
     ) -> Result<(), SandboxError> {
+        if let Err(error) = self.queue(trace, payload) {
+            // Only a payload above the sandbox's own frame cap gets here.
+            let exit = self.kill().status;
+            return Err(SandboxError::Protocol {
+                detail: format!("kernel frame refused: {error}"),
+                exit,
+            });
+        }
+        let deadline = Instant::now() + Duration::from_millis(SEND_TIMEOUT_MS);
+        while self.out_pending() {
+            self.write_some()?;
+            if !self.out_pending() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let exit = self.kill().status;
+                return Err(SandboxError::Timeout {
+                    waited_ms: SEND_TIMEOUT_MS,
+                    what: "taking a frame from the kernel",
+                    exit,
+                });
+            }
+            poll_fds(&self.sock, libc::POLLOUT, None, Some(deadline - now));
+        }
+        Ok(())
+    }
+
+    /// Encodes one frame onto the outgoing buffer; nothing is written yet. A frame above
+    /// the sandbox's cap is refused here and nothing is queued.
+    pub(crate) fn queue<P: KindPayload + Serialize>(
+        &mut self,
+        trace: TraceId,
+        payload: &P,
+    ) -> Result<(), FrameError> {
         let header = Header::new(
             P::KIND.family(),
             SystemClock.now_ms(),
@@ -527,33 +499,85 @@ impl Sandbox {
         )
         .expect("a one-minute ttl from now fits");
         let frame = Frame::new(header, Body::from_payload(payload)).expect("kinds match families");
+        encode_frame_into(&frame, &self.limits, &mut self.out)
+    }
+
+    /// Whether queued bytes wait to be written.
+    pub(crate) fn out_pending(&self) -> bool {
+        self.out_sent < self.out.len()
+    }
+
+    /// Writes as much of the queue as the socket takes now, without blocking.
+    pub(crate) fn write_some(&mut self) -> Result<(), SandboxError> {
+        while self.out_pending() {
+            match self.sock.write(&self.out[self.out_sent..]) {
+                Ok(n) => self.out_sent += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
+                    return Err(SandboxError::Write { source, exit });
+                }
+            }
+        }
         self.out.clear();
-        if let Err(err) = encode_frame_into(&frame, &self.limits, &mut self.out) {
-            // Only an input above the sandbox's own frame cap gets here.
-            let exit = self.kill().status;
-            return Err(SandboxError::Protocol {
-                detail: format!("kernel frame refused: {err}"),
-                exit,
-            });
-        }
-        if let Err(source) = self.sock.write_all(&self.out) {
-            let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
-            return Err(SandboxError::Write { source, exit });
-        }
+        self.out_sent = 0;
         Ok(())
+    }
+
+    /// Reads what the socket holds now into the decoder, without blocking. `Ok(false)`:
+    /// nothing was there.
+    pub(crate) fn read_some(&mut self) -> Result<bool, SandboxError> {
+        let want = self.decoder.free_bytes().min(self.buf.len());
+        if want == 0 {
+            return Ok(false);
+        }
+        match self.sock.read(&mut self.buf[..want]) {
+            Ok(0) => {
+                let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
+                Err(SandboxError::Died { exit })
+            }
+            Ok(n) => {
+                let taken = self.decoder.push(&self.buf[..n]);
+                assert_eq!(taken, n, "reads are sized to the decoder's free space");
+                Ok(true)
+            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(_) => {
+                let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
+                Err(SandboxError::Died { exit })
+            }
+        }
+    }
+
+    /// The next complete frame already received, if any; a malformed one kills the sandbox.
+    pub(crate) fn buffered_frame(&mut self) -> Result<Option<Frame>, SandboxError> {
+        match self.decoder.next_frame(SystemClock.now_ms()) {
+            Ok(frame) => Ok(frame),
+            Err(error) => {
+                let exit = self.kill().status;
+                Err(SandboxError::BadFrame { error, exit })
+            }
+        }
     }
 
     /// The next valid frame before `deadline`; any failure kills and reaps the sandbox.
     fn recv(&mut self, deadline: Instant, what: &'static str) -> Result<Frame, SandboxError> {
         let started = Instant::now();
         loop {
-            match self.decoder.next_frame(SystemClock.now_ms()) {
-                Ok(Some(frame)) => return Ok(frame),
-                Ok(None) => {}
-                Err(error) => {
-                    let exit = self.kill().status;
-                    return Err(SandboxError::BadFrame { error, exit });
-                }
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(frame);
+            }
+            self.write_some()?;
+            if self.read_some()? {
+                continue;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -564,37 +588,12 @@ impl Sandbox {
                     exit,
                 });
             }
-            self.sock
-                .set_read_timeout(Some(deadline - now))
-                .expect("a non-zero timeout is accepted");
-            let want = self.decoder.free_bytes().min(self.buf.len());
-            let n = match self.sock.read(&mut self.buf[..want]) {
-                Ok(0) => {
-                    let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
-                    return Err(SandboxError::Died { exit });
-                }
-                Ok(n) => n,
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(_) => {
-                    let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
-                    return Err(SandboxError::Died { exit });
-                }
-            };
-            let taken = self.decoder.push(&self.buf[..n]);
-            assert_eq!(taken, n, "reads are sized to the decoder's free space");
+            let events = libc::POLLIN | if self.out_pending() { libc::POLLOUT } else { 0 };
+            poll_fds(&self.sock, events, None, Some(deadline - now));
         }
     }
 
-    fn payload<P: KindPayload>(&mut self, frame: &Frame) -> Result<P, SandboxError> {
+    pub(crate) fn payload<P: KindPayload>(&mut self, frame: &Frame) -> Result<P, SandboxError> {
         match frame.body().payload_as::<P>() {
             Ok(p) => Ok(p),
             Err(error) => {
@@ -604,7 +603,7 @@ impl Sandbox {
         }
     }
 
-    fn protocol(&mut self, detail: String) -> SandboxError {
+    pub(crate) fn protocol(&mut self, detail: String) -> SandboxError {
         let exit = self.kill().status;
         SandboxError::Protocol { detail, exit }
     }
@@ -618,11 +617,56 @@ impl Drop for Sandbox {
     }
 }
 
-fn micros(d: Duration) -> u64 {
+/// A pidfd for our child `pid` (readable once it exits); `None` where the kernel has none.
+fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is
+    // passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a fresh descriptor we own; OwnedFd closes it once.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Waits until `sock` is ready for `events`, `wake` is readable, or `timeout` passes
+/// (`None`: no limit). Returns whether `wake` is readable.
+pub(crate) fn poll_fds(
+    sock: &UnixStream,
+    events: libc::c_short,
+    wake: Option<RawFd>,
+    timeout: Option<Duration>,
+) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let timeout_ms = match timeout {
+        // Rounded up, so a deadline is never polled past as "not yet" in a busy loop.
+        Some(t) => i32::try_from(t.as_micros().div_ceil(1_000)).unwrap_or(i32::MAX),
+        None => -1,
+    };
+    let nfds = if wake.is_some() { 2 } else { 1 };
+    // SAFETY: `fds` is a live array of `nfds` initialised pollfd structs; poll only writes
+    // their `revents` fields. A negative fd in the second slot is ignored by poll.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) };
+    rc > 0 && wake.is_some() && fds[1].revents & libc::POLLIN != 0
+}
+
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

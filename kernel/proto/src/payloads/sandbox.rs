@@ -4,8 +4,11 @@
 //! sends `control.hello.v1`, the sandbox answers `control.ready.v1` (or `error.report.v1`
 //! and exits); then each `intent.invoke.v1` is answered by any number of
 //! `artifact.output.v1` and `toolcall.hostcall.v1` (each host call answered by
-//! `toolresult.hostcall.v1`) and exactly one `toolresult.invoke.v1`. `control.shutdown.v1`
-//! or the socket closing ends the process. See `docs/sandbox.md`.
+//! `toolresult.hostcall.v1`) and exactly one `toolresult.invoke.v1`. Invokes are
+//! pipelined: the kernel may send up to [`PIPELINE_INVOKES_MAX`] invokes ahead, which the
+//! sandbox runs one at a time in arrival order (frames about invoke *n* all come before
+//! any about invoke *n + 1*). `control.shutdown.v1` or the socket closing ends the process.
+//! See `docs/sandbox.md`.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +16,10 @@ use crate::payloads::agent::{AgentInput, AgentOutput, HostCall, HostReply};
 use crate::registry::PayloadExample;
 
 /// The version of this conversation; a sandbox refuses a hello with another one.
-pub const SANDBOX_PROTOCOL_VERSION: u32 = 1;
+pub const SANDBOX_PROTOCOL_VERSION: u32 = 2;
+/// Most invokes a kernel may have sent to one sandbox without their outcome; one more is a
+/// protocol error the sandbox exits on.
+pub const PIPELINE_INVOKES_MAX: usize = 64;
 
 /// Per-sandbox limits the kernel hands over in the hello; each crossing is a typed error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
