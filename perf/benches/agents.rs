@@ -18,6 +18,12 @@ use runloop_kernel::{Kernel, KernelOptions};
 use runloop_proto::payloads::AgentInput;
 
 const ROUND_TRIPS: usize = 5_000;
+/// Concurrent senders in the pipelined round-trip measurement.
+const SENDERS: usize = 64;
+/// Messages per sender there.
+const SENT_PER_SENDER: usize = 1_000;
+/// Rounds of the pipelined measurement (the median is reported).
+const PIPELINED_ROUNDS: usize = 5;
 const PING_PONGS: usize = 100_000;
 const RESTARTS: usize = 100;
 const IDLE_AGENTS_DEFAULT: usize = 1_000;
@@ -95,6 +101,24 @@ async fn round_trips(kernel: &Kernel, agent: &AgentName) -> (f64, f64) {
     }
     let rate = ROUND_TRIPS as f64 / started.elapsed().as_secs_f64();
     (rate, percentile(&mut in_sandbox, 0.5))
+}
+
+/// Round trips with `SENDERS` callers at once: the agent's sandbox gets invokes pipelined.
+/// Every reply is checked (the echo agent returns the text it was sent).
+async fn pipelined_round_trips(kernel: &Kernel, agent: &AgentName) -> f64 {
+    let mut rates = Vec::with_capacity(PIPELINED_ROUNDS);
+    for _ in 0..PIPELINED_ROUNDS {
+        let started = Instant::now();
+        let senders = (0..SENDERS).map(|_| async {
+            for _ in 0..SENT_PER_SENDER {
+                let reply = kernel.send(agent, input()).await.unwrap();
+                assert_eq!(reply.outputs.len(), 1, "echo answers once");
+            }
+        });
+        futures_util::future::join_all(senders).await;
+        rates.push((SENDERS * SENT_PER_SENDER) as f64 / started.elapsed().as_secs_f64());
+    }
+    percentile(&mut rates, 0.5)
 }
 
 async fn restart_latency(kernel: &Kernel, agent: &AgentName) -> (f64, f64, f64) {
@@ -202,9 +226,15 @@ fn main() {
         let baseline = ping_pong();
         let (rate, in_sandbox_p50) = round_trips(&kernel, &echo).await;
         println!(
-            "round trips: kernel → agent actor → sandbox → kernel {rate:.0}/s \
+            "round trips, one caller: kernel → agent actor → sandbox → kernel {rate:.0}/s \
              (sandbox round trip p50 {in_sandbox_p50:.1} µs); raw Unix-socket ping-pong \
              {baseline:.0}/s (same run)"
+        );
+        let pipelined = pipelined_round_trips(&kernel, &echo).await;
+        println!(
+            "round trips, {SENDERS} callers (pipelined), median of {PIPELINED_ROUNDS} rounds of \
+             {}: {pipelined:.0}/s",
+            SENDERS * SENT_PER_SENDER
         );
         let (p50, p90, p99) = restart_latency(&kernel, &echo).await;
         println!(

@@ -159,9 +159,23 @@ pub const SYSCALLS_ALLOWED: &[(i64, &str)] = &[
         libc::SYS_sched_getaffinity,
         "glibc sizes malloc arenas when a thread first allocates",
     ),
+    (
+        libc::SYS_ioctl,
+        "PAGEMAP_SCAN on /proc/self/pagemap: which wasm pages to reset (only that cmd, see rules)",
+    ),
     (libc::SYS_poll, "std's stdio sanity paths"),
     (libc::SYS_ppoll, "std's stdio sanity paths"),
 ];
+
+/// `PAGEMAP_SCAN`, `_IOWR('f', 16, struct pm_scan_arg)` (a 96-byte struct); Linux 6.7+.
+/// Newer than the libc crate's constants, so spelled out here.
+pub const PAGEMAP_SCAN: u64 = 0xC060_6610;
+
+fn ioctl_cmd(cmd: u64) -> Result<SeccompRule, ConfineError> {
+    SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, cmd)
+        .and_then(|c| SeccompRule::new(vec![c]))
+        .map_err(ConfineError::SeccompBuild)
+}
 
 /// The BPF program for [`SYSCALLS_ALLOWED`].
 pub fn seccomp_program() -> Result<BpfProgram, ConfineError> {
@@ -179,6 +193,8 @@ pub fn seccomp_program() -> Result<BpfProgram, ConfineError> {
         libc::SYS_fcntl,
         vec![fcntl_cmd(libc::F_GETFD)?, fcntl_cmd(libc::F_GETFL)?],
     );
+    // ioctl may only ask the page map which pages are dirty.
+    rules.insert(libc::SYS_ioctl, vec![ioctl_cmd(PAGEMAP_SCAN)?]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::KillProcess,

@@ -7,7 +7,9 @@
 //! are always on: they change the compiled code, and they cost nothing measurable.
 
 use runloop_proto::payloads::SandboxLimits;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmFeatures};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmFeatures,
+};
 
 /// The pinned wasmtime version (see the workspace manifest); part of every cache key.
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -69,6 +71,13 @@ pub fn new_engine() -> wasmtime::Result<Engine> {
 /// Instance slots in a sandbox's pool: one invoke runs at a time, and its store is gone
 /// before the next one starts; the second slot is slack.
 pub const POOL_INSTANCES: u32 = 2;
+/// Linear memory reset in place between invokes (only its dirty pages, found with the
+/// `PAGEMAP_SCAN` ioctl where the kernel has it) instead of being handed back to the
+/// kernel with `madvise`: covers a Rust agent's 1 MiB shadow stack, its data and a small
+/// heap. Above this, pages are discarded and fault in again on the next invoke.
+pub const MEMORY_KEEP_RESIDENT_BYTES: usize = 2 << 20;
+/// Table bytes reset in place between invokes.
+pub const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 /// Largest linear memory wasmtime can reserve for a 32-bit memory.
 const MEMORY_BYTES_CEILING: u64 = 4 << 30;
 
@@ -76,8 +85,8 @@ const MEMORY_BYTES_CEILING: u64 = 4 << 30;
 ///
 /// Every invoke gets a fresh instance (nothing survives between messages); pooling makes
 /// that cheap. The slot's memory, table and instance space are reserved once and reset
-/// in place between invokes (copy-on-write from the mapped `.cwasm` image), instead of an
-/// `mmap`/`munmap` pair per invoke and the TLB shoot-downs that come with unmapping. The
+/// in place between invokes (dirty pages copied back from the `.cwasm` image), instead of
+/// an `mmap`/`munmap` pair per invoke and the TLB shoot-downs that come with unmapping. The
 /// allocation strategy does not change compiled code, so `.cwasm` files made with
 /// [`engine_config`] load unchanged. The pool's memory cap is the agent's memory limit;
 /// the store's limiter still sees every growth first and turns a crossing into
@@ -93,7 +102,12 @@ pub fn new_sandbox_engine(limits: &SandboxLimits) -> wasmtime::Result<Engine> {
         .total_tables(POOL_INSTANCES)
         .total_stacks(0)
         .total_component_instances(0)
-        .max_memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX));
+        .max_memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
+        .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT_BYTES)
+        .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES)
+        // Probed (and `/proc/self/pagemap` opened) in `Engine::new`, before seccomp; the
+        // allowlist admits exactly this ioctl.
+        .pagemap_scan(Enabled::Auto);
     let mut config = engine_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
