@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use runloop_actors::bus::{BusArgs, BusConfig, PUBLISH_BATCH_FRAMES_MAX, Topic, spawn_bus};
+use runloop_actors::bus::{
+    BusArgs, BusConfig, BusStore, PUBLISH_BATCH_FRAMES_MAX, Topic, spawn_bus,
+};
 use runloop_proto::payloads::Ping;
 use runloop_proto::{Body, Family, Frame, Header, MsgId, SystemClock, TraceId};
 use tokio::sync::mpsc;
@@ -54,6 +56,7 @@ async fn bus_round(frames: &[Arc<Frame>], batch: usize) -> f64 {
         BusArgs {
             config: BusConfig::default(),
             clock: Arc::new(SystemClock),
+            store: BusStore::new(),
         },
         None,
     )

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use runloop_actors::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle};
-use runloop_actors::bus::{BUS_INGRESS_FRAMES_MAX, Bus, BusArgs, BusConfig, BusHandle};
+use runloop_actors::bus::{Bus, BusArgs, BusConfig, BusHandle, BusStore};
 use runloop_actors::delivery::{DeadLetter, DeadLetterMsg, DeadLetters};
 use runloop_actors::names::{AgentName, OpeningId};
 use runloop_actors::quarantine::{
@@ -38,7 +38,6 @@ use runloop_actors::supervisor::{
 };
 use runloop_proto::payloads::{ActorKind, ActorNode, ActorRunState};
 use runloop_proto::{Clock, SystemClock};
-use tokio::sync::Semaphore;
 
 use crate::agents::{AgentEntry, AgentOptions};
 use crate::metrics::{Metrics, MetricsMsg, ProcessSample};
@@ -157,7 +156,7 @@ pub struct Kernel {
     /// The supervisor of each run started through this kernel.
     runs: std::sync::Mutex<HashMap<OpeningId, Slot<SupervisorMsg>>>,
     pub(crate) slots: Slots,
-    bus_permits: Arc<Semaphore>,
+    bus_store: BusStore,
     pub(crate) agents: std::sync::Mutex<HashMap<AgentName, AgentEntry>>,
     pub(crate) agent_options: AgentOptions,
     pub(crate) services: Services,
@@ -179,7 +178,18 @@ impl std::fmt::Debug for Slots {
     }
 }
 
-fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
+/// The state of the system actors that outlives each one's restarts (created once per
+/// boot, captured by the child specs).
+#[derive(Clone, Default)]
+struct SystemStores {
+    bus: BusStore,
+}
+
+fn system_children(
+    options: &KernelOptions,
+    slots: &Slots,
+    stores: &SystemStores,
+) -> Vec<ChildSpec> {
     let (clock, bus, breaker, scheduler) = (
         options.clock.clone(),
         options.bus,
@@ -187,12 +197,14 @@ fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
         options.scheduler,
     );
     let bus_clock = clock.clone();
+    let bus_store = stores.bus.clone();
     let breaker_clock = clock.clone();
     let mut children = vec![
         ChildSpec::worker_published("bus", Restart::Permanent, slots.bus.clone(), move || {
             let args = BusArgs {
                 config: bus,
                 clock: bus_clock.clone(),
+                store: bus_store.clone(),
             };
             (Bus, args)
         }),
@@ -266,12 +278,13 @@ impl Kernel {
     /// Starts the tree; returns once every system actor is running.
     pub async fn boot(options: KernelOptions) -> Result<Kernel, BootError> {
         let slots = Slots::default();
+        let stores = SystemStores::default();
         let system = ChildSpec::supervisor(
             "system",
             Restart::Permanent,
             options.system,
             options.clock.clone(),
-            system_children(&options, &slots),
+            system_children(&options, &slots, &stores),
         );
         let runs = ChildSpec::supervisor_published(
             Restart::Permanent,
@@ -299,7 +312,7 @@ impl Kernel {
             clock: options.clock.clone(),
             runs: std::sync::Mutex::new(HashMap::new()),
             slots,
-            bus_permits: Arc::new(Semaphore::new(BUS_INGRESS_FRAMES_MAX)),
+            bus_store: stores.bus.clone(),
             agents: std::sync::Mutex::new(HashMap::new()),
             agent_options: options.agents.clone(),
             services: Services {
@@ -316,7 +329,7 @@ impl Kernel {
 
     pub fn bus(&self) -> Option<BusHandle> {
         let bus = self.slots.bus.get()?;
-        Some(BusHandle::with_permits(bus, self.bus_permits.clone()))
+        Some(BusHandle::new(bus, self.bus_store.clone()))
     }
 
     pub fn scheduler(&self) -> Option<SchedulerHandle> {
