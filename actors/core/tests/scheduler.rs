@@ -3,17 +3,17 @@
 use ractor::Actor;
 use runloop_actors::names::OpeningId;
 use runloop_actors::scheduler::{
-    Budget, Permit, ScheduleError, Scheduler, SchedulerConfig, SchedulerHandle,
+    Budget, Permit, ScheduleError, Scheduler, SchedulerConfig, SchedulerHandle, SchedulerStore,
 };
 
 async fn scheduler(concurrency_max: usize, opening_queue_max: usize) -> SchedulerHandle {
     let (actor, _) = Actor::spawn(
         None,
         Scheduler,
-        SchedulerConfig {
+        SchedulerStore::new(SchedulerConfig {
             concurrency_max,
             opening_queue_max,
-        },
+        }),
     )
     .await
     .unwrap();

@@ -14,23 +14,33 @@
 //! (`runloopd` does; embedded `rlp` commands leave them out and `rlp status` shows the
 //! slots as `empty`).
 //!
+//! The bus, scheduler, breaker and quarantine keep their state in stores created once per
+//! boot and captured by their child specs, so a supervisor restart of one of them
+//! continues where it was; the quarantine store is also kept in
+//! [`KernelOptions::quarantine_file`] (runloopd: `<state dir>/quarantine.msgpack`), so
+//! parked agents stay parked across a daemon restart until released.
+//!
 //! Lifecycle: [`Kernel::boot`] starts the tree and returns once every system actor is
 //! running; [`Kernel::shutdown`] stops the root, which stops runs first (they were
 //! started last) and then the system actors, each waited for.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorRef;
-use runloop_actors::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle};
+use runloop_actors::breaker::{
+    BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerStore,
+};
 use runloop_actors::bus::{Bus, BusArgs, BusConfig, BusHandle, BusStore};
 use runloop_actors::delivery::{DeadLetter, DeadLetterMsg, DeadLetters};
 use runloop_actors::names::{AgentName, OpeningId};
 use runloop_actors::quarantine::{
-    Quarantine, QuarantineError, QuarantineHandle, QuarantineReason, QuarantineRecord,
+    Quarantine, QuarantineArgs, QuarantineError, QuarantineFileError, QuarantineHandle,
+    QuarantineReason, QuarantineRecord, QuarantineStore,
 };
-use runloop_actors::scheduler::{Scheduler, SchedulerConfig, SchedulerHandle};
+use runloop_actors::scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, SchedulerStore};
 use runloop_actors::supervisor::{
     ChildKind, ChildSnapshot, ChildSpec, ChildState, GiveUpHook, Intensity, Restart, Slot,
     Strategy, SupervisorArgs, SupervisorConfig, SupervisorError, SupervisorMsg, SupervisorSnapshot,
@@ -66,6 +76,8 @@ pub struct KernelOptions {
     pub pog: Option<PogService>,
     /// Start the model broker singleton, serving this broker, in the `broker` slot.
     pub broker: Option<Arc<runloop_broker::Broker>>,
+    /// Where parked agents are kept across kernel restarts (`None`: in memory only).
+    pub quarantine_file: Option<PathBuf>,
 }
 
 /// Where the kernel's POG singleton keeps its files, and its read pool size.
@@ -94,6 +106,7 @@ impl Default for KernelOptions {
             random: SharedRandom(Arc::new(std::sync::Mutex::new(OsRandom))),
             pog: None,
             broker: None,
+            quarantine_file: None,
         }
     }
 }
@@ -146,6 +159,8 @@ pub enum RunError {
 pub enum BootError {
     #[error("boot: start the supervisor tree: {0}")]
     Tree(String),
+    #[error("boot: {0}")]
+    Quarantine(#[from] QuarantineFileError),
 }
 
 /// A running kernel.
@@ -180,9 +195,23 @@ impl std::fmt::Debug for Slots {
 
 /// The state of the system actors that outlives each one's restarts (created once per
 /// boot, captured by the child specs).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct SystemStores {
     bus: BusStore,
+    breaker: BreakerStore,
+    quarantine: QuarantineStore,
+    scheduler: SchedulerStore,
+}
+
+impl SystemStores {
+    fn open(options: &KernelOptions) -> Result<Self, BootError> {
+        Ok(Self {
+            bus: BusStore::new(),
+            breaker: BreakerStore::new(),
+            quarantine: QuarantineStore::open(options.quarantine_file.clone())?,
+            scheduler: SchedulerStore::new(options.scheduler),
+        })
+    }
 }
 
 fn system_children(
@@ -190,14 +219,9 @@ fn system_children(
     slots: &Slots,
     stores: &SystemStores,
 ) -> Vec<ChildSpec> {
-    let (clock, bus, breaker, scheduler) = (
-        options.clock.clone(),
-        options.bus,
-        options.breaker,
-        options.scheduler,
-    );
+    let (clock, bus, breaker) = (options.clock.clone(), options.bus, options.breaker);
+    let (bus_store, breaker_store) = (stores.bus.clone(), stores.breaker.clone());
     let bus_clock = clock.clone();
-    let bus_store = stores.bus.clone();
     let breaker_clock = clock.clone();
     let mut children = vec![
         ChildSpec::worker_published("bus", Restart::Permanent, slots.bus.clone(), move || {
@@ -208,12 +232,10 @@ fn system_children(
             };
             (Bus, args)
         }),
-        ChildSpec::worker_published(
-            "scheduler",
-            Restart::Permanent,
-            slots.scheduler.clone(),
-            move || (Scheduler, scheduler),
-        ),
+        ChildSpec::worker_published("scheduler", Restart::Permanent, slots.scheduler.clone(), {
+            let store = stores.scheduler.clone();
+            move || (Scheduler, store.clone())
+        }),
         ChildSpec::worker_published(
             "breaker",
             Restart::Permanent,
@@ -222,6 +244,7 @@ fn system_children(
                 let args = BreakerArgs {
                     config: breaker,
                     clock: breaker_clock.clone(),
+                    store: breaker_store.clone(),
                 };
                 (BreakerActor, args)
             },
@@ -230,7 +253,16 @@ fn system_children(
             "quarantine",
             Restart::Permanent,
             slots.quarantine.clone(),
-            move || (Quarantine, clock.clone()),
+            {
+                let store = stores.quarantine.clone();
+                move || {
+                    let args = QuarantineArgs {
+                        clock: clock.clone(),
+                        store: store.clone(),
+                    };
+                    (Quarantine, args)
+                }
+            },
         ),
         ChildSpec::worker_published("metrics", Restart::Permanent, slots.metrics.clone(), || {
             (Metrics, ())
@@ -278,7 +310,7 @@ impl Kernel {
     /// Starts the tree; returns once every system actor is running.
     pub async fn boot(options: KernelOptions) -> Result<Kernel, BootError> {
         let slots = Slots::default();
-        let stores = SystemStores::default();
+        let stores = SystemStores::open(&options)?;
         let system = ChildSpec::supervisor(
             "system",
             Restart::Permanent,
