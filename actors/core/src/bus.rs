@@ -334,11 +334,13 @@ impl Drop for InstanceGuard {
 
 /// One bus instance's state: its config and clock, and the store it holds locked.
 pub struct BusState {
+    // Fields drop in order: the instance is marked ended before the store's lock is let
+    // go, so the next instance never starts while this one still counts as running.
+    _instance: InstanceGuard,
     config: BusConfig,
     clock: Arc<dyn Clock>,
     core: OwnedMutexGuard<BusCore>,
     store: BusStore,
-    _instance: InstanceGuard,
 }
 
 impl fmt::Debug for BusState {

@@ -409,8 +409,18 @@ async fn a_full_ingress_makes_publishers_wait() {
         assert_eq!(recv(&mut sub).await.frame.header().msg_id(), MsgId(m));
     }
     waiting.await.unwrap().unwrap();
+    // A batch larger than the whole ingress goes in ingress-sized pieces, in order.
+    let batch: Vec<_> = (6..=10).map(fresh).collect();
+    let publisher = tokio::spawn({
+        let (bus, t) = (bus.clone(), t.clone());
+        async move { bus.publish_batch(&t, batch).await }
+    });
+    for m in 6..=10 {
+        assert_eq!(recv(&mut sub).await.frame.header().msg_id(), MsgId(m));
+    }
+    publisher.await.unwrap().unwrap();
     let stats = settle(&bus).await;
-    assert_eq!((stats.delivered, stats.dropped.total()), (5, 0));
+    assert_eq!((stats.delivered, stats.dropped.total()), (10, 0));
 }
 
 #[tokio::test]

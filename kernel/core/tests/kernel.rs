@@ -78,7 +78,7 @@ async fn a_killed_system_actor_is_restarted_and_found_again() {
         }
     };
     // The records live in the kernel's quarantine store: the new instance still has them.
-    assert_eq!(new.list().await.unwrap(), [record.clone()]);
+    assert_eq!(new.list().await.unwrap(), std::slice::from_ref(&record));
     let root = kernel.status().await;
     let quarantine = find(find(&root, "system"), "quarantine");
     assert_eq!(

@@ -114,22 +114,23 @@ impl BusStore {
     /// in the ingress while no instance ran. Returns the instance's number.
     pub(crate) fn begin_instance(&self, bus: &ActorRef<BusMsg>) -> u64 {
         let id = self.shared.next_instance.fetch_add(1, Ordering::Relaxed);
-        *self.shared.current.lock().expect("bus current lock") = Some(bus.clone());
+        // `current` and `instance` change together under the lock, so an ending instance
+        // can never clear the fields its successor just set.
+        let mut current = self.shared.current.lock().expect("bus current lock");
+        *current = Some(bus.clone());
         self.shared.wake_pending.store(true, Ordering::SeqCst);
         self.shared.instance.store(id, Ordering::SeqCst);
+        drop(current);
         let _ = bus.cast(BusMsg::Drain);
         id
     }
 
     /// Forgets instance `id` when it stops (it may already be replaced).
     pub(crate) fn end_instance(&self, id: u64) {
-        if self
-            .shared
-            .instance
-            .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            *self.shared.current.lock().expect("bus current lock") = None;
+        let mut current = self.shared.current.lock().expect("bus current lock");
+        if self.shared.instance.load(Ordering::SeqCst) == id {
+            self.shared.instance.store(0, Ordering::SeqCst);
+            *current = None;
         }
     }
 
@@ -198,31 +199,34 @@ impl BusStore {
         }
     }
 
-    /// Pushes `frames` in order, reserving room for all of them first so that a batch is
-    /// never half queued.
+    /// Pushes `frames` in order, reserving room for all of them at once (or for as many
+    /// as the ingress holds, when it is smaller than the batch), so that other publishers'
+    /// frames do not land in between.
     async fn push_batch(&self, topic: &Topic, frames: Vec<Arc<Frame>>) -> Result<(), PublishError> {
         let down = || PublishError::BusDown {
             topic: topic.clone(),
         };
-        if !self.running() {
-            return Err(down());
-        }
         let slice = Duration::from_millis(INGRESS_WAIT_SLICE_MS);
-        let permits = loop {
-            match tokio::time::timeout(slice, self.shared.tx.reserve_many(frames.len())).await {
-                Ok(Ok(permits)) => break permits,
-                Ok(Err(_)) => return Err(down()),
-                Err(_) if self.running() => {}
-                Err(_) => return Err(down()),
+        for chunk in frames.chunks(self.shared.tx.max_capacity()) {
+            if !self.running() {
+                return Err(down());
             }
-        };
-        for (permit, frame) in permits.zip(frames) {
-            permit.send(Ingress::Frame {
-                topic: topic.clone(),
-                frame,
-            });
+            let permits = loop {
+                match tokio::time::timeout(slice, self.shared.tx.reserve_many(chunk.len())).await {
+                    Ok(Ok(permits)) => break permits,
+                    Ok(Err(_)) => return Err(down()),
+                    Err(_) if self.running() => {}
+                    Err(_) => return Err(down()),
+                }
+            };
+            for (permit, frame) in permits.zip(chunk) {
+                permit.send(Ingress::Frame {
+                    topic: topic.clone(),
+                    frame: frame.clone(),
+                });
+            }
+            self.wake();
         }
-        self.wake();
         Ok(())
     }
 }
