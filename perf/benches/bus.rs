@@ -71,13 +71,22 @@ async fn bus_round(frames: &[Arc<Frame>], batch: usize) -> f64 {
         }
     });
     let start = Instant::now();
-    for chunk in frames.chunks(batch) {
-        bus.publish_batch(&topic, chunk.to_vec()).await.unwrap();
+    if batch == 1 {
+        for frame in frames {
+            bus.publish(&topic, frame.clone()).await.unwrap();
+        }
+    } else {
+        for chunk in frames.chunks(batch) {
+            bus.publish_batch(&topic, chunk.to_vec()).await.unwrap();
+        }
     }
     reader.await.unwrap();
     let rate = n as f64 / start.elapsed().as_secs_f64();
     let stats = bus.stats().await.unwrap();
     assert_eq!(stats.delivered, n as u64, "every frame delivered");
+    if std::env::var_os("BUS_BENCH_WAKES").is_some() {
+        eprintln!("batch {batch}: {rate:.0} frames/s, {} wakes", stats.wakes);
+    }
     bus.actor().stop(None);
     rate
 }

@@ -1,25 +1,27 @@
 //! The bus's ingress: the bounded queue publishers push frames into, the store that
 //! outlives one bus instance, and the [`BusHandle`] publishers and subscribers use.
 //!
-//! A publish is one push into a bounded tokio mpsc of [`BUS_INGRESS_FRAMES_MAX`] entries
-//! that the bus actor drains; the actor is woken by one [`BusMsg::Drain`] when the queue
-//! may have gone from empty to non-empty, not by one ractor message per frame. The wake
-//! protocol is a flag (`wake_pending`) with a store–load fence on each side:
+//! The queue is a `VecDeque` of at most its capacity ([`BUS_INGRESS_FRAMES_MAX`] by
+//! default) under a mutex. A publish locks it, appends and unlocks; the bus takes the whole
+//! queue at once by swapping it with its own empty batch (one lock per batch, not per
+//! frame), and hands the frames out from that batch, which lives in the store too. So at
+//! most twice the capacity waits: the queue, and the batch the bus took.
 //!
-//! - publisher: push the frame, fence, then if the flag was clear, set it and cast `Drain`;
-//! - bus: after a drain that emptied the queue, clear the flag, fence, and if the queue is
-//!   not empty after all, set the flag again (if nobody else did) and cast `Drain` to itself.
-//!
-//! Either the bus sees the frame or the publisher sees the clear flag, so no frame waits
-//! without a `Drain` on its way, and at most one `Drain` is outstanding per instance.
+//! Waking the bus: the queue carries a `draining` flag, set by the publish that finds it
+//! clear (that publisher casts one [`BusMsg::Drain`]) and cleared by the bus, under the same
+//! lock, when it finds the queue empty. So no frame waits without a `Drain` on its way and
+//! at most one `Drain` is outstanding. A publisher that finds the queue full registers on
+//! a `Notify` (with a `waiting` flag, also under the lock) that the bus fires when it takes
+//! a batch, and re-checks every [`INGRESS_WAIT_SLICE_MS`] that a bus instance still runs.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ractor::ActorRef;
 use runloop_proto::Frame;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use super::{
     BUS_INGRESS_FRAMES_MAX, BusCore, BusMsg, BusStats, PUBLISH_BATCH_FRAMES_MAX, PublishError,
@@ -47,9 +49,22 @@ pub(crate) struct BytesIngress {
     pub(crate) reply: oneshot::Sender<Result<Published, PublishError>>,
 }
 
+struct Queue {
+    items: VecDeque<Ingress>,
+    capacity: usize,
+    /// A `Drain` is on its way or the bus is draining.
+    draining: bool,
+    /// A publisher waits for room.
+    waiting: bool,
+}
+
 struct Shared {
-    tx: mpsc::Sender<Ingress>,
-    wake_pending: AtomicBool,
+    queue: Mutex<Queue>,
+    room: Notify,
+    /// `Drain` messages sent because the queue became non-empty.
+    wakes: AtomicU64,
+    /// Frames in the batch the bus took and has not handed out yet.
+    batched: AtomicUsize,
     /// The running instance's number; 0 while no instance runs.
     instance: AtomicU64,
     next_instance: AtomicU64,
@@ -79,6 +94,14 @@ impl Default for BusStore {
     }
 }
 
+/// What a push into the queue came to.
+enum Pushed {
+    /// Everything is in; `wake` says whether this push must send the `Drain`.
+    All { wake: bool },
+    /// The queue filled up first; `wake` as above.
+    Some { wake: bool },
+}
+
 impl BusStore {
     /// A store with an ingress of [`BUS_INGRESS_FRAMES_MAX`] frames.
     pub fn new() -> Self {
@@ -88,22 +111,41 @@ impl BusStore {
     /// A store with an ingress of `frames` (1..=[`BUS_INGRESS_FRAMES_MAX`]).
     pub fn with_ingress_frames(frames: usize) -> Self {
         assert!((1..=BUS_INGRESS_FRAMES_MAX).contains(&frames));
-        let (tx, rx) = mpsc::channel(frames);
         Self {
             shared: Arc::new(Shared {
-                tx,
-                wake_pending: AtomicBool::new(false),
+                queue: Mutex::new(Queue {
+                    items: VecDeque::with_capacity(frames),
+                    capacity: frames,
+                    draining: false,
+                    waiting: false,
+                }),
+                room: Notify::new(),
+                wakes: AtomicU64::new(0),
+                batched: AtomicUsize::new(0),
                 instance: AtomicU64::new(0),
                 next_instance: AtomicU64::new(1),
                 current: Mutex::new(None),
-                core: Arc::new(tokio::sync::Mutex::new(BusCore::new(rx))),
+                core: Arc::new(tokio::sync::Mutex::new(BusCore::new(frames))),
             }),
         }
     }
 
-    /// Frames waiting in the ingress.
+    /// Frames waiting for the bus: in the queue and in the batch it took.
     pub fn queued(&self) -> usize {
-        self.shared.tx.max_capacity() - self.shared.tx.capacity()
+        self.lock_queue().items.len() + self.shared.batched.load(Ordering::Relaxed)
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // Every change to the queue is a push, a swap or a flag: none leaves it half made.
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `Drain` wake-ups sent so far.
+    pub(crate) fn wakes(&self) -> u64 {
+        self.shared.wakes.load(Ordering::Relaxed)
     }
 
     pub(crate) fn core(&self) -> Arc<tokio::sync::Mutex<BusCore>> {
@@ -111,16 +153,16 @@ impl BusStore {
     }
 
     /// Marks `bus` as the running instance and queues it a `Drain` for whatever waited
-    /// in the ingress while no instance ran. Returns the instance's number.
+    /// while no instance ran. Returns the instance's number.
     pub(crate) fn begin_instance(&self, bus: &ActorRef<BusMsg>) -> u64 {
         let id = self.shared.next_instance.fetch_add(1, Ordering::Relaxed);
         // `current` and `instance` change together under the lock, so an ending instance
         // can never clear the fields its successor just set.
         let mut current = self.shared.current.lock().expect("bus current lock");
         *current = Some(bus.clone());
-        self.shared.wake_pending.store(true, Ordering::SeqCst);
         self.shared.instance.store(id, Ordering::SeqCst);
         drop(current);
+        self.lock_queue().draining = true;
         let _ = bus.cast(BusMsg::Drain);
         id
     }
@@ -138,96 +180,107 @@ impl BusStore {
         self.shared.instance.load(Ordering::Acquire) != 0
     }
 
-    /// After a push: wakes the bus unless a `Drain` is already on its way.
+    /// Sends the `Drain` a push was the first to need.
     fn wake(&self) {
-        fence(Ordering::SeqCst);
-        let flag = &self.shared.wake_pending;
-        if flag.load(Ordering::Relaxed) || flag.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // No instance (or a dead one): the flag stays set and the next instance's
+        // No instance (or a dead one): `draining` stays set and the next instance's
         // `begin_instance` drains.
-        if let Some(bus) = self
-            .shared
-            .current
-            .lock()
-            .expect("bus current lock")
-            .as_ref()
-        {
+        let current = self.shared.current.lock().expect("bus current lock");
+        if let Some(bus) = current.as_ref() {
+            self.shared.wakes.fetch_add(1, Ordering::Relaxed);
             let _ = bus.cast(BusMsg::Drain);
         }
     }
 
-    /// Called by the bus after a drain that found the queue empty.
-    pub(crate) fn rearm(&self, core: &BusCore, bus: &ActorRef<BusMsg>) {
-        let flag = &self.shared.wake_pending;
-        flag.store(false, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if !core.ingress_is_empty() && !flag.swap(true, Ordering::SeqCst) {
-            let _ = bus.cast(BusMsg::Drain);
+    /// For the bus: swaps the queue's frames into `batch` (which must be empty) and lets
+    /// waiting publishers know there is room. With nothing queued and `sleep`, clears
+    /// `draining` (the next publish wakes the bus). Returns how many frames it took.
+    pub(crate) fn take(&self, batch: &mut VecDeque<Ingress>, sleep: bool) -> usize {
+        assert!(batch.is_empty());
+        let mut queue = self.lock_queue();
+        if queue.items.is_empty() {
+            if sleep {
+                queue.draining = false;
+            }
+            return 0;
+        }
+        std::mem::swap(&mut queue.items, batch);
+        let waiting = std::mem::replace(&mut queue.waiting, false);
+        drop(queue);
+        if waiting {
+            self.shared.room.notify_waiters();
+        }
+        batch.len()
+    }
+
+    /// For the bus: how many frames its batch still holds.
+    pub(crate) fn set_batched(&self, frames: usize) {
+        self.shared.batched.store(frames, Ordering::Relaxed);
+    }
+
+    /// Frames in the queue (not yet taken by the bus).
+    pub(crate) fn queue_len(&self) -> usize {
+        self.lock_queue().items.len()
+    }
+
+    /// Appends from `items` while there is room; marks `waiting` when it fills up.
+    fn push_some(&self, items: &mut impl Iterator<Item = Ingress>, left: &mut usize) -> Pushed {
+        let mut queue = self.lock_queue();
+        while *left > 0 && queue.items.len() < queue.capacity {
+            let item = items.next().expect("`left` counts the items");
+            queue.items.push_back(item);
+            *left -= 1;
+        }
+        let wake = !queue.items.is_empty() && !std::mem::replace(&mut queue.draining, true);
+        if *left == 0 {
+            Pushed::All { wake }
+        } else {
+            queue.waiting = true;
+            Pushed::Some { wake }
         }
     }
 
-    /// Pushes one entry, waiting while the ingress is full and a bus instance runs.
-    async fn push(&self, mut item: Ingress, topic: &Topic) -> Result<(), PublishError> {
+    /// [`Self::push_some`], then the `Drain` if this push is the one to send it; whether
+    /// everything is in.
+    fn push_and_wake(&self, items: &mut impl Iterator<Item = Ingress>, left: &mut usize) -> bool {
+        let (done, wake) = match self.push_some(items, left) {
+            Pushed::All { wake } => (true, wake),
+            Pushed::Some { wake } => (false, wake),
+        };
+        if wake {
+            self.wake();
+        }
+        done
+    }
+
+    /// Pushes `count` entries in order, waiting for room while a bus instance runs.
+    async fn push(
+        &self,
+        topic: &Topic,
+        count: usize,
+        mut items: impl Iterator<Item = Ingress>,
+    ) -> Result<(), PublishError> {
         let down = || PublishError::BusDown {
             topic: topic.clone(),
         };
-        if !self.running() {
-            return Err(down());
-        }
-        match self.shared.tx.try_send(item) {
-            Ok(()) => {
-                self.wake();
-                return Ok(());
-            }
-            Err(mpsc::error::TrySendError::Full(back)) => item = back,
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(down()),
-        }
         let slice = Duration::from_millis(INGRESS_WAIT_SLICE_MS);
+        let mut left = count;
         loop {
-            match self.shared.tx.send_timeout(item, slice).await {
-                Ok(()) => {
-                    self.wake();
-                    return Ok(());
-                }
-                Err(mpsc::error::SendTimeoutError::Timeout(back)) if self.running() => {
-                    item = back;
-                }
-                Err(_) => return Err(down()),
-            }
-        }
-    }
-
-    /// Pushes `frames` in order, reserving room for all of them at once (or for as many
-    /// as the ingress holds, when it is smaller than the batch), so that other publishers'
-    /// frames do not land in between.
-    async fn push_batch(&self, topic: &Topic, frames: Vec<Arc<Frame>>) -> Result<(), PublishError> {
-        let down = || PublishError::BusDown {
-            topic: topic.clone(),
-        };
-        let slice = Duration::from_millis(INGRESS_WAIT_SLICE_MS);
-        for chunk in frames.chunks(self.shared.tx.max_capacity()) {
             if !self.running() {
                 return Err(down());
             }
-            let permits = loop {
-                match tokio::time::timeout(slice, self.shared.tx.reserve_many(chunk.len())).await {
-                    Ok(Ok(permits)) => break permits,
-                    Ok(Err(_)) => return Err(down()),
-                    Err(_) if self.running() => {}
-                    Err(_) => return Err(down()),
-                }
-            };
-            for (permit, frame) in permits.zip(chunk) {
-                permit.send(Ingress::Frame {
-                    topic: topic.clone(),
-                    frame: frame.clone(),
-                });
+            if self.push_and_wake(&mut items, &mut left) {
+                return Ok(());
             }
-            self.wake();
+            // Full. Register for the bus's notice, then look again: room made between
+            // the first look and the registration is not missed.
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.push_and_wake(&mut items, &mut left) {
+                return Ok(());
+            }
+            let _ = tokio::time::timeout(slice, room).await;
         }
-        Ok(())
     }
 }
 
@@ -261,7 +314,7 @@ impl BusHandle {
             topic: topic.clone(),
             frame,
         };
-        self.store.push(item, topic).await
+        self.store.push(topic, 1, std::iter::once(item)).await
     }
 
     /// Publishes up to [`PUBLISH_BATCH_FRAMES_MAX`] frames, in order.
@@ -276,7 +329,12 @@ impl BusHandle {
                 frames: frames.len(),
             });
         }
-        self.store.push_batch(topic, frames).await
+        let count = frames.len();
+        let items = frames.into_iter().map(|frame| Ingress::Frame {
+            topic: topic.clone(),
+            frame,
+        });
+        self.store.push(topic, count, items).await
     }
 
     /// Validates `bytes` as one whole RMP frame and publishes it; waits for the outcome.
@@ -292,7 +350,7 @@ impl BusHandle {
             bytes,
             reply,
         }));
-        self.store.push(item, topic).await?;
+        self.store.push(topic, 1, std::iter::once(item)).await?;
         let timeout = Duration::from_millis(BUS_CALL_TIMEOUT_MS);
         match tokio::time::timeout(timeout, outcome).await {
             Ok(Ok(result)) => result,
