@@ -40,6 +40,7 @@
 //! most one `Drain` plus the calls of waiting callers.
 
 mod ingress;
+mod topic;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -57,6 +58,7 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 
 pub use ingress::{BUS_CALL_TIMEOUT_MS, BusHandle, BusStore, INGRESS_WAIT_SLICE_MS};
 use ingress::{BytesIngress, Ingress};
+pub use topic::{Topic, TopicError};
 
 /// Frames that may wait in the bus's ingress queue (and as many again in the batch the
 /// bus took from it).
@@ -85,45 +87,6 @@ pub const DROPS_TOPIC: &str = "rlp/sys/drops";
 pub const DROP_NOTICE_TTL_MS: u64 = 60_000;
 /// Default back-pressure timeout.
 pub const BACK_PRESSURE_TIMEOUT_MS_DEFAULT: u64 = 100;
-
-/// A topic name: 1 to [`TOPIC_BYTES_MAX`] bytes of printable ASCII, `/`-separated
-/// non-empty segments (e.g. `agent/writer/in`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Topic(Arc<str>);
-
-/// A bad topic name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "topic {topic:?} is invalid: it must be 1 to {TOPIC_BYTES_MAX} bytes of printable ASCII in non-empty '/'-separated segments"
-)]
-pub struct TopicError {
-    topic: String,
-}
-
-impl Topic {
-    pub fn new(topic: &str) -> Result<Self, TopicError> {
-        let ok = !topic.is_empty()
-            && topic.len() <= TOPIC_BYTES_MAX
-            && topic.bytes().all(|b| b.is_ascii_graphic())
-            && topic.split('/').all(|segment| !segment.is_empty());
-        if !ok {
-            return Err(TopicError {
-                topic: topic.chars().take(TOPIC_BYTES_MAX).collect(),
-            });
-        }
-        Ok(Self(topic.into()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Identifies one subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
