@@ -178,8 +178,21 @@ impl fmt::Debug for Waiter {
 /// A request the scheduler queued: its grant arrives on `grant`.
 #[derive(Debug)]
 pub struct Queued {
-    grant: oneshot::Receiver<GrantId>,
+    grant: Option<oneshot::Receiver<GrantId>>,
     store: SchedulerStore,
+}
+
+impl Drop for Queued {
+    /// A grant that arrived but was never taken (the caller gave up between the grant
+    /// and reading it) frees its slot and returns its reservation.
+    fn drop(&mut self) {
+        if let Some(mut grant) = self.grant.take() {
+            grant.close();
+            if let Ok(grant) = grant.try_recv() {
+                self.store.release(grant, Some(Budget::default()));
+            }
+        }
+    }
 }
 
 /// The scheduler's accounting.
@@ -279,7 +292,7 @@ impl Actor for Scheduler {
                 reply,
             } => {
                 let result = accounts.request(opening, estimate).map(|grant| Queued {
-                    grant,
+                    grant: Some(grant),
                     store: state.store.clone(),
                 });
                 let _ = reply.send(result);
@@ -449,12 +462,14 @@ pub struct PendingGrant {
 impl PendingGrant {
     /// Waits for a slot. Dropping the future gives the place in the queue up.
     pub async fn granted(self) -> Result<Permit, ScheduleError> {
-        let Queued { grant, store } = self.queued;
-        let grant = grant.await.map_err(|_| ScheduleError::Down)?;
+        let mut queued = self.queued;
+        let rx = queued.grant.as_mut().expect("taken only here or on drop");
+        let grant = rx.await.map_err(|_| ScheduleError::Down)?;
+        queued.grant = None;
         Ok(Permit {
             grant,
             opening: self.opening,
-            store,
+            store: queued.store.clone(),
             finished: false,
         })
     }

@@ -156,6 +156,34 @@ async fn a_caller_that_gives_up_frees_its_place() {
 }
 
 #[tokio::test]
+async fn a_grant_nobody_reads_frees_its_slot_and_reservation() {
+    let s = scheduler(1, 8).await;
+    let a = opening("a");
+    let estimate = Budget {
+        tokens: 10,
+        micro_usd: 100,
+    };
+    let first = s.acquire(&a, estimate).await.unwrap();
+    let late = s.request(&a, estimate).await.unwrap();
+    // Finishing hands the slot to `late` at once; its caller drops it unread.
+    first.finish(estimate);
+    let snap = s.snapshot().await.unwrap();
+    assert_eq!((snap.running, snap.openings[0].reserved.tokens), (1, 10));
+    drop(late);
+    let snap = s.snapshot().await.unwrap();
+    assert_eq!(
+        (
+            snap.running,
+            snap.openings[0].reserved,
+            snap.openings[0].spent
+        ),
+        (0, NONE, estimate)
+    );
+    // The slot is free for the next caller.
+    let _permit = s.acquire(&a, NONE).await.unwrap();
+}
+
+#[tokio::test]
 async fn budgets_reserve_before_and_reconcile_after() {
     let s = scheduler(4, 8).await;
     let a = opening("a");
