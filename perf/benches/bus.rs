@@ -3,12 +3,16 @@
 //!
 //! Each round moves `FRAMES_PER_ROUND` distinct frames (fresh msg ids, so the bus's dedupe
 //! cache does real work) from one publisher task to one subscriber task; the report is the
-//! median over `ROUNDS` rounds, on the multi-thread runtime with two workers.
+//! median over `ROUNDS` rounds, on the multi-thread runtime with two workers. The
+//! one-by-one path calls `BusHandle::publish` per frame, the batched path `publish_batch`.
+//! With `BUS_BENCH_WAKES=1` each bus round also prints its rate and the bus's wake-ups.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use runloop_actors::bus::{BusArgs, BusConfig, PUBLISH_BATCH_FRAMES_MAX, Topic, spawn_bus};
+use runloop_actors::bus::{
+    BusArgs, BusConfig, BusStore, PUBLISH_BATCH_FRAMES_MAX, Topic, spawn_bus,
+};
 use runloop_proto::payloads::Ping;
 use runloop_proto::{Body, Family, Frame, Header, MsgId, SystemClock, TraceId};
 use tokio::sync::mpsc;
@@ -54,6 +58,7 @@ async fn bus_round(frames: &[Arc<Frame>], batch: usize) -> f64 {
         BusArgs {
             config: BusConfig::default(),
             clock: Arc::new(SystemClock),
+            store: BusStore::new(),
         },
         None,
     )
@@ -68,13 +73,22 @@ async fn bus_round(frames: &[Arc<Frame>], batch: usize) -> f64 {
         }
     });
     let start = Instant::now();
-    for chunk in frames.chunks(batch) {
-        bus.publish_batch(&topic, chunk.to_vec()).await.unwrap();
+    if batch == 1 {
+        for frame in frames {
+            bus.publish(&topic, frame.clone()).await.unwrap();
+        }
+    } else {
+        for chunk in frames.chunks(batch) {
+            bus.publish_batch(&topic, chunk.to_vec()).await.unwrap();
+        }
     }
     reader.await.unwrap();
     let rate = n as f64 / start.elapsed().as_secs_f64();
     let stats = bus.stats().await.unwrap();
     assert_eq!(stats.delivered, n as u64, "every frame delivered");
+    if std::env::var_os("BUS_BENCH_WAKES").is_some() {
+        eprintln!("batch {batch}: {rate:.0} frames/s, {} wakes", stats.wakes);
+    }
     bus.actor().stop(None);
     rate
 }

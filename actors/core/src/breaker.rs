@@ -14,14 +14,16 @@
 //! The state machine is the plain [`Breaker`] (no actor, no time source of its own); the
 //! [`BreakerActor`] holds one per agent, at most [`BREAKERS_MAX`].
 //!
-//! Lifecycle: `pre_start` starts with no breakers (every agent closed); a breaker is created
-//! on an agent's first call. State is not kept across a restart of the actor: a restarted
-//! breaker actor starts closed, which errs on the side of letting calls through.
+//! Lifecycle: the breakers live in a [`BreakerStore`] created once outside the actor (the
+//! kernel captures it in the child spec) and handed in [`BreakerArgs`]; a breaker is
+//! created on an agent's first call. A restarted breaker actor continues with the same
+//! store, so an open breaker stays open (with its failures and last error) across the
+//! restart instead of letting a crash-looping agent's calls through.
 //! Mailbox bound: every request is a call whose sender waits for the answer.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -248,11 +250,50 @@ pub enum BreakerMsg {
     Forget(AgentName, RpcReplyPort<()>),
 }
 
+/// The breakers of every agent, shared by the breaker actor's instances.
+#[derive(Clone, Default)]
+pub struct BreakerStore {
+    breakers: Arc<Mutex<HashMap<AgentName, Breaker>>>,
+}
+
+impl fmt::Debug for BreakerStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerStore")
+            .field("breakers", &self.len())
+            .finish()
+    }
+}
+
+impl BreakerStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Agents with a breaker.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AgentName, Breaker>> {
+        // A panic while the lock was held left a breaker mid-update at worst, and each
+        // update leaves a valid state machine: keep going with it.
+        self.breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What the breaker actor is started with.
 #[derive(Clone)]
 pub struct BreakerArgs {
     pub config: BreakerConfig,
     pub clock: Arc<dyn Clock>,
+    /// The breakers, kept across restarts of the actor.
+    pub store: BreakerStore,
 }
 
 impl fmt::Debug for BreakerArgs {
@@ -263,17 +304,17 @@ impl fmt::Debug for BreakerArgs {
     }
 }
 
-/// The breaker actor's state: one breaker per agent.
+/// The breaker actor's state: its config and clock, and the store of breakers.
 pub struct BreakerActorState {
     config: BreakerConfig,
     clock: Arc<dyn Clock>,
-    breakers: HashMap<AgentName, Breaker>,
+    store: BreakerStore,
 }
 
 impl fmt::Debug for BreakerActorState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerActorState")
-            .field("breakers", &self.breakers.len())
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
@@ -296,7 +337,7 @@ impl Actor for BreakerActor {
         Ok(BreakerActorState {
             config: args.config,
             clock: args.clock,
-            breakers: HashMap::new(),
+            store: args.store,
         })
     }
 
@@ -307,16 +348,18 @@ impl Actor for BreakerActor {
         state: &mut BreakerActorState,
     ) -> Result<(), ActorProcessingErr> {
         let now_ms = state.clock.now_ms();
+        let config = state.config;
+        let mut breakers = state.store.lock();
         match message {
             BreakerMsg::Admit(agent, reply) => {
-                let result = match state.breaker(&agent) {
+                let result = match breaker(&mut breakers, config, &agent) {
                     Some(breaker) => breaker.admit(&agent, now_ms),
                     None => Err(BreakerError::TooManyBreakers),
                 };
                 let _ = reply.send(result);
             }
             BreakerMsg::Record(agent, outcome, reply) => {
-                if let Some(breaker) = state.breaker(&agent) {
+                if let Some(breaker) = breaker(&mut breakers, config, &agent) {
                     match outcome {
                         CallOutcome::Success => breaker.success(),
                         CallOutcome::Failure(error) => breaker.failure(&error, now_ms),
@@ -325,15 +368,14 @@ impl Actor for BreakerActor {
                 let _ = reply.send(());
             }
             BreakerMsg::Snapshot(agent, reply) => {
-                let config = state.config;
-                let snap = match state.breakers.get_mut(&agent) {
+                let snap = match breakers.get_mut(&agent) {
                     Some(breaker) => breaker.snapshot(now_ms),
                     None => Breaker::new(config).snapshot(now_ms),
                 };
                 let _ = reply.send(snap);
             }
             BreakerMsg::Forget(agent, reply) => {
-                state.breakers.remove(&agent);
+                breakers.remove(&agent);
                 let _ = reply.send(());
             }
         }
@@ -341,18 +383,20 @@ impl Actor for BreakerActor {
     }
 }
 
-impl BreakerActorState {
-    fn breaker(&mut self, agent: &AgentName) -> Option<&mut Breaker> {
-        if !self.breakers.contains_key(agent) && self.breakers.len() == BREAKERS_MAX {
-            return None;
-        }
-        let config = self.config;
-        Some(
-            self.breakers
-                .entry(agent.clone())
-                .or_insert_with(|| Breaker::new(config)),
-        )
+/// `agent`'s breaker, created closed on first use; `None` when [`BREAKERS_MAX`] are tracked.
+fn breaker<'a>(
+    breakers: &'a mut HashMap<AgentName, Breaker>,
+    config: BreakerConfig,
+    agent: &AgentName,
+) -> Option<&'a mut Breaker> {
+    if !breakers.contains_key(agent) && breakers.len() == BREAKERS_MAX {
+        return None;
     }
+    Some(
+        breakers
+            .entry(agent.clone())
+            .or_insert_with(|| Breaker::new(config)),
+    )
 }
 
 /// How long a caller waits for the breaker actor.

@@ -11,7 +11,11 @@
 //!
 //! Invariant: every queue an actor owns is bounded by a named constant; ractor's own
 //! mailboxes only carry call/reply requests whose senders wait, or messages whose number
-//! is bounded by a permit (see each module's doc).
+//! is bounded (the bus's single `Drain` wake-up; see each module's doc).
+//!
+//! Invariant: the bus, breaker, quarantine and scheduler keep their state in a store
+//! created outside the actor and handed in its arguments (like [`delivery::InFlight`]), so
+//! a supervisor restart continues with the same state.
 
 pub mod breaker;
 pub mod bus;

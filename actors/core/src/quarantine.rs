@@ -5,19 +5,24 @@
 //! restarts agents asks [`QuarantineHandle::check`] first and refuses a parked one with the
 //! record's reason. Only [`QuarantineHandle::release`] (`rlp agent release <name>`) unparks.
 //!
-//! Lifecycle: `pre_start` starts with no parked agents. The records are kept in the actor's
-//! state only; the kernel persists them through the POG when that actor is wired in, so a
-//! restart of this actor alone loses nothing the POG has. Mailbox bound: every request is a
-//! call whose sender waits.
+//! Lifecycle: the records live in a [`QuarantineStore`] created once outside the actor (the
+//! kernel captures it in the child spec) and handed in [`QuarantineArgs`], so a restarted
+//! quarantine actor still refuses the agents parked before. A store opened with a file
+//! also survives the daemon: it loads the file when opened (a corrupt file is a
+//! [`QuarantineFileError`] naming the path, never an empty quarantine) and rewrites it
+//! atomically (temporary file, fsync, rename, fsync of the directory) on every park and
+//! release before answering. Mailbox bound: every request is a call whose sender waits.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use runloop_proto::Clock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::names::AgentName;
 
@@ -25,9 +30,13 @@ use crate::names::AgentName;
 pub const QUARANTINE_ENTRIES_MAX: usize = 65_536;
 /// Longest detail text kept in a reason, in bytes.
 pub const REASON_DETAIL_BYTES_MAX: usize = 512;
+/// Largest quarantine file read, in bytes (every entry at its largest fits).
+pub const QUARANTINE_FILE_BYTES_MAX: u64 = 128 << 20;
+/// The quarantine file format this code reads and writes.
+pub const QUARANTINE_FILE_VERSION: u32 = 1;
 
 /// Why an agent was parked (closed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QuarantineReason {
     /// It crashed more often than its supervisor's intensity allows.
@@ -110,6 +119,38 @@ pub enum QuarantineError {
     Full,
     #[error("quarantine actor is not running")]
     Down,
+    /// The change holds in memory (a park) or was undone (a release), but the file that
+    /// carries it across a daemon restart could not be written.
+    #[error("quarantine: {message}")]
+    Persist { message: String },
+}
+
+/// Why the quarantine file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineFileError {
+    #[error("read quarantine file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("quarantine file {} is larger than {QUARANTINE_FILE_BYTES_MAX} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    #[error(
+        "quarantine file {} is corrupt ({detail}); its parked agents are unknown: restore the file or move it away to start with none parked",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "quarantine file {} has format version {version}, this runloop reads {QUARANTINE_FILE_VERSION}",
+        path.display()
+    )]
+    Version { path: PathBuf, version: u32 },
+    #[error("write quarantine file {}: {step}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        step: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// The quarantine actor's requests (closed).
@@ -129,37 +170,273 @@ pub enum QuarantineMsg {
     List(RpcReplyPort<Vec<QuarantineRecord>>),
 }
 
-/// The quarantine actor's state.
+/// One record as the quarantine file stores it (the message is rebuilt on load).
+#[derive(Serialize, Deserialize)]
+struct StoredRecord {
+    agent: String,
+    reason: QuarantineReason,
+    parked_at_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredFile {
+    version: u32,
+    records: Vec<StoredRecord>,
+}
+
+struct Parked {
+    records: BTreeMap<AgentName, QuarantineRecord>,
+    file: Option<PathBuf>,
+}
+
+/// The parked agents, shared by the quarantine actor's instances and, with a file,
+/// kept across daemon restarts.
+#[derive(Clone)]
+pub struct QuarantineStore {
+    parked: Arc<Mutex<Parked>>,
+}
+
+impl fmt::Debug for QuarantineStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parked = self.lock();
+        f.debug_struct("QuarantineStore")
+            .field("parked", &parked.records.len())
+            .field("file", &parked.file)
+            .finish()
+    }
+}
+
+fn record(agent: AgentName, reason: QuarantineReason, parked_at_ms: u64) -> QuarantineRecord {
+    let reason = reason.clipped();
+    QuarantineRecord {
+        message: format!("agent {agent} is quarantined: {reason}"),
+        agent,
+        reason,
+        parked_at_ms,
+    }
+}
+
+impl QuarantineStore {
+    /// A store in memory only: it survives restarts of the actor, not of the process.
+    pub fn in_memory() -> Self {
+        Self::with(BTreeMap::new(), None)
+    }
+
+    /// A store kept in `file` (when given): loads the records the file holds (none if it
+    /// does not exist yet) and rewrites it on every change.
+    pub fn open(file: Option<PathBuf>) -> Result<Self, QuarantineFileError> {
+        let Some(path) = file else {
+            return Ok(Self::in_memory());
+        };
+        let records = load(&path)?;
+        Ok(Self::with(records, Some(path)))
+    }
+
+    fn with(records: BTreeMap<AgentName, QuarantineRecord>, file: Option<PathBuf>) -> Self {
+        Self {
+            parked: Arc::new(Mutex::new(Parked { records, file })),
+        }
+    }
+
+    /// The file the records are kept in, if any.
+    pub fn file(&self) -> Option<PathBuf> {
+        self.lock().file.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Parked> {
+        // Every change is a single map insert or remove: a panic cannot leave it half made.
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn park(
+        &self,
+        agent: AgentName,
+        reason: QuarantineReason,
+        now_ms: u64,
+    ) -> Result<QuarantineRecord, QuarantineError> {
+        let mut parked = self.lock();
+        if let Some(record) = parked.records.get(&agent) {
+            return Ok(record.clone());
+        }
+        if parked.records.len() == QUARANTINE_ENTRIES_MAX {
+            return Err(QuarantineError::Full);
+        }
+        let record = record(agent.clone(), reason, now_ms);
+        parked.records.insert(agent, record.clone());
+        // Parked in memory even when the write fails: refusing the agent is the safe side.
+        parked.save()?;
+        Ok(record)
+    }
+
+    fn release(&self, agent: AgentName) -> Result<QuarantineRecord, QuarantineError> {
+        let mut parked = self.lock();
+        let record = parked
+            .records
+            .remove(&agent)
+            .ok_or(QuarantineError::NotQuarantined {
+                agent: agent.clone(),
+            })?;
+        if let Err(err) = parked.save() {
+            // Not written, so not released: it would come back parked after a restart.
+            parked.records.insert(agent, record);
+            return Err(err);
+        }
+        Ok(record)
+    }
+
+    fn check(&self, agent: &AgentName) -> Option<QuarantineRecord> {
+        self.lock().records.get(agent).cloned()
+    }
+
+    fn list(&self) -> Vec<QuarantineRecord> {
+        self.lock().records.values().cloned().collect()
+    }
+}
+
+impl Parked {
+    fn save(&self) -> Result<(), QuarantineError> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let file = StoredFile {
+            version: QUARANTINE_FILE_VERSION,
+            records: self
+                .records
+                .values()
+                .map(|r| StoredRecord {
+                    agent: r.agent.to_string(),
+                    reason: r.reason.clone(),
+                    parked_at_ms: r.parked_at_ms,
+                })
+                .collect(),
+        };
+        let bytes = rmp_serde::to_vec_named(&file).expect("quarantine records always encode");
+        write_atomically(path, &bytes).map_err(|e| QuarantineError::Persist {
+            message: e.to_string(),
+        })
+    }
+}
+
+fn load(path: &Path) -> Result<BTreeMap<AgentName, QuarantineRecord>, QuarantineFileError> {
+    let read = |source| QuarantineFileError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let corrupt = |detail: String| QuarantineFileError::Corrupt {
+        path: path.to_owned(),
+        detail,
+    };
+    let size = match std::fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(read(e)),
+    };
+    if size > QUARANTINE_FILE_BYTES_MAX {
+        return Err(QuarantineFileError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read)?;
+    let file: StoredFile = rmp_serde::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    if file.version != QUARANTINE_FILE_VERSION {
+        return Err(QuarantineFileError::Version {
+            path: path.to_owned(),
+            version: file.version,
+        });
+    }
+    if file.records.len() > QUARANTINE_ENTRIES_MAX {
+        return Err(corrupt(format!(
+            "{} records, more than {QUARANTINE_ENTRIES_MAX}",
+            file.records.len()
+        )));
+    }
+    let mut records = BTreeMap::new();
+    for stored in file.records {
+        let agent = AgentName::new(&stored.agent).map_err(|e| corrupt(e.to_string()))?;
+        let record = record(agent.clone(), stored.reason, stored.parked_at_ms);
+        if records.insert(agent, record).is_some() {
+            return Err(corrupt(format!("agent {} is listed twice", stored.agent)));
+        }
+    }
+    Ok(records)
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, whole.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), QuarantineFileError> {
+    let step = |step: &'static str| {
+        move |source| QuarantineFileError::Write {
+            path: path.to_owned(),
+            step,
+            source,
+        }
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(step("create its directory"))?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let mut file = std::fs::File::create(&tmp).map_err(step("create the temporary file"))?;
+    file.write_all(bytes)
+        .map_err(step("write the temporary file"))?;
+    file.sync_all().map_err(step("fsync the temporary file"))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(step("rename the temporary file over it"))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(step("fsync its directory"))?;
+    Ok(())
+}
+
+/// What the quarantine actor is started with.
+#[derive(Clone)]
+pub struct QuarantineArgs {
+    pub clock: Arc<dyn Clock>,
+    /// The parked agents, kept across restarts of the actor.
+    pub store: QuarantineStore,
+}
+
+impl fmt::Debug for QuarantineArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuarantineArgs")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The quarantine actor's state: the clock and the store.
 pub struct QuarantineState {
     clock: Arc<dyn Clock>,
-    parked: BTreeMap<AgentName, QuarantineRecord>,
+    store: QuarantineStore,
 }
 
 impl fmt::Debug for QuarantineState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QuarantineState")
-            .field("parked", &self.parked.len())
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
 
-/// The quarantine actor; started with the clock.
+/// The quarantine actor.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Quarantine;
 
 impl Actor for Quarantine {
     type Msg = QuarantineMsg;
     type State = QuarantineState;
-    type Arguments = Arc<dyn Clock>;
+    type Arguments = QuarantineArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<QuarantineMsg>,
-        clock: Arc<dyn Clock>,
+        args: QuarantineArgs,
     ) -> Result<QuarantineState, ActorProcessingErr> {
         Ok(QuarantineState {
-            clock,
-            parked: BTreeMap::new(),
+            clock: args.clock,
+            store: args.store,
         })
     }
 
@@ -169,37 +446,19 @@ impl Actor for Quarantine {
         message: QuarantineMsg,
         state: &mut QuarantineState,
     ) -> Result<(), ActorProcessingErr> {
+        let store = &state.store;
         match message {
             QuarantineMsg::Park(agent, reason, reply) => {
-                let result = if let Some(record) = state.parked.get(&agent) {
-                    Ok(record.clone())
-                } else if state.parked.len() == QUARANTINE_ENTRIES_MAX {
-                    Err(QuarantineError::Full)
-                } else {
-                    let reason = reason.clipped();
-                    let record = QuarantineRecord {
-                        agent: agent.clone(),
-                        message: format!("agent {agent} is quarantined: {reason}"),
-                        reason,
-                        parked_at_ms: state.clock.now_ms(),
-                    };
-                    state.parked.insert(agent, record.clone());
-                    Ok(record)
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(store.park(agent, reason, state.clock.now_ms()));
             }
             QuarantineMsg::Release(agent, reply) => {
-                let result = state
-                    .parked
-                    .remove(&agent)
-                    .ok_or(QuarantineError::NotQuarantined { agent });
-                let _ = reply.send(result);
+                let _ = reply.send(store.release(agent));
             }
             QuarantineMsg::Check(agent, reply) => {
-                let _ = reply.send(state.parked.get(&agent).cloned());
+                let _ = reply.send(store.check(&agent));
             }
             QuarantineMsg::List(reply) => {
-                let _ = reply.send(state.parked.values().cloned().collect());
+                let _ = reply.send(store.list());
             }
         }
         Ok(())

@@ -14,14 +14,19 @@
 //!   reservation with the actual usage. A permit dropped without `finish` is charged its
 //!   estimate, so a crashed caller never makes spending disappear.
 //!
-//! Lifecycle: `pre_start` starts empty; requests are calls (the caller waits for
-//! "queued" or an error, then awaits its grant on a oneshot); releases are casts, at most
-//! one per granted permit, so the ractor mailbox holds at most `concurrency_max` of them
-//! plus the waiting callers' requests. A restarted scheduler starts empty; the permits of
-//! the old one release into nothing, and callers waiting on grants see their oneshot close.
+//! Lifecycle: the accounting (openings, queues, running grants, budgets, reservations and
+//! spending) lives in a [`SchedulerStore`] created once outside the actor (the kernel
+//! captures it in the child spec) and handed as the actor's arguments, so a restarted
+//! scheduler continues with the same slots in use, the same reservations and the same
+//! waiters. Requests are calls (the caller waits for "queued" or an error, then awaits its
+//! grant on a oneshot). A [`Permit`] holds the store, not an actor instance: finishing or
+//! dropping it releases its slot in the store and hands freed slots to waiters right there,
+//! so a release is never lost to a restart and the ractor mailbox holds only the waiting
+//! callers' requests.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -152,11 +157,7 @@ pub enum SchedulerMsg {
     Request {
         opening: OpeningId,
         estimate: Budget,
-        reply: RpcReplyPort<Result<oneshot::Receiver<GrantId>, ScheduleError>>,
-    },
-    Release {
-        grant: GrantId,
-        usage: Option<Budget>,
+        reply: RpcReplyPort<Result<Queued, ScheduleError>>,
     },
     SetBudget(
         OpeningId,
@@ -174,8 +175,28 @@ impl fmt::Debug for Waiter {
     }
 }
 
-/// The scheduler's state.
-pub struct SchedulerState {
+/// A request the scheduler queued: its grant arrives on `grant`.
+#[derive(Debug)]
+pub struct Queued {
+    grant: Option<oneshot::Receiver<GrantId>>,
+    store: SchedulerStore,
+}
+
+impl Drop for Queued {
+    /// A grant that arrived but was never taken (the caller gave up between the grant
+    /// and reading it) frees its slot and returns its reservation.
+    fn drop(&mut self) {
+        if let Some(mut grant) = self.grant.take() {
+            grant.close();
+            if let Ok(grant) = grant.try_recv() {
+                self.store.release(grant, Some(Budget::default()));
+            }
+        }
+    }
+}
+
+/// The scheduler's accounting.
+struct Accounts {
     config: SchedulerConfig,
     openings: BTreeMap<OpeningId, Opening>,
     running: HashMap<GrantId, (OpeningId, Budget)>,
@@ -183,13 +204,59 @@ pub struct SchedulerState {
     next_grant: u64,
 }
 
-impl fmt::Debug for SchedulerState {
+/// The scheduler's accounting, shared by its instances and by the permits it granted.
+#[derive(Clone)]
+pub struct SchedulerStore {
+    accounts: Arc<Mutex<Accounts>>,
+}
+
+impl fmt::Debug for SchedulerStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SchedulerState")
-            .field("running", &self.running.len())
-            .field("queued_total", &self.queued_total)
+        let accounts = self.lock();
+        f.debug_struct("SchedulerStore")
+            .field("running", &accounts.running.len())
+            .field("queued_total", &accounts.queued_total)
             .finish_non_exhaustive()
     }
+}
+
+impl SchedulerStore {
+    pub fn new(config: SchedulerConfig) -> Self {
+        assert!(
+            config.concurrency_max >= 1,
+            "the scheduler must run something"
+        );
+        assert!(config.opening_queue_max <= QUEUED_TOTAL_MAX);
+        Self {
+            accounts: Arc::new(Mutex::new(Accounts {
+                config,
+                openings: BTreeMap::new(),
+                running: HashMap::new(),
+                queued_total: 0,
+                next_grant: 1,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Accounts> {
+        // Each operation below keeps the accounts consistent at every step that can
+        // panic (none is expected), so a poisoned lock still holds usable accounts.
+        self.accounts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Frees `grant`'s slot, charges `usage` (its estimate when `None`) and hands free
+    /// slots to waiters.
+    fn release(&self, grant: GrantId, usage: Option<Budget>) {
+        let mut accounts = self.lock();
+        accounts.release(grant, usage);
+        accounts.dispatch();
+    }
+}
+
+/// The scheduler's state: the store.
+#[derive(Debug)]
+pub struct SchedulerState {
+    store: SchedulerStore,
 }
 
 /// The scheduler actor.
@@ -199,25 +266,16 @@ pub struct Scheduler;
 impl Actor for Scheduler {
     type Msg = SchedulerMsg;
     type State = SchedulerState;
-    type Arguments = SchedulerConfig;
+    type Arguments = SchedulerStore;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<SchedulerMsg>,
-        config: SchedulerConfig,
+        store: SchedulerStore,
     ) -> Result<SchedulerState, ActorProcessingErr> {
-        assert!(
-            config.concurrency_max >= 1,
-            "the scheduler must run something"
-        );
-        assert!(config.opening_queue_max <= QUEUED_TOTAL_MAX);
-        Ok(SchedulerState {
-            config,
-            openings: BTreeMap::new(),
-            running: HashMap::new(),
-            queued_total: 0,
-            next_grant: 1,
-        })
+        // Slots may have been freed while no instance ran; hand them out.
+        store.lock().dispatch();
+        Ok(SchedulerState { store })
     }
 
     async fn handle(
@@ -226,33 +284,33 @@ impl Actor for Scheduler {
         message: SchedulerMsg,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
+        let mut accounts = state.store.lock();
         match message {
             SchedulerMsg::Request {
                 opening,
                 estimate,
                 reply,
             } => {
-                let result = state.request(opening, estimate);
+                let result = accounts.request(opening, estimate).map(|grant| Queued {
+                    grant: Some(grant),
+                    store: state.store.clone(),
+                });
                 let _ = reply.send(result);
-                state.dispatch();
-            }
-            SchedulerMsg::Release { grant, usage } => {
-                state.release(grant, usage);
-                state.dispatch();
+                accounts.dispatch();
             }
             SchedulerMsg::SetBudget(opening, budget, reply) => {
-                let result = state.opening(&opening).map(|o| o.budget = budget);
+                let result = accounts.opening(&opening).map(|o| o.budget = budget);
                 let _ = reply.send(result);
             }
             SchedulerMsg::Snapshot(reply) => {
-                let _ = reply.send(state.snapshot());
+                let _ = reply.send(accounts.snapshot());
             }
         }
         Ok(())
     }
 }
 
-impl SchedulerState {
+impl Accounts {
     fn opening(&mut self, id: &OpeningId) -> Result<&mut Opening, ScheduleError> {
         if !self.openings.contains_key(id) && self.openings.len() == OPENINGS_MAX {
             return Err(ScheduleError::TooManyOpenings {
@@ -370,7 +428,7 @@ impl SchedulerState {
 pub struct Permit {
     grant: GrantId,
     opening: OpeningId,
-    scheduler: ActorRef<SchedulerMsg>,
+    store: SchedulerStore,
     finished: bool,
 }
 
@@ -382,20 +440,14 @@ impl Permit {
     /// Frees the slot and reconciles the reservation with what the invoke really used.
     pub fn finish(mut self, usage: Budget) {
         self.finished = true;
-        let _ = self.scheduler.cast(SchedulerMsg::Release {
-            grant: self.grant,
-            usage: Some(usage),
-        });
+        self.store.release(self.grant, Some(usage));
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.finished {
-            let _ = self.scheduler.cast(SchedulerMsg::Release {
-                grant: self.grant,
-                usage: None,
-            });
+            self.store.release(self.grant, None);
         }
     }
 }
@@ -404,18 +456,20 @@ impl Drop for Permit {
 #[derive(Debug)]
 pub struct PendingGrant {
     opening: OpeningId,
-    scheduler: ActorRef<SchedulerMsg>,
-    rx: oneshot::Receiver<GrantId>,
+    queued: Queued,
 }
 
 impl PendingGrant {
     /// Waits for a slot. Dropping the future gives the place in the queue up.
     pub async fn granted(self) -> Result<Permit, ScheduleError> {
-        let grant = self.rx.await.map_err(|_| ScheduleError::Down)?;
+        let mut queued = self.queued;
+        let rx = queued.grant.as_mut().expect("taken only here or on drop");
+        let grant = rx.await.map_err(|_| ScheduleError::Down)?;
+        queued.grant = None;
         Ok(Permit {
             grant,
             opening: self.opening,
-            scheduler: self.scheduler,
+            store: queued.store.clone(),
             finished: false,
         })
     }
@@ -454,7 +508,7 @@ impl SchedulerHandle {
         estimate: Budget,
     ) -> Result<PendingGrant, ScheduleError> {
         let id = opening.clone();
-        let rx = self
+        let queued = self
             .ask(|reply| SchedulerMsg::Request {
                 opening: id,
                 estimate,
@@ -464,8 +518,7 @@ impl SchedulerHandle {
             .unwrap_or(Err(ScheduleError::Down))?;
         Ok(PendingGrant {
             opening: opening.clone(),
-            scheduler: self.actor.clone(),
-            rx,
+            queued,
         })
     }
 

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use ractor::Actor;
 use runloop_actors::breaker::{
     Admission, Breaker, BreakerActor, BreakerArgs, BreakerConfig, BreakerError, BreakerHandle,
-    BreakerState, CallOutcome,
+    BreakerState, BreakerStore, CallOutcome,
 };
 use runloop_actors::names::AgentName;
-use runloop_actors::quarantine::{Quarantine, QuarantineError, QuarantineHandle, QuarantineReason};
+use runloop_actors::quarantine::{
+    Quarantine, QuarantineArgs, QuarantineError, QuarantineHandle, QuarantineReason,
+    QuarantineStore,
+};
 use runloop_proto::ManualClock;
 
 const NOW_MS: u64 = 1_000_000;
@@ -67,6 +70,7 @@ async fn breaker_actor_walks_closed_open_half_open_closed() {
         BreakerArgs {
             config: config(),
             clock: clock.clone(),
+            store: BreakerStore::new(),
         },
     )
     .await
@@ -125,7 +129,10 @@ async fn quarantine_parks_until_released() {
     let (actor, _) = Actor::spawn(
         None,
         Quarantine,
-        clock.clone() as Arc<dyn runloop_proto::Clock>,
+        QuarantineArgs {
+            clock: clock.clone(),
+            store: QuarantineStore::in_memory(),
+        },
     )
     .await
     .unwrap();

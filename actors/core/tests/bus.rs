@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use ractor::Actor;
 use runloop_actors::bus::{
-    BusArgs, BusConfig, BusHandle, DROPS_TOPIC, Delivery, PublishError, SubscribeError,
-    Subscription, Topic, spawn_bus,
+    Bus, BusArgs, BusConfig, BusHandle, BusStore, DROPS_TOPIC, Delivery, PublishError,
+    SubscribeError, Subscription, Topic, spawn_bus,
 };
 use runloop_proto::frame::{Limits, encode_frame};
 use runloop_proto::payloads::{DropNotice, DropReason, Ping};
@@ -35,6 +36,7 @@ async fn bus(config: BusConfig) -> (BusHandle, Arc<ManualClock>) {
         BusArgs {
             config,
             clock: clock.clone(),
+            store: BusStore::new(),
         },
         None,
     )
@@ -298,4 +300,189 @@ async fn a_closed_subscriber_is_forgotten() {
         (stats.subscribers, stats.topics, stats.delivered),
         (0, 0, 0)
     );
+}
+
+fn traced(trace: u128, msg_id: u64) -> Arc<Frame> {
+    let header = Header::new(
+        Family::Control,
+        NOW_MS,
+        60_000,
+        TraceId(trace),
+        MsgId(msg_id),
+    )
+    .unwrap();
+    Arc::new(Frame::new(header, Body::from_payload(&Ping { seq: msg_id })).unwrap())
+}
+
+/// A bus that waits (practically) forever for room in a subscriber's mailbox, so a test
+/// can hold it mid-delivery; started with `Actor::spawn` so the test can kill it.
+async fn stuck_bus(
+    store: &BusStore,
+    clock: &Arc<ManualClock>,
+) -> (BusHandle, tokio::task::JoinHandle<()>) {
+    let args = BusArgs {
+        config: BusConfig {
+            back_pressure_timeout_ms: 3_600_000,
+            ..BusConfig::default()
+        },
+        clock: clock.clone(),
+        store: store.clone(),
+    };
+    let (actor, join) = Actor::spawn(None, Bus, args).await.unwrap();
+    (BusHandle::new(actor, store.clone()), join)
+}
+
+/// Yields until `store` holds `frames` queued frames (bounded; no sleeping).
+async fn until_queued(store: &BusStore, frames: usize) {
+    for _ in 0..10_000 {
+        if store.queued() == frames {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the ingress holds {} frames, not {frames}", store.queued());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_publishers_keep_their_order_per_subscriber() {
+    const PUBLISHERS: u128 = 4;
+    const FRAMES: u64 = 5_000;
+    let (bus, _) = bus(BusConfig::default()).await;
+    let t = topic("agent/many/in");
+    let mut sub = bus.subscribe(&t, 64).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut last = [0u64; PUBLISHERS as usize];
+        for _ in 0..PUBLISHERS as u64 * FRAMES {
+            let delivery = sub.rx.recv().await.unwrap();
+            let header = delivery.frame.header();
+            let slot = &mut last[usize::try_from(header.trace_id().0).unwrap()];
+            assert_eq!(header.msg_id().0, *slot + 1, "publisher order kept");
+            *slot = header.msg_id().0;
+        }
+        last
+    });
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS {
+        let (bus, t) = (bus.clone(), t.clone());
+        publishers.push(tokio::spawn(async move {
+            for m in 1..=FRAMES {
+                if m % 7 == 0 {
+                    let batch = vec![traced(p, m)];
+                    bus.publish_batch(&t, batch).await.unwrap();
+                } else {
+                    bus.publish(&t, traced(p, m)).await.unwrap();
+                }
+            }
+        }));
+    }
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    assert_eq!(reader.await.unwrap(), [FRAMES; PUBLISHERS as usize]);
+    let stats = settle(&bus).await;
+    assert_eq!(stats.delivered, PUBLISHERS as u64 * FRAMES);
+    assert_eq!(stats.dropped.total(), 0);
+}
+
+#[tokio::test]
+async fn a_full_ingress_makes_publishers_wait() {
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let store = BusStore::with_ingress_frames(2);
+    let (bus, _join) = stuck_bus(&store, &clock).await;
+    let t = topic("agent/behind/in");
+    let mut sub = bus.subscribe(&t, 1).await.unwrap();
+    // 1 fills the mailbox, the bus waits for room to hand over 2, 3 and 4 fill the ingress.
+    for m in 1..=4 {
+        bus.publish(&t, fresh(m)).await.unwrap();
+    }
+    until_queued(&store, 2).await;
+    let waiting = tokio::spawn({
+        let (bus, t) = (bus.clone(), t.clone());
+        async move { bus.publish(&t, fresh(5)).await }
+    });
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "the fifth publish waits for room");
+    // Reading makes room all the way back to the publisher; nothing is lost or reordered.
+    for m in 1..=5 {
+        assert_eq!(recv(&mut sub).await.frame.header().msg_id(), MsgId(m));
+    }
+    waiting.await.unwrap().unwrap();
+    // A batch larger than the whole ingress goes in ingress-sized pieces, in order.
+    let batch: Vec<_> = (6..=10).map(fresh).collect();
+    let publisher = tokio::spawn({
+        let (bus, t) = (bus.clone(), t.clone());
+        async move { bus.publish_batch(&t, batch).await }
+    });
+    for m in 6..=10 {
+        assert_eq!(recv(&mut sub).await.frame.header().msg_id(), MsgId(m));
+    }
+    publisher.await.unwrap().unwrap();
+    let stats = settle(&bus).await;
+    assert_eq!((stats.delivered, stats.dropped.total()), (10, 0));
+}
+
+#[tokio::test]
+async fn a_restarted_bus_keeps_subscribers_and_queued_frames() {
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let store = BusStore::new();
+    let (bus, join) = stuck_bus(&store, &clock).await;
+    let t = topic("agent/restart/in");
+    let mut sub = bus.subscribe(&t, 1).await.unwrap();
+    for m in 1..=4 {
+        bus.publish(&t, fresh(m)).await.unwrap();
+    }
+    // 1 is in the mailbox, 2 is being handed over, 3 and 4 wait in the ingress.
+    until_queued(&store, 2).await;
+    bus.actor().kill();
+    join.await.unwrap();
+    // No instance runs: a publish is refused, not queued for nobody.
+    let err = bus.publish(&t, fresh(9)).await.unwrap_err();
+    assert!(matches!(err, PublishError::BusDown { .. }), "{err}");
+
+    let (bus, _join) = stuck_bus(&store, &clock).await;
+    // The subscription outlived the instance: no re-subscribe, the queued frames arrive
+    // in order; 2, cut short by the kill, is counted as interrupted.
+    for m in [1, 3, 4] {
+        assert_eq!(recv(&mut sub).await.frame.header().msg_id(), MsgId(m));
+    }
+    bus.publish(&t, fresh(5)).await.unwrap();
+    assert_eq!(recv(&mut sub).await.frame.header().msg_id(), MsgId(5));
+    let stats = settle(&bus).await;
+    assert_eq!(
+        (stats.published, stats.delivered, stats.interrupted),
+        (5, 4, 1)
+    );
+    assert_eq!(stats.subscribers, 1);
+    // The dedupe caches survived too: 3 again is a duplicate, and so is 2, which had
+    // passed the subscriber's dedupe check when the kill cut its hand-over short.
+    bus.publish(&t, fresh(3)).await.unwrap();
+    bus.publish(&t, fresh(2)).await.unwrap();
+    assert_eq!(settle(&bus).await.dropped.duplicate, 2);
+}
+
+#[tokio::test]
+async fn a_publisher_waiting_on_a_killed_bus_gets_bus_down() {
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let store = BusStore::with_ingress_frames(1);
+    let (bus, join) = stuck_bus(&store, &clock).await;
+    let t = topic("agent/dead/in");
+    let _sub = bus.subscribe(&t, 1).await.unwrap();
+    for m in 1..=3 {
+        bus.publish(&t, fresh(m)).await.unwrap();
+    }
+    until_queued(&store, 1).await;
+    let waiting = tokio::spawn({
+        let (bus, t) = (bus.clone(), t.clone());
+        async move { bus.publish(&t, fresh(4)).await }
+    });
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "the publish waits for room");
+    bus.actor().kill();
+    join.await.unwrap();
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(matches!(err, PublishError::BusDown { .. }), "{err}");
 }

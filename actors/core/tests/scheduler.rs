@@ -3,17 +3,17 @@
 use ractor::Actor;
 use runloop_actors::names::OpeningId;
 use runloop_actors::scheduler::{
-    Budget, Permit, ScheduleError, Scheduler, SchedulerConfig, SchedulerHandle,
+    Budget, Permit, ScheduleError, Scheduler, SchedulerConfig, SchedulerHandle, SchedulerStore,
 };
 
 async fn scheduler(concurrency_max: usize, opening_queue_max: usize) -> SchedulerHandle {
     let (actor, _) = Actor::spawn(
         None,
         Scheduler,
-        SchedulerConfig {
+        SchedulerStore::new(SchedulerConfig {
             concurrency_max,
             opening_queue_max,
-        },
+        }),
     )
     .await
     .unwrap();
@@ -153,6 +153,34 @@ async fn a_caller_that_gives_up_frees_its_place() {
         (snap.running, snap.queued, snap.openings[0].granted_total),
         (1, 0, 2)
     );
+}
+
+#[tokio::test]
+async fn a_grant_nobody_reads_frees_its_slot_and_reservation() {
+    let s = scheduler(1, 8).await;
+    let a = opening("a");
+    let estimate = Budget {
+        tokens: 10,
+        micro_usd: 100,
+    };
+    let first = s.acquire(&a, estimate).await.unwrap();
+    let late = s.request(&a, estimate).await.unwrap();
+    // Finishing hands the slot to `late` at once; its caller drops it unread.
+    first.finish(estimate);
+    let snap = s.snapshot().await.unwrap();
+    assert_eq!((snap.running, snap.openings[0].reserved.tokens), (1, 10));
+    drop(late);
+    let snap = s.snapshot().await.unwrap();
+    assert_eq!(
+        (
+            snap.running,
+            snap.openings[0].reserved,
+            snap.openings[0].spent
+        ),
+        (0, NONE, estimate)
+    );
+    // The slot is free for the next caller.
+    let _permit = s.acquire(&a, NONE).await.unwrap();
 }
 
 #[tokio::test]

@@ -14,23 +14,33 @@
 //! (`runloopd` does; embedded `rlp` commands leave them out and `rlp status` shows the
 //! slots as `empty`).
 //!
+//! The bus, scheduler, breaker and quarantine keep their state in stores created once per
+//! boot and captured by their child specs, so a supervisor restart of one of them
+//! continues where it was; the quarantine store is also kept in
+//! [`KernelOptions::quarantine_file`] (runloopd: `<state dir>/quarantine.msgpack`), so
+//! parked agents stay parked across a daemon restart until released.
+//!
 //! Lifecycle: [`Kernel::boot`] starts the tree and returns once every system actor is
 //! running; [`Kernel::shutdown`] stops the root, which stops runs first (they were
 //! started last) and then the system actors, each waited for.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorRef;
-use runloop_actors::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle};
-use runloop_actors::bus::{BUS_INGRESS_FRAMES_MAX, Bus, BusArgs, BusConfig, BusHandle};
+use runloop_actors::breaker::{
+    BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerStore,
+};
+use runloop_actors::bus::{Bus, BusArgs, BusConfig, BusHandle, BusStore};
 use runloop_actors::delivery::{DeadLetter, DeadLetterMsg, DeadLetters};
 use runloop_actors::names::{AgentName, OpeningId};
 use runloop_actors::quarantine::{
-    Quarantine, QuarantineError, QuarantineHandle, QuarantineReason, QuarantineRecord,
+    Quarantine, QuarantineArgs, QuarantineError, QuarantineFileError, QuarantineHandle,
+    QuarantineReason, QuarantineRecord, QuarantineStore,
 };
-use runloop_actors::scheduler::{Scheduler, SchedulerConfig, SchedulerHandle};
+use runloop_actors::scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, SchedulerStore};
 use runloop_actors::supervisor::{
     ChildKind, ChildSnapshot, ChildSpec, ChildState, GiveUpHook, Intensity, Restart, Slot,
     Strategy, SupervisorArgs, SupervisorConfig, SupervisorError, SupervisorMsg, SupervisorSnapshot,
@@ -38,7 +48,6 @@ use runloop_actors::supervisor::{
 };
 use runloop_proto::payloads::{ActorKind, ActorNode, ActorRunState};
 use runloop_proto::{Clock, SystemClock};
-use tokio::sync::Semaphore;
 
 use crate::agents::{AgentEntry, AgentOptions};
 use crate::metrics::{Metrics, MetricsMsg, ProcessSample};
@@ -67,6 +76,8 @@ pub struct KernelOptions {
     pub pog: Option<PogService>,
     /// Start the model broker singleton, serving this broker, in the `broker` slot.
     pub broker: Option<Arc<runloop_broker::Broker>>,
+    /// Where parked agents are kept across kernel restarts (`None`: in memory only).
+    pub quarantine_file: Option<PathBuf>,
 }
 
 /// Where the kernel's POG singleton keeps its files, and its read pool size.
@@ -95,6 +106,7 @@ impl Default for KernelOptions {
             random: SharedRandom(Arc::new(std::sync::Mutex::new(OsRandom))),
             pog: None,
             broker: None,
+            quarantine_file: None,
         }
     }
 }
@@ -147,6 +159,8 @@ pub enum RunError {
 pub enum BootError {
     #[error("boot: start the supervisor tree: {0}")]
     Tree(String),
+    #[error("boot: {0}")]
+    Quarantine(#[from] QuarantineFileError),
 }
 
 /// A running kernel.
@@ -157,7 +171,7 @@ pub struct Kernel {
     /// The supervisor of each run started through this kernel.
     runs: std::sync::Mutex<HashMap<OpeningId, Slot<SupervisorMsg>>>,
     pub(crate) slots: Slots,
-    bus_permits: Arc<Semaphore>,
+    bus_store: BusStore,
     pub(crate) agents: std::sync::Mutex<HashMap<AgentName, AgentEntry>>,
     pub(crate) agent_options: AgentOptions,
     pub(crate) services: Services,
@@ -179,13 +193,34 @@ impl std::fmt::Debug for Slots {
     }
 }
 
-fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
-    let (clock, bus, breaker, scheduler) = (
-        options.clock.clone(),
-        options.bus,
-        options.breaker,
-        options.scheduler,
-    );
+/// The state of the system actors that outlives each one's restarts (created once per
+/// boot, captured by the child specs).
+#[derive(Clone)]
+struct SystemStores {
+    bus: BusStore,
+    breaker: BreakerStore,
+    quarantine: QuarantineStore,
+    scheduler: SchedulerStore,
+}
+
+impl SystemStores {
+    fn open(options: &KernelOptions) -> Result<Self, BootError> {
+        Ok(Self {
+            bus: BusStore::new(),
+            breaker: BreakerStore::new(),
+            quarantine: QuarantineStore::open(options.quarantine_file.clone())?,
+            scheduler: SchedulerStore::new(options.scheduler),
+        })
+    }
+}
+
+fn system_children(
+    options: &KernelOptions,
+    slots: &Slots,
+    stores: &SystemStores,
+) -> Vec<ChildSpec> {
+    let (clock, bus, breaker) = (options.clock.clone(), options.bus, options.breaker);
+    let (bus_store, breaker_store) = (stores.bus.clone(), stores.breaker.clone());
     let bus_clock = clock.clone();
     let breaker_clock = clock.clone();
     let mut children = vec![
@@ -193,15 +228,14 @@ fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
             let args = BusArgs {
                 config: bus,
                 clock: bus_clock.clone(),
+                store: bus_store.clone(),
             };
             (Bus, args)
         }),
-        ChildSpec::worker_published(
-            "scheduler",
-            Restart::Permanent,
-            slots.scheduler.clone(),
-            move || (Scheduler, scheduler),
-        ),
+        ChildSpec::worker_published("scheduler", Restart::Permanent, slots.scheduler.clone(), {
+            let store = stores.scheduler.clone();
+            move || (Scheduler, store.clone())
+        }),
         ChildSpec::worker_published(
             "breaker",
             Restart::Permanent,
@@ -210,6 +244,7 @@ fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
                 let args = BreakerArgs {
                     config: breaker,
                     clock: breaker_clock.clone(),
+                    store: breaker_store.clone(),
                 };
                 (BreakerActor, args)
             },
@@ -218,7 +253,16 @@ fn system_children(options: &KernelOptions, slots: &Slots) -> Vec<ChildSpec> {
             "quarantine",
             Restart::Permanent,
             slots.quarantine.clone(),
-            move || (Quarantine, clock.clone()),
+            {
+                let store = stores.quarantine.clone();
+                move || {
+                    let args = QuarantineArgs {
+                        clock: clock.clone(),
+                        store: store.clone(),
+                    };
+                    (Quarantine, args)
+                }
+            },
         ),
         ChildSpec::worker_published("metrics", Restart::Permanent, slots.metrics.clone(), || {
             (Metrics, ())
@@ -266,12 +310,13 @@ impl Kernel {
     /// Starts the tree; returns once every system actor is running.
     pub async fn boot(options: KernelOptions) -> Result<Kernel, BootError> {
         let slots = Slots::default();
+        let stores = SystemStores::open(&options)?;
         let system = ChildSpec::supervisor(
             "system",
             Restart::Permanent,
             options.system,
             options.clock.clone(),
-            system_children(&options, &slots),
+            system_children(&options, &slots, &stores),
         );
         let runs = ChildSpec::supervisor_published(
             Restart::Permanent,
@@ -299,7 +344,7 @@ impl Kernel {
             clock: options.clock.clone(),
             runs: std::sync::Mutex::new(HashMap::new()),
             slots,
-            bus_permits: Arc::new(Semaphore::new(BUS_INGRESS_FRAMES_MAX)),
+            bus_store: stores.bus.clone(),
             agents: std::sync::Mutex::new(HashMap::new()),
             agent_options: options.agents.clone(),
             services: Services {
@@ -316,7 +361,7 @@ impl Kernel {
 
     pub fn bus(&self) -> Option<BusHandle> {
         let bus = self.slots.bus.get()?;
-        Some(BusHandle::with_permits(bus, self.bus_permits.clone()))
+        Some(BusHandle::new(bus, self.bus_store.clone()))
     }
 
     pub fn scheduler(&self) -> Option<SchedulerHandle> {

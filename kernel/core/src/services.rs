@@ -50,6 +50,12 @@ pub fn pog_service(config: &Config) -> PogService {
     }
 }
 
+/// Where `runloopd` keeps parked agents across restarts: `quarantine.msgpack` in the
+/// mode's state dir (`~/.runloop/` or `/var/lib/runloop/`).
+pub fn quarantine_file(config: &Config) -> std::path::PathBuf {
+    config.mode.state_dir().join("quarantine.msgpack")
+}
+
 /// The model broker from `models` (absent: the offline provider only) with secrets
 /// resolved from the environment first, then `security.secrets`.
 pub fn broker(config: &Config) -> Result<Arc<Broker>, ServiceError> {

@@ -68,7 +68,7 @@ async fn a_killed_system_actor_is_restarted_and_found_again() {
         error: "InvalidMagic".into(),
         detail: "magic was XXXX".into(),
     };
-    old.park(&writer, reason).await.unwrap();
+    let record = old.park(&writer, reason).await.unwrap();
     old.actor().kill();
     // The supervisor restarts it; the slot then points at the new instance.
     let new = loop {
@@ -77,15 +77,75 @@ async fn a_killed_system_actor_is_restarted_and_found_again() {
             _ => tokio::task::yield_now().await,
         }
     };
-    // A restarted quarantine starts empty (state lives in the POG once it is wired in).
-    assert_eq!(new.list().await.unwrap(), []);
+    // The records live in the kernel's quarantine store: the new instance still has them.
+    assert_eq!(new.list().await.unwrap(), std::slice::from_ref(&record));
     let root = kernel.status().await;
     let quarantine = find(find(&root, "system"), "quarantine");
     assert_eq!(
         (quarantine.state, quarantine.restarts),
         (ActorRunState::Running, 1)
     );
+    assert_eq!(kernel.release(&writer).await.unwrap(), record);
     let err = kernel.release(&writer).await.unwrap_err();
     assert_eq!(err.to_string(), "agent writer is not quarantined");
     kernel.shutdown().await;
+}
+
+fn with_quarantine_file(path: &std::path::Path) -> KernelOptions {
+    KernelOptions {
+        quarantine_file: Some(path.to_owned()),
+        ..KernelOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_parked_agent_stays_parked_across_a_kernel_reboot_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quarantine.msgpack");
+    let writer = AgentName::new("writer").unwrap();
+    let kernel = Kernel::boot(with_quarantine_file(&path)).await.unwrap();
+    let reason = QuarantineReason::CrashLoop {
+        restarts: 4,
+        period_ms: 5_000,
+        last_error: "sandbox killed by SIGKILL".into(),
+    };
+    let record = kernel
+        .quarantine()
+        .unwrap()
+        .park(&writer, reason)
+        .await
+        .unwrap();
+    kernel.shutdown().await;
+
+    let kernel = Kernel::boot(with_quarantine_file(&path)).await.unwrap();
+    let q = kernel.quarantine().unwrap();
+    assert_eq!(q.check(&writer).await.unwrap(), Some(record.clone()));
+    assert_eq!(kernel.release(&writer).await.unwrap(), record);
+    kernel.shutdown().await;
+
+    let kernel = Kernel::boot(with_quarantine_file(&path)).await.unwrap();
+    assert_eq!(
+        kernel.quarantine().unwrap().check(&writer).await.unwrap(),
+        None
+    );
+    kernel.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_quarantine_file_stops_the_boot_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quarantine.msgpack");
+    std::fs::write(&path, b"\xc1 not messagepack").unwrap();
+    let err = Kernel::boot(with_quarantine_file(&path)).await.unwrap_err();
+    assert!(
+        matches!(err, runloop_kernel::kernel::BootError::Quarantine(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(&format!(
+            "boot: quarantine file {} is corrupt (",
+            path.display()
+        )),
+        "{err}"
+    );
 }

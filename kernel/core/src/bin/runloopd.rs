@@ -85,6 +85,7 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
     let options = KernelOptions {
         pog: Some(runloop_kernel::services::pog_service(&config)),
         broker: Some(broker),
+        quarantine_file: Some(runloop_kernel::services::quarantine_file(&config)),
         ..KernelOptions::default()
     };
     let kernel = Kernel::boot(options)
