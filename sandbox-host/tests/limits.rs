@@ -43,6 +43,22 @@ fn echo_returns_its_input_and_the_sandbox_shuts_down_cleanly() {
 }
 
 #[test]
+fn a_time_limit_still_fires_after_the_idle_ticker_parked() {
+    let (_cg, mut sandbox) = spawn("loop.wat", limits(), "loop-parked");
+    // Idle for longer than the ticker keeps ticking (TICKER_IDLE_TICKS_MAX × 2 ms): the
+    // invoke must wake it, or the guest would spin until the kernel's watchdog.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = Instant::now();
+    let report = sandbox.invoke(input("x"), &mut handler()).unwrap();
+    let took_ms = started.elapsed().as_millis();
+    assert_eq!(
+        report.outcome.error,
+        Some(InvokeError::TimeLimit { limit_ms: 300 })
+    );
+    assert!((300..800).contains(&took_ms), "took {took_ms} ms");
+}
+
+#[test]
 fn infinite_loop_ends_with_time_limit_within_the_bound() {
     let (_cg, mut sandbox) = spawn("loop.wat", limits(), "loop");
     let started = Instant::now();

@@ -106,3 +106,86 @@ fn rust_alloc_bomb_hits_the_memory_limit() {
     );
     assert!(report.outputs.is_empty());
 }
+
+#[test]
+fn pipelined_invokes_complete_in_order_with_their_host_calls() {
+    let (_cg, mut sandbox) = bundle_sandbox("echo", "rust-pipeline");
+    let mut handler = LocalHandler::new(runloop_proto::ManualClock::new(7), OsRandom);
+    // Plain and host-calling invokes interleaved: the sandbox must set pipelined invokes
+    // aside while a host call waits for its reply, and answer them in order.
+    let inputs: Vec<AgentInput> = (0..40)
+        .map(|i| {
+            let text = rmpv::Value::from(format!("m{i}"));
+            if i % 3 == 0 {
+                input(vec![("text", text), ("log", true.into())])
+            } else {
+                input(vec![("text", text)])
+            }
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for one in &inputs {
+        ids.push(sandbox.submit(one.clone()).expect("room in the pipeline"));
+    }
+    assert_eq!(sandbox.outstanding(), inputs.len());
+    let mut done = Vec::new();
+    while done.len() < inputs.len() {
+        sandbox.drive(&mut handler, None, None, &mut done).unwrap();
+    }
+    assert_eq!(sandbox.outstanding(), 0);
+    let got: Vec<u64> = done.iter().map(|c| c.invoke_id).collect();
+    assert_eq!(got, ids, "outcomes arrive in submission order");
+    for (i, (completed, sent)) in done.iter().zip(&inputs).enumerate() {
+        let report = &completed.report;
+        assert_eq!(report.outcome.error, None, "{i}: {:?}", report.outcome);
+        assert_eq!(report.outcome.host_calls, if i % 3 == 0 { 2 } else { 0 });
+        let rmpv::Value::Map(got) = &report.outputs[0].payload else {
+            panic!("map payload");
+        };
+        let rmpv::Value::Map(want) = &sent.payload else {
+            unreachable!()
+        };
+        assert_eq!(got.first(), want.first(), "{i}: its own text came back");
+    }
+    assert_eq!(
+        handler.logs().len(),
+        14,
+        "one log line per host-calling invoke"
+    );
+    assert_eq!(
+        sandbox.shutdown().status,
+        runloop_sandbox::ExitStatus::Exited(0)
+    );
+}
+
+#[test]
+fn the_pipeline_is_bounded_and_an_oversized_input_is_refused_without_a_kill() {
+    use runloop_proto::payloads::PIPELINE_INVOKES_MAX;
+    use runloop_sandbox::SubmitError;
+    let (_cg, mut sandbox) = bundle_sandbox("echo", "rust-bounded");
+    let pid = sandbox.pid();
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let err = sandbox
+        .submit(input(vec![("text", huge.into())]))
+        .unwrap_err();
+    assert!(matches!(err, SubmitError::TooLarge(_)), "{err}");
+    assert!(err.to_string().contains("BodyTooLarge"), "{err}");
+    for i in 0..PIPELINE_INVOKES_MAX {
+        sandbox
+            .submit(input(vec![("text", format!("{i}").into())]))
+            .unwrap();
+    }
+    let err = sandbox.submit(input(vec![("text", "one more".into())]));
+    assert!(matches!(err, Err(SubmitError::PipelineFull)), "{err:?}");
+    let mut handler = LocalHandler::new(SystemClock, OsRandom);
+    let mut done = Vec::new();
+    while done.len() < PIPELINE_INVOKES_MAX {
+        sandbox.drive(&mut handler, None, None, &mut done).unwrap();
+    }
+    assert!(done.iter().all(|c| c.report.outcome.error.is_none()));
+    assert_eq!(sandbox.pid(), pid, "the same sandbox served them all");
+    assert_eq!(
+        sandbox.shutdown().status,
+        runloop_sandbox::ExitStatus::Exited(0)
+    );
+}

@@ -172,7 +172,12 @@ impl<T: Clone> InFlight<T> {
         let mut ledger = self.lock();
         let key = (trace_id, msg_id);
         if ledger.keys.remove(&key) {
-            ledger.entries.retain(|e| e.key != key);
+            // Answers come mostly in arrival order: the oldest entry is the usual one.
+            if ledger.entries.front().is_some_and(|e| e.key == key) {
+                ledger.entries.pop_front();
+            } else {
+                ledger.entries.retain(|e| e.key != key);
+            }
         }
     }
 

@@ -170,3 +170,29 @@ async fn an_invoke_that_keeps_killing_its_sandbox_ends_as_a_dead_letter() {
     assert_eq!((records, dropped), (vec![record], 0));
     dead.stop(None);
 }
+
+#[test]
+fn only_the_charged_invokes_use_up_attempts_at_redelivery() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let ledger: InFlight<&'static str> = InFlight::new(AgentName::new("writer").unwrap(), 2, clock);
+    for (m, item) in [(1, "running"), (2, "queued"), (3, "queued too")] {
+        ledger.begin(TraceId(9), MsgId(m), item).unwrap();
+    }
+    let running = (TraceId(9), MsgId(1));
+    let r = ledger.redeliver_charging(|key| key == running);
+    let attempts: Vec<(&str, u32)> = r.again.iter().map(|e| (e.2, e.3)).collect();
+    assert_eq!(
+        attempts,
+        [("running", 2), ("queued", 1), ("queued too", 1)],
+        "oldest first; only the running one charged"
+    );
+    // The same one crashes its sandbox again: exhausted; the others are still fresh.
+    let r = ledger.redeliver_charging(|key| key == running);
+    assert_eq!(r.exhausted, [(TraceId(9), MsgId(1), "running")]);
+    assert_eq!(r.again.len(), 2);
+    // A sandbox that died idle charges nobody.
+    let r = ledger.redeliver_charging(|_| false);
+    assert!(r.exhausted.is_empty());
+    assert!(r.again.iter().all(|e| e.3 == 1));
+    assert_eq!(ledger.len(), 2);
+}

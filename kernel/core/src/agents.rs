@@ -272,17 +272,7 @@ impl Kernel {
         // is asked only when none runs (it names the reason).
         let actor = match self.running_actor(agent, &entry).await {
             Ok(actor) => actor,
-            Err(not_running) => {
-                if let Some(q) = self.quarantine()
-                    && let Ok(Some(record)) = q.check(agent).await
-                {
-                    return Err(AgentOpError::Agent(AgentError::Quarantined {
-                        agent: agent.to_string(),
-                        message: record.message,
-                    }));
-                }
-                return Err(not_running);
-            }
+            Err(not_running) => return Err(self.parked_or(agent, not_running).await),
         };
         let seq = TRACE_SEQ.fetch_add(1, Ordering::Relaxed);
         let trace_id = TraceId(
@@ -313,10 +303,28 @@ impl Kernel {
                 agent: agent.clone(),
                 waited_ms,
             }),
-            _ => Err(AgentOpError::Agent(AgentError::Stopped {
-                agent: agent.to_string(),
-            })),
+            // The instance stopped with the message in its mailbox: parked meanwhile
+            // (then say why) or stopped.
+            _ => {
+                let stopped = AgentOpError::Agent(AgentError::Stopped {
+                    agent: agent.to_string(),
+                });
+                Err(self.parked_or(agent, stopped).await)
+            }
         }
+    }
+
+    /// `Quarantined` with the recorded reason when `agent` is parked, else `otherwise`.
+    async fn parked_or(&self, agent: &AgentName, otherwise: AgentOpError) -> AgentOpError {
+        if let Some(q) = self.quarantine()
+            && let Ok(Some(record)) = q.check(agent).await
+        {
+            return AgentOpError::Agent(AgentError::Quarantined {
+                agent: agent.to_string(),
+                message: record.message,
+            });
+        }
+        otherwise
     }
 
     /// The agent's running instance, waiting out a restart.

@@ -239,6 +239,58 @@ async fn sigkill_mid_invoke_restarts_and_redelivers_with_one_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_with_invokes_pipelined_redelivers_all_and_charges_only_the_running_one() {
+    const SENDS: usize = 10;
+    let gate = Arc::new(Gate::default());
+    let kernel = Arc::new(Kernel::boot(gated("pipe", &gate, 3)).await.unwrap());
+    let status = kernel
+        .start_bundle(&bundle("hostcalls"), None)
+        .await
+        .unwrap();
+    let sends: Vec<_> = (0..SENDS)
+        .map(|_| {
+            let k = kernel.clone();
+            tokio::spawn(async move {
+                k.send(&name("hostcalls"), input(serde_json::json!({})))
+                    .await
+            })
+        })
+        .collect();
+    // The first invoke is blocked inside random.bytes; the others wait behind it in the
+    // sandbox's pipeline. Kill the sandbox with all of them in flight.
+    gate.wait_entered(1).await;
+    let metrics = kernel.agent_metrics(&name("hostcalls")).unwrap();
+    for _ in 0..1_000 {
+        if metrics.snapshot().messages_in == SENDS as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(metrics.snapshot().messages_in, SENDS as u64);
+    sigkill(status.sandbox_pid.unwrap());
+    gate.open();
+    let mut attempts = Vec::new();
+    for send in sends {
+        let reply = send.await.unwrap().expect("redelivered and answered");
+        assert_eq!(reply.outputs.len(), 8, "one output per op");
+        attempts.push(reply.attempt);
+    }
+    attempts.sort_unstable();
+    let mut want = vec![1; SENDS];
+    want[SENDS - 1] = 2;
+    assert_eq!(
+        attempts, want,
+        "only the invoke the dead sandbox was running is charged a second attempt"
+    );
+    let snap = metrics.snapshot();
+    assert_eq!(snap.restarts, 1);
+    assert_eq!(snap.messages_out, SENDS as u64, "each reply went out once");
+    let (dead, _) = kernel.dead_letters().await.unwrap();
+    assert!(dead.is_empty(), "{dead:?}");
+    Arc::try_unwrap(kernel).unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_past_intensity_quarantines_dead_letters_and_release_allows_a_restart() {
     let gate = Arc::new(Gate::default());
     let kernel = Arc::new(Kernel::boot(gated("loop", &gate, 1)).await.unwrap());
