@@ -78,6 +78,33 @@ fn ping_pong() -> f64 {
     rate
 }
 
+/// Raw Unix-socket round trips with `SENDERS` 64-byte messages in flight at once (the
+/// pipelined measurement's baseline): round trips/s.
+fn ping_pong_pipelined() -> f64 {
+    let (mut a, mut b) = UnixStream::pair().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        for _ in 0..PING_PONGS {
+            b.read_exact(&mut buf).unwrap();
+            b.write_all(&buf).unwrap();
+        }
+    });
+    let mut buf = [7u8; 64];
+    let started = Instant::now();
+    for _ in 0..SENDERS {
+        a.write_all(&buf).unwrap();
+    }
+    for i in 0..PING_PONGS {
+        a.read_exact(&mut buf).unwrap();
+        if i + SENDERS < PING_PONGS {
+            a.write_all(&buf).unwrap();
+        }
+    }
+    let rate = PING_PONGS as f64 / started.elapsed().as_secs_f64();
+    echo.join().unwrap();
+    rate
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -230,10 +257,12 @@ fn main() {
              (sandbox round trip p50 {in_sandbox_p50:.1} µs); raw Unix-socket ping-pong \
              {baseline:.0}/s (same run)"
         );
+        let raw_pipelined = ping_pong_pipelined();
         let pipelined = pipelined_round_trips(&kernel, &echo).await;
         println!(
             "round trips, {SENDERS} callers (pipelined), median of {PIPELINED_ROUNDS} rounds of \
-             {}: {pipelined:.0}/s",
+             {}: {pipelined:.0}/s; raw Unix-socket echo with {SENDERS} in flight \
+             {raw_pipelined:.0}/s (same run)",
             SENDERS * SENT_PER_SENDER
         );
         let (p50, p90, p99) = restart_latency(&kernel, &echo).await;
