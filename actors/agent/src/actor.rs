@@ -240,17 +240,26 @@ pub struct Confined {
 
 impl Drop for Confined {
     fn drop(&mut self) {
-        // Ends the driver thread, which kills the sandbox if it still runs.
-        drop(self.driver.take());
-        if let Some(group) = self.cgroup.take() {
-            // Off the restart path: the group empties once the killed sandbox is reaped,
-            // and removal retries until then (bounded, see `AgentCgroup::remove`).
-            let spawned = std::thread::Builder::new()
-                .name("cgroup-remove".into())
-                .spawn(move || remove_cgroup(group));
-            if let Err(e) = spawned {
-                eprintln!("runloop: cannot start cgroup removal: {e}");
-            }
+        // Ends the driver thread, which kills and reaps the sandbox if it still runs.
+        let driver = self.driver.take().and_then(Driver::abort);
+        let group = self.cgroup.take();
+        if driver.is_none() && group.is_none() {
+            return;
+        }
+        // Off the restart path: wait for the driver to have reaped the sandbox, then
+        // remove its (now empty) group.
+        let spawned = std::thread::Builder::new()
+            .name("agent-teardown".into())
+            .spawn(move || {
+                if let Some(thread) = driver {
+                    let _ = thread.join();
+                }
+                if let Some(group) = group {
+                    remove_cgroup(group);
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("runloop: cannot start agent teardown: {e}");
         }
     }
 }
@@ -399,8 +408,10 @@ impl Actor for AgentActor {
             AgentMsg::SandboxFailed { error, idle } => {
                 let shared = state.shared.clone();
                 let agent = shared.config.name.clone();
-                // The driver has ended; dropping it here is immediate.
-                drop(state.confined.driver.take());
+                // The driver has ended (it sent this as its last act).
+                if let Some(thread) = state.confined.driver.take().and_then(Driver::abort) {
+                    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                }
                 shared.breaker_unknown();
                 if let Some(b) = shared.links.breaker.get().map(BreakerHandle::new) {
                     b.record(&agent, CallOutcome::Failure(error.to_string()))
@@ -567,8 +578,10 @@ async fn park(myself: &ActorRef<AgentMsg>, state: &mut AgentActorState, reason: 
             .park(&shared.config.name, reason)
             .await;
     }
-    // Dropping the driver kills the sandbox; parked invokes are answered below.
-    drop(state.confined.driver.take());
+    // Aborting the driver kills the sandbox; parked invokes are answered below.
+    if let Some(thread) = state.confined.driver.take().and_then(Driver::abort) {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     shared.fail_in_flight(
         &AgentError::Quarantined {
             agent: shared.config.name.to_string(),

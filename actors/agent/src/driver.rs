@@ -18,7 +18,9 @@
 //!
 //! Stopping ([`Driver::stop`]) lets the invokes already in the sandbox finish (each within
 //! its deadline), hands the sandbox back for a polite shutdown, and leaves jobs that were
-//! never submitted in the ledger for whoever stops the agent to answer.
+//! never submitted in the ledger for whoever stops the agent to answer. Aborting
+//! ([`Driver::abort`], also what dropping does) ends the thread at its next step and kills
+//! the sandbox; the invokes in it stay in the ledger for the next instance.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -62,6 +64,8 @@ struct Inbox {
     /// The driver is (about to be) asleep in `poll` with room for more jobs.
     sleeping: AtomicBool,
     stop: AtomicBool,
+    /// End now and kill the sandbox (the instance failed or is being torn down).
+    abort: AtomicBool,
     wake: OwnedFd,
 }
 
@@ -121,6 +125,7 @@ impl Driver {
             jobs: Mutex::new(VecDeque::new()),
             sleeping: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
             wake,
         });
         let theirs = inbox.clone();
@@ -151,14 +156,23 @@ impl Driver {
         let thread = self.thread.take().expect("stopped once");
         thread.join().unwrap_or(None)
     }
+
+    /// Ends the thread at its next step (after a host call it may be answering); it
+    /// drops, and so kills and reaps, the sandbox. Returns the thread to join, e.g.
+    /// before removing the sandbox's cgroup.
+    pub fn abort(mut self) -> Option<JoinHandle<Option<Sandbox>>> {
+        self.inbox.abort.store(true, Ordering::SeqCst);
+        self.inbox.ring();
+        self.thread.take()
+    }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // Dropped without `stop` (the actor failed): ask the thread to end; it drops (and
-        // so kills) the sandbox itself. Not joined: it may be inside a long invoke.
-        self.inbox.stop.store(true, Ordering::SeqCst);
-        self.inbox.ring();
+        if self.thread.is_some() {
+            self.inbox.abort.store(true, Ordering::SeqCst);
+            self.inbox.ring();
+        }
     }
 }
 
@@ -187,6 +201,10 @@ fn run(
     let mut in_sandbox: InSandbox = VecDeque::with_capacity(PIPELINE_DEPTH);
     let mut done: Vec<Completed> = Vec::with_capacity(PIPELINE_DEPTH);
     loop {
+        if inbox.abort.load(Ordering::SeqCst) {
+            // Dropping the sandbox kills and reaps it.
+            return None;
+        }
         let stopping = inbox.stop.load(Ordering::SeqCst);
         if stopping && in_sandbox.is_empty() {
             return Some(sandbox);
