@@ -130,7 +130,7 @@ fn pipelined_invokes_complete_in_order_with_their_host_calls() {
     assert_eq!(sandbox.outstanding(), inputs.len());
     let mut done = Vec::new();
     while done.len() < inputs.len() {
-        sandbox.drive(&mut handler, None, None, &mut done).unwrap();
+        sandbox.drive(&mut handler, None, &mut done).unwrap();
     }
     assert_eq!(sandbox.outstanding(), 0);
     let got: Vec<u64> = done.iter().map(|c| c.invoke_id).collect();
@@ -180,7 +180,7 @@ fn the_pipeline_is_bounded_and_an_oversized_input_is_refused_without_a_kill() {
     let mut handler = LocalHandler::new(SystemClock, OsRandom);
     let mut done = Vec::new();
     while done.len() < PIPELINE_INVOKES_MAX {
-        sandbox.drive(&mut handler, None, None, &mut done).unwrap();
+        sandbox.drive(&mut handler, None, &mut done).unwrap();
     }
     assert!(done.iter().all(|c| c.report.outcome.error.is_none()));
     assert_eq!(sandbox.pid(), pid, "the same sandbox served them all");

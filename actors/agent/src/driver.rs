@@ -221,21 +221,22 @@ fn run(
                 continue;
             }
         }
-        let driven = sandbox.drive(&mut handler, Some(inbox.wake.as_raw_fd()), None, &mut done);
+        let driven = sandbox.drive(&mut handler, Some(inbox.wake.as_raw_fd()), &mut done);
         inbox.sleeping.store(false, Ordering::SeqCst);
         inbox.drain_wake();
+        // Outcomes that arrived before a failure are answered, not redelivered.
+        for completed in done.drain(..) {
+            let (invoke_id, job) = in_sandbox.pop_front().expect("outcomes come in order");
+            assert_eq!(invoke_id, completed.invoke_id, "outcomes come in order");
+            handler.traces.remove(&invoke_id);
+            answer(shared, breaker.as_ref(), &runtime, job, completed);
+        }
         if let Err(error) = driven {
             let running = in_sandbox
                 .front()
                 .map(|(_, job)| (job.trace_id, job.msg_id));
             fail(shared, actor, error, running);
             return None;
-        }
-        for completed in done.drain(..) {
-            let (invoke_id, job) = in_sandbox.pop_front().expect("outcomes come in order");
-            assert_eq!(invoke_id, completed.invoke_id, "outcomes come in order");
-            handler.traces.remove(&invoke_id);
-            answer(shared, breaker.as_ref(), &runtime, job, completed);
         }
     }
 }

@@ -70,7 +70,8 @@ pub enum Driven {
     Progress,
     /// The wake descriptor became readable.
     Woken,
-    /// The wait ended with nothing to report (a spurious wake-up, or `max_wait` passed).
+    /// The wait ended with nothing to report (the sandbox sent part of a frame, or a
+    /// frame that finished nothing, such as an output).
     Idle,
 }
 
@@ -131,22 +132,24 @@ impl Sandbox {
         };
         let mut done = Vec::with_capacity(1);
         loop {
-            self.drive(handler, None, None, &mut done)?;
+            let driven = self.drive(handler, None, &mut done);
+            // An outcome that arrived just before the sandbox failed still counts.
             if let Some(completed) = done.pop() {
                 assert_eq!(completed.invoke_id, invoke_id, "only one was outstanding");
                 return Ok(completed.report);
             }
+            driven?;
         }
     }
 
-    /// Writes what is queued, waits for the sandbox, `wake` or the head's deadline (at most
-    /// `max_wait` when given), and handles every complete frame; finished invokes are
-    /// appended to `done` in order. Any failure has killed and reaped the sandbox.
+    /// Writes what is queued, waits for the sandbox, `wake` or the head's deadline, and
+    /// handles every complete frame; finished invokes are appended to `done` in order (also
+    /// those that finished before a failure). Any failure has killed and reaped the
+    /// sandbox.
     pub fn drive(
         &mut self,
         handler: &mut dyn HostCallHandler,
         wake: Option<RawFd>,
-        max_wait: Option<Duration>,
         done: &mut Vec<Completed>,
     ) -> Result<Driven, SandboxError> {
         if let Some(reaped) = self.reaped {
@@ -161,14 +164,11 @@ impl Sandbox {
             self.write_some()?;
             return Ok(Driven::Progress);
         }
-        let mut wait = self.head_deadline().map(|deadline| {
+        let wait = self.head_deadline().map(|deadline| {
             deadline
                 .checked_duration_since(Instant::now())
                 .unwrap_or(Duration::ZERO)
         });
-        if let Some(cap) = max_wait {
-            wait = Some(wait.map_or(cap, |w| w.min(cap)));
-        }
         if wait == Some(Duration::ZERO) {
             self.check_deadline()?;
         }
