@@ -7,7 +7,9 @@
 //! outcome arrives completes the ledger entry and answers the caller itself — the actor is
 //! not on the reply path. The thread sleeps in `poll` on the sandbox socket and an
 //! eventfd; pushing a job writes the eventfd only when the driver is asleep with room in
-//! the pipeline, so a busy agent pays no system call per message for the hand-off.
+//! the pipeline, so a busy agent pays no system call per message for the hand-off. The job
+//! queue needs no bound of its own: every job is an entry of the agent's in-flight ledger
+//! first, which holds at most `IN_FLIGHT_MAX`.
 //!
 //! A sandbox that fails (dies, breaks the protocol, sends a malformed frame, overruns its
 //! deadline) ends the thread: the driver notes which invoke was running (the only one the
