@@ -34,6 +34,9 @@ pub const AGENTS_RUN: &str = "agents";
 pub const AGENTS_MAX: usize = 4_096;
 /// How long `send` waits for a restarting agent to come back.
 pub const AGENT_RESTART_WAIT_MS: u64 = 5_000;
+/// Times `Kernel::send` hands one message to an agent whose instance keeps failing before
+/// admitting it.
+pub const SEND_TRIES_MAX: u32 = 3;
 /// Memory the sandbox process needs beside the guest's linear memory.
 const SANDBOX_OVERHEAD_BYTES: u64 = 64 * 1024 * 1024;
 /// Threads the sandbox may run (main + epoch ticker, with slack).
@@ -260,20 +263,16 @@ impl Kernel {
     }
 
     /// Sends one message to `agent` and waits for its reply (redelivered after a crash).
+    ///
+    /// A message that reached an instance which then failed before admitting it (it was
+    /// still in the mailbox, so it is in no ledger and nothing ran it) is sent again to
+    /// the restarted instance, up to [`SEND_TRIES_MAX`] times; admitted messages are
+    /// redelivered by the agent itself.
     pub async fn send(
         &self,
         agent: &AgentName,
         input: AgentInput,
     ) -> Result<AgentReply, AgentOpError> {
-        let entry = self
-            .agent_entry(agent)
-            .ok_or_else(|| AgentOpError::NoSuchAgent(agent.clone()))?;
-        // A running instance answers a parked agent's messages itself; the quarantine
-        // is asked only when none runs (it names the reason).
-        let actor = match self.running_actor(agent, &entry).await {
-            Ok(actor) => actor,
-            Err(not_running) => return Err(self.parked_or(agent, not_running).await),
-        };
         let seq = TRACE_SEQ.fetch_add(1, Ordering::Relaxed);
         let trace_id = TraceId(
             u128::from(std::process::id()) << 96
@@ -285,32 +284,51 @@ impl Kernel {
             * u64::from(runloop_agent_actor::INVOKE_ATTEMPTS_MAX)
             + AGENT_RESTART_WAIT_MS;
         let timeout = Some(Duration::from_millis(waited_ms));
-        let answer = actor
-            .call(
-                |reply| AgentMsg::Invoke {
-                    trace_id,
-                    msg_id: MsgId(seq),
-                    input,
-                    reply,
-                },
-                timeout,
-            )
-            .await;
-        match answer {
-            Ok(ractor::rpc::CallResult::Success(Ok(reply))) => Ok(reply),
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(AgentOpError::Agent(e)),
-            Ok(ractor::rpc::CallResult::Timeout) => Err(AgentOpError::Timeout {
-                agent: agent.clone(),
-                waited_ms,
-            }),
-            // The instance stopped with the message in its mailbox: parked meanwhile
-            // (then say why) or stopped.
-            _ => {
-                let stopped = AgentOpError::Agent(AgentError::Stopped {
-                    agent: agent.to_string(),
-                });
-                Err(self.parked_or(agent, stopped).await)
-            }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let entry = self
+                .agent_entry(agent)
+                .ok_or_else(|| AgentOpError::NoSuchAgent(agent.clone()))?;
+            // A running instance answers a parked agent's messages itself; the
+            // quarantine is asked only when none runs (it names the reason).
+            let actor = match self.running_actor(agent, &entry).await {
+                Ok(actor) => actor,
+                Err(not_running) => return Err(self.parked_or(agent, not_running).await),
+            };
+            let message = input.clone();
+            let answer = actor
+                .call(
+                    |reply| AgentMsg::Invoke {
+                        trace_id,
+                        msg_id: MsgId(seq),
+                        input: message,
+                        reply,
+                    },
+                    timeout,
+                )
+                .await;
+            return match answer {
+                Ok(ractor::rpc::CallResult::Success(Ok(reply))) => Ok(reply),
+                Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(AgentOpError::Agent(e)),
+                Ok(ractor::rpc::CallResult::Timeout) => Err(AgentOpError::Timeout {
+                    agent: agent.clone(),
+                    waited_ms,
+                }),
+                // The instance stopped with the message in its mailbox: parked meanwhile
+                // (then say why), restarting (then try the next instance) or stopped.
+                _ => {
+                    let stopped = AgentOpError::Agent(AgentError::Stopped {
+                        agent: agent.to_string(),
+                    });
+                    let err = self.parked_or(agent, stopped).await;
+                    let parked = matches!(err, AgentOpError::Agent(AgentError::Quarantined { .. }));
+                    if !parked && tries < SEND_TRIES_MAX && self.agent_entry(agent).is_some() {
+                        continue;
+                    }
+                    Err(err)
+                }
+            };
         }
     }
 

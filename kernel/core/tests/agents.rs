@@ -291,6 +291,38 @@ async fn a_crash_with_invokes_pipelined_redelivers_all_and_charges_only_the_runn
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_right_after_a_kill_is_answered_by_the_next_instance() {
+    const KILLS: u32 = 30;
+    let mut options = options("kill-send");
+    options.agents.intensity = Intensity {
+        restarts_max: KILLS + 5,
+        period_ms: 60_000,
+    };
+    // Every kill is deliberate: the breaker must not open on them.
+    options.breaker = BreakerConfig {
+        failures_max: KILLS + 5,
+        window_ms: 60_000,
+        open_ms: 1_000,
+    };
+    let kernel = Kernel::boot(options).await.unwrap();
+    kernel.start_bundle(&bundle("echo"), None).await.unwrap();
+    let metrics = kernel.agent_metrics(&name("echo")).unwrap();
+    for i in 0..KILLS {
+        let pid = metrics.snapshot().sandbox_pid.unwrap();
+        sigkill(pid);
+        // The instance may fail with this message still in its mailbox (never admitted):
+        // the kernel hands it to the restarted instance instead of answering `Stopped`.
+        let reply = kernel
+            .send(&name("echo"), input(serde_json::json!({"text": i})))
+            .await
+            .unwrap_or_else(|e| panic!("send {i} after a kill: {e}"));
+        assert_eq!(reply.outputs.len(), 1);
+    }
+    assert_eq!(metrics.snapshot().restarts, u64::from(KILLS));
+    kernel.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_past_intensity_quarantines_dead_letters_and_release_allows_a_restart() {
     let gate = Arc::new(Gate::default());
     let kernel = Arc::new(Kernel::boot(gated("loop", &gate, 1)).await.unwrap());
