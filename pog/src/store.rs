@@ -154,10 +154,10 @@ pub struct Store {
 pub(crate) fn register_vec_extension() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // SAFETY: `sqlite3_vec_init` has the signature of an SQLite extension entry point
-        // (db, errmsg, api) -> int; the crate declares it as `fn()` only to avoid a typed
-        // dependency, so transmuting the pointer to the entry-point type restores its real
-        // type. `sqlite3_auto_extension` only stores the pointer and is thread-safe.
+        // `sqlite3_vec_init` is an SQLite extension entry point (db, errmsg, api) -> int that
+        // the crate declares as `fn()` to avoid a typed dependency.
+        // SAFETY: the transmute restores its real type; `sqlite3_auto_extension` only stores
+        // the pointer and is thread-safe.
         unsafe {
             let init: unsafe extern "C" fn(
                 *mut rusqlite::ffi::sqlite3,

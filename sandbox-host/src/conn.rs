@@ -20,8 +20,8 @@ use std::os::unix::net::UnixStream;
 use runloop_proto::frame::encode_frame_into;
 use runloop_proto::payloads::PIPELINE_INVOKES_MAX;
 use runloop_proto::{
-    Body, Clock, Frame, FrameError, Header, Kind, KindPayload, Limits, MsgIdGen, StreamDecoder,
-    SystemClock, TraceId,
+    Clock, Frame, FrameError, Kind, KindPayload, Limits, MsgIdGen, StreamDecoder, SystemClock,
+    TraceId,
 };
 use serde::Serialize;
 
@@ -180,20 +180,16 @@ impl Conn {
         trace: TraceId,
         payload: &P,
     ) -> Result<(), ConnError> {
-        let header = Header::new(
-            P::KIND.family(),
+        let frame = Frame::of(
+            payload,
             SystemClock.now_ms(),
             FRAME_TTL_MS,
             trace,
             self.ids.next_id(),
         )
         .map_err(ConnError::Encode)?;
-        let frame = Frame::new(header, Body::from_payload(payload)).map_err(ConnError::Encode)?;
-        let mark = self.out.len();
-        if let Err(err) = encode_frame_into(&frame, &self.limits, &mut self.out) {
-            self.out.truncate(mark);
-            return Err(ConnError::Encode(err));
-        }
+        // A refused frame leaves nothing queued (`encode_frame_into` takes its bytes back).
+        encode_frame_into(&frame, &self.limits, &mut self.out).map_err(ConnError::Encode)?;
         if self.out.len() >= OUT_FLUSH_BYTES {
             self.flush()?;
         }

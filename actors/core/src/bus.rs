@@ -50,9 +50,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use runloop_proto::frame::{Limits, decode_frame};
 use runloop_proto::payloads::{DropNotice, DropReason};
-use runloop_proto::{
-    Body, Clock, DedupeCache, DedupeLimits, Family, Frame, FrameError, Header, MsgIdGen,
-};
+use runloop_proto::{Clock, DedupeCache, DedupeLimits, Frame, FrameError, Header, MsgIdGen};
 use serde::Serialize;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 
@@ -749,20 +747,18 @@ impl BusState {
             msg_id,
             expires_at_ms,
         };
-        let header = Header::new(
-            Family::Event,
+        let frame = Frame::of(
+            &notice,
             now_ms,
             DROP_NOTICE_TTL_MS,
             trace_id,
             core.notice_ids.next_id(),
         );
         // A clock near u64::MAX is the only way this fails; then no notice can be valid.
-        let Ok(header) = header else {
+        let Ok(frame) = frame else {
             core.stats.notices_lost += 1;
             return;
         };
-        let frame = Frame::new(header, Body::from_payload(&notice))
-            .expect("a drop notice is an event-family kind");
         core.stats.notices_sent += 1;
         let drops = Topic::new(DROPS_TOPIC).expect("a valid topic");
         let frame = Arc::new(frame);

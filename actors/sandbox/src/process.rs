@@ -24,8 +24,8 @@ use runloop_proto::payloads::{
     SandboxReady, Shutdown,
 };
 use runloop_proto::{
-    Body, Clock, Frame, FrameError, Header, Kind, KindPayload, Limits, MsgIdGen, StreamDecoder,
-    SystemClock, TraceId,
+    Clock, Frame, FrameError, Kind, KindPayload, Limits, MsgIdGen, StreamDecoder, SystemClock,
+    TraceId,
 };
 use serde::Serialize;
 
@@ -229,10 +229,9 @@ impl Sandbox {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: the closure runs in the child between fork and exec, where only
-        // async-signal-safe calls are allowed: it calls write(2) and fcntl(2) on fds that
-        // are open in the parent (captured as integers, no allocation), and returns
-        // io::Error::last_os_error, which reads errno without allocating.
+        // The closure runs in the child between fork and exec: only write(2) and fcntl(2)
+        // on fds captured as integers, and errno read without allocating.
+        // SAFETY: every call it makes is async-signal-safe, as pre_exec requires.
         unsafe {
             command.pre_exec(move || {
                 for fd in &procs_fds {
@@ -490,15 +489,14 @@ impl Sandbox {
         trace: TraceId,
         payload: &P,
     ) -> Result<(), FrameError> {
-        let header = Header::new(
-            P::KIND.family(),
+        let frame = Frame::of(
+            payload,
             SystemClock.now_ms(),
             FRAME_TTL_MS,
             trace,
             self.ids.next_id(),
         )
         .expect("a one-minute ttl from now fits");
-        let frame = Frame::new(header, Body::from_payload(payload)).expect("kinds match families");
         encode_frame_into(&frame, &self.limits, &mut self.out)
     }
 

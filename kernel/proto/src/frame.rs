@@ -8,6 +8,8 @@
 use crate::body::Body;
 use crate::error::FrameError;
 use crate::header::{HEADER_LEN, Header, RawHeader};
+use crate::ids::{MsgId, TraceId};
+use crate::registry::KindPayload;
 
 /// Bytes of the `frame_len` prefix.
 pub const LEN_PREFIX_LEN: usize = 4;
@@ -211,4 +213,37 @@ pub fn decode_frame(
     let body = &bytes[LEN_PREFIX_LEN + HEADER_LEN..total];
     let frame = finish_frame(frame_len, raw, body, limits, now_ms)?;
     Ok((frame, total))
+}
+
+impl Frame {
+    /// A frame carrying `payload` in its kind's family (so it cannot mismatch); refused
+    /// only for a zero TTL or an expiry past `u64::MAX` (see [`Header::new`]).
+    pub fn of<P: KindPayload>(
+        payload: &P,
+        created_at_ms: u64,
+        ttl_ms: u64,
+        trace_id: TraceId,
+        msg_id: MsgId,
+    ) -> Result<Self, FrameError> {
+        let header = Header::new(P::KIND.family(), created_at_ms, ttl_ms, trace_id, msg_id)?;
+        Ok(Self {
+            header,
+            body: Body::from_payload(payload),
+        })
+    }
+}
+
+#[cfg(test)]
+mod of_tests {
+    use super::*;
+    use crate::payloads::Ping;
+
+    #[test]
+    fn a_frame_of_a_payload_takes_its_kinds_family_and_refuses_a_zero_ttl() {
+        let frame = Frame::of(&Ping { seq: 3 }, 1_000, 60_000, TraceId(7), MsgId(1)).unwrap();
+        assert_eq!(frame.header().family(), crate::Kind::Ping.family());
+        assert_eq!(frame.body().kind(), crate::Kind::Ping);
+        let err = Frame::of(&Ping { seq: 3 }, 1_000, 0, TraceId(7), MsgId(1)).unwrap_err();
+        assert_eq!(err.name(), "InvalidTtl");
+    }
 }
