@@ -104,16 +104,7 @@ fn main() {
         .compile_bytes(ECHO_WAT.as_bytes())
         .unwrap()
         .path;
-    let limits = SandboxLimits {
-        memory_bytes_max: 64 * 1024 * 1024,
-        invoke_wall_ms_max: 5_000,
-        invoke_fuel_max: None,
-        output_bytes_max: 1024 * 1024,
-        outputs_max: 64,
-        host_calls_max: 256,
-        log_bytes_max: 64 * 1024,
-        frame_body_bytes_max: 2 * 1024 * 1024,
-    };
+    let limits = SandboxLimits::default();
     let config = SpawnConfig {
         program: program.clone(),
         extra_args: Vec::new(),

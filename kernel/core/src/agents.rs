@@ -60,16 +60,7 @@ impl Default for AgentOptions {
         Self {
             sandbox_host: None,
             cwasm_dir: None,
-            limits: SandboxLimits {
-                memory_bytes_max: 64 * 1024 * 1024,
-                invoke_wall_ms_max: 5_000,
-                invoke_fuel_max: None,
-                output_bytes_max: 1024 * 1024,
-                outputs_max: 64,
-                host_calls_max: 256,
-                log_bytes_max: 64 * 1024,
-                frame_body_bytes_max: 2 * 1024 * 1024,
-            },
+            limits: SandboxLimits::default(),
             intensity: Intensity {
                 restarts_max: 3,
                 period_ms: 5_000,

@@ -500,13 +500,7 @@ impl Kernel {
                 message: record.message,
             });
         }
-        let run_supervisor = self
-            .runs
-            .lock()
-            .expect("runs lock")
-            .get(run)
-            .and_then(Slot::get)
-            .ok_or_else(|| RunError::NoSuchRun { run: run.clone() })?;
+        let run_supervisor = self.run_supervisor(run)?;
         let spec = ChildSpec::supervisor_published(
             Restart::Temporary,
             SupervisorArgs {
@@ -524,19 +518,23 @@ impl Kernel {
         start_child(&run_supervisor, spec, run).await
     }
 
+    /// The running supervisor of `run`.
+    fn run_supervisor(&self, run: &OpeningId) -> Result<ActorRef<SupervisorMsg>, RunError> {
+        self.runs
+            .lock()
+            .expect("runs lock")
+            .get(run)
+            .and_then(Slot::get)
+            .ok_or_else(|| RunError::NoSuchRun { run: run.clone() })
+    }
+
     /// Stops and forgets `agent-<name>` under `run`.
     pub(crate) async fn stop_agent_supervisor(
         &self,
         run: &OpeningId,
         agent: &AgentName,
     ) -> Result<(), RunError> {
-        let run_supervisor = self
-            .runs
-            .lock()
-            .expect("runs lock")
-            .get(run)
-            .and_then(Slot::get)
-            .ok_or_else(|| RunError::NoSuchRun { run: run.clone() })?;
+        let run_supervisor = self.run_supervisor(run)?;
         let id = format!("agent-{agent}");
         supervisor_call(&run_supervisor, run, |r| SupervisorMsg::StopChild(id, r)).await
     }

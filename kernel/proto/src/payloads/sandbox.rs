@@ -46,6 +46,14 @@ pub struct SandboxLimits {
 
 impl PayloadExample for SandboxLimits {
     fn example() -> Self {
+        Self::default()
+    }
+}
+
+/// The kernel's defaults (`AgentOptions`): 64 MiB of memory, 5 s and 64 outputs of at
+/// most 1 MiB per invoke, 256 host calls, 64 KiB of logs, 2 MiB frame bodies, no fuel.
+impl Default for SandboxLimits {
+    fn default() -> Self {
         SandboxLimits {
             memory_bytes_max: 64 * 1024 * 1024,
             invoke_wall_ms_max: 5_000,
