@@ -57,8 +57,9 @@ fn input() -> AgentInput {
     }
 }
 
-/// Raw Unix-socket ping-pong: 64-byte messages between two threads, round trips/s.
-fn ping_pong() -> f64 {
+/// Raw Unix-socket round trips between two threads, 64-byte messages, `in_flight` of them
+/// outstanding at once (1: plain ping-pong): round trips/s.
+fn ping_pong(in_flight: usize) -> f64 {
     let (mut a, mut b) = UnixStream::pair().unwrap();
     let echo = std::thread::spawn(move || {
         let mut buf = [0u8; 64];
@@ -69,34 +70,12 @@ fn ping_pong() -> f64 {
     });
     let mut buf = [7u8; 64];
     let started = Instant::now();
-    for _ in 0..PING_PONGS {
-        a.write_all(&buf).unwrap();
-        a.read_exact(&mut buf).unwrap();
-    }
-    let rate = PING_PONGS as f64 / started.elapsed().as_secs_f64();
-    echo.join().unwrap();
-    rate
-}
-
-/// Raw Unix-socket round trips with `SENDERS` 64-byte messages in flight at once (the
-/// pipelined measurement's baseline): round trips/s.
-fn ping_pong_pipelined() -> f64 {
-    let (mut a, mut b) = UnixStream::pair().unwrap();
-    let echo = std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        for _ in 0..PING_PONGS {
-            b.read_exact(&mut buf).unwrap();
-            b.write_all(&buf).unwrap();
-        }
-    });
-    let mut buf = [7u8; 64];
-    let started = Instant::now();
-    for _ in 0..SENDERS {
+    for _ in 0..in_flight {
         a.write_all(&buf).unwrap();
     }
     for i in 0..PING_PONGS {
         a.read_exact(&mut buf).unwrap();
-        if i + SENDERS < PING_PONGS {
+        if i + in_flight < PING_PONGS {
             a.write_all(&buf).unwrap();
         }
     }
@@ -250,14 +229,14 @@ fn main() {
         let before_kb = rss_kb(std::process::id());
         kernel.start_bundle(&bundle("echo"), None).await.unwrap();
 
-        let baseline = ping_pong();
+        let baseline = ping_pong(1);
         let (rate, in_sandbox_p50) = round_trips(&kernel, &echo).await;
         println!(
             "round trips, one caller: kernel → agent actor → sandbox → kernel {rate:.0}/s \
              (sandbox round trip p50 {in_sandbox_p50:.1} µs); raw Unix-socket ping-pong \
              {baseline:.0}/s (same run)"
         );
-        let raw_pipelined = ping_pong_pipelined();
+        let raw_pipelined = ping_pong(SENDERS);
         let pipelined = pipelined_round_trips(&kernel, &echo).await;
         println!(
             "round trips, {SENDERS} callers (pipelined), median of {PIPELINED_ROUNDS} rounds of \
