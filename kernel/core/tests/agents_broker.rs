@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use runloop_actors::names::AgentName;
 use runloop_broker::{Broker, ModelsConfig, SecretResolver, SecretsConfig};
 use runloop_kernel::{Kernel, KernelOptions};
-use runloop_proto::payloads::{ActorRunState, AgentInput};
+use runloop_proto::payloads::ActorRunState;
 
 mod common;
-use common::{bundle, options, outputs_json};
+use common::{bundle, options, send_empty};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_host_calls_are_answered_by_the_broker_in_the_tree() {
@@ -36,15 +35,7 @@ async fn model_host_calls_are_answered_by_the_broker_in_the_tree() {
         .start_bundle(&bundle("hostcalls"), Some("asker"))
         .await
         .unwrap();
-    let input = AgentInput {
-        port: "in".into(),
-        payload: rmpv::Value::Map(vec![]),
-    };
-    let reply = kernel
-        .send(&AgentName::new("asker").unwrap(), input)
-        .await
-        .unwrap();
-    let outs = outputs_json(&reply.outputs);
+    let outs = send_empty(&kernel, "asker").await;
     let complete = outs.iter().find(|o| o["op"] == "model.complete").unwrap();
     assert!(complete["ok"]["text"].is_string(), "{complete}");
     assert!(

@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use runloop_actors::names::AgentName;
 use runloop_kernel::Kernel;
 use runloop_pog::{ManualClock, PogConfig};
 use runloop_pog_actor::{PogActor, PogArgs};
-use runloop_proto::payloads::AgentInput;
 
 mod common;
-use common::{bundle, options, outputs_json};
+use common::{bundle, options, send_empty};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
@@ -38,15 +36,7 @@ async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
         .start_bundle(narrow.path(), Some("narrow"))
         .await
         .unwrap();
-    let input = AgentInput {
-        port: "in".into(),
-        payload: rmpv::Value::Map(vec![]),
-    };
-    let reply = kernel
-        .send(&AgentName::new("narrow").unwrap(), input)
-        .await
-        .unwrap();
-    let outs = outputs_json(&reply.outputs);
+    let outs = send_empty(&kernel, "narrow").await;
     let kb = outs.iter().find(|o| o["op"] == "kb.query").unwrap();
     assert!(kb["ok"]["columns"].is_array(), "answered by the POG: {kb}");
     let denied: Vec<_> = outs

@@ -35,6 +35,17 @@ pub fn options(tag: &str) -> KernelOptions {
     }
 }
 
+/// Sends `agent` an empty map on port `in` and returns its outputs as JSON.
+pub async fn send_empty(kernel: &runloop_kernel::Kernel, agent: &str) -> Vec<serde_json::Value> {
+    let input = runloop_proto::payloads::AgentInput {
+        port: "in".into(),
+        payload: rmpv::Value::Map(vec![]),
+    };
+    let name = runloop_actors::names::AgentName::new(agent).unwrap();
+    let reply = kernel.send(&name, input).await.unwrap();
+    outputs_json(&reply.outputs)
+}
+
 /// An invoke's outputs in the JSON form, for assertions.
 pub fn outputs_json(outputs: &[AgentOutput]) -> Vec<serde_json::Value> {
     outputs
