@@ -462,9 +462,7 @@ impl Actor for AgentActor {
 /// invokes past their attempts are answered with an error and dead-lettered.
 fn redeliver(shared: &AgentShared, state: &AgentActorState) {
     let blamed = shared.take_blame();
-    let redelivery = shared
-        .inflight
-        .redeliver_charging(|key| Some(key) == blamed);
+    let redelivery = shared.inflight.redeliver(|key| Some(key) == blamed);
     for (trace_id, msg_id, pending) in redelivery.exhausted {
         let last_error = shared
             .metrics

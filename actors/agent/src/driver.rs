@@ -13,7 +13,7 @@
 //!
 //! A sandbox that fails (dies, breaks the protocol, sends a malformed frame, overruns its
 //! deadline) ends the thread: the driver notes which invoke was running (the only one the
-//! crash is charged to, see `InFlight::redeliver_charging`), leaves every unanswered job
+//! crash is charged to, see `InFlight::redeliver`), leaves every unanswered job
 //! in the ledger and casts [`AgentMsg::SandboxFailed`] to the actor, which restarts or
 //! parks. A sandbox that dies while idle is seen at once (the socket closes), so there is
 //! no liveness timer.

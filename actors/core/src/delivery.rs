@@ -8,8 +8,9 @@
 //! [`InFlight::redeliver`] and hands the same invokes to the fresh sandbox. Keys are the
 //! frames' `(trace_id, msg_id)`; a key whose reply already went out is remembered and
 //! refused ([`InFlightError::AlreadyDone`]), so a redelivered message never gets a second
-//! reply. An invoke redelivered more than `attempts_max` times is given up and returned for
-//! the dead-letter record; nothing is dropped silently.
+//! reply. An invoke charged more than `attempts_max` deliveries (charged: it was running
+//! when its sandbox died) is given up and returned for the dead-letter record; nothing is
+//! dropped silently.
 //!
 //! Dead-letter actor lifecycle: `pre_start` starts with no records; it keeps the last
 //! [`DEAD_LETTERS_MAX`] records (oldest dropped first, counted). Requests are casts of one
@@ -181,17 +182,12 @@ impl<T: Clone> InFlight<T> {
         }
     }
 
-    /// After a restart: every invoke still in flight, to deliver again, except those that
-    /// used up their attempts (removed and returned as exhausted). Every entry is charged
-    /// one attempt.
-    pub fn redeliver(&self) -> Redelivery<T> {
-        self.redeliver_charging(|_| true)
-    }
-
-    /// After a restart, charging an attempt only to the entries `charged` picks (those the
-    /// dead sandbox was running): with invokes pipelined, the ones merely queued behind a
-    /// crashing message were never tried, and must not run out of attempts because of it.
-    pub fn redeliver_charging(&self, charged: impl Fn(Key) -> bool) -> Redelivery<T> {
+    /// After a restart: every invoke still in flight, to deliver again, oldest first. Only
+    /// the entries `charged` picks (those the dead sandbox was running) are charged an
+    /// attempt, and those past their attempts are removed and returned as exhausted: with
+    /// invokes pipelined, the ones merely queued behind a crashing message were never
+    /// tried, and must not run out of attempts because of it.
+    pub fn redeliver(&self, charged: impl Fn(Key) -> bool) -> Redelivery<T> {
         let mut ledger = self.lock();
         let mut out = Redelivery {
             again: Vec::new(),

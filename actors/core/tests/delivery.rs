@@ -43,7 +43,7 @@ impl Actor for Agent {
 
     async fn pre_start(&self, me: ActorRef<AgentMsg>, _: ()) -> Result<(), ActorProcessingErr> {
         // A fresh instance redelivers whatever its predecessor left in flight.
-        let redelivery = self.in_flight.redeliver();
+        let redelivery = self.in_flight.redeliver(|_| true);
         assert!(redelivery.exhausted.is_empty());
         for (trace, msg, invoke, attempt) in redelivery.again {
             me.cast(AgentMsg::Invoke(trace, msg, invoke, attempt))?;
@@ -141,11 +141,11 @@ async fn an_invoke_that_keeps_killing_its_sandbox_ends_as_a_dead_letter() {
     );
     ledger.complete(TraceId(1), MsgId(2));
     // First restart: "a" goes out again (attempt 2 of 2).
-    let r = ledger.redeliver();
+    let r = ledger.redeliver(|_| true);
     assert_eq!(r.again.len(), 1);
     assert_eq!(r.again[0].3, 2);
     // Second restart: "a" has used its attempts.
-    let r = ledger.redeliver();
+    let r = ledger.redeliver(|_| true);
     assert!(r.again.is_empty());
     assert_eq!(r.exhausted, [(TraceId(1), MsgId(1), "a")]);
     assert!(ledger.is_empty());
@@ -179,7 +179,7 @@ fn only_the_charged_invokes_use_up_attempts_at_redelivery() {
         ledger.begin(TraceId(9), MsgId(m), item).unwrap();
     }
     let running = (TraceId(9), MsgId(1));
-    let r = ledger.redeliver_charging(|key| key == running);
+    let r = ledger.redeliver(|key| key == running);
     let attempts: Vec<(&str, u32)> = r.again.iter().map(|e| (e.2, e.3)).collect();
     assert_eq!(
         attempts,
@@ -187,11 +187,11 @@ fn only_the_charged_invokes_use_up_attempts_at_redelivery() {
         "oldest first; only the running one charged"
     );
     // The same one crashes its sandbox again: exhausted; the others are still fresh.
-    let r = ledger.redeliver_charging(|key| key == running);
+    let r = ledger.redeliver(|key| key == running);
     assert_eq!(r.exhausted, [(TraceId(9), MsgId(1), "running")]);
     assert_eq!(r.again.len(), 2);
     // A sandbox that died idle charges nobody.
-    let r = ledger.redeliver_charging(|_| false);
+    let r = ledger.redeliver(|_| false);
     assert!(r.exhausted.is_empty());
     assert!(r.again.iter().all(|e| e.3 == 1));
     assert_eq!(ledger.len(), 2);
