@@ -196,10 +196,11 @@ pub enum AgentError {
 /// The reply to one invoke.
 pub type InvokeResult = Result<AgentReply, AgentError>;
 
-/// An invoke in the ledger: its input and the waiting caller's port (taken once).
+/// An invoke in the ledger: its input and the waiting caller's port (taken once). Cheap to
+/// clone: the ledger, the driver and a redelivery share one input.
 #[derive(Debug, Clone)]
 pub struct Pending {
-    input: AgentInput,
+    input: Arc<AgentInput>,
     reply: Arc<Mutex<Option<RpcReplyPort<InvokeResult>>>>,
 }
 
@@ -222,7 +223,8 @@ pub enum AgentMsg {
     Invoke {
         trace_id: TraceId,
         msg_id: MsgId,
-        input: AgentInput,
+        /// Shared, so a sender can hand the same message to a restarted instance.
+        input: Arc<AgentInput>,
         reply: RpcReplyPort<InvokeResult>,
     },
     /// Internal (from the driver): the sandbox failed, mid-invoke (`idle` false) or
@@ -503,7 +505,7 @@ async fn admit(
     state: &mut AgentActorState,
     trace_id: TraceId,
     msg_id: MsgId,
-    input: AgentInput,
+    input: Arc<AgentInput>,
     reply: RpcReplyPort<InvokeResult>,
 ) {
     let shared = &state.shared;
@@ -601,10 +603,10 @@ mod tests {
     fn a_pending_invoke_is_answered_once() {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let pending = Pending {
-            input: AgentInput {
+            input: Arc::new(AgentInput {
                 port: "in".into(),
                 payload: rmpv::Value::Nil,
-            },
+            }),
             reply: Arc::new(Mutex::new(Some(RpcReplyPort::from(tx)))),
         };
         let again = pending.clone();

@@ -275,6 +275,7 @@ impl Kernel {
             * u64::from(runloop_agent_actor::INVOKE_ATTEMPTS_MAX)
             + AGENT_RESTART_WAIT_MS;
         let timeout = Some(Duration::from_millis(waited_ms));
+        let input = Arc::new(input);
         let mut tries = 0;
         loop {
             tries += 1;
