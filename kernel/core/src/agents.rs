@@ -277,6 +277,7 @@ impl Kernel {
         let timeout = Some(Duration::from_millis(waited_ms));
         let input = Arc::new(input);
         let mut tries = 0;
+        let mut failed = None;
         loop {
             tries += 1;
             let entry = self
@@ -284,7 +285,7 @@ impl Kernel {
                 .ok_or_else(|| AgentOpError::NoSuchAgent(agent.clone()))?;
             // A running instance answers a parked agent's messages itself; the
             // quarantine is asked only when none runs (it names the reason).
-            let actor = match self.running_actor(agent, &entry).await {
+            let actor = match self.running_actor(agent, &entry, failed).await {
                 Ok(actor) => actor,
                 Err(not_running) => return Err(self.parked_or(agent, not_running).await),
             };
@@ -316,6 +317,7 @@ impl Kernel {
                     let err = self.parked_or(agent, stopped).await;
                     let parked = matches!(err, AgentOpError::Agent(AgentError::Quarantined { .. }));
                     if !parked && tries < SEND_TRIES_MAX && self.agent_entry(agent).is_some() {
+                        failed = Some(actor.get_id());
                         continue;
                     }
                     Err(err)
@@ -342,10 +344,15 @@ impl Kernel {
         &self,
         agent: &AgentName,
         entry: &AgentEntry,
+        failed: Option<ractor::ActorId>,
     ) -> Result<ractor::ActorRef<AgentMsg>, AgentOpError> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(AGENT_RESTART_WAIT_MS);
         loop {
-            if let Some(actor) = entry.slot.get() {
+            // An instance that already failed this message may still look alive for a
+            // moment: wait for its successor.
+            if let Some(actor) = entry.slot.get()
+                && Some(actor.get_id()) != failed
+            {
                 return Ok(actor);
             }
             let state = entry.shared.metrics.snapshot().state;
