@@ -20,3 +20,6 @@ echo "== tests: agents workspace (the SDK and agents, natively)"
 
 echo "== tests: cargo test --workspace (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked
+
+echo "== example: examples/embedded_echo.rs (boot a kernel, start echo, send one message)"
+cargo run --locked --quiet -p runloop-kernel --example embedded_echo

@@ -95,14 +95,33 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn round_trips(kernel: &Kernel, agent: &AgentName) -> (f64, f64) {
+/// Which path a message takes: over the bus under a scheduler permit (what every caller
+/// gets), or straight to the agent actor (kept only to price the bus and the scheduler).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Bus,
+    Direct,
+}
+
+async fn send(
+    kernel: &Kernel,
+    agent: &AgentName,
+    route: Route,
+) -> runloop_kernel::agents::AgentReplyResult {
+    match route {
+        Route::Bus => kernel.send(agent, input()).await,
+        Route::Direct => kernel.send_direct(agent, input()).await,
+    }
+}
+
+async fn round_trips(kernel: &Kernel, agent: &AgentName, route: Route) -> (f64, f64) {
     for _ in 0..200 {
-        kernel.send(agent, input()).await.unwrap();
+        send(kernel, agent, route).await.unwrap();
     }
     let mut in_sandbox = Vec::with_capacity(ROUND_TRIPS);
     let started = Instant::now();
     for _ in 0..ROUND_TRIPS {
-        let reply = kernel.send(agent, input()).await.unwrap();
+        let reply = send(kernel, agent, route).await.unwrap();
         in_sandbox.push(reply.round_trip_us as f64);
     }
     let rate = ROUND_TRIPS as f64 / started.elapsed().as_secs_f64();
@@ -111,13 +130,13 @@ async fn round_trips(kernel: &Kernel, agent: &AgentName) -> (f64, f64) {
 
 /// Round trips with `SENDERS` callers at once: the agent's sandbox gets invokes pipelined.
 /// Every reply is checked (the echo agent returns the text it was sent).
-async fn pipelined_round_trips(kernel: &Kernel, agent: &AgentName) -> f64 {
+async fn pipelined_round_trips(kernel: &Kernel, agent: &AgentName, route: Route) -> f64 {
     let mut rates = Vec::with_capacity(PIPELINED_ROUNDS);
     for _ in 0..PIPELINED_ROUNDS {
         let started = Instant::now();
         let senders = (0..SENDERS).map(|_| async {
             for _ in 0..SENT_PER_SENDER {
-                let reply = kernel.send(agent, input()).await.unwrap();
+                let reply = send(kernel, agent, route).await.unwrap();
                 assert_eq!(reply.outputs.len(), 1, "echo answers once");
             }
         });
@@ -180,6 +199,18 @@ async fn idle_agents(kernel: &Kernel, n: usize) -> usize {
     reached
 }
 
+/// The CPU model, recorded with every figure (they differ a lot between CPUs).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// (MemTotal, MemAvailable) in KiB.
 fn meminfo() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap();
@@ -229,20 +260,26 @@ fn main() {
         let before_kb = rss_kb(std::process::id());
         kernel.start_bundle(&bundle("echo"), None).await.unwrap();
 
+        println!("cpu: {}", cpu_model());
         let baseline = ping_pong(1);
-        let (rate, in_sandbox_p50) = round_trips(&kernel, &echo).await;
+        let (rate, in_sandbox_p50) = round_trips(&kernel, &echo, Route::Bus).await;
+        let (direct, _) = round_trips(&kernel, &echo, Route::Direct).await;
         println!(
-            "round trips, one caller: kernel → agent actor → sandbox → kernel {rate:.0}/s \
-             (sandbox round trip p50 {in_sandbox_p50:.1} µs); raw Unix-socket ping-pong \
-             {baseline:.0}/s (same run)"
+            "round trips, one caller: over the bus with a scheduler permit {rate:.0}/s \
+             ({:.0}% of raw; sandbox round trip p50 {in_sandbox_p50:.1} µs); direct to the \
+             agent actor {direct:.0}/s; raw Unix-socket ping-pong {baseline:.0}/s (same run)",
+            100.0 * rate / baseline
         );
         let raw_pipelined = ping_pong(SENDERS);
-        let pipelined = pipelined_round_trips(&kernel, &echo).await;
+        let pipelined = pipelined_round_trips(&kernel, &echo, Route::Bus).await;
+        let pipelined_direct = pipelined_round_trips(&kernel, &echo, Route::Direct).await;
         println!(
             "round trips, {SENDERS} callers (pipelined), median of {PIPELINED_ROUNDS} rounds of \
-             {}: {pipelined:.0}/s; raw Unix-socket echo with {SENDERS} in flight \
+             {}: over the bus with scheduler permits {pipelined:.0}/s ({:.0}% of raw); direct \
+             {pipelined_direct:.0}/s; raw Unix-socket echo with {SENDERS} in flight \
              {raw_pipelined:.0}/s (same run)",
-            SENDERS * SENT_PER_SENDER
+            SENDERS * SENT_PER_SENDER,
+            100.0 * pipelined / raw_pipelined
         );
         let (p50, p90, p99) = restart_latency(&kernel, &echo).await;
         println!(

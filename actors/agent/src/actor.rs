@@ -45,6 +45,7 @@ use runloop_proto::{Clock, MsgId, TraceId};
 use runloop_sandbox::cgroup::{self, AgentCgroup, CgroupLimits, CgroupSupport};
 use runloop_sandbox::{Sandbox, SandboxError, SpawnConfig};
 
+use crate::decorate::{HandlerFactory, PlainHandlers};
 use crate::driver::{Driver, Job};
 use crate::handler::Services;
 use crate::metrics::{AgentMetrics, AgentState};
@@ -64,6 +65,9 @@ pub struct CgroupPlan {
 #[derive(Debug)]
 pub struct AgentConfig {
     pub name: AgentName,
+    /// Its cgroups are `<parent>/<cgroup_name>-<generation>` (the name, prefixed by the
+    /// run for an opening's agents, so two runs' instances never share a group).
+    pub cgroup_name: String,
     /// The `runloop-sandbox-host` binary.
     pub program: PathBuf,
     /// The agent's compiled `.cwasm`.
@@ -90,6 +94,8 @@ pub struct AgentShared {
     pub inflight: InFlight<Pending>,
     pub metrics: AgentMetrics,
     pub services: Services,
+    /// Builds the host-call handler of each instance's driver.
+    pub handlers: Arc<dyn HandlerFactory>,
     pub links: Links,
     pub clock: Arc<dyn Clock>,
     generation: Arc<AtomicU64>,
@@ -113,12 +119,19 @@ impl AgentShared {
             inflight,
             metrics: AgentMetrics::default(),
             services,
+            handlers: Arc::new(PlainHandlers),
             links,
             clock,
             generation: Arc::new(AtomicU64::new(0)),
             breaker_closed: Arc::new(AtomicBool::new(false)),
             blamed: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Host calls of every instance go through handlers built by `factory`.
+    pub fn with_handlers(mut self, factory: Arc<dyn HandlerFactory>) -> Self {
+        self.handlers = factory;
+        self
     }
 
     /// A failure is being reported: the next message asks the breaker again.
@@ -156,7 +169,7 @@ impl AgentShared {
             Some(actor) => {
                 let _ = actor.cast(DeadLetterMsg::Record(record));
             }
-            None => eprintln!("runloop: dead letter (no dead-letter actor): {record:?}"),
+            None => tracing::warn!(?record, "dead letter (no dead-letter actor)"),
         }
     }
 }
@@ -261,7 +274,7 @@ impl Drop for Confined {
                 }
             });
         if let Err(e) = spawned {
-            eprintln!("runloop: cannot start agent teardown: {e}");
+            tracing::error!("cannot start agent teardown: {e}");
         }
     }
 }
@@ -269,7 +282,7 @@ impl Drop for Confined {
 fn remove_cgroup(group: AgentCgroup) {
     let path = group.path().to_owned();
     if let Err(e) = group.remove() {
-        eprintln!("runloop: remove cgroup {path}: {e}");
+        tracing::warn!("remove cgroup {path}: {e}");
     }
 }
 
@@ -300,7 +313,7 @@ async fn spawn_confined(
     if let Some(plan) = &config.cgroup {
         match cgroup_support() {
             CgroupSupport::V1 | CgroupSupport::V2 => {
-                let name = format!("{}-{generation}", config.name);
+                let name = format!("{}-{generation}", config.cgroup_name);
                 confined.cgroup = Some(AgentCgroup::create(&plan.parent, &name, &plan.limits)?);
             }
             CgroupSupport::Unavailable(reason) => cgroup::notice_once(&reason),
@@ -573,10 +586,24 @@ async fn park(myself: &ActorRef<AgentMsg>, state: &mut AgentActorState, reason: 
     let message = reason.to_string();
     shared.metrics.error(format!("quarantined: {message}"));
     shared.metrics.set_state(AgentState::Quarantined);
-    if let Some(q) = shared.links.quarantine.get() {
-        let _ = QuarantineHandle::new(q)
-            .park(&shared.config.name, reason)
-            .await;
+    match shared.links.quarantine.get() {
+        Some(q) => {
+            if let Err(e) = QuarantineHandle::new(q)
+                .park(&shared.config.name, reason)
+                .await
+            {
+                // Not recorded: this instance still parks itself and stops (no restart),
+                // but a later start would not know. Say so where a person looks.
+                let text = format!("quarantine did not record the park: {e}");
+                shared.metrics.error(text.clone());
+                tracing::error!(agent = %shared.config.name, "{text}");
+            }
+        }
+        None => {
+            let text = "no quarantine actor: the park is kept by this instance only".to_owned();
+            shared.metrics.error(text.clone());
+            tracing::warn!(agent = %shared.config.name, "{text}");
+        }
     }
     // Aborting the driver kills the sandbox; parked invokes are answered below.
     if let Some(thread) = state.confined.driver.take().and_then(Driver::abort) {

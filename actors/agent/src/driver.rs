@@ -188,17 +188,16 @@ fn run(
     actor: &ActorRef<AgentMsg>,
     runtime: tokio::runtime::Handle,
 ) -> Option<Sandbox> {
-    let mut handler = KernelHandler {
+    let mut handler = shared.handlers.wrap(KernelHandler {
         policy: &shared.config.policy,
         services: &shared.services,
         metrics: &shared.metrics,
         runtime: runtime.clone(),
-        traces: Default::default(),
         local: LocalHandler::new(
             shared.services.clock.clone(),
             shared.services.random.clone(),
         ),
-    };
+    });
     let breaker = shared.links.breaker.get().map(BreakerHandle::new);
     let mut in_sandbox: InSandbox = VecDeque::with_capacity(PIPELINE_DEPTH);
     let mut done: Vec<Completed> = Vec::with_capacity(PIPELINE_DEPTH);
@@ -212,7 +211,7 @@ fn run(
             return Some(sandbox);
         }
         if !stopping {
-            submit_waiting(&mut sandbox, shared, inbox, &mut handler, &mut in_sandbox);
+            submit_waiting(&mut sandbox, shared, inbox, &mut in_sandbox);
         }
         // Announce sleep only with room for more; then look once more (see `push`).
         let room = in_sandbox.len() < PIPELINE_DEPTH && !stopping;
@@ -223,14 +222,13 @@ fn run(
                 continue;
             }
         }
-        let driven = sandbox.drive(&mut handler, Some(inbox.wake.as_raw_fd()), &mut done);
+        let driven = sandbox.drive(&mut *handler, Some(inbox.wake.as_raw_fd()), &mut done);
         inbox.sleeping.store(false, Ordering::SeqCst);
         inbox.drain_wake();
         // Outcomes that arrived before a failure are answered, not redelivered.
         for completed in done.drain(..) {
             let (invoke_id, job) = in_sandbox.pop_front().expect("outcomes come in order");
             assert_eq!(invoke_id, completed.invoke_id, "outcomes come in order");
-            handler.traces.remove(&invoke_id);
             answer(shared, breaker.as_ref(), &runtime, job, completed);
         }
         if let Err(error) = driven {
@@ -248,16 +246,14 @@ fn submit_waiting(
     sandbox: &mut Sandbox,
     shared: &AgentShared,
     inbox: &Inbox,
-    handler: &mut KernelHandler<'_>,
     in_sandbox: &mut InSandbox,
 ) {
     while in_sandbox.len() < PIPELINE_DEPTH {
         let Some(job) = inbox.lock().pop_front() else {
             return;
         };
-        match sandbox.submit(job.pending.input().clone()) {
+        match sandbox.submit_traced(job.trace_id, job.pending.input().clone()) {
             Ok(invoke_id) => {
-                handler.traces.insert(invoke_id, job.trace_id);
                 in_sandbox.push_back((invoke_id, job));
             }
             Err(SubmitError::TooLarge(error)) => {

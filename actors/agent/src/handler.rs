@@ -7,25 +7,30 @@
 //! random source (`clock.now`, `random.bytes`, `log`, via [`LocalHandler`]), the POG
 //! actor (`kb.query`, `kb.write_event`), the model broker actor (`model.*`, see
 //! [`crate::models`]), or nowhere yet (`confirm.request` and `confirm=required` grants
-//! answer `NotAvailable`: the confirmation service is not part of this kernel yet — the
-//! seam is [`Services`]). A service whose actor is not running answers `NotAvailable`.
+//! answer `NotAvailable` while [`Services::confirm`] is empty: the confirmation gate is
+//! not part of this kernel yet). A service whose actor is not running answers
+//! `NotAvailable`. Every service is reached through the typed handles in [`Services`],
+//! handed in at boot; nothing on this path looks an actor up by name.
 //!
 //! Runs on the agent's driver thread (see [`crate::driver`]); POG and broker calls are
-//! awaited with the runtime handle captured when the driver started.
+//! awaited with the runtime handle captured when the driver started. The driver does not
+//! use this handler bare: it asks the agent's [`crate::decorate::HandlerFactory`] to wrap
+//! it (recording, replay, fault injection), and the capability check stays here.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::ActorRef;
+use runloop_actors::supervisor::Slot;
+use runloop_broker::BrokerMsg;
 use runloop_bundle::caps::{Policy, Verdict};
-use runloop_pog_actor::{POG_ACTOR_NAME, PogMsg};
+use runloop_pog_actor::PogMsg;
 use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
 use runloop_proto::payloads::{
     HostCall, HostErrorCode, HostReply, KbQueryResult, KbWriteEventResult,
 };
 use runloop_proto::{Clock, TraceId};
-use runloop_sandbox::{HostCallHandler, LocalHandler, RandomSource};
+use runloop_sandbox::{CallSite, HostCallHandler, LocalHandler, RandomSource};
 use serde_json::json;
 
 use crate::metrics::AgentMetrics;
@@ -59,13 +64,46 @@ impl RandomSource for SharedRandom {
     }
 }
 
-/// What host calls are answered with: the kernel's injected clock and randomness. The
-/// POG is found by its singleton name when a call needs it; the model broker and the
-/// confirmation service will be added here.
+/// A person's yes or no for a host call that needs one (`confirm.request`, grants with
+/// `confirm=required`). The seam the confirmation gate will fill; nothing implements it
+/// yet, so [`Services::confirm`] is `None` in every kernel today.
+pub trait ConfirmGate: Send + Sync + std::fmt::Debug {
+    /// Asks for a decision on `call`, made at `site`; the answer is the host call's reply.
+    fn decide(&self, site: &CallSite<'_>, call: &runloop_proto::payloads::HostCall) -> HostReply;
+}
+
+/// Exactly-once side effects (intent before, result after). The seam the effects journal
+/// will fill; nothing implements it yet, so [`Services::effects`] is `None` today.
+pub trait EffectsJournal: Send + Sync + std::fmt::Debug {
+    /// Performs (or recalls the recorded result of) one effect asked for at `site`.
+    fn perform(&self, site: &CallSite<'_>, call: &runloop_proto::payloads::HostCall) -> HostReply;
+}
+
+/// Every service a host call can reach, as typed handles handed in at boot: the kernel's
+/// injected clock and randomness, the POG and broker singletons' slots (empty when the
+/// kernel runs without them), and the seams of the confirmation gate and effects journal.
 #[derive(Debug, Clone)]
 pub struct Services {
     pub clock: SharedClock,
     pub random: SharedRandom,
+    pub pog: Slot<PogMsg>,
+    pub broker: Slot<BrokerMsg>,
+    pub confirm: Option<Arc<dyn ConfirmGate>>,
+    pub effects: Option<Arc<dyn EffectsJournal>>,
+}
+
+impl Services {
+    /// Clock and randomness only; every other service empty.
+    pub fn local(clock: SharedClock, random: SharedRandom) -> Self {
+        Self {
+            clock,
+            random,
+            pog: Slot::default(),
+            broker: Slot::default(),
+            confirm: None,
+            effects: None,
+        }
+    }
 }
 
 /// Answers one agent's host calls.
@@ -75,9 +113,6 @@ pub struct KernelHandler<'a> {
     pub services: &'a Services,
     pub metrics: &'a AgentMetrics,
     pub runtime: tokio::runtime::Handle,
-    /// The trace id of each invoke in the sandbox, by the sandbox's invoke id: host calls
-    /// and audit records carry the trace of the message that caused them.
-    pub traces: HashMap<u64, TraceId>,
     pub local: LocalHandler<SharedClock, SharedRandom>,
 }
 
@@ -91,18 +126,11 @@ pub(crate) fn ok<T: serde::Serialize>(value: &T) -> HostReply {
     HostReply::Ok(value)
 }
 
-fn pog() -> Option<ActorRef<PogMsg>> {
-    ractor::registry::where_is(POG_ACTOR_NAME).map(ActorRef::from)
-}
-
 impl HostCallHandler for KernelHandler<'_> {
-    fn handle(&mut self, agent: &str, invoke_id: u64, call: HostCall) -> HostReply {
+    fn handle(&mut self, site: &CallSite<'_>, call: HostCall) -> HostReply {
         let op = call.op();
-        let trace_hex = self
-            .traces
-            .get(&invoke_id)
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let agent = site.agent;
+        let trace_hex = trace_text(site.trace_id);
         match self.policy.check(&call) {
             Err(denied) => {
                 let reason = denied.to_string();
@@ -112,23 +140,39 @@ impl HostCallHandler for KernelHandler<'_> {
                     format!("{op} denied for agent {agent}: {reason}"),
                 )
             }
-            Ok(Verdict::AllowedAfterConfirm) => err(
-                HostErrorCode::NotAvailable,
-                format!(
-                    "{op} needs a person's confirmation (confirm=required) and the \
-                     confirmation service is not part of this kernel yet"
+            Ok(Verdict::AllowedAfterConfirm) => match &self.services.confirm {
+                Some(gate) => gate.decide(site, &call),
+                None => err(
+                    HostErrorCode::NotAvailable,
+                    format!(
+                        "{op} needs a person's confirmation (confirm=required) and the \
+                         confirmation service is not part of this kernel yet"
+                    ),
                 ),
-            ),
-            Ok(Verdict::Allowed) => self.allowed(agent, call, &trace_hex),
+            },
+            Ok(Verdict::Allowed) => self.allowed(site, call, &trace_hex),
         }
     }
 }
 
+fn trace_text(trace: TraceId) -> String {
+    if trace == TraceId::default() {
+        String::new()
+    } else {
+        trace.to_string()
+    }
+}
+
 impl KernelHandler<'_> {
-    fn allowed(&mut self, agent: &str, call: HostCall, trace_hex: &str) -> HostReply {
+    fn pog(&self) -> Option<ActorRef<PogMsg>> {
+        self.services.pog.get()
+    }
+
+    fn allowed(&mut self, site: &CallSite<'_>, call: HostCall, trace_hex: &str) -> HostReply {
+        let agent = site.agent;
         match call {
             HostCall::ClockNow | HostCall::RandomBytes { .. } | HostCall::Log { .. } => {
-                self.local.handle(agent, 0, call)
+                self.local.handle(site, call)
             }
             HostCall::ModelComplete {
                 model,
@@ -137,21 +181,29 @@ impl KernelHandler<'_> {
                 temperature,
             } => crate::models::complete(
                 &self.runtime,
+                self.services.broker.get(),
                 agent,
                 model,
                 messages,
                 max_tokens,
                 temperature,
             ),
-            HostCall::ModelEmbed { model, input } => {
-                crate::models::embed(&self.runtime, agent, model, input)
-            }
-            HostCall::ConfirmRequest { .. } => err(
-                HostErrorCode::NotAvailable,
-                "confirm.request is not available: the confirmation service is not wired \
-                 into this kernel yet"
-                    .into(),
+            HostCall::ModelEmbed { model, input } => crate::models::embed(
+                &self.runtime,
+                self.services.broker.get(),
+                agent,
+                model,
+                input,
             ),
+            HostCall::ConfirmRequest { .. } => match &self.services.confirm {
+                Some(gate) => gate.decide(site, &call),
+                None => err(
+                    HostErrorCode::NotAvailable,
+                    "confirm.request is not available: the confirmation service is not \
+                     wired into this kernel yet"
+                        .into(),
+                ),
+            },
             HostCall::KbQuery { sql, params } => self.kb_query(sql, params),
             HostCall::KbWriteEvent {
                 kind,
@@ -163,7 +215,7 @@ impl KernelHandler<'_> {
     }
 
     fn kb_query(&self, sql: String, params: Vec<rmpv::Value>) -> HostReply {
-        let Some(pog) = pog() else {
+        let Some(pog) = self.pog() else {
             return err(
                 HostErrorCode::NotAvailable,
                 "kb.query is not available: the POG actor is not running".into(),
@@ -209,7 +261,7 @@ impl KernelHandler<'_> {
         idempotency_key: Option<String>,
         trace_hex: &str,
     ) -> HostReply {
-        let Some(pog) = pog() else {
+        let Some(pog) = self.pog() else {
             return err(
                 HostErrorCode::NotAvailable,
                 "kb.write_event is not available: the POG actor is not running".into(),
@@ -274,7 +326,7 @@ impl KernelHandler<'_> {
     /// Audit of a denied call: a `cap.audit` event when the POG runs, else a log line.
     fn audit_denied(&self, agent: &str, op: &str, reason: &str, trace_hex: &str) {
         self.metrics.denied(op, reason);
-        let recorded = pog().is_some_and(|pog| {
+        let recorded = self.pog().is_some_and(|pog| {
             let payload = json!({
                 "agent": agent,
                 "cap": op,
@@ -306,7 +358,14 @@ impl KernelHandler<'_> {
             )
         });
         if !recorded {
-            eprintln!("runloop: cap.audit agent={agent} cap={op} decision=deny reason={reason}");
+            tracing::warn!(
+                agent,
+                cap = op,
+                decision = "deny",
+                reason,
+                trace_id = trace_hex,
+                "cap.audit"
+            );
         }
     }
 }

@@ -7,13 +7,17 @@
 //! - [`driver`]: [`Driver`] — the thread that owns a running instance's sandbox and
 //!   pipelines invokes through it, answering callers as outcomes arrive;
 //! - [`handler`]: [`KernelHandler`] — every host call checked against the agent's
-//!   `policy.caps` before any service sees it; denials audited;
+//!   `policy.caps` before any service sees it; denials audited; services reached through
+//!   the typed [`Services`] handed in at boot;
+//! - [`decorate`]: [`HandlerFactory`] — what wraps the kernel's handler per agent
+//!   (recording now; replay and fault injection next);
 //! - [`metrics`]: per-agent counters and CPU/RSS sampled from `/proc` and the cgroup.
 //!
 //! Boundary: the sandbox is hostile; its frames are validated by `runloop-sandbox`, its
 //! host calls by the policy here. This crate owns processes so `runloop-actors` need not.
 
 pub mod actor;
+pub mod decorate;
 pub mod driver;
 pub mod handler;
 pub mod metrics;
@@ -23,6 +27,12 @@ pub use actor::{
     AgentActor, AgentConfig, AgentError, AgentMsg, AgentReply, AgentShared, CgroupPlan,
     INVOKE_ATTEMPTS_MAX, InvokeResult, Links, Pending,
 };
+pub use decorate::{
+    HandlerFactory, HostCallRecord, MemorySink, PlainHandlers, RecordSink, Recording,
+    RecordingHandlers,
+};
 pub use driver::{Driver, Job, PIPELINE_DEPTH};
-pub use handler::{KernelHandler, Services, SharedClock, SharedRandom};
+pub use handler::{
+    ConfirmGate, EffectsJournal, KernelHandler, Services, SharedClock, SharedRandom,
+};
 pub use metrics::{AgentMetrics, AgentSnapshot, AgentState};

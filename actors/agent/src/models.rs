@@ -1,5 +1,6 @@
 //! `model.complete` and `model.embed` host calls, answered by the model broker singleton
-//! (`runloop.broker`) when it runs in the kernel's tree; `NotAvailable` otherwise.
+//! (its slot in [`crate::Services`]) when it runs in the kernel's tree; `NotAvailable`
+//! otherwise.
 //!
 //! The broker enforces budgets, caches and accounts per agent; the call context names the
 //! agent so `rlp broker stats` can attribute the cost.
@@ -8,7 +9,6 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
-use runloop_broker::actor::BROKER_ACTOR_NAME;
 use runloop_broker::{
     BrokerError, BrokerMsg, CallContext, ChatMessage, CompleteRequest, EmbedRequest, Role,
 };
@@ -22,15 +22,13 @@ use crate::handler::{err, ok};
 /// How long a host call waits for the broker (a real model may take a while).
 pub const MODEL_CALL_TIMEOUT_MS: u64 = 120_000;
 
-fn broker(op: &str) -> Result<ActorRef<BrokerMsg>, HostReply> {
-    ractor::registry::where_is(BROKER_ACTOR_NAME)
-        .map(ActorRef::from)
-        .ok_or_else(|| {
-            err(
-                HostErrorCode::NotAvailable,
-                format!("{op} is not available: the model broker is not running in this kernel"),
-            )
-        })
+fn broker(op: &str, slot: Option<ActorRef<BrokerMsg>>) -> Result<ActorRef<BrokerMsg>, HostReply> {
+    slot.ok_or_else(|| {
+        err(
+            HostErrorCode::NotAvailable,
+            format!("{op} is not available: the model broker is not running in this kernel"),
+        )
+    })
 }
 
 /// The broker's error as the agent sees it (the mapping of `docs/broker.md`).
@@ -55,13 +53,14 @@ fn context(agent: &str) -> CallContext {
 /// Answers `model.complete` through the broker.
 pub(crate) fn complete(
     runtime: &Handle,
+    slot: Option<ActorRef<BrokerMsg>>,
     agent: &str,
     model: Option<String>,
     messages: Vec<payloads::ChatMessage>,
     max_tokens: Option<u32>,
     temperature: Option<f32>,
 ) -> HostReply {
-    let broker = match broker("model.complete") {
+    let broker = match broker("model.complete", slot) {
         Ok(b) => b,
         Err(reply) => return reply,
     };
@@ -114,11 +113,12 @@ pub(crate) fn complete(
 /// Answers `model.embed` through the broker.
 pub(crate) fn embed(
     runtime: &Handle,
+    slot: Option<ActorRef<BrokerMsg>>,
     agent: &str,
     model: Option<String>,
     input: Vec<String>,
 ) -> HostReply {
-    let broker = match broker("model.embed") {
+    let broker = match broker("model.embed", slot) {
         Ok(b) => b,
         Err(reply) => return reply,
     };

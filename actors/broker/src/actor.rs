@@ -9,7 +9,7 @@
 
 use crate::accounting::Stats;
 use crate::broker::{Broker, BrokerError, BuildError};
-use crate::clock::Clock;
+use crate::clock::Timer;
 use crate::config::ModelsConfig;
 use crate::local_server::{LocalServer, LocalServerStatus};
 use crate::provider::ProviderError;
@@ -67,7 +67,7 @@ pub enum BrokerArgs {
     Config {
         config: Box<ModelsConfig>,
         secrets: SecretResolver,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn Timer>,
     },
     /// Use a broker built elsewhere (e.g. [`Broker::replay`]).
     Prebuilt(Arc<Broker>),
@@ -113,7 +113,7 @@ impl Actor for BrokerActor {
                 Arc::new(Broker::new(*config, &secrets, clock.clone())?),
                 clock,
             ),
-            BrokerArgs::Prebuilt(b) => (b, Arc::new(crate::clock::SystemClock) as Arc<dyn Clock>),
+            BrokerArgs::Prebuilt(b) => (b, Arc::new(crate::clock::SystemClock) as Arc<dyn Timer>),
         };
         let local = broker
             .config()

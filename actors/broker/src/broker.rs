@@ -6,7 +6,7 @@
 use crate::accounting::{NONE_KEY, Outcome, Stats};
 use crate::budget::{BudgetError, Budgets, ReservationId, Spend};
 use crate::cache::{CacheKey, ResponseCache};
-use crate::clock::Clock;
+use crate::clock::Timer;
 use crate::config::{
     ConfigError, DETERMINISTIC_SEED, ModelsConfig, OFFLINE_PROVIDER_ID, ProviderKind,
     pattern_matches,
@@ -82,7 +82,7 @@ pub struct Broker {
     providers: BTreeMap<String, (ProviderKind, Arc<Provider>)>,
     replay_only: bool,
     state: Mutex<State>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timer>,
 }
 
 impl Broker {
@@ -90,7 +90,7 @@ impl Broker {
     pub fn new(
         config: ModelsConfig,
         secrets: &SecretResolver,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn Timer>,
     ) -> Result<Self, BuildError> {
         config.validate()?;
         let mut providers = BTreeMap::new();
@@ -136,7 +136,7 @@ impl Broker {
     }
 
     /// A broker that answers every request from `records` (deterministic replay of a run).
-    pub fn replay(records: Vec<Record>, clock: Arc<dyn Clock>) -> Result<Self, BuildError> {
+    pub fn replay(records: Vec<Record>, clock: Arc<dyn Timer>) -> Result<Self, BuildError> {
         let r = ReplayProvider::from_records(records).map_err(|source| BuildError::Replay {
             provider: REPLAY_PROVIDER_ID.into(),
             source,
@@ -153,7 +153,7 @@ impl Broker {
         config: ModelsConfig,
         providers: BTreeMap<String, (ProviderKind, Arc<Provider>)>,
         replay_only: bool,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn Timer>,
     ) -> Result<Self, BuildError> {
         let limits = config.broker.budgets.limits()?;
         let state = State {

@@ -1,36 +1,50 @@
-//! Injected time: wall clock for budgets per day and cache TTL, and sleeping for retry backoff.
+//! Injected time for the broker: the one [`Clock`] of `runloop-proto` (wall clock for
+//! budgets per day, cache TTL and latency), and [`Timer`], a clock one can also wait on
+//! (retry backoff, the local server's restart backoff).
+//!
+//! Production uses [`KernelTimer`] (the kernel's injected clock, with tokio's timer for
+//! the waits) or [`SystemClock`]; tests use [`ManualClock`], whose waits return at once and
+//! move its time forward, so no test sleeps.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+pub use runloop_proto::{Clock, SystemClock};
 
 /// A boxed sleep future, so the trait stays object safe.
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Source of time. Production uses [`SystemClock`]; tests use [`ManualClock`] and never sleep.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
-    /// Waits `ms` milliseconds (retry backoff).
+/// A [`Clock`] that can also wait.
+pub trait Timer: Clock {
+    /// Waits `ms` milliseconds.
     fn sleep(&self, ms: u64) -> Sleep;
 }
 
-/// The real clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
+fn tokio_sleep(ms: u64) -> Sleep {
+    Box::pin(tokio::time::sleep(Duration::from_millis(ms)))
+}
 
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        // A clock before 1970 is a broken machine, not bad input.
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("system clock after 1970");
-        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-    }
-
+impl Timer for SystemClock {
     fn sleep(&self, ms: u64) -> Sleep {
-        Box::pin(tokio::time::sleep(Duration::from_millis(ms)))
+        tokio_sleep(ms)
+    }
+}
+
+/// The kernel's injected clock for reading time, tokio's timer for waiting.
+#[derive(Debug, Clone)]
+pub struct KernelTimer(pub Arc<dyn Clock>);
+
+impl Clock for KernelTimer {
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+}
+
+impl Timer for KernelTimer {
+    fn sleep(&self, ms: u64) -> Sleep {
+        tokio_sleep(ms)
     }
 }
 
@@ -75,7 +89,9 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.inner.lock().expect("clock lock").now_ms
     }
+}
 
+impl Timer for ManualClock {
     fn sleep(&self, ms: u64) -> Sleep {
         let mut state = self.inner.lock().expect("clock lock");
         state.now_ms = state.now_ms.saturating_add(ms);

@@ -22,7 +22,7 @@ pub mod types;
 pub use accounting::{Counters, Stats};
 pub use actor::{BrokerActor, BrokerArgs, BrokerMsg};
 pub use broker::{Broker, BrokerError, BuildError, ProviderInfo};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, KernelTimer, ManualClock, SystemClock, Timer};
 pub use config::ModelsConfig;
 pub use provider::ProviderError;
 pub use secrets::{SecretResolver, SecretsConfig};

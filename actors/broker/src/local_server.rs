@@ -5,7 +5,7 @@
 //! `Failed` (the same intensity rule as the kernel's supervisors). The process is killed when the
 //! supervisor stops or is dropped.
 
-use crate::clock::Clock;
+use crate::clock::Timer;
 use crate::config::LocalServerConfig;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -38,7 +38,7 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Starts the process and its supervisor on the current tokio runtime.
-    pub fn start(config: LocalServerConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn start(config: LocalServerConfig, clock: Arc<dyn Timer>) -> Self {
         let status = Arc::new(Mutex::new(LocalServerStatus::Starting { restarts: 0 }));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(supervise(config, clock, status.clone(), stop_rx));
@@ -70,7 +70,7 @@ async fn healthy(client: &reqwest::Client, url: &str) -> bool {
 
 async fn supervise(
     config: LocalServerConfig,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timer>,
     status: Arc<Mutex<LocalServerStatus>>,
     mut stop: watch::Receiver<bool>,
 ) {

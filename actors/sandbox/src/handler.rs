@@ -5,17 +5,34 @@
 //! kernel (`rlp agent invoke`), [`LocalHandler`] answers what needs no service — clock,
 //! random, log — and refuses every other op with `NotAvailable`.
 
-use runloop_proto::Clock;
 use runloop_proto::payloads::{HostCall, HostErrorCode, HostReply, LogLevel, RANDOM_BYTES_MAX};
+use runloop_proto::{Clock, TraceId};
 
 /// Most log lines [`LocalHandler`] keeps (the sandbox bounds their bytes per invoke).
 pub const LOG_LINES_MAX: usize = 1024;
 
+/// Where one host call comes from: the agent, the sandbox's invoke, the trace of the
+/// message that caused it, and the call's number within the invoke (from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallSite<'a> {
+    pub agent: &'a str,
+    pub invoke_id: u64,
+    pub trace_id: TraceId,
+    pub call_id: u32,
+}
+
 /// Answers host calls for one agent. Called on the thread driving the sandbox; the guest
-/// is blocked until it returns.
+/// is blocked until it returns. Decorators (recording, replay, fault injection) wrap one
+/// handler and implement this trait too.
 pub trait HostCallHandler {
-    /// Answers `call`, made by `agent` during its sandbox's invoke `invoke_id`.
-    fn handle(&mut self, agent: &str, invoke_id: u64, call: HostCall) -> HostReply;
+    /// Answers `call`, made at `site`.
+    fn handle(&mut self, site: &CallSite<'_>, call: HostCall) -> HostReply;
+}
+
+impl<H: HostCallHandler + ?Sized> HostCallHandler for Box<H> {
+    fn handle(&mut self, site: &CallSite<'_>, call: HostCall) -> HostReply {
+        (**self).handle(site, call)
+    }
 }
 
 /// A source of real randomness for `random.bytes`, injected so tests can fix it.
@@ -75,7 +92,7 @@ impl<C: Clock, R: RandomSource> LocalHandler<C, R> {
 }
 
 impl<C: Clock, R: RandomSource> HostCallHandler for LocalHandler<C, R> {
-    fn handle(&mut self, _agent: &str, _invoke_id: u64, call: HostCall) -> HostReply {
+    fn handle(&mut self, _site: &CallSite<'_>, call: HostCall) -> HostReply {
         match call {
             HostCall::ClockNow => HostReply::Ok(rmpv::Value::Map(vec![(
                 "now_ms".into(),
@@ -109,6 +126,13 @@ mod tests {
     use super::*;
     use runloop_proto::ManualClock;
 
+    const SITE: CallSite<'static> = CallSite {
+        agent: "a",
+        invoke_id: 1,
+        trace_id: TraceId(9),
+        call_id: 0,
+    };
+
     struct Counting(u8);
     impl RandomSource for Counting {
         fn fill(&mut self, buf: &mut [u8]) {
@@ -122,19 +146,18 @@ mod tests {
     #[test]
     fn local_ops_answer_and_kernel_ops_are_not_available() {
         let mut h = LocalHandler::new(ManualClock::new(42), Counting(0));
-        let now = h.handle("a", 1, HostCall::ClockNow);
+        let now = h.handle(&SITE, HostCall::ClockNow);
         assert_eq!(
             now,
             HostReply::Ok(rmpv::Value::Map(vec![("now_ms".into(), 42.into())]))
         );
         assert_eq!(
-            h.handle("a", 1, HostCall::RandomBytes { len: 3 }),
+            h.handle(&SITE, HostCall::RandomBytes { len: 3 }),
             HostReply::Ok(rmpv::Value::Binary(vec![1, 2, 3]))
         );
         assert!(matches!(
             h.handle(
-                "a",
-                1,
+                &SITE,
                 HostCall::RandomBytes {
                     len: RANDOM_BYTES_MAX + 1
                 }
@@ -145,8 +168,7 @@ mod tests {
             }
         ));
         h.handle(
-            "a",
-            1,
+            &SITE,
             HostCall::Log {
                 level: LogLevel::Info,
                 message: "hi".into(),
@@ -154,8 +176,7 @@ mod tests {
         );
         assert_eq!(h.logs().len(), 1);
         let HostReply::Err { code, message } = h.handle(
-            "a",
-            1,
+            &SITE,
             HostCall::KbQuery {
                 sql: "select 1".into(),
                 params: vec![],
@@ -173,7 +194,7 @@ mod tests {
             summary: "y".into(),
         };
         assert!(matches!(
-            h.handle("a", 1, confirm),
+            h.handle(&SITE, confirm),
             HostReply::Err {
                 code: HostErrorCode::NotAvailable,
                 ..

@@ -19,7 +19,7 @@ pub mod process;
 use std::path::PathBuf;
 
 pub use cgroup::{AgentCgroup, CgroupLimits, CgroupStats, CgroupSupport};
-pub use handler::{HostCallHandler, LocalHandler, OsRandom, RandomSource};
+pub use handler::{CallSite, HostCallHandler, LocalHandler, OsRandom, RandomSource};
 pub use pipeline::{Completed, Driven, SubmitError};
 pub use process::{
     ExitStatus, InvokeReport, Reaped, Sandbox, SandboxError, SandboxFacts, SpawnConfig,

@@ -26,7 +26,7 @@ use runloop_proto::payloads::{
 };
 use runloop_proto::{Frame, FrameError, Kind, TraceId};
 
-use crate::handler::HostCallHandler;
+use crate::handler::{CallSite, HostCallHandler};
 use crate::process::{
     INVOKE_GRACE_MS, InvokeReport, Sandbox, SandboxError, micros, millis, poll_fds,
 };
@@ -81,8 +81,17 @@ impl Sandbox {
         self.outstanding.len()
     }
 
-    /// Queues one invoke; it is written by the next [`Sandbox::drive`]. Returns its id.
+    /// Queues one invoke under a trace id made from the sandbox's pid and the invoke id
+    /// (for a sandbox used on its own, as `rlp agent invoke` does); see
+    /// [`Sandbox::submit_traced`].
     pub fn submit(&mut self, input: AgentInput) -> Result<u64, SubmitError> {
+        let trace = TraceId((u128::from(self.pid()) << 64) | u128::from(self.next_invoke));
+        self.submit_traced(trace, input)
+    }
+
+    /// Queues one invoke whose frames (and host calls) carry `trace`, the trace id of the
+    /// message it serves; it is written by the next [`Sandbox::drive`]. Returns its id.
+    pub fn submit_traced(&mut self, trace: TraceId, input: AgentInput) -> Result<u64, SubmitError> {
         if let Some(reaped) = self.reaped {
             return Err(SandboxError::Gone {
                 exit: reaped.status,
@@ -93,7 +102,6 @@ impl Sandbox {
             return Err(SubmitError::PipelineFull);
         }
         let invoke_id = self.next_invoke;
-        let trace = TraceId((u128::from(self.pid()) << 64) | u128::from(invoke_id));
         self.queue(trace, &Invoke { invoke_id, input })
             .map_err(SubmitError::TooLarge)?;
         self.next_invoke += 1;
@@ -265,7 +273,17 @@ impl Sandbox {
                     return Err(self.protocol("more host calls than host_calls_max".into()));
                 }
                 let asked = Instant::now();
-                let reply = handler.handle(&self.agent, invoke_id, req.call);
+                let site = CallSite {
+                    agent: &self.agent,
+                    invoke_id,
+                    trace_id: self
+                        .outstanding
+                        .front()
+                        .map(|o| o.trace)
+                        .unwrap_or_default(),
+                    call_id: req.call_id,
+                };
+                let reply = handler.handle(&site, req.call);
                 let head = self.head_mut();
                 head.host_calls += 1;
                 head.host_time += asked.elapsed();

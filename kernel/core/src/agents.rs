@@ -1,8 +1,11 @@
 //! Agents in the tree: start one from a bundle directory, send it messages, stop it,
 //! list them with their state and metrics.
 //!
-//! Every agent started here lives under the run [`AGENTS_RUN`] as
-//! `runs → run-agents → agent-<name> (its own supervisor, the given intensity) → agent`.
+//! An agent belongs to a run: standalone agents (`rlp agent start`) to
+//! [`RunId::STANDALONE`], shown as `agents`, and an opening's agents to that run, so the
+//! same bundle in two runs gives two instances. Each lives as
+//! `runs → run-<run> → agent-<name> (its own supervisor, the given intensity) → agent`.
+//! Messages reach it over the bus under a scheduler permit (see [`crate::deliver`]).
 //! The bundle is loaded (digest and ABI verified), compiled to `.cwasm` (cached), and the
 //! agent actor spawns its sandbox in `runloop-k<kernel pid>/<name>-<generation>`. When
 //! its supervisor gives up, the agent is parked in quarantine and every invoke still in
@@ -10,25 +13,26 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use runloop_actors::breaker::BreakerHandle;
 use runloop_actors::delivery::DeadLetterReason;
 use runloop_actors::names::{AgentName, OpeningId};
+use runloop_actors::scheduler::{Budget, ScheduleError};
 use runloop_actors::supervisor::{ChildSpec, Intensity, Restart, Slot};
 use runloop_agent_actor::{
     AgentActor, AgentConfig, AgentError, AgentMsg, AgentReply, AgentShared, AgentState, CgroupPlan,
-    Links,
+    HandlerFactory, Links,
 };
 use runloop_bundle::Bundle;
+use runloop_proto::RunId;
 use runloop_proto::payloads::{AgentInput, AgentStatus, SandboxLimits};
-use runloop_proto::{MsgId, TraceId};
 use runloop_sandbox::CgroupLimits;
 
+use crate::deliver::{self, Pump};
 use crate::kernel::{Kernel, RunError};
 
-/// The run every agent started through [`Kernel::start_bundle`] belongs to.
+/// The opening standalone agents are scheduled under (fair share between openings).
 pub const AGENTS_RUN: &str = "agents";
 /// Most agents one kernel runs.
 pub const AGENTS_MAX: usize = 4_096;
@@ -41,6 +45,9 @@ pub const SEND_TRIES_MAX: u32 = 3;
 const SANDBOX_OVERHEAD_BYTES: u64 = 64 * 1024 * 1024;
 /// Threads the sandbox may run (main + epoch ticker, with slack).
 const SANDBOX_PIDS_MAX: u64 = 8;
+
+/// The answer to one message.
+pub type AgentReplyResult = Result<AgentReply, AgentOpError>;
 
 /// How agents are started.
 #[derive(Debug, Clone)]
@@ -73,9 +80,20 @@ impl Default for AgentOptions {
 /// One agent the kernel started.
 #[derive(Debug, Clone)]
 pub(crate) struct AgentEntry {
-    shared: AgentShared,
-    slot: Slot<AgentMsg>,
+    pub(crate) shared: AgentShared,
+    pub(crate) slot: Slot<AgentMsg>,
     bundle: PathBuf,
+    /// The task moving the agent's inbox frames from the bus to its instance.
+    pump: Option<Arc<tokio::task::AbortHandle>>,
+}
+
+/// How one agent is started beyond its bundle.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// The name in the run (default: the manifest's).
+    pub name: Option<String>,
+    /// Wraps the kernel's host-call handler (recording, replay, faults); default: none.
+    pub handlers: Option<Arc<dyn HandlerFactory>>,
 }
 
 /// Why an agent request failed; each variant has a stable code for the control plane.
@@ -108,6 +126,14 @@ pub enum AgentOpError {
     NotRunning(AgentName),
     #[error("agent {agent} did not answer within {waited_ms} ms")]
     Timeout { agent: AgentName, waited_ms: u64 },
+    #[error("scheduler: {0}")]
+    Schedule(#[from] ScheduleError),
+    #[error("bus: {0}")]
+    Bus(String),
+    #[error("the bus dropped the message on {topic}: {reason}")]
+    Dropped { topic: String, reason: String },
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl AgentOpError {
@@ -131,6 +157,11 @@ impl AgentOpError {
             AgentOpError::Agent(_) => "AgentFailed",
             AgentOpError::NotRunning(_) => "NotRunning",
             AgentOpError::Timeout { .. } => "Timeout",
+            AgentOpError::Schedule(ScheduleError::BudgetExceeded { .. }) => "BudgetExceeded",
+            AgentOpError::Schedule(_) => "ScheduleRefused",
+            AgentOpError::Bus(_) => "BusDown",
+            AgentOpError::Dropped { .. } => "Dropped",
+            AgentOpError::Busy(_) => "Busy",
         }
     }
 
@@ -147,22 +178,39 @@ impl AgentOpError {
     }
 }
 
-static TRACE_SEQ: AtomicU64 = AtomicU64::new(1);
-
 impl Kernel {
-    /// Loads, compiles and starts the agent in `dir` (named `name`, else the manifest's).
+    /// Loads, compiles and starts the standalone agent in `dir` (named `name`, else the
+    /// manifest's).
     pub async fn start_bundle(
         &self,
         dir: &Path,
         name: Option<&str>,
     ) -> Result<AgentStatus, AgentOpError> {
+        let options = StartOptions {
+            name: name.map(str::to_owned),
+            handlers: None,
+        };
+        self.start_bundle_in(RunId::STANDALONE, dir, options).await
+    }
+
+    /// Loads, compiles and starts the agent in `dir` as an agent of `run` (which must have
+    /// been started with [`Kernel::start_run`], except the standalone run).
+    pub async fn start_bundle_in(
+        &self,
+        run: RunId,
+        dir: &Path,
+        start: StartOptions,
+    ) -> Result<AgentStatus, AgentOpError> {
         let bundle = Bundle::load(dir).map_err(|e| AgentOpError::Bundle {
             dir: dir.to_owned(),
             message: e.to_string(),
         })?;
-        let name = name.unwrap_or(bundle.manifest().name().as_str());
+        let name = start
+            .name
+            .as_deref()
+            .unwrap_or(bundle.manifest().name().as_str());
         let agent = AgentName::new(name).map_err(|e| AgentOpError::InvalidName(e.to_string()))?;
-        if let Some(entry) = self.agent_entry(&agent)
+        if let Some(entry) = self.agent_entry(run, &agent)
             && entry.slot.get().is_some()
         {
             return Err(AgentOpError::Exists(agent));
@@ -189,13 +237,18 @@ impl Kernel {
         });
         let config = AgentConfig {
             name: agent.clone(),
+            cgroup_name: if run.is_standalone() {
+                agent.to_string()
+            } else {
+                format!("{run}.{agent}")
+            },
             program,
             module_path,
             policy: bundle.policy().clone(),
             limits: options.limits,
             cgroup,
         };
-        let shared = AgentShared::new(
+        let mut shared = AgentShared::new(
             config,
             self.services.clone(),
             Links {
@@ -205,18 +258,31 @@ impl Kernel {
             },
             self.clock.clone(),
         );
+        if let Some(factory) = start.handlers {
+            shared = shared.with_handlers(factory);
+        }
         let slot = Slot::default();
         let spec_shared = shared.clone();
         let worker = ChildSpec::worker_published("agent", Restart::Transient, slot.clone(), {
             move || (AgentActor, spec_shared.clone())
         });
-        let run = OpeningId::new(AGENTS_RUN).expect("a valid opening id");
-        match self.start_run(&run).await {
-            Ok(()) | Err(RunError::RunExists { .. }) => {}
-            Err(e) => return Err(e.into()),
+        if run.is_standalone() {
+            let opening = OpeningId::new(AGENTS_RUN).expect("a valid opening id");
+            match self.start_run(run, &opening).await {
+                Ok(()) | Err(RunError::RunExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         // A parked agent's supervisor stays with no running child; forget it first.
-        let _ = self.stop_agent_supervisor(&run, &agent).await;
+        let _ = self.stop_agent_supervisor(run, &agent).await;
+        if let Some(old) = self
+            .agents
+            .lock()
+            .expect("agents lock")
+            .remove(&(run, agent.clone()))
+        {
+            old.stop_pump();
+        }
         let on_give_up = {
             let shared = shared.clone();
             Arc::new(move |message: String| {
@@ -230,151 +296,174 @@ impl Kernel {
                 );
             }) as Arc<dyn Fn(String) + Send + Sync>
         };
-        let entry = AgentEntry {
+        let mut entry = AgentEntry {
             shared,
             slot,
             bundle: dir.to_owned(),
+            pump: None,
         };
+        let bus = self
+            .bus()
+            .ok_or_else(|| AgentOpError::Bus("the bus is not running".into()))?;
+        let pump = Pump {
+            entry: entry.clone(),
+            agent: agent.clone(),
+            quarantine: self.slots.quarantine.clone(),
+            bus,
+            clock: self.clock.clone(),
+            waited_ms: self.message_wait_ms(),
+            ttl_ms: self.message_wait_ms(),
+        };
+        let task = pump.start(run).await?;
+        entry.pump = Some(Arc::new(task.abort_handle()));
         self.agents
             .lock()
             .expect("agents lock")
-            .insert(agent.clone(), entry.clone());
+            .insert((run, agent.clone()), entry.clone());
         if let Err(e) = self
-            .start_agent_with(&run, &agent, options.intensity, worker, Some(on_give_up))
+            .start_agent_with(run, &agent, options.intensity, worker, Some(on_give_up))
             .await
         {
-            self.agents.lock().expect("agents lock").remove(&agent);
+            if let Some(entry) = self
+                .agents
+                .lock()
+                .expect("agents lock")
+                .remove(&(run, agent))
+            {
+                entry.stop_pump();
+            }
             return Err(e.into());
         }
         Ok(self.agent_status(&agent, &entry).await)
     }
 
-    fn agent_entry(&self, agent: &AgentName) -> Option<AgentEntry> {
-        self.agents.lock().expect("agents lock").get(agent).cloned()
+    pub(crate) fn agent_entry(&self, run: RunId, agent: &AgentName) -> Option<AgentEntry> {
+        self.agents
+            .lock()
+            .expect("agents lock")
+            .get(&(run, agent.clone()))
+            .cloned()
     }
 
-    /// Sends one message to `agent` and waits for its reply (redelivered after a crash).
-    ///
-    /// A message that reached an instance which then failed before admitting it (it was
-    /// still in the mailbox, so it is in no ledger and nothing ran it) is sent again to
-    /// the restarted instance, up to [`SEND_TRIES_MAX`] times; admitted messages are
-    /// redelivered by the agent itself.
+    /// The longest one message may take: every delivery's time limit plus slack, and the
+    /// wait for a restart.
+    fn message_wait_ms(&self) -> u64 {
+        let limits = self.agent_options.limits;
+        (limits.invoke_wall_ms_max + 2_000) * u64::from(runloop_agent_actor::INVOKE_ATTEMPTS_MAX)
+            + AGENT_RESTART_WAIT_MS
+    }
+
+    /// Sends one message to the standalone agent `agent` and waits for its reply
+    /// (redelivered after a crash).
     pub async fn send(
         &self,
         agent: &AgentName,
         input: AgentInput,
     ) -> Result<AgentReply, AgentOpError> {
-        let seq = TRACE_SEQ.fetch_add(1, Ordering::Relaxed);
-        let trace_id = TraceId(
-            u128::from(std::process::id()) << 96
-                | u128::from(self.clock.now_ms()) << 32
-                | u128::from(seq),
-        );
-        let limits = self.agent_options.limits;
-        let waited_ms = (limits.invoke_wall_ms_max + 2_000)
-            * u64::from(runloop_agent_actor::INVOKE_ATTEMPTS_MAX)
-            + AGENT_RESTART_WAIT_MS;
-        let timeout = Some(Duration::from_millis(waited_ms));
-        let input = Arc::new(input);
-        let mut tries = 0;
-        let mut failed = None;
-        loop {
-            tries += 1;
-            let entry = self
-                .agent_entry(agent)
-                .ok_or_else(|| AgentOpError::NoSuchAgent(agent.clone()))?;
-            // A running instance answers a parked agent's messages itself; the
-            // quarantine is asked only when none runs (it names the reason).
-            let actor = match self.running_actor(agent, &entry, failed).await {
-                Ok(actor) => actor,
-                Err(not_running) => return Err(self.parked_or(agent, not_running).await),
-            };
-            let message = input.clone();
-            let answer = actor
-                .call(
-                    |reply| AgentMsg::Invoke {
-                        trace_id,
-                        msg_id: MsgId(seq),
-                        input: message,
-                        reply,
-                    },
-                    timeout,
-                )
-                .await;
-            return match answer {
-                Ok(ractor::rpc::CallResult::Success(Ok(reply))) => Ok(reply),
-                Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(AgentOpError::Agent(e)),
-                Ok(ractor::rpc::CallResult::Timeout) => Err(AgentOpError::Timeout {
+        let opening = OpeningId::new(AGENTS_RUN).expect("a valid opening id");
+        self.send_in(RunId::STANDALONE, &opening, agent, input)
+            .await
+    }
+
+    /// Sends one message to `agent` of `run` over the bus, under a scheduler permit of
+    /// `opening` (fair share between openings), and waits for its answer from the bus.
+    pub async fn send_in(
+        &self,
+        run: RunId,
+        opening: &OpeningId,
+        agent: &AgentName,
+        input: AgentInput,
+    ) -> Result<AgentReply, AgentOpError> {
+        if self.agent_entry(run, agent).is_none() {
+            return Err(AgentOpError::NoSuchAgent(agent.clone()));
+        }
+        let scheduler = self
+            .scheduler()
+            .ok_or(AgentOpError::Schedule(ScheduleError::Down))?;
+        let bus = self
+            .bus()
+            .ok_or_else(|| AgentOpError::Bus("the bus is not running".into()))?;
+        let router = self
+            .router
+            .clone()
+            .ok_or_else(|| AgentOpError::Bus("the kernel's reply router is not running".into()))?;
+        let permit = scheduler.acquire(opening, Budget::default()).await?;
+        let trace_id = self.ids.trace_id();
+        let msg_id = self.ids.msg_id();
+        let waited_ms = self.message_wait_ms();
+        let frame =
+            deliver::delivery_frame(input, self.clock.now_ms(), waited_ms, trace_id, msg_id)?;
+        let answer = router.wait(msg_id)?;
+        if let Err(e) = bus
+            .publish(&deliver::inbox_topic(run, agent), Arc::new(frame))
+            .await
+        {
+            router.forget(msg_id);
+            return Err(AgentOpError::Bus(e.to_string()));
+        }
+        // The pump answers within `waited_ms` (it times the agent out itself); the margin
+        // covers the two bus crossings.
+        let wait = Duration::from_millis(waited_ms + 2_000);
+        let result = match tokio::time::timeout(wait, answer).await {
+            Ok(Ok(Ok(answer))) => deliver::from_answer(agent, answer),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(AgentOpError::Bus("the reply router stopped".into())),
+            Err(_) => {
+                router.forget(msg_id);
+                Err(AgentOpError::Timeout {
                     agent: agent.clone(),
                     waited_ms,
-                }),
-                // The instance stopped with the message in its mailbox: parked meanwhile
-                // (then say why), restarting (then try the next instance) or stopped.
-                _ => {
-                    let stopped = AgentOpError::Agent(AgentError::Stopped {
-                        agent: agent.to_string(),
-                    });
-                    let err = self.parked_or(agent, stopped).await;
-                    let parked = matches!(err, AgentOpError::Agent(AgentError::Quarantined { .. }));
-                    if !parked && tries < SEND_TRIES_MAX && self.agent_entry(agent).is_some() {
-                        failed = Some(actor.get_id());
-                        continue;
-                    }
-                    Err(err)
-                }
-            };
-        }
+                })
+            }
+        };
+        permit.finish(Budget::default());
+        result
     }
 
-    /// `Quarantined` with the recorded reason when `agent` is parked, else `otherwise`.
-    async fn parked_or(&self, agent: &AgentName, otherwise: AgentOpError) -> AgentOpError {
-        if let Some(q) = self.quarantine()
-            && let Ok(Some(record)) = q.check(agent).await
-        {
-            return AgentOpError::Agent(AgentError::Quarantined {
-                agent: agent.to_string(),
-                message: record.message,
-            });
-        }
-        otherwise
-    }
-
-    /// The agent's running instance, waiting out a restart.
-    async fn running_actor(
+    /// Hands one message straight to the standalone agent's instance: no bus, no
+    /// scheduler permit. Kept only so `perf/benches/agents.rs` can measure what the bus
+    /// and the scheduler cost beside it in the same run; nothing else uses it.
+    #[doc(hidden)]
+    pub async fn send_direct(
         &self,
         agent: &AgentName,
-        entry: &AgentEntry,
-        failed: Option<ractor::ActorId>,
-    ) -> Result<ractor::ActorRef<AgentMsg>, AgentOpError> {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(AGENT_RESTART_WAIT_MS);
-        loop {
-            // An instance that already failed this message may still look alive for a
-            // moment: wait for its successor.
-            if let Some(actor) = entry.slot.get()
-                && Some(actor.get_id()) != failed
-            {
-                return Ok(actor);
-            }
-            let state = entry.shared.metrics.snapshot().state;
-            if matches!(state, AgentState::Stopped | AgentState::Quarantined)
-                || tokio::time::Instant::now() >= deadline
-            {
-                return Err(AgentOpError::NotRunning(agent.clone()));
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        input: AgentInput,
+    ) -> Result<AgentReply, AgentOpError> {
+        let entry = self
+            .agent_entry(RunId::STANDALONE, agent)
+            .ok_or_else(|| AgentOpError::NoSuchAgent(agent.clone()))?;
+        let bus = self
+            .bus()
+            .ok_or_else(|| AgentOpError::Bus("the bus is not running".into()))?;
+        let pump = Pump {
+            entry,
+            agent: agent.clone(),
+            quarantine: self.slots.quarantine.clone(),
+            bus,
+            clock: self.clock.clone(),
+            waited_ms: self.message_wait_ms(),
+            ttl_ms: self.message_wait_ms(),
+        };
+        let trace_id = self.ids.trace_id();
+        pump.deliver(trace_id, self.ids.msg_id(), Arc::new(input))
+            .await
     }
 
     /// Stops an agent and forgets it.
     pub async fn stop_agent(&self, agent: &AgentName) -> Result<(), AgentOpError> {
+        self.stop_agent_in(RunId::STANDALONE, agent).await
+    }
+
+    /// Stops an agent of `run` and forgets it.
+    pub async fn stop_agent_in(&self, run: RunId, agent: &AgentName) -> Result<(), AgentOpError> {
         let entry = self
             .agents
             .lock()
             .expect("agents lock")
-            .remove(agent)
+            .remove(&(run, agent.clone()))
             .ok_or_else(|| AgentOpError::NoSuchAgent(agent.clone()))?;
-        let run = OpeningId::new(AGENTS_RUN).expect("a valid opening id");
-        let _ = self.stop_agent_supervisor(&run, agent).await;
+        entry.stop_pump();
+        let _ = self.stop_agent_supervisor(run, agent).await;
         entry.shared.metrics.set_state(AgentState::Stopped);
         entry.shared.fail_in_flight(
             &AgentError::Stopped {
@@ -388,14 +477,15 @@ impl Kernel {
         Ok(())
     }
 
-    /// Every agent with its state and metrics, by name.
+    /// Every standalone agent with its state and metrics, by name.
     pub async fn agents(&self) -> Vec<AgentStatus> {
         let mut entries: Vec<_> = self
             .agents
             .lock()
             .expect("agents lock")
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|((run, _), _)| run.is_standalone())
+            .map(|((_, k), v)| (k.clone(), v.clone()))
             .collect();
         entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         let mut out = Vec::with_capacity(entries.len());
@@ -407,7 +497,17 @@ impl Kernel {
 
     /// The metrics handle of an agent (tests and benches read counters from it).
     pub fn agent_metrics(&self, agent: &AgentName) -> Option<runloop_agent_actor::AgentMetrics> {
-        self.agent_entry(agent).map(|e| e.shared.metrics)
+        self.agent_entry(RunId::STANDALONE, agent)
+            .map(|e| e.shared.metrics)
+    }
+
+    /// The metrics handle of an agent of `run`.
+    pub fn run_agent_metrics(
+        &self,
+        run: RunId,
+        agent: &AgentName,
+    ) -> Option<runloop_agent_actor::AgentMetrics> {
+        self.agent_entry(run, agent).map(|e| e.shared.metrics)
     }
 
     async fn agent_status(&self, name: &AgentName, entry: &AgentEntry) -> AgentStatus {
@@ -442,6 +542,15 @@ impl Kernel {
             denied: snap.denied,
             redelivered: snap.redelivered,
             last_error: snap.last_error,
+        }
+    }
+}
+
+impl AgentEntry {
+    /// Ends the task moving the agent's inbox frames (dropping its subscription).
+    pub(crate) fn stop_pump(&self) {
+        if let Some(pump) = &self.pump {
+            pump.abort();
         }
     }
 }

@@ -47,9 +47,10 @@ use runloop_actors::supervisor::{
     snapshot, spawn_root,
 };
 use runloop_proto::payloads::{ActorKind, ActorNode, ActorRunState};
-use runloop_proto::{Clock, SystemClock};
+use runloop_proto::{Clock, Ids, RunId, SystemClock};
 
 use crate::agents::{AgentEntry, AgentOptions};
+use crate::deliver::Router;
 use crate::metrics::{Metrics, MetricsMsg, ProcessSample};
 use runloop_agent_actor::{Services, SharedClock, SharedRandom};
 use runloop_sandbox::OsRandom;
@@ -78,6 +79,8 @@ pub struct KernelOptions {
     pub broker: Option<Arc<runloop_broker::Broker>>,
     /// Where parked agents are kept across kernel restarts (`None`: in memory only).
     pub quarantine_file: Option<PathBuf>,
+    /// Trace, run and message ids (default: seeded from the operating system at boot).
+    pub ids: Ids,
 }
 
 /// Where the kernel's POG singleton keeps its files, and its read pool size.
@@ -107,8 +110,17 @@ impl Default for KernelOptions {
             pog: None,
             broker: None,
             quarantine_file: None,
+            ids: Ids::seeded(os_seed()),
         }
     }
+}
+
+/// A seed for the default id generator, from the operating system's random source.
+fn os_seed() -> u64 {
+    use runloop_sandbox::RandomSource;
+    let mut bytes = [0u8; 8];
+    OsRandom.fill(&mut bytes);
+    u64::from_le_bytes(bytes)
 }
 
 #[derive(Default, Clone)]
@@ -133,18 +145,15 @@ pub const RUN_CALL_TIMEOUT_MS: u64 = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("run {run}: the runs supervisor is not running")]
-    RunsDown { run: OpeningId },
+    RunsDown { run: RunId },
     #[error("run {run} is not running")]
-    NoSuchRun { run: OpeningId },
+    NoSuchRun { run: RunId },
     #[error("run {run} is already running")]
-    RunExists { run: OpeningId },
+    RunExists { run: RunId },
     #[error("the kernel already supervises {RUNS_MAX} runs")]
     TooManyRuns,
     #[error("run {run}: {source}")]
-    Supervisor {
-        run: OpeningId,
-        source: SupervisorError,
-    },
+    Supervisor { run: RunId, source: SupervisorError },
     #[error("start agent {agent}: {message}; release it with `rlp agent release {agent}`")]
     Quarantined { agent: AgentName, message: String },
     #[error("start agent {agent}: {source}")]
@@ -169,10 +178,16 @@ pub struct Kernel {
     join: tokio::task::JoinHandle<()>,
     pub(crate) clock: Arc<dyn Clock>,
     /// The supervisor of each run started through this kernel.
-    runs: std::sync::Mutex<HashMap<OpeningId, Slot<SupervisorMsg>>>,
+    runs: std::sync::Mutex<HashMap<RunId, (OpeningId, Slot<SupervisorMsg>)>>,
     pub(crate) slots: Slots,
     bus_store: BusStore,
-    pub(crate) agents: std::sync::Mutex<HashMap<AgentName, AgentEntry>>,
+    pub(crate) agents: std::sync::Mutex<HashMap<(RunId, AgentName), AgentEntry>>,
+    /// Trace, run and message ids.
+    pub(crate) ids: Ids,
+    /// Completes senders waiting for agents' answers from the bus (`None`: the bus did
+    /// not take the router's subscriptions at boot).
+    pub(crate) router: Option<Router>,
+    router_task: Option<tokio::task::JoinHandle<()>>,
     pub(crate) agent_options: AgentOptions,
     pub(crate) services: Services,
     /// Parent cgroup of this kernel's agents: `runloop-k<pid>`.
@@ -338,6 +353,19 @@ impl Kernel {
         })
         .await
         .map_err(|e| BootError::Tree(e.to_string()))?;
+        let bus = slots
+            .bus
+            .get()
+            .map(|bus| BusHandle::new(bus, stores.bus.clone()))
+            .ok_or_else(|| BootError::Tree("the bus did not start".into()))?;
+        let (router, router_task) = Router::start(&bus)
+            .await
+            .map_err(|e| BootError::Tree(format!("subscribe the reply router: {e}")))?;
+        let services = Services {
+            pog: slots.pog.clone(),
+            broker: slots.broker.clone(),
+            ..Services::local(SharedClock(options.clock.clone()), options.random.clone())
+        };
         Ok(Kernel {
             root,
             join,
@@ -346,13 +374,18 @@ impl Kernel {
             slots,
             bus_store: stores.bus.clone(),
             agents: std::sync::Mutex::new(HashMap::new()),
+            ids: options.ids.clone(),
+            router: Some(router),
+            router_task: Some(router_task),
             agent_options: options.agents.clone(),
-            services: Services {
-                clock: SharedClock(options.clock.clone()),
-                random: options.random.clone(),
-            },
+            services,
             cgroup_parent: format!("runloop-k{}", std::process::id()),
         })
+    }
+
+    /// The kernel's id generator.
+    pub fn ids(&self) -> &Ids {
+        &self.ids
     }
 
     pub fn root(&self) -> &ActorRef<SupervisorMsg> {
@@ -403,16 +436,14 @@ impl Kernel {
 
     /// Starts a run's supervisor (`run-<id>`, one_for_one) under `runs`. A run is
     /// temporary: when it ends or gives up it is not restarted.
-    pub async fn start_run(&self, run: &OpeningId) -> Result<(), RunError> {
-        let runs = self
-            .slots
-            .runs
-            .get()
-            .ok_or_else(|| RunError::RunsDown { run: run.clone() })?;
+    /// `opening` names what the run runs (the scheduler's fair-share key); the run id
+    /// names this one run of it.
+    pub async fn start_run(&self, run: RunId, opening: &OpeningId) -> Result<(), RunError> {
+        let runs = self.slots.runs.get().ok_or(RunError::RunsDown { run })?;
         {
             let map = self.runs.lock().expect("runs lock");
-            if map.contains_key(run) {
-                return Err(RunError::RunExists { run: run.clone() });
+            if map.contains_key(&run) {
+                return Err(RunError::RunExists { run });
             }
             if map.len() >= RUNS_MAX {
                 return Err(RunError::TooManyRuns);
@@ -434,18 +465,14 @@ impl Kernel {
         self.runs
             .lock()
             .expect("runs lock")
-            .insert(run.clone(), slot);
+            .insert(run, (opening.clone(), slot));
         Ok(())
     }
 
     /// Stops a run and everything under it.
-    pub async fn stop_run(&self, run: &OpeningId) -> Result<(), RunError> {
-        let runs = self
-            .slots
-            .runs
-            .get()
-            .ok_or_else(|| RunError::RunsDown { run: run.clone() })?;
-        self.runs.lock().expect("runs lock").remove(run);
+    pub async fn stop_run(&self, run: RunId) -> Result<(), RunError> {
+        let runs = self.slots.runs.get().ok_or(RunError::RunsDown { run })?;
+        self.runs.lock().expect("runs lock").remove(&run);
         let id = format!("run-{run}");
         supervisor_call(&runs, run, |r| SupervisorMsg::StopChild(id, r))
             .await
@@ -453,7 +480,7 @@ impl Kernel {
                 RunError::Supervisor {
                     source: SupervisorError::NoSuchChild { .. },
                     ..
-                } => RunError::NoSuchRun { run: run.clone() },
+                } => RunError::NoSuchRun { run },
                 other => other,
             })
     }
@@ -464,7 +491,7 @@ impl Kernel {
     /// with the last error, and gives up; the run does not restart it (temporary).
     pub async fn start_agent(
         &self,
-        run: &OpeningId,
+        run: RunId,
         agent: &AgentName,
         intensity: Intensity,
         worker: ChildSpec,
@@ -477,7 +504,7 @@ impl Kernel {
     /// (given the quarantine message).
     pub async fn start_agent_with(
         &self,
-        run: &OpeningId,
+        run: RunId,
         agent: &AgentName,
         intensity: Intensity,
         worker: ChildSpec,
@@ -519,19 +546,19 @@ impl Kernel {
     }
 
     /// The running supervisor of `run`.
-    fn run_supervisor(&self, run: &OpeningId) -> Result<ActorRef<SupervisorMsg>, RunError> {
+    fn run_supervisor(&self, run: RunId) -> Result<ActorRef<SupervisorMsg>, RunError> {
         self.runs
             .lock()
             .expect("runs lock")
-            .get(run)
-            .and_then(Slot::get)
-            .ok_or_else(|| RunError::NoSuchRun { run: run.clone() })
+            .get(&run)
+            .and_then(|(_, slot)| slot.get())
+            .ok_or(RunError::NoSuchRun { run })
     }
 
     /// Stops and forgets `agent-<name>` under `run`.
     pub(crate) async fn stop_agent_supervisor(
         &self,
-        run: &OpeningId,
+        run: RunId,
         agent: &AgentName,
     ) -> Result<(), RunError> {
         let run_supervisor = self.run_supervisor(run)?;
@@ -663,6 +690,12 @@ impl Kernel {
 
     /// Stops the whole tree and waits for it.
     pub async fn shutdown(self) {
+        if let Some(task) = &self.router_task {
+            task.abort();
+        }
+        for entry in self.agents.lock().expect("agents lock").values() {
+            entry.stop_pump();
+        }
         let timeout = Duration::from_millis(SHUTDOWN_TIMEOUT_MS);
         self.root.stop(Some("kernel shutdown".into()));
         let _ = tokio::time::timeout(timeout, self.join).await;
@@ -679,7 +712,7 @@ impl Kernel {
 async fn start_child(
     supervisor: &ActorRef<SupervisorMsg>,
     spec: ChildSpec,
-    run: &OpeningId,
+    run: RunId,
 ) -> Result<(), RunError> {
     supervisor_call(supervisor, run, |r| SupervisorMsg::StartChild(spec, r)).await
 }
@@ -688,17 +721,16 @@ async fn start_child(
 /// `RUN_CALL_TIMEOUT_MS`, its answer mapped to [`RunError`].
 async fn supervisor_call(
     supervisor: &ActorRef<SupervisorMsg>,
-    run: &OpeningId,
+    run: RunId,
     msg: impl FnOnce(ractor::RpcReplyPort<Result<(), SupervisorError>>) -> SupervisorMsg,
 ) -> Result<(), RunError> {
     let timeout = Some(Duration::from_millis(RUN_CALL_TIMEOUT_MS));
     match supervisor.call(msg, timeout).await {
         Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
-        Ok(ractor::rpc::CallResult::Success(Err(source))) => Err(RunError::Supervisor {
-            run: run.clone(),
-            source,
-        }),
-        _ => Err(RunError::RunsDown { run: run.clone() }),
+        Ok(ractor::rpc::CallResult::Success(Err(source))) => {
+            Err(RunError::Supervisor { run, source })
+        }
+        _ => Err(RunError::RunsDown { run }),
     }
 }
 

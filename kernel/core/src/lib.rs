@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod config;
 pub mod control;
+pub mod deliver;
 pub mod kernel;
 pub mod metrics;
 pub mod services;

@@ -57,8 +57,12 @@ pub fn quarantine_file(config: &Config) -> std::path::PathBuf {
 }
 
 /// The model broker from `models` (absent: the offline provider only) with secrets
-/// resolved from the environment first, then `security.secrets`.
-pub fn broker(config: &Config) -> Result<Arc<Broker>, ServiceError> {
+/// resolved from the environment first, then `security.secrets`; it reads time from the
+/// kernel's injected `clock`.
+pub fn broker(
+    config: &Config,
+    clock: Arc<dyn runloop_proto::Clock>,
+) -> Result<Arc<Broker>, ServiceError> {
     let models: ModelsConfig = match section(config.tree(), &["models"]).cloned() {
         Some(value) => serde_norway::from_value(value).map_err(|e| ServiceError::Section {
             section: "models",
@@ -74,6 +78,6 @@ pub fn broker(config: &Config) -> Result<Arc<Broker>, ServiceError> {
         None => SecretsConfig::default(),
     };
     let resolver = SecretResolver::from_process_env(secrets);
-    let clock = Arc::new(runloop_broker::SystemClock);
-    Ok(Arc::new(Broker::new(models, &resolver, clock)?))
+    let timer = Arc::new(runloop_broker::KernelTimer(clock));
+    Ok(Arc::new(Broker::new(models, &resolver, timer)?))
 }

@@ -65,18 +65,27 @@ async fn a_crash_looping_agent_is_quarantined_until_released() {
         ..KernelOptions::default()
     };
     let kernel = Kernel::boot(options).await.unwrap();
-    let run = OpeningId::new("compose_email-1").unwrap();
+    let opening = OpeningId::new("compose_email").unwrap();
+    let run = kernel.ids().run_id();
+    let run_text = run.to_string();
+    assert!(
+        run_text.starts_with('r') && run_text.len() == 17,
+        "{run_text}"
+    );
     let writer = AgentName::new("writer").unwrap();
     let intensity = Intensity {
         restarts_max: 2,
         period_ms: 5_000,
     };
-    kernel.start_run(&run).await.unwrap();
-    let err = kernel.start_run(&run).await.unwrap_err();
-    assert_eq!(err.to_string(), "run compose_email-1 is already running");
+    kernel.start_run(run, &opening).await.unwrap();
+    let err = kernel.start_run(run, &opening).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("run {run_text} is already running")
+    );
     let (tx, mut rx) = mpsc::channel(16);
     kernel
-        .start_agent(&run, &writer, intensity, crashy(&tx))
+        .start_agent(run, &writer, intensity, crashy(&tx))
         .await
         .unwrap();
     // Two crashes are restarted in place ...
@@ -108,7 +117,7 @@ async fn a_crash_looping_agent_is_quarantined_until_released() {
     );
     let tree = kernel.status().await;
     let runs = &tree.children[1];
-    assert_eq!(runs.children[0].name, "run-compose_email-1");
+    assert_eq!(runs.children[0].name, format!("run-{run_text}"));
     assert!(
         runs.children[0].children.is_empty(),
         "{:?}",
@@ -116,7 +125,7 @@ async fn a_crash_looping_agent_is_quarantined_until_released() {
     );
     // Starting it again is refused with the reason ...
     let err = kernel
-        .start_agent(&run, &writer, intensity, crashy(&tx))
+        .start_agent(run, &writer, intensity, crashy(&tx))
         .await
         .unwrap_err();
     assert!(matches!(err, RunError::Quarantined { .. }), "{err}");
@@ -130,7 +139,7 @@ async fn a_crash_looping_agent_is_quarantined_until_released() {
     // ... until a person releases it.
     kernel.release(&writer).await.unwrap();
     kernel
-        .start_agent(&run, &writer, intensity, crashy(&tx))
+        .start_agent(run, &writer, intensity, crashy(&tx))
         .await
         .unwrap();
     next(&mut rx).await;
@@ -138,11 +147,11 @@ async fn a_crash_looping_agent_is_quarantined_until_released() {
     let agent_node = &tree.children[1].children[0].children[0];
     assert_eq!(agent_node.name, "agent-writer");
     assert_eq!(agent_node.children[0].name, "sandbox");
-    kernel.stop_run(&run).await.unwrap();
-    let err = kernel.stop_run(&run).await.unwrap_err();
-    assert_eq!(err.to_string(), "run compose_email-1 is not running");
+    kernel.stop_run(run).await.unwrap();
+    let err = kernel.stop_run(run).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("run {run_text} is not running"));
     let err = kernel
-        .start_agent(&run, &writer, intensity, crashy(&tx))
+        .start_agent(run, &writer, intensity, crashy(&tx))
         .await
         .unwrap_err();
     assert!(matches!(err, RunError::NoSuchRun { .. }), "{err}");

@@ -106,6 +106,10 @@ registry! {
     HostCallResponse => "toolresult.hostcall.v1", Toolresult, HostCallResponse;
     /// Sandbox-host → kernel: how an invoke ended, with its typed error if any.
     InvokeOutcome => "toolresult.invoke.v1", Toolresult, InvokeOutcome;
+    /// Kernel bus: a message to an agent, on its inbox topic.
+    AgentDelivery => "intent.agent_message.v1", Intent, AgentDelivery;
+    /// Kernel bus: an agent's answer (outputs or failure), on the sender's reply topic.
+    AgentAnswer => "artifact.agent_answer.v1", Artifact, AgentAnswer;
 }
 
 /// `docs/rmp-registry.md`, generated from the registry above and the family table.

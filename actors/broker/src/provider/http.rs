@@ -6,7 +6,7 @@
 //! server message is redacted.
 
 use super::{ProviderError, estimate_prompt_tokens, estimate_tokens};
-use crate::clock::Clock;
+use crate::clock::Timer;
 use crate::config::HttpConfig;
 use crate::secrets::Secret;
 use crate::types::{
@@ -37,7 +37,7 @@ pub struct HttpProvider {
     key: Option<Secret>,
     client: reqwest::Client,
     config: HttpConfig,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Timer>,
 }
 
 impl std::fmt::Debug for HttpProvider {
@@ -73,7 +73,7 @@ impl HttpProvider {
         base_url: &str,
         key: Option<Secret>,
         config: HttpConfig,
-        clock: Arc<dyn Clock>,
+        clock: Arc<dyn Timer>,
     ) -> Result<Self, HttpBuildError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))

@@ -81,12 +81,14 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
 
     // The daemon is where the singletons live: the POG and the model broker start in the
     // system supervisor's slots (a bad `models` section is bad input: exit 2).
-    let broker = runloop_kernel::services::broker(&config).map_err(|e| (2, e.to_string()))?;
+    let defaults = KernelOptions::default();
+    let broker = runloop_kernel::services::broker(&config, defaults.clock.clone())
+        .map_err(|e| (2, e.to_string()))?;
     let options = KernelOptions {
         pog: Some(runloop_kernel::services::pog_service(&config)),
         broker: Some(broker),
         quarantine_file: Some(runloop_kernel::services::quarantine_file(&config)),
-        ..KernelOptions::default()
+        ..defaults
     };
     let kernel = Kernel::boot(options)
         .await

@@ -51,6 +51,76 @@ impl PayloadExample for AgentOutput {
     }
 }
 
+/// A message to an agent as it crosses the kernel's bus, on the agent's inbox topic
+/// (`agent/<run>/<name>/in`); the answer goes to `reply_topic`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentDelivery {
+    pub input: AgentInput,
+    pub reply_topic: String,
+}
+
+impl PayloadExample for AgentDelivery {
+    fn example() -> Self {
+        AgentDelivery {
+            input: AgentInput::example(),
+            reply_topic: "kernel/replies".into(),
+        }
+    }
+}
+
+/// Why an agent gave no outputs for a message (closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentFailureKind {
+    BreakerOpen,
+    Quarantined,
+    Guest,
+    AttemptsExhausted,
+    Stopped,
+    Refused,
+    NoSuchAgent,
+    NotRunning,
+    Timeout,
+}
+
+/// An agent's failure as it crosses the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFailure {
+    pub kind: AgentFailureKind,
+    pub agent: String,
+    pub message: String,
+    /// Deliveries made (for `attempts_exhausted`), or the time waited in ms (`timeout`).
+    pub count: u64,
+}
+
+/// An agent's answer to one [`AgentDelivery`], published on its reply topic with the
+/// delivery's trace id and message id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentAnswer {
+    pub outputs: Vec<AgentOutput>,
+    pub attempt: u32,
+    pub round_trip_us: u64,
+    pub stdout: String,
+    pub stderr: String,
+    pub failure: Option<AgentFailure>,
+}
+
+impl PayloadExample for AgentAnswer {
+    fn example() -> Self {
+        AgentAnswer {
+            outputs: vec![AgentOutput::example()],
+            attempt: 1,
+            round_trip_us: 120,
+            stdout: String::new(),
+            stderr: String::new(),
+            failure: None,
+        }
+    }
+}
+
 /// Severity of a `log` host call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,432 @@
+//! Messages to agents over the bus: every message to an agent and every answer it gives
+//! cross the bus actor as RMP frames, under a scheduler permit.
+//!
+//! ```text
+//! send ─ permit (scheduler: global bound, fair share per opening)
+//!      ─ publish intent.agent_message.v1 on agent/<run>/<name>/in ──▶ bus ──▶ pump
+//!                                                                          │ call the agent actor
+//!  waiter ◀── router ◀── bus ◀── artifact.agent_answer.v1 on kernel/replies ┘
+//! ```
+//!
+//! - [`Pump`]: one task per agent, subscribed to the agent's inbox topic. Each delivery
+//!   is handed to the agent's running instance (waiting out a restart, re-sending to the
+//!   successor when an instance failed before admitting it) in its own task, and the
+//!   answer — outputs or a typed failure — is published on the delivery's reply topic
+//!   with the delivery's trace id and message id.
+//! - [`Router`]: one task per kernel, subscribed to [`REPLY_TOPIC`] and to the bus's
+//!   drops topic; it completes the waiting sender by message id, and fails it at once
+//!   when the bus reports its frame dropped (expired, back-pressure, no subscriber).
+//!
+//! Frames therefore go through the bus's TTL check, dedupe, bounded subscriber mailboxes
+//! and drop accounting, and `rlp status` sees the bus counters move with every message.
+//! Bounds: the scheduler's permits bound the messages in flight (each sender holds one
+//! until its answer arrives), so the pumps' and the router's mailboxes
+//! ([`PUMP_MAILBOX_FRAMES`], [`ROUTER_MAILBOX_FRAMES`]) never hold more than that; the
+//! router's waiting table is capped at [`WAITING_MAX`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use runloop_actors::bus::{BusHandle, DROPS_TOPIC, Subscription, Topic};
+use runloop_actors::names::AgentName;
+use runloop_actors::quarantine::QuarantineHandle;
+use runloop_actors::supervisor::Slot;
+use runloop_agent_actor::{AgentError, AgentMsg, AgentReply, AgentState};
+use runloop_proto::payloads::{
+    AgentAnswer, AgentDelivery, AgentFailure, AgentFailureKind, AgentInput, DropNotice,
+};
+use runloop_proto::{Clock, Frame, Kind, MsgId, RunId, TraceId};
+use tokio::sync::oneshot;
+
+use crate::agents::{AGENT_RESTART_WAIT_MS, AgentEntry, AgentOpError, SEND_TRIES_MAX};
+
+/// The topic every answer to a kernel sender is published on.
+pub const REPLY_TOPIC: &str = "kernel/replies";
+/// Frames an agent's pump may have waiting (far above the scheduler's permits).
+pub const PUMP_MAILBOX_FRAMES: usize = 4_096;
+/// Frames the router may have waiting.
+pub const ROUTER_MAILBOX_FRAMES: usize = 16_384;
+/// Drop notices the router may have waiting.
+pub const DROPS_MAILBOX_FRAMES: usize = 1_024;
+/// Senders waiting for an answer at once.
+pub const WAITING_MAX: usize = 65_536;
+
+/// The inbox topic of `agent` in `run`.
+pub fn inbox_topic(run: RunId, agent: &AgentName) -> Topic {
+    Topic::new(&format!("agent/{run}/{agent}/in")).expect("agent names make valid topics")
+}
+
+fn reply_topic() -> Topic {
+    Topic::new(REPLY_TOPIC).expect("a valid topic")
+}
+
+/// What a waiting sender gets.
+pub(crate) type Answer = Result<AgentAnswer, AgentOpError>;
+
+/// Routes answers from the bus to waiting senders.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Router {
+    waiting: Arc<Mutex<HashMap<MsgId, oneshot::Sender<Answer>>>>,
+}
+
+impl Router {
+    /// Subscribes to the reply and drops topics and starts the routing task.
+    pub(crate) async fn start(
+        bus: &BusHandle,
+    ) -> Result<(Router, tokio::task::JoinHandle<()>), String> {
+        let replies = bus
+            .subscribe(&reply_topic(), ROUTER_MAILBOX_FRAMES)
+            .await
+            .map_err(|e| e.to_string())?;
+        let drops_topic = Topic::new(DROPS_TOPIC).expect("a valid topic");
+        let drops = bus
+            .subscribe(&drops_topic, DROPS_MAILBOX_FRAMES)
+            .await
+            .map_err(|e| e.to_string())?;
+        let router = Router::default();
+        let task = tokio::spawn(router.clone().run(replies, drops));
+        Ok((router, task))
+    }
+
+    /// Registers a sender waiting for the answer to `msg`.
+    pub(crate) fn wait(&self, msg: MsgId) -> Result<oneshot::Receiver<Answer>, AgentOpError> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if waiting.len() >= WAITING_MAX {
+            return Err(AgentOpError::Busy(format!(
+                "{WAITING_MAX} messages are already waiting for answers"
+            )));
+        }
+        waiting.insert(msg, tx);
+        Ok(rx)
+    }
+
+    /// Forgets a sender that gave up.
+    pub(crate) fn forget(&self, msg: MsgId) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&msg);
+    }
+
+    fn complete(&self, msg: MsgId, answer: Answer) {
+        let waiter = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&msg);
+        if let Some(tx) = waiter {
+            // The sender may have given up meanwhile.
+            let _ = tx.send(answer);
+        }
+    }
+
+    async fn run(self, mut replies: Subscription, mut drops: Subscription) {
+        loop {
+            tokio::select! {
+                delivery = replies.rx.recv() => {
+                    let Some(delivery) = delivery else { return };
+                    let frame = &delivery.frame;
+                    let msg = frame.header().msg_id();
+                    match frame.body().payload_as::<AgentAnswer>() {
+                        Ok(answer) => self.complete(msg, Ok(answer)),
+                        Err(e) => self.complete(msg, Err(AgentOpError::Bus(format!(
+                            "the answer to message {msg} is malformed: {e}"
+                        )))),
+                    }
+                }
+                notice = drops.rx.recv() => {
+                    let Some(notice) = notice else { return };
+                    let Ok(drop) = notice.frame.body().payload_as::<DropNotice>() else {
+                        continue;
+                    };
+                    if drop.topic.starts_with("agent/") || drop.topic == REPLY_TOPIC {
+                        let reason = format!("{:?}", drop.reason);
+                        self.complete(drop.msg_id, Err(AgentOpError::Dropped {
+                            topic: drop.topic,
+                            reason,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What an agent's pump needs to hand a message to the agent's running instance.
+#[derive(Clone)]
+pub(crate) struct Pump {
+    pub(crate) entry: AgentEntry,
+    pub(crate) agent: AgentName,
+    pub(crate) quarantine: Slot<runloop_actors::quarantine::QuarantineMsg>,
+    pub(crate) bus: BusHandle,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// How long one message may take, restarts and redeliveries included.
+    pub(crate) waited_ms: u64,
+    /// The TTL of answer frames.
+    pub(crate) ttl_ms: u64,
+}
+
+impl Pump {
+    /// Subscribes to the agent's inbox and starts the pump task.
+    pub(crate) async fn start(
+        self,
+        run: RunId,
+    ) -> Result<tokio::task::JoinHandle<()>, AgentOpError> {
+        let topic = inbox_topic(run, &self.agent);
+        let inbox = self
+            .bus
+            .subscribe(&topic, PUMP_MAILBOX_FRAMES)
+            .await
+            .map_err(|e| AgentOpError::Bus(e.to_string()))?;
+        Ok(tokio::spawn(self.run(inbox)))
+    }
+
+    async fn run(self, mut inbox: Subscription) {
+        while let Some(delivery) = inbox.rx.recv().await {
+            let pump = self.clone();
+            tokio::spawn(async move { pump.serve(delivery.frame).await });
+        }
+    }
+
+    async fn serve(self, frame: Arc<Frame>) {
+        let trace = frame.header().trace_id();
+        let msg = frame.header().msg_id();
+        let (answer, reply_topic) = match frame.body().payload_as::<AgentDelivery>() {
+            Ok(delivery) => {
+                let topic = Topic::new(&delivery.reply_topic);
+                let result = self.deliver(trace, msg, Arc::new(delivery.input)).await;
+                (to_answer(&self.agent, result), topic)
+            }
+            Err(e) => {
+                tracing::warn!(agent = %self.agent, "malformed delivery {msg}: {e}");
+                return;
+            }
+        };
+        let Ok(topic) = reply_topic else {
+            tracing::warn!(agent = %self.agent, "delivery {msg} names an invalid reply topic");
+            return;
+        };
+        let now = self.clock.now_ms();
+        match Frame::of(&answer, now, self.ttl_ms, trace, msg) {
+            Ok(frame) => {
+                if let Err(e) = self.bus.publish(&topic, Arc::new(frame)).await {
+                    tracing::warn!(agent = %self.agent, "publish the answer to {msg}: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(agent = %self.agent, "the answer to {msg} does not fit a frame: {e}")
+            }
+        }
+    }
+
+    /// Hands one message to the running instance and waits for its reply (redelivered
+    /// by the agent after a crash). A message that reached an instance which then failed
+    /// before admitting it is sent again to the successor, up to [`SEND_TRIES_MAX`] times.
+    pub(crate) async fn deliver(
+        &self,
+        trace_id: TraceId,
+        msg_id: MsgId,
+        input: Arc<AgentInput>,
+    ) -> Result<AgentReply, AgentOpError> {
+        let agent = &self.agent;
+        let timeout = Some(Duration::from_millis(self.waited_ms));
+        let mut tries = 0;
+        let mut failed = None;
+        loop {
+            tries += 1;
+            let actor = match self.running_actor(failed).await {
+                Ok(actor) => actor,
+                Err(not_running) => return Err(self.parked_or(not_running).await),
+            };
+            let message = input.clone();
+            let answer = actor
+                .call(
+                    |reply| AgentMsg::Invoke {
+                        trace_id,
+                        msg_id,
+                        input: message,
+                        reply,
+                    },
+                    timeout,
+                )
+                .await;
+            return match answer {
+                Ok(ractor::rpc::CallResult::Success(Ok(reply))) => Ok(reply),
+                Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(AgentOpError::Agent(e)),
+                Ok(ractor::rpc::CallResult::Timeout) => Err(AgentOpError::Timeout {
+                    agent: agent.clone(),
+                    waited_ms: self.waited_ms,
+                }),
+                // The instance stopped with the message in its mailbox: parked meanwhile
+                // (then say why), restarting (then try the next instance) or stopped.
+                _ => {
+                    let stopped = AgentOpError::Agent(AgentError::Stopped {
+                        agent: agent.to_string(),
+                    });
+                    let err = self.parked_or(stopped).await;
+                    let parked = matches!(err, AgentOpError::Agent(AgentError::Quarantined { .. }));
+                    let state = self.entry.shared.metrics.snapshot().state;
+                    if !parked && tries < SEND_TRIES_MAX && state != AgentState::Stopped {
+                        failed = Some(actor.get_id());
+                        continue;
+                    }
+                    Err(err)
+                }
+            };
+        }
+    }
+
+    /// `Quarantined` with the recorded reason when the agent is parked, else `otherwise`.
+    async fn parked_or(&self, otherwise: AgentOpError) -> AgentOpError {
+        if let Some(q) = self.quarantine.get().map(QuarantineHandle::new)
+            && let Ok(Some(record)) = q.check(&self.agent).await
+        {
+            return AgentOpError::Agent(AgentError::Quarantined {
+                agent: self.agent.to_string(),
+                message: record.message,
+            });
+        }
+        otherwise
+    }
+
+    /// The agent's running instance, waiting out a restart.
+    async fn running_actor(
+        &self,
+        failed: Option<ractor::ActorId>,
+    ) -> Result<ractor::ActorRef<AgentMsg>, AgentOpError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(AGENT_RESTART_WAIT_MS);
+        loop {
+            // An instance that already failed this message may still look alive for a
+            // moment: wait for its successor.
+            if let Some(actor) = self.entry.slot.get()
+                && Some(actor.get_id()) != failed
+            {
+                return Ok(actor);
+            }
+            let state = self.entry.shared.metrics.snapshot().state;
+            if matches!(state, AgentState::Stopped | AgentState::Quarantined)
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Err(AgentOpError::NotRunning(self.agent.clone()));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+fn failure(kind: AgentFailureKind, agent: &str, message: String, count: u64) -> AgentAnswer {
+    AgentAnswer {
+        outputs: Vec::new(),
+        attempt: 0,
+        round_trip_us: 0,
+        stdout: String::new(),
+        stderr: String::new(),
+        failure: Some(AgentFailure {
+            kind,
+            agent: agent.to_owned(),
+            message,
+            count,
+        }),
+    }
+}
+
+/// An agent's result as it crosses the bus.
+pub(crate) fn to_answer(
+    agent: &AgentName,
+    result: Result<AgentReply, AgentOpError>,
+) -> AgentAnswer {
+    use AgentFailureKind as K;
+    let name = agent.as_str();
+    match result {
+        Ok(reply) => AgentAnswer {
+            outputs: reply.outputs,
+            attempt: reply.attempt,
+            round_trip_us: reply.round_trip_us,
+            stdout: reply.stdout,
+            stderr: reply.stderr,
+            failure: None,
+        },
+        Err(AgentOpError::Agent(e)) => match e {
+            AgentError::BreakerOpen(m) => failure(K::BreakerOpen, name, m, 0),
+            AgentError::Quarantined { message, .. } => failure(K::Quarantined, name, message, 0),
+            AgentError::Guest { error, .. } => failure(K::Guest, name, error, 0),
+            AgentError::AttemptsExhausted {
+                attempts,
+                last_error,
+                ..
+            } => failure(K::AttemptsExhausted, name, last_error, u64::from(attempts)),
+            AgentError::Stopped { .. } => failure(K::Stopped, name, String::new(), 0),
+            AgentError::Refused(m) => failure(K::Refused, name, m, 0),
+        },
+        Err(AgentOpError::NoSuchAgent(_)) => failure(K::NoSuchAgent, name, String::new(), 0),
+        Err(AgentOpError::NotRunning(_)) => failure(K::NotRunning, name, String::new(), 0),
+        Err(AgentOpError::Timeout { waited_ms, .. }) => {
+            failure(K::Timeout, name, String::new(), waited_ms)
+        }
+        Err(other) => failure(K::Refused, name, other.to_string(), 0),
+    }
+}
+
+/// The sender's view of an answer from the bus.
+pub(crate) fn from_answer(
+    agent: &AgentName,
+    answer: AgentAnswer,
+) -> Result<AgentReply, AgentOpError> {
+    use AgentFailureKind as K;
+    let Some(f) = answer.failure else {
+        return Ok(AgentReply {
+            outputs: answer.outputs,
+            attempt: answer.attempt,
+            round_trip_us: answer.round_trip_us,
+            stdout: answer.stdout,
+            stderr: answer.stderr,
+        });
+    };
+    let name = agent.to_string();
+    Err(match f.kind {
+        K::BreakerOpen => AgentOpError::Agent(AgentError::BreakerOpen(f.message)),
+        K::Quarantined => AgentOpError::Agent(AgentError::Quarantined {
+            agent: name,
+            message: f.message,
+        }),
+        K::Guest => AgentOpError::Agent(AgentError::Guest {
+            agent: name,
+            error: f.message,
+        }),
+        K::AttemptsExhausted => AgentOpError::Agent(AgentError::AttemptsExhausted {
+            agent: name,
+            attempts: u32::try_from(f.count).unwrap_or(u32::MAX),
+            last_error: f.message,
+        }),
+        K::Stopped => AgentOpError::Agent(AgentError::Stopped { agent: name }),
+        K::Refused => AgentOpError::Agent(AgentError::Refused(f.message)),
+        K::NoSuchAgent => AgentOpError::NoSuchAgent(agent.clone()),
+        K::NotRunning => AgentOpError::NotRunning(agent.clone()),
+        K::Timeout => AgentOpError::Timeout {
+            agent: agent.clone(),
+            waited_ms: f.count,
+        },
+    })
+}
+
+/// The frame of one message to an agent.
+pub(crate) fn delivery_frame(
+    input: AgentInput,
+    now_ms: u64,
+    ttl_ms: u64,
+    trace: TraceId,
+    msg: MsgId,
+) -> Result<Frame, AgentOpError> {
+    let delivery = AgentDelivery {
+        input,
+        reply_topic: REPLY_TOPIC.to_owned(),
+    };
+    debug_assert_eq!(
+        Kind::AgentDelivery,
+        <AgentDelivery as runloop_proto::KindPayload>::KIND
+    );
+    Frame::of(&delivery, now_ms, ttl_ms, trace, msg)
+        .map_err(|e| AgentOpError::BadInput(format!("the message does not fit a frame: {e}")))
+}
