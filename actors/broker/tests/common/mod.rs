@@ -11,13 +11,46 @@ use tokio::net::TcpListener;
 pub const TEST_KEY: &str = "test-key";
 
 /// The project's model-server script, found from whichever crate includes this fixture.
-fn script() -> PathBuf {
+pub fn script() -> PathBuf {
     let rel = "packaging/scripts/model-server.sh";
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .map(|dir| dir.join(rel))
         .find(|path| path.exists())
         .expect("packaging/scripts/model-server.sh above the crate")
+}
+
+/// Why the real model server cannot be used, as every test that needs it reports it.
+fn unavailable(reason: &str) -> String {
+    format!("the real model server (packaging/scripts/model-server.sh) could not start: {reason}")
+}
+
+/// Installs the real model server through the script (idempotent, fast when installed).
+fn install() -> Result<(), String> {
+    let out = Command::new("bash")
+        .arg(script())
+        .arg("install")
+        .output()
+        .map_err(|e| format!("run model-server.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "model-server.sh install failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Installs the real model server, or panics naming the part and the reason.
+pub fn ensure_installed() {
+    install().unwrap_or_else(|reason| panic!("{}", unavailable(&reason)));
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()
+        .map(|a| a.port())
 }
 
 /// A running real model server; stopped by PID when dropped (also on panic).
@@ -28,22 +61,19 @@ pub struct RealServer {
 }
 
 impl RealServer {
+    /// Starts the server (installing it first through the script if needed). Panics, naming
+    /// the part and the reason, when it cannot start: the project installs this server, so a
+    /// test that cannot reach it fails instead of passing without having exercised it.
+    pub fn start() -> Self {
+        Self::try_start().unwrap_or_else(|reason| panic!("{}", unavailable(&reason)))
+    }
+
     /// Starts the server (installing it first through the script if needed), or returns the
     /// reason it cannot start here.
-    pub fn start() -> Result<Self, String> {
+    fn try_start() -> Result<Self, String> {
         match Self::start_once() {
             Err((3, _)) => {
-                let out = Command::new("bash")
-                    .arg(script())
-                    .arg("install")
-                    .output()
-                    .map_err(|e| format!("run model-server.sh: {e}"))?;
-                if !out.status.success() {
-                    return Err(format!(
-                        "model-server.sh install failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
-                }
+                install()?;
                 Self::start_once().map_err(|(_, reason)| reason)
             }
             other => other.map_err(|(_, reason)| reason),
@@ -52,10 +82,7 @@ impl RealServer {
 
     /// One start attempt; the error carries the script's exit code (3 = not installed).
     fn start_once() -> Result<Self, (i32, String)> {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| (1, e.to_string()))?;
-            l.local_addr().map_err(|e| (1, e.to_string()))?.port()
-        };
+        let port = free_port().map_err(|e| (1, format!("pick a loopback port: {e}")))?;
         let out = Command::new("bash")
             .arg(script())
             .args(["start", &port.to_string(), TEST_KEY])
