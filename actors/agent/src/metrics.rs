@@ -119,7 +119,7 @@ impl AgentMetrics {
     pub fn snapshot(&self) -> AgentSnapshot {
         let mut snap = self.with(|m| m.clone());
         if let Some(pid) = snap.sandbox_pid
-            && let Some((rss_kb, cpu_us)) = proc_usage(pid)
+            && let Some((rss_kb, cpu_us)) = proc_usage(Some(pid))
         {
             snap.rss_kb = rss_kb;
             snap.cpu_us = cpu_us;
@@ -132,22 +132,18 @@ impl AgentMetrics {
     }
 }
 
-/// `(VmRSS KiB, utime+stime µs)` of a live process.
-pub fn proc_usage(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some((rss, ticks * 1_000_000 / hz))
+/// `(VmRSS KiB, utime+stime µs)` of a live process (`None`: this process), or `None`
+/// when /proc cannot say (the process is gone).
+pub fn proc_usage(pid: Option<u32>) -> Option<(u64, u64)> {
+    let process = match pid {
+        Some(pid) => procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?,
+        None => procfs::process::Process::myself().ok()?,
+    };
+    let stat = process.stat().ok()?;
+    let rss_kb = stat.rss.saturating_mul(procfs::page_size()) / 1024;
+    let hz = procfs::ticks_per_second().max(1);
+    let cpu_us = (stat.utime + stat.stime).saturating_mul(1_000_000) / hz;
+    Some((rss_kb, cpu_us))
 }
 
 fn read_u64(path: &str) -> Option<u64> {
