@@ -354,14 +354,23 @@ pub fn owner_pid(group: &str) -> Option<i32> {
     digits.parse().ok().filter(|pid| *pid > 0)
 }
 
-/// Whether process `pid` exists (a zombie still counts; its parent has not reaped it).
+/// Whether process `pid` is alive. A zombie is not: a SIGKILLed owner stays one until
+/// its parent reaps it (and in a container whose init never reaps, for ever).
 fn alive(pid: i32) -> bool {
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
+        Ok(()) => !zombie(pid),
         Err(nix::errno::Errno::ESRCH) => false,
         // EPERM: it exists and belongs to someone else.
         Err(_) => true,
     }
+}
+
+/// Whether `/proc/<pid>/stat` says the process has exited (`Z` zombie, `X` dead).
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+    })
 }
 
 /// The hierarchies Runloop groups live in: the unified root, or one per v1 controller
@@ -487,5 +496,20 @@ mod tests {
         ] {
             assert_eq!(owner_pid(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn a_zombie_owner_is_dead_and_a_live_one_is_not() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped yet: exited, so a zombie, which a sweep must treat as gone.
+        let exited = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            zombie(pid)
+        });
+        assert!(exited && !alive(pid));
+        child.wait().unwrap();
+        assert!(!alive(pid));
+        assert!(alive(std::process::id() as i32));
     }
 }
