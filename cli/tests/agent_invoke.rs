@@ -262,15 +262,14 @@ fn a_sigkilled_runloopd_takes_its_sandboxes_along_and_the_next_boot_sweeps_its_c
         "build it first: cargo build -p runloop-kernel --bin runloopd"
     );
     let start_daemon = || {
-        let child = Command::new(&runloopd)
+        Command::new(&runloopd)
             .arg("--socket")
             .arg(&socket)
             .env("HOME", &dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        child
+            .unwrap()
     };
     let listening = || std::os::unix::net::UnixStream::connect(&socket).is_ok();
     let mut first = Started(vec![start_daemon()]);
