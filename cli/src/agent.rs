@@ -20,8 +20,6 @@ use serde_json::{Value as Json, json};
 
 use crate::failure::Failure;
 
-/// Parent cgroup of `rlp agent invoke` runs (under each controller's root).
-const CGROUP_PARENT: &str = "runloop";
 /// Memory the sandbox process needs beside the guest's linear memory.
 const SANDBOX_OVERHEAD_BYTES: u64 = 64 * 1024 * 1024;
 /// Threads the sandbox may run (main + epoch ticker, with slack).
@@ -124,6 +122,10 @@ fn load_module(target: &Path) -> Result<(String, Vec<u8>), Failure> {
     }
     let bytes = std::fs::read(target)
         .map_err(|e| Failure::io(format!("read {}: {e}", target.display())))?;
+    if target.extension().is_some_and(|e| e == "wasm") {
+        runloop_compile::check_binary(&bytes)
+            .map_err(|e| Failure::invalid("BadModule", format!("{}: {e}", target.display())))?;
+    }
     let name = target
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -165,14 +167,16 @@ fn invoke(args: InvokeArgs) -> Result<(), Failure> {
             None
         }
         _ => {
+            // Groups and sandboxes left by an `rlp` or runloopd that was killed go first.
+            cgroup::sweep_orphans().notice();
             let limits = CgroupLimits {
                 memory_bytes_max: Some(limits.memory_bytes_max + SANDBOX_OVERHEAD_BYTES),
                 cpu_percent_max: Some(100),
                 pids_max: Some(SANDBOX_PIDS_MAX),
             };
-            let group_name = format!("invoke-{}", std::process::id());
+            let group_name = format!("{}{}", cgroup::INVOKE_GROUP_PREFIX, std::process::id());
             Some(
-                AgentCgroup::create(CGROUP_PARENT, &group_name, &limits)
+                AgentCgroup::create(cgroup::INVOKE_PARENT, &group_name, &limits)
                     .map_err(|e| Failure::io(e.to_string()))?,
             )
         }

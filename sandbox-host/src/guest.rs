@@ -16,7 +16,8 @@ use runloop_proto::payloads::{
 };
 use runloop_proto::{Kind, TraceId};
 use wasmtime::{
-    Caller, Engine, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, Trap, ValType,
+    Caller, Engine, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, Trap,
+    UpdateDeadline, ValType,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -34,11 +35,13 @@ const GUEST_RANDOM_SEED: [u8; 8] = [0x52, 0x75, 0x6e, 0x6c, 0x6f, 0x6f, 0x70, 0x
 /// Why a module cannot be used as an agent.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("deserialize {path}: {source}")]
-    Deserialize {
-        path: String,
-        source: wasmtime::Error,
-    },
+    /// The module asks for more at start than this sandbox's pool holds (a memory minimum
+    /// above the agent's memory limit, a table above the pool's elements, …).
+    #[error("module does not fit the sandbox's limits: {cause}")]
+    Limits { cause: String },
+    /// The `.cwasm` could not be loaded; `cause` is wasmtime's innermost reason.
+    #[error("load {path}: {cause}")]
+    Deserialize { path: String, cause: String },
     #[error("missing or mistyped export {name:?} (see docs/agent-abi.md)")]
     Export { name: &'static str },
     #[error("link imports: {0}")]
@@ -136,7 +139,9 @@ impl HostMonotonicClock for FrozenClock {
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK_MS`] while invokes run, from its own
-/// thread so a spinning guest cannot starve it.
+/// thread so a spinning guest cannot starve it. A tick only makes the running guest check
+/// its deadline against the monotonic clock (`Agent::invoke`); the number of ticks counts
+/// for nothing, so late ticks delay a `TimeLimit` by one tick at most, never by their sum.
 ///
 /// Starting an invoke is one atomic store: the ticker keeps ticking for
 /// [`TICKER_IDLE_TICKS_MAX`] ticks after the last invoke ended, then parks on a condvar,
@@ -226,10 +231,18 @@ impl Agent {
         // SAFETY: the file is a .cwasm written by runloop-compile into the kernel's
         // cache, not guest-controlled bytes; wasmtime checks its header and engine
         // settings, and the kernel does not modify it while the sandbox runs.
-        let module = unsafe { Module::deserialize_file(engine, path) }.map_err(|source| {
-            LoadError::Deserialize {
-                path: path.to_owned(),
-                source,
+        let module = unsafe { Module::deserialize_file(engine, path) }.map_err(|err| {
+            // The outer message is only "failed deserialization for: <path>"; the reason
+            // is the root cause. The pooling allocator checks a module's memories and
+            // tables against the pool at load, and says "… exceeds the … limit …".
+            let cause = err.root_cause().to_string();
+            if cause.contains("exceeds the") {
+                LoadError::Limits { cause }
+            } else {
+                LoadError::Deserialize {
+                    path: path.to_owned(),
+                    cause,
+                }
             }
         })?;
         Self::from_module(engine, module)
@@ -239,8 +252,7 @@ impl Agent {
     pub fn from_module(engine: &Engine, module: Module) -> Result<Self, LoadError> {
         check_exports(&module)?;
         let mut linker: Linker<GuestState> = Linker::new(engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi)
-            .map_err(LoadError::Link)?;
+        crate::wasi::add_to_linker(&mut linker, |s| &mut s.wasi).map_err(LoadError::Link)?;
         add_runloop_imports(&mut linker).map_err(LoadError::Link)?;
         let pre = linker.instantiate_pre(&module).map_err(LoadError::Link)?;
         Ok(Self {
@@ -298,11 +310,18 @@ impl Agent {
         store
             .set_fuel(fuel)
             .expect("fuel is enabled in engine_config");
-        // The ticker runs freely, so the first tick may come at once: one tick more keeps
-        // the limit a lower bound.
-        let ticks = limits.invoke_wall_ms_max.div_ceil(EPOCH_TICK_MS).max(1) + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // The deadline is an instant on the monotonic clock; the ticker's ticks only make
+        // wasmtime look at it. Its sleeps run late on a loaded machine, so counting them
+        // would stretch a 20 s limit by seconds, past the kernel's watchdog.
+        let deadline = started + Duration::from_millis(limits.invoke_wall_ms_max);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
 
         ticker.set(true);
         let result = self.run(&mut store, input);

@@ -6,7 +6,8 @@
 //! - [`confine`]: the confinement steps, one function each, in order;
 //! - [`conn`]: framed I/O on the kernel socket;
 //! - [`guest`]: loading a `.cwasm`, the ABI's host imports, one invoke with its limits;
-//! - [`session`]: hello → ready → invokes → shutdown.
+//! - [`session`]: hello → ready → invokes → shutdown;
+//! - [`wasi`]: the guest's WASI p1 imports, with `poll_oneoff` answered without blocking.
 //!
 //! Boundary: the guest and, once guest code has run, this whole process are hostile.
 //! The kernel validates every frame it receives from here.
@@ -16,3 +17,4 @@ pub mod conn;
 pub mod engine;
 pub mod guest;
 pub mod session;
+pub mod wasi;

@@ -22,6 +22,38 @@ fn a_module_without_the_abi_is_refused_as_bad_module() {
     assert_eq!(exit, ExitStatus::Exited(72));
 }
 
+#[test]
+fn a_module_too_big_for_its_limits_is_refused_with_the_real_cause() {
+    // 1 GiB of memory at start against a 16 MiB limit; a 100,000-element table against
+    // the pool's 20,000.
+    let cases = [
+        ("(memory (export \"memory\") 16384)", "minimum byte size"),
+        (
+            "(memory (export \"memory\") 1) (table 100000 funcref)",
+            "minimum element size",
+        ),
+    ];
+    for (decls, want) in cases {
+        let wat = format!(
+            r#"(module {decls}
+              (func (export "runloop_abi_v1"))
+              (func (export "runloop_alloc") (param i32) (result i32) (i32.const 1024))
+              (func (export "runloop_handle") (param i32 i32) (result i32) (i32.const 0)))"#
+        );
+        let mut config = config("echo.wat", limits());
+        config.module_path = common::cwasm_of(&wat);
+        let err = Sandbox::spawn(&config, None).unwrap_err();
+        let SandboxError::BadModule { message, .. } = &err else {
+            panic!("want BadModule, got {err}");
+        };
+        assert!(
+            message.contains("does not fit the sandbox's limits") && message.contains(want),
+            "{message}"
+        );
+        assert!(!message.contains("failed deserialization"), "{message}");
+    }
+}
+
 /// A fake sandbox: a bash script (dash cannot redirect to fds above 9) that writes `bytes` (printf escapes) to the socket
 /// named by `--socket-fd N`, then waits to be killed. Real process, real socket.
 fn fake_sandbox(tag: &str, bytes: &str) -> SpawnConfig {

@@ -4,6 +4,12 @@
 //! project's machines) and v2 (one unified tree, systemd laptops with delegation), through
 //! cgroups-rs. Where neither is writable, [`detect`] says why and [`notice_once`] prints it
 //! once; callers then run sandboxes without a cgroup and keep every other limit.
+//!
+//! Every Runloop group carries its owner's pid in its name (`runloop-k<pid>` for a
+//! kernel's agents, `runloop/invoke-<pid>` for one `rlp agent invoke`,
+//! `runloop-test-<pid>-<tag>` for tests). An owner that was SIGKILLed cannot remove its
+//! groups, so every start calls [`sweep_orphans`], which removes the groups whose owner
+//! is gone (killing any task still in them first) and leaves every other group alone.
 
 use std::path::PathBuf;
 use std::sync::Once;
@@ -100,6 +106,12 @@ pub enum CgroupError {
     Remove {
         path: String,
         source: cgroups_rs::fs::error::Error,
+    },
+    #[error("sweep orphaned cgroup {path}: {step}: {source}")]
+    Sweep {
+        path: PathBuf,
+        step: &'static str,
+        source: std::io::Error,
     },
 }
 
@@ -285,4 +297,219 @@ pub fn remove_parent(parent: &str) -> Result<(), CgroupError> {
         path: parent.to_owned(),
         source,
     })
+}
+
+/// Where each controller's hierarchy is mounted (v1); the unified tree is the root (v2).
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// The shared parent of `rlp agent invoke` groups (`runloop/invoke-<pid>`).
+pub const INVOKE_PARENT: &str = "runloop";
+/// Prefix of an invoke's group under [`INVOKE_PARENT`], before the owner's pid.
+pub const INVOKE_GROUP_PREFIX: &str = "invoke-";
+/// Prefix of a kernel's parent group, before the owner's pid.
+pub const KERNEL_GROUP_PREFIX: &str = "runloop-k";
+/// Prefix of a test's parent group, before the owner's pid and a tag.
+pub const TEST_GROUP_PREFIX: &str = "runloop-test-";
+/// Tries to remove one orphaned group while its killed tasks exit (2 ms apart).
+const SWEEP_REMOVE_TRIES_MAX: u32 = 250;
+/// Most groups one sweep looks at per hierarchy: bounded work at every start.
+const SWEEP_GROUPS_MAX: usize = 4096;
+
+/// What [`sweep_orphans`] did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Groups removed, as absolute paths (one per hierarchy).
+    pub removed: Vec<PathBuf>,
+    /// Leftover tasks killed with SIGKILL before their group was removed.
+    pub killed: u32,
+    /// Groups that could not be removed, and why.
+    pub failed: Vec<CgroupError>,
+}
+
+impl Swept {
+    /// Prints one notice per group that could not be removed (nothing when all went).
+    pub fn notice(&self) {
+        for err in &self.failed {
+            eprintln!("runloop: notice: {err}");
+        }
+    }
+}
+
+/// The owner's pid in a Runloop group name relative to a hierarchy's root
+/// (`runloop-k<pid>`, `runloop/invoke-<pid>`, `runloop-test-<pid>-<tag>`); `None` for
+/// any other name, which a sweep never touches.
+pub fn owner_pid(group: &str) -> Option<i32> {
+    let digits = if let Some(rest) = group.strip_prefix(KERNEL_GROUP_PREFIX) {
+        rest
+    } else if let Some(rest) = group.strip_prefix(TEST_GROUP_PREFIX) {
+        rest.split_once('-').map_or(rest, |(pid, _tag)| pid)
+    } else {
+        group
+            .strip_prefix(INVOKE_PARENT)
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.strip_prefix(INVOKE_GROUP_PREFIX))?
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|pid| *pid > 0)
+}
+
+/// Whether process `pid` is alive. A zombie is not: a SIGKILLed owner stays one until
+/// its parent reaps it (and in a container whose init never reaps, for ever).
+fn alive(pid: i32) -> bool {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => !zombie(pid),
+        Err(nix::errno::Errno::ESRCH) => false,
+        // EPERM: it exists and belongs to someone else.
+        Err(_) => true,
+    }
+}
+
+/// Whether `/proc/<pid>/stat` says the process has exited (`Z` zombie, `X` dead).
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+    })
+}
+
+/// The hierarchies Runloop groups live in: the unified root, or one per v1 controller
+/// (co-mounted controllers such as `cpu,cpuacct` counted once).
+fn hierarchy_roots() -> Vec<PathBuf> {
+    let v2 = hierarchies::is_cgroup2_unified_mode();
+    if v2 {
+        return vec![PathBuf::from(CGROUP_ROOT)];
+    }
+    let mut roots: Vec<PathBuf> = controllers(false)
+        .iter()
+        .filter_map(|c| std::fs::canonicalize(PathBuf::from(CGROUP_ROOT).join(c)).ok())
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
+/// Names of the sub-directories of `dir` (none when it does not exist), at most
+/// [`SWEEP_GROUPS_MAX`].
+fn sub_groups(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .take(SWEEP_GROUPS_MAX)
+        .collect()
+}
+
+/// Removes every Runloop group whose owner process is gone, in every hierarchy: tasks
+/// left in it (a sandbox whose parent died before it could be told) are killed first,
+/// child groups go before their parent. Groups of live owners and groups with other
+/// names are never touched. Called at every start (kernel boot, `rlp agent invoke`).
+pub fn sweep_orphans() -> Swept {
+    let mut swept = Swept::default();
+    for root in hierarchy_roots() {
+        let mut orphans: Vec<PathBuf> = Vec::new();
+        for name in sub_groups(&root) {
+            if owner_pid(&name).is_some_and(|pid| !alive(pid)) {
+                orphans.push(root.join(&name));
+            }
+        }
+        for name in sub_groups(&root.join(INVOKE_PARENT)) {
+            let group = format!("{INVOKE_PARENT}/{name}");
+            if owner_pid(&group).is_some_and(|pid| !alive(pid)) {
+                orphans.push(root.join(group));
+            }
+        }
+        for dir in orphans {
+            match remove_tree(&dir, &mut swept.killed, 0) {
+                Ok(()) => swept.removed.push(dir),
+                Err(err) => swept.failed.push(err),
+            }
+        }
+    }
+    swept
+}
+
+/// How deep an orphan's tree may go (`runloop-k<pid>/<agent>` is two levels).
+const SWEEP_DEPTH_MAX: u32 = 4;
+
+/// Kills the tasks of `dir` and its sub-groups, then removes them, deepest first.
+fn remove_tree(dir: &std::path::Path, killed: &mut u32, depth: u32) -> Result<(), CgroupError> {
+    let fail = |step, source| CgroupError::Sweep {
+        path: dir.to_owned(),
+        step,
+        source,
+    };
+    if depth > SWEEP_DEPTH_MAX {
+        return Err(fail("descend", std::io::Error::other("nested too deep")));
+    }
+    for name in sub_groups(dir) {
+        remove_tree(&dir.join(name), killed, depth + 1)?;
+    }
+    let mut tries = 0;
+    loop {
+        let procs = match std::fs::read_to_string(dir.join("cgroup.procs")) {
+            Ok(procs) => procs,
+            // Another sweep (another hierarchy's view of a co-mounted one) removed it.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(fail("read cgroup.procs", err)),
+        };
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let sent = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok();
+            if sent && tries == 0 {
+                *killed += 1;
+            }
+        }
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) if tries >= SWEEP_REMOVE_TRIES_MAX => return Err(fail("remove", err)),
+            // Killed tasks leave the group asynchronously; this is bounded.
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+        }
+        tries += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_pids_are_read_only_from_runloop_names() {
+        assert_eq!(owner_pid("runloop-k4242"), Some(4242));
+        assert_eq!(owner_pid("runloop/invoke-17"), Some(17));
+        assert_eq!(owner_pid("runloop-test-99-echo"), Some(99));
+        for other in [
+            "runloop",
+            "runloop-k",
+            "runloop-k12x",
+            "runloop-k-1",
+            "runloop/invoke-",
+            "runloop/other-12",
+            "invoke-12",
+            "system.slice",
+            "runloop-k0",
+        ] {
+            assert_eq!(owner_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_zombie_owner_is_dead_and_a_live_one_is_not() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped yet: exited, so a zombie, which a sweep must treat as gone.
+        let exited = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            zombie(pid)
+        });
+        assert!(exited && !alive(pid));
+        child.wait().unwrap();
+        assert!(!alive(pid));
+        assert!(alive(std::process::id() as i32));
+    }
 }

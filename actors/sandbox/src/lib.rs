@@ -23,6 +23,7 @@ pub use handler::{CallSite, HostCallHandler, LocalHandler, OsRandom, RandomSourc
 pub use pipeline::{Completed, Driven, SubmitError};
 pub use process::{
     ExitStatus, InvokeReport, Reaped, Sandbox, SandboxError, SandboxFacts, SpawnConfig,
+    invoke_watchdog_ms,
 };
 
 /// Environment variable naming the sandbox-host binary explicitly.

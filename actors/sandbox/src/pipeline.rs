@@ -10,7 +10,7 @@
 //! [`Sandbox::submit`] queues an `intent.invoke.v1` (at most
 //! [`PIPELINE_INVOKES_MAX`] outstanding); [`Sandbox::drive`] writes what is queued, waits
 //! for the socket, an optional wake descriptor or the head's deadline, and handles every
-//! complete frame. The head's deadline is `invoke_wall_ms_max + INVOKE_GRACE_MS` from the
+//! complete frame. The head's deadline is `invoke_watchdog_ms(invoke_wall_ms_max)` from the
 //! moment it became the head, extended by the time the kernel spent answering its host
 //! calls. [`Sandbox::invoke`] is submit + drive until that one invoke is done.
 //!
@@ -28,7 +28,7 @@ use runloop_proto::{Frame, FrameError, Kind, TraceId};
 
 use crate::handler::{CallSite, HostCallHandler};
 use crate::process::{
-    INVOKE_GRACE_MS, InvokeReport, Sandbox, SandboxError, micros, millis, poll_fds,
+    InvokeReport, Sandbox, SandboxError, invoke_watchdog_ms, micros, millis, poll_fds,
 };
 
 /// One invoke sent to the sandbox and not yet answered.
@@ -203,7 +203,7 @@ impl Sandbox {
             .head_since
             .expect("the head knows when it became the head");
         let budget =
-            Duration::from_millis(self.sandbox_limits.invoke_wall_ms_max + INVOKE_GRACE_MS);
+            Duration::from_millis(invoke_watchdog_ms(self.sandbox_limits.invoke_wall_ms_max));
         Some(since + budget + head.host_time)
     }
 

@@ -15,7 +15,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use runloop_proto::frame::encode_frame_into;
@@ -33,8 +35,21 @@ use crate::cgroup::AgentCgroup;
 
 /// How long a new sandbox may take to answer the hello.
 pub const HELLO_TIMEOUT_MS: u64 = 5_000;
-/// Slack above an invoke's wall-time limit before the kernel kills the sandbox itself.
+/// Fixed slack above an invoke's wall-time limit before the kernel kills the sandbox
+/// itself (see [`invoke_watchdog_ms`]).
 pub const INVOKE_GRACE_MS: u64 = 1_000;
+/// Slack that grows with the limit, per mille of it: a sandbox on a loaded machine is
+/// scheduled late in proportion to how long it runs, and its own `TimeLimit` must win.
+pub const INVOKE_GRACE_PER_MILLE: u64 = 100;
+
+/// How long the kernel's watchdog lets one invoke with wall-time limit `limit_ms` run
+/// (not counting the time the kernel spends answering its host calls) before it kills the
+/// sandbox: the limit, [`INVOKE_GRACE_MS`], and [`INVOKE_GRACE_PER_MILLE`] of the limit.
+pub fn invoke_watchdog_ms(limit_ms: u64) -> u64 {
+    limit_ms
+        .saturating_add(INVOKE_GRACE_MS)
+        .saturating_add(limit_ms / 1000 * INVOKE_GRACE_PER_MILLE)
+}
 /// How long a sandbox may take to exit after `control.shutdown.v1`.
 pub const SHUTDOWN_TIMEOUT_MS: u64 = 1_000;
 /// Time to live of frames the kernel sends to a sandbox.
@@ -191,6 +206,50 @@ pub struct Sandbox {
     pub(crate) reaped: Option<Reaped>,
 }
 
+/// Spawn requests waiting for the spawner thread.
+const SPAWN_QUEUE_MAX: usize = 64;
+
+/// One fork for the spawner thread: the command, and where the child goes.
+struct SpawnRequest {
+    command: Command,
+    reply: std::sync::mpsc::SyncSender<io::Result<Child>>,
+}
+
+/// Runs `command.spawn()` on the spawner thread, which lives as long as the process.
+///
+/// `PR_SET_PDEATHSIG` fires when the thread that forked the child exits, not the
+/// process: a sandbox forked from a short-lived thread (tokio's blocking pool retires
+/// idle threads after seconds) would be killed with it. Forking on one thread that never
+/// exits makes "dies with its parent" mean "dies with the kernel process".
+fn spawn_on_spawner(command: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Option<SyncSender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<SpawnRequest>(SPAWN_QUEUE_MAX);
+        std::thread::Builder::new()
+            .name("sandbox-spawner".into())
+            .spawn(move || {
+                for mut request in rx {
+                    // A caller that gave up is no reason to stop serving the others.
+                    let _ = request.reply.send(request.command.spawn());
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let Some(spawner) = spawner else {
+        return Err(io::Error::other(
+            "the sandbox spawner thread could not start",
+        ));
+    };
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    spawner
+        .send(SpawnRequest { command, reply })
+        .map_err(|_| io::Error::other("the sandbox spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| io::Error::other("the sandbox spawner thread dropped a request"))?
+}
+
 /// Opens each `cgroup.procs` for the child to write `0` into between fork and exec.
 fn open_procs(cgroup: Option<&AgentCgroup>) -> Result<Vec<File>, SandboxError> {
     let Some(cgroup) = cgroup else {
@@ -229,11 +288,24 @@ impl Sandbox {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // The closure runs in the child between fork and exec: only write(2) and fcntl(2)
-        // on fds captured as integers, and errno read without allocating.
+        let parent = nix::unistd::getpid().as_raw();
+        // The closure runs in the child between fork and exec: only write(2), fcntl(2),
+        // prctl(2) and getppid(2) on values captured as integers, and errno read without
+        // allocating.
         // SAFETY: every call it makes is async-signal-safe, as pre_exec requires.
         unsafe {
             command.pre_exec(move || {
+                // The sandbox dies with the process that spawned it (a SIGKILLed `rlp` or
+                // runloopd must not leave a guest spinning). The signal follows the death
+                // of the forking *thread*, hence the long-lived spawner thread.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // A parent that died before the prctl sends no signal: we were already
+                // re-parented, so give up now.
+                if libc::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
                 for fd in &procs_fds {
                     // Writing 0 to cgroup.procs moves the writer: the child joins the
                     // agent's group before exec, so no sandbox code runs outside it.
@@ -249,7 +321,7 @@ impl Sandbox {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|source| SandboxError::Spawn {
+        let child = spawn_on_spawner(command).map_err(|source| SandboxError::Spawn {
             program: config.program.clone(),
             source,
         })?;

@@ -22,6 +22,19 @@ pub const WASM_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Environment variable naming the cache directory (overrides the default).
 pub const CACHE_DIR_ENV: &str = "RUNLOOP_CWASM_DIR";
 
+/// The first four bytes of every wasm binary.
+pub const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+/// Checks that `bytes` at least start like a wasm binary (for a file named `.wasm`, which
+/// must not be read as WAT text).
+pub fn check_binary(bytes: &[u8]) -> Result<(), CompileError> {
+    if bytes.starts_with(WASM_MAGIC) {
+        Ok(())
+    } else {
+        Err(CompileError::NotWasm("no \\0asm magic at the start".into()))
+    }
+}
+
 /// Why a module could not be compiled or cached.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -32,6 +45,8 @@ pub enum CompileError {
     },
     #[error("module is {len} bytes, above the {max}-byte limit")]
     TooLarge { len: usize, max: usize },
+    #[error("not a valid wasm module: {0}")]
+    NotWasm(String),
     #[error("parse wat: {0}")]
     Wat(String),
     #[error("build engine: {0}")]
@@ -136,6 +151,9 @@ impl Compiler {
             path: path.to_owned(),
             source,
         })?;
+        if path.extension().is_some_and(|e| e == "wasm") {
+            check_binary(&bytes)?;
+        }
         self.compile_bytes(&bytes)
     }
 
@@ -147,8 +165,14 @@ impl Compiler {
                 max: WASM_BYTES_MAX,
             });
         }
-        let wasm = if bytes.starts_with(b"\0asm") {
+        let wasm = if bytes.starts_with(WASM_MAGIC) {
             std::borrow::Cow::Borrowed(bytes)
+        } else if std::str::from_utf8(bytes).is_err() {
+            // Binary bytes without the magic: not WAT either, and a WAT parse error about
+            // them would send the reader looking for a syntax mistake.
+            return Err(CompileError::NotWasm(
+                "no \\0asm magic, and not WAT text either (not UTF-8)".into(),
+            ));
         } else {
             std::borrow::Cow::Owned(
                 wat::parse_bytes(bytes)
@@ -241,6 +265,19 @@ mod tests {
             compiler.compile_bytes(b"\0asm\x01\0\0\0\x99"),
             Err(CompileError::Compile(_))
         ));
+        // Random bytes are named as not wasm, not as a WAT syntax error.
+        let random: Vec<u8> = (0..256u32).map(|i| (i * 167 + 13) as u8).collect();
+        let err = compiler.compile_bytes(&random).unwrap_err();
+        assert!(matches!(err, CompileError::NotWasm(_)), "{err}");
+        assert!(
+            err.to_string().starts_with("not a valid wasm module"),
+            "{err}"
+        );
+        // A `.wasm` file is never read as text, even when it is valid UTF-8.
+        let text_wasm = dir.join("text.wasm");
+        std::fs::write(&text_wasm, "hello, not wasm").unwrap();
+        let err = compiler.compile_file(&text_wasm).unwrap_err();
+        assert!(matches!(err, CompileError::NotWasm(_)), "{err}");
         assert!(matches!(
             compiler.compile_file(Path::new("/nonexistent/x.wasm")),
             Err(CompileError::Read { .. })

@@ -324,6 +324,8 @@ fn system_children(
 impl Kernel {
     /// Starts the tree; returns once every system actor is running.
     pub async fn boot(options: KernelOptions) -> Result<Kernel, BootError> {
+        // Cgroups (and sandboxes) left by SIGKILLed kernels and `rlp`s go before we start.
+        runloop_sandbox::cgroup::sweep_orphans().notice();
         let slots = Slots::default();
         let stores = SystemStores::open(&options)?;
         let system = ChildSpec::supervisor(

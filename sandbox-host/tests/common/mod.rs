@@ -33,6 +33,16 @@ pub fn cwasm(name: &str) -> PathBuf {
         .path
 }
 
+/// Compiles WAT text made by a test into the per-process cache directory.
+pub fn cwasm_of(wat: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("runloop-sbx-test-{}", std::process::id()));
+    let compiler = Compiler::new(dir).expect("cache dir");
+    compiler
+        .compile_bytes(wat.as_bytes())
+        .unwrap_or_else(|e| panic!("test module compiles: {e}\n{wat}"))
+        .path
+}
+
 pub fn limits() -> SandboxLimits {
     SandboxLimits {
         memory_bytes_max: 16 * 1024 * 1024,
