@@ -34,7 +34,7 @@ pub fn read_input(path: Option<&Path>) -> Result<Vec<u8>, Failure> {
         Err(ReadError::Io(e)) => Err(Failure::io(format!("read {name}: {e}"))),
         Err(ReadError::TooLarge) => Err(Failure::invalid(
             "InputTooLarge",
-            format!("{name} holds more than {INPUT_BYTES_MAX} bytes"),
+            format!("{name} holds more than INPUT_BYTES_MAX ({INPUT_BYTES_MAX} bytes)"),
         )),
     }
 }

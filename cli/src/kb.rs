@@ -4,16 +4,17 @@
 //! Exit codes: 0 ok; 1 store or I/O failure; 2 invalid input (bad arguments, validation,
 //! refused query); 3 `verify` found tampering.
 
-use std::io::{BufReader, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
-use runloop_pog::import::{ImportContext, ImportFormat, parse_csv, parse_ndjson};
+use runloop_kernel::config::{LoadOptions, Mode};
+use runloop_pog::import::{ImportContext, ImportFormat, Parsed, parse_csv, parse_ndjson};
 use runloop_pog::{
     ActorName, BackupReport, EntityRef, EventKind, IdempotencyKey, NewEvent, PogConfig, Provenance,
-    QueryResult, RestoreReport, Scope, SearchHit, SearchQuery, Store, SystemClock, TraceId,
-    VerifyReport, WhyReport, Written, parse_trace_id,
+    QueryLimits, QueryResult, RestoreReport, Scope, SearchHit, SearchQuery, Store, SystemClock,
+    TraceId, VerifyReport, WhyReport, Written, parse_trace_id,
 };
 use serde_json::{Value, json};
 
@@ -27,15 +28,20 @@ const EXPORT_PAGE_EVENTS: usize = 1_000;
 const VECTOR_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// Largest payload read from stdin.
 const STDIN_BYTES_MAX: u64 = 2 * 1024 * 1024;
-/// Largest import file.
-const IMPORT_FILE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
 /// Arguments of `rlp kb`.
 #[derive(Debug, Args)]
 pub struct KbArgs {
-    /// POG directory (default: $RUNLOOP__KB__ROOT_DIR, else ~/.runloop/pog).
+    /// POG directory (default: `kb.root_dir` of config v1, as `runloopd` reads it: file,
+    /// then $RUNLOOP__KB__ROOT_DIR; else ~/.runloop/pog).
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// System mode (/etc/runloop/config.yaml, /var/lib/runloop/pog).
+    #[arg(long, global = true)]
+    pub system: bool,
+    /// Read this config file instead of the mode's default.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -55,6 +61,9 @@ pub enum KbCommand {
         /// Positional parameter ?1, ?2, ... (JSON literal, or plain text).
         #[arg(long = "param", value_name = "VALUE")]
         params: Vec<String>,
+        /// Time budget in milliseconds (at most the host call's 5000).
+        #[arg(long, value_name = "MS", default_value_t = runloop_pog::read::QUERY_TIME_MS_MAX)]
+        time_limit_ms: u64,
     },
     /// Hybrid full-text + vector search.
     Search {
@@ -266,21 +275,36 @@ pub fn main(args: KbArgs) -> u8 {
     }
 }
 
-fn config(root: Option<PathBuf>) -> Result<PogConfig, KbError> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    let root = match root.or_else(|| env("RUNLOOP__KB__ROOT_DIR").map(PathBuf::from)) {
-        Some(r) => r,
-        None => {
-            let home = env("HOME").ok_or_else(|| invalid("HOME is not set: pass --root"))?;
-            PathBuf::from(home).join(".runloop").join("pog")
+/// The store `runloopd` would open: config v1's `kb` section (file, then
+/// `RUNLOOP__KB__*`), resolved by the daemon's own code; `--root` replaces the directory.
+/// With `--root` and no `HOME`, the config file is not needed.
+fn config(args: &KbArgs) -> Result<PogConfig, KbError> {
+    let config_error = |e: runloop_kernel::config::ConfigError| KbError {
+        code: 2,
+        kind: "Config",
+        message: e.to_string(),
+    };
+    let mode = if args.system {
+        Mode::System
+    } else {
+        match Mode::user_from_env() {
+            Ok(mode) => mode,
+            Err(_) if args.root.is_some() && args.config.is_none() => {
+                return Ok(PogConfig::in_dir(args.root.clone().expect("checked")));
+            }
+            Err(e) => return Err(config_error(e)),
         }
     };
-    let mut cfg = PogConfig::in_dir(root);
-    if let Some(e) = env("RUNLOOP__KB__EVENTS_DB") {
-        cfg.events_db = e.into();
-    }
-    if let Some(v) = env("RUNLOOP__KB__VIEW_DB") {
-        cfg.view_db = v.into();
+    let loaded = runloop_kernel::config::load(&LoadOptions {
+        mode,
+        file: args.config.clone(),
+        env: std::env::vars().collect(),
+        flags: Vec::new(),
+    })
+    .map_err(config_error)?;
+    let mut cfg = runloop_kernel::services::pog_service(&loaded).config;
+    if let Some(root) = &args.root {
+        cfg.root_dir = root.clone();
     }
     Ok(cfg)
 }
@@ -291,7 +315,7 @@ fn open(cfg: &PogConfig) -> Result<Store, KbError> {
 
 /// Runs one command.
 pub fn run(args: KbArgs) -> Result<KbReport, KbError> {
-    let cfg = config(args.root)?;
+    let cfg = config(&args)?;
     match args.command {
         KbCommand::Migrate => {
             let (events_from, views_from) = Store::migrate(&cfg).map_err(failed)?;
@@ -308,21 +332,26 @@ pub fn run(args: KbArgs) -> Result<KbReport, KbError> {
                 head_seq,
             })
         }
-        KbCommand::Query { sql, params } => {
+        KbCommand::Query {
+            sql,
+            params,
+            time_limit_ms,
+        } => {
+            let limits = QueryLimits::with_time_ms(time_limit_ms).ok_or_else(|| {
+                invalid(format!(
+                    "--time-limit-ms must be 1..={}",
+                    runloop_pog::read::QUERY_TIME_MS_MAX
+                ))
+            })?;
             let params: Vec<Value> = params
                 .iter()
                 .map(|p| serde_json::from_str(p).unwrap_or_else(|_| json!(p)))
                 .collect();
             let reads = open(&cfg)?.reads();
             reads
-                .query(&sql, &params)
+                .query_within(&sql, &params, limits)
                 .map(KbReport::Query)
-                .map_err(|e| match e {
-                    runloop_pog::QueryError::Run(_) | runloop_pog::QueryError::PoolTimeout => {
-                        failed(e)
-                    }
-                    _ => invalid(e),
-                })
+                .map_err(query_error)
         }
         KbCommand::Search {
             text,
@@ -454,7 +483,6 @@ fn write(cfg: &PogConfig, w: WriteArgs) -> Result<KbReport, KbError> {
 }
 
 fn read_stdin() -> Result<String, KbError> {
-    use std::io::Read;
     let mut text = String::new();
     std::io::stdin()
         .take(STDIN_BYTES_MAX + 1)
@@ -466,6 +494,19 @@ fn read_stdin() -> Result<String, KbError> {
         )));
     }
     Ok(text)
+}
+
+fn query_error(e: runloop_pog::QueryError) -> KbError {
+    use runloop_pog::QueryError as Q;
+    match e {
+        Q::TimeLimit { .. } | Q::ValueTooLarge | Q::ResultTooLarge => KbError {
+            code: 2,
+            kind: "QueryLimit",
+            message: e.to_string(),
+        },
+        Q::Run(_) | Q::PoolTimeout => failed(e),
+        Q::SqlSize { .. } | Q::Refused { .. } | Q::Prepare(_) => invalid(e),
+    }
 }
 
 fn write_error(e: runloop_pog::WriteError) -> KbError {
@@ -523,16 +564,21 @@ fn read_vector(vector: Option<String>, file: Option<PathBuf>) -> Result<Option<V
     let text = match (vector, file) {
         (Some(v), _) => v,
         (None, Some(f)) => {
-            let len = std::fs::metadata(&f)
-                .map_err(|e| invalid(format!("--vector-file {}: {e}", f.display())))?
-                .len();
-            if len > VECTOR_FILE_BYTES_MAX {
+            // The read itself is cut: a file's reported size says nothing for /dev/zero.
+            let mut text = String::new();
+            std::fs::File::open(&f)
+                .and_then(|file| {
+                    file.take(VECTOR_FILE_BYTES_MAX + 1)
+                        .read_to_string(&mut text)
+                })
+                .map_err(|e| invalid(format!("--vector-file {}: {e}", f.display())))?;
+            if text.len() as u64 > VECTOR_FILE_BYTES_MAX {
                 return Err(invalid(format!(
-                    "--vector-file is over {VECTOR_FILE_BYTES_MAX} bytes"
+                    "--vector-file {} is over VECTOR_FILE_BYTES_MAX ({VECTOR_FILE_BYTES_MAX} bytes)",
+                    f.display()
                 )));
             }
-            std::fs::read_to_string(&f)
-                .map_err(|e| invalid(format!("--vector-file {}: {e}", f.display())))?
+            text
         }
         (None, None) => return Ok(None),
     };
@@ -562,18 +608,12 @@ fn import(
             }
         },
     };
-    let meta = std::fs::metadata(file).map_err(|e| invalid(format!("{}: {e}", file.display())))?;
-    if meta.len() > IMPORT_FILE_BYTES_MAX {
-        return Err(invalid(format!(
-            "{} is over {IMPORT_FILE_BYTES_MAX} bytes",
-            file.display()
-        )));
-    }
-    let bytes = std::fs::read(file).map_err(|e| failed(format!("read {}: {e}", file.display())))?;
-    let file_hash = blake3::hash(&bytes).to_hex().to_string();
+    let input =
+        std::fs::File::open(file).map_err(|e| invalid(format!("{}: {e}", file.display())))?;
+    // The parser streams the file, bounded as it reads; `inputs_hash` becomes the file's hash.
     let provenance = Provenance::from_json(&json!({
         "trace_id": new_trace_id().to_string(), "opening_id": "cli.import", "agent": "rlp",
-        "inputs_hash": file_hash, "rationale": format!("import {}", file.display()),
+        "inputs_hash": "0".repeat(64), "rationale": format!("import {}", file.display()),
     }))
     .map_err(failed)?;
     let ctx = ImportContext {
@@ -581,13 +621,15 @@ fn import(
         actor: ActorName::new("user").expect("valid"),
         scope: Scope::new(scope).map_err(|e| invalid(format!("--scope: {e}")))?,
         csv_kind: EventKind::parse(kind).map_err(invalid)?,
-        file_hash,
     };
-    let events = match format {
-        ImportFormat::Csv => parse_csv(&bytes[..], &ctx),
-        ImportFormat::Ndjson => parse_ndjson(BufReader::new(&bytes[..]), &ctx),
+    let Parsed { events, .. } = match format {
+        ImportFormat::Csv => parse_csv(input, &ctx),
+        ImportFormat::Ndjson => parse_ndjson(input, &ctx),
     }
-    .map_err(|e| invalid(format!("{}: {e}", file.display())))?;
+    .map_err(|e| match e {
+        runloop_pog::import::ImportError::Io(_) => failed(format!("read {}: {e}", file.display())),
+        _ => invalid(format!("{}: {e}", file.display())),
+    })?;
     let rows = events.len();
     let mut store = open(cfg)?;
     let (mut appended, mut duplicates) = (0, 0);

@@ -195,11 +195,19 @@ fn state_dir(opts: &BrokerOpts) -> PathBuf {
         .unwrap_or_else(|| home().join(".runloop"))
 }
 
+/// Reads `path`, refusing (not cutting) more than [`FILE_BYTES_MAX`] bytes: a silently
+/// truncated config or ledger would be read as a different one.
 fn read_bounded(path: &Path) -> std::io::Result<String> {
     let mut text = String::new();
     std::fs::File::open(path)?
-        .take(FILE_BYTES_MAX)
+        .take(FILE_BYTES_MAX + 1)
         .read_to_string(&mut text)?;
+    if text.len() as u64 > FILE_BYTES_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("over FILE_BYTES_MAX ({FILE_BYTES_MAX} bytes)"),
+        ));
+    }
     Ok(text)
 }
 
@@ -280,12 +288,18 @@ fn append_record(path: Option<&Path>, record: &Record) -> Result<(), Failure> {
         .map_err(|e| failed(format!("write records {}: {e}", path.display())))
 }
 
+/// Reads stdin, refusing (not cutting) more than [`STDIN_BYTES_MAX`] bytes.
 fn read_stdin() -> Result<String, Failure> {
     let mut text = String::new();
     std::io::stdin()
-        .take(STDIN_BYTES_MAX)
+        .take(STDIN_BYTES_MAX + 1)
         .read_to_string(&mut text)
         .map_err(|e| invalid(format!("read stdin: {e}")))?;
+    if text.len() as u64 > STDIN_BYTES_MAX {
+        return Err(invalid(format!(
+            "stdin is over STDIN_BYTES_MAX ({STDIN_BYTES_MAX} bytes)"
+        )));
+    }
     Ok(text)
 }
 

@@ -8,6 +8,8 @@ fn kb(root: &std::path::Path) -> Command {
     c.arg("kb")
         .arg("--root")
         .arg(root)
+        // `rlp kb` reads config v1 under $HOME: keep the machine's own config out.
+        .env("HOME", root)
         .env_remove("RUNLOOP__KB__ROOT_DIR");
     c
 }

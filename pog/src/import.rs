@@ -1,8 +1,16 @@
 //! Parsing import files into events: NDJSON (one event object per line, e.g. an export)
 //! and CSV (one contact per row by default). Rows get idempotency keys derived from the
 //! file's content hash and the line, so importing the same file twice appends nothing.
+//!
+//! Input is read once, as a stream, and every read is bounded while it happens: the whole
+//! input by [`IMPORT_FILE_BYTES_MAX`], one NDJSON line by [`IMPORT_LINE_BYTES_MAX`], one
+//! CSV record by [`IMPORT_RECORD_BYTES_MAX`] (its fields by [`IMPORT_FIELDS_MAX`]), the row
+//! count by [`IMPORT_ROWS_MAX`]. An endless or hostile input (`/dev/zero`, one 100 MB
+//! field) is refused after at most one limit's worth of bytes, never buffered whole. The
+//! file hash is known only at the end, so rows are validated into events after the last
+//! byte is read.
 
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read};
 
 use serde_json::{Map, Value, json};
 
@@ -12,8 +20,16 @@ use crate::kind::{EventKind, FieldType};
 
 /// Most lines/rows one import file may hold.
 pub const IMPORT_ROWS_MAX: usize = 1_000_000;
-/// Longest single NDJSON line.
+/// Longest single NDJSON line, in bytes (without its newline).
 pub const IMPORT_LINE_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Longest single CSV record (all its unquoted field bytes together), in bytes.
+pub const IMPORT_RECORD_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Most fields in one CSV record.
+pub const IMPORT_FIELDS_MAX: usize = 256;
+/// Largest import input, in bytes.
+pub const IMPORT_FILE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+/// Bytes read from the input per refill.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Input format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,19 +55,24 @@ pub enum ImportError {
     /// A row that is not a valid event.
     #[error("line {line}: {source}")]
     Invalid { line: u64, source: ValidationError },
-    /// Too many rows or a too-long line.
-    #[error("line {line}: {what} over the limit of {max}")]
+    /// Too many rows, a too-long line or record, or too many fields.
+    #[error("line {line}: {what} over the limit of {max} ({limit})")]
     TooBig {
         line: u64,
         what: &'static str,
         max: usize,
+        limit: &'static str,
     },
+    /// The whole input is over [`IMPORT_FILE_BYTES_MAX`].
+    #[error("input is over the limit of {IMPORT_FILE_BYTES_MAX} bytes (IMPORT_FILE_BYTES_MAX)")]
+    FileTooBig,
 }
 
 /// Where the rows came from; becomes every event's provenance.
 #[derive(Debug, Clone)]
 pub struct ImportContext {
-    /// Provenance for each event (trace id of the import run, agent `rlp`, inputs hash).
+    /// Provenance for rows that carry none (trace id of the import run, agent `rlp`); its
+    /// `inputs_hash` is replaced by the file's hash once the whole file is read.
     pub provenance: Provenance,
     /// Actor written on each event.
     pub actor: ActorName,
@@ -59,84 +80,227 @@ pub struct ImportContext {
     pub scope: Scope,
     /// Kind each CSV row becomes.
     pub csv_kind: EventKind,
-    /// Hex BLAKE3 of the whole file, for idempotency keys.
+}
+
+/// The events of one import file and the file's hash.
+#[derive(Debug)]
+pub struct Parsed {
+    /// One event per row, in file order.
+    pub events: Vec<NewEvent>,
+    /// Hex BLAKE3 of the whole input (the idempotency keys and `inputs_hash` derive from it).
     pub file_hash: String,
 }
 
-fn key(ctx: &ImportContext, line: u64) -> IdempotencyKey {
-    IdempotencyKey::new(&format!("import:{}:{line}", &ctx.file_hash[..32]))
+/// The input, cut at [`IMPORT_FILE_BYTES_MAX`] + 1 bytes, hashed as it streams by.
+struct Hashing<R> {
+    inner: std::io::Take<R>,
+    hasher: blake3::Hasher,
+    read: u64,
+}
+
+impl<R: Read> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing {
+            inner: inner.take(IMPORT_FILE_BYTES_MAX + 1),
+            hasher: blake3::Hasher::new(),
+            read: 0,
+        }
+    }
+
+    /// The hash, or `FileTooBig` when the cut was reached.
+    fn finish(&self) -> Result<String, ImportError> {
+        if self.read > IMPORT_FILE_BYTES_MAX {
+            return Err(ImportError::FileTooBig);
+        }
+        Ok(self.hasher.finalize().to_hex().to_string())
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+fn key(file_hash: &str, line: u64) -> IdempotencyKey {
+    IdempotencyKey::new(&format!("import:{}:{line}", &file_hash[..32]))
         .expect("hex and digits are valid key characters")
+}
+
+fn provenance(ctx: &ImportContext, file_hash: &str) -> Provenance {
+    Provenance {
+        inputs_hash: file_hash.to_owned(),
+        ..ctx.provenance.clone()
+    }
+}
+
+fn too_many_rows(line: u64) -> ImportError {
+    ImportError::TooBig {
+        line,
+        what: "row count",
+        max: IMPORT_ROWS_MAX,
+        limit: "IMPORT_ROWS_MAX",
+    }
 }
 
 /// Parses NDJSON: each non-blank line is `{kind, payload, provenance?, actor?, scope?, idempotency_key?}`;
 /// a line without provenance gets the import's.
-pub fn parse_ndjson(
-    input: impl BufRead,
-    ctx: &ImportContext,
-) -> Result<Vec<NewEvent>, ImportError> {
-    let mut out = Vec::new();
-    for (i, line) in input.lines().enumerate() {
-        let lineno = i as u64 + 1;
-        let line = line?;
-        if line.len() > IMPORT_LINE_BYTES_MAX {
+pub fn parse_ndjson(input: impl Read, ctx: &ImportContext) -> Result<Parsed, ImportError> {
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, Hashing::new(input));
+    let mut rows: Vec<(u64, Value)> = Vec::new();
+    let mut buf = Vec::new();
+    let mut lineno = 0u64;
+    loop {
+        buf.clear();
+        // One byte more than a line may hold, plus its newline: a longer line is cut here.
+        let cap = IMPORT_LINE_BYTES_MAX as u64 + 2;
+        if (&mut reader).take(cap).read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        lineno += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        if buf.len() > IMPORT_LINE_BYTES_MAX {
             return Err(ImportError::TooBig {
                 line: lineno,
                 what: "line length",
                 max: IMPORT_LINE_BYTES_MAX,
+                limit: "IMPORT_LINE_BYTES_MAX",
             });
         }
-        if line.trim().is_empty() {
+        if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if out.len() == IMPORT_ROWS_MAX {
-            return Err(ImportError::TooBig {
-                line: lineno,
-                what: "row count",
-                max: IMPORT_ROWS_MAX,
-            });
+        if rows.len() == IMPORT_ROWS_MAX {
+            return Err(too_many_rows(lineno));
         }
-        let mut v: Value = serde_json::from_str(&line).map_err(|e| ImportError::Json {
+        let v: Value = serde_json::from_slice(&buf).map_err(|e| ImportError::Json {
             line: lineno,
             message: e.to_string(),
         })?;
+        rows.push((lineno, v));
+    }
+    let file_hash = reader.get_ref().finish()?;
+    let prov = provenance(ctx, &file_hash).to_json();
+    let mut events = Vec::with_capacity(rows.len());
+    for (line, mut v) in rows {
         if let Value::Object(m) = &mut v {
-            m.entry("provenance")
-                .or_insert_with(|| ctx.provenance.to_json());
+            m.entry("provenance").or_insert_with(|| prov.clone());
             if m.get("idempotency_key").is_none_or(Value::is_null) {
-                m.insert("idempotency_key".into(), json!(key(ctx, lineno).as_str()));
+                m.insert(
+                    "idempotency_key".into(),
+                    json!(key(&file_hash, line).as_str()),
+                );
             }
         }
-        out.push(
-            NewEvent::from_json(&v, &ctx.actor, &ctx.scope).map_err(|source| {
-                ImportError::Invalid {
-                    line: lineno,
-                    source,
-                }
-            })?,
+        events.push(
+            NewEvent::from_json(&v, &ctx.actor, &ctx.scope)
+                .map_err(|source| ImportError::Invalid { line, source })?,
         );
     }
-    Ok(out)
+    Ok(Parsed { events, file_hash })
+}
+
+/// CSV records read one at a time into fixed buffers: a record longer than
+/// [`IMPORT_RECORD_BYTES_MAX`] or wider than [`IMPORT_FIELDS_MAX`] is refused as soon as
+/// the buffer fills, before the rest of it is read.
+struct CsvRecords<R> {
+    core: csv_core::Reader,
+    input: BufReader<Hashing<R>>,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl<R: Read> CsvRecords<R> {
+    fn new(input: R) -> Self {
+        CsvRecords {
+            core: csv_core::Reader::new(),
+            input: BufReader::with_capacity(READ_BUFFER_BYTES, Hashing::new(input)),
+            out: vec![0; IMPORT_RECORD_BYTES_MAX + 1],
+            ends: vec![0; IMPORT_FIELDS_MAX + 1],
+        }
+    }
+
+    /// The next record's line (as the `csv` crate counts it: the line after the previous
+    /// record) and its trimmed fields; `None` at the end of the input.
+    fn next_record(&mut self) -> Result<Option<(u64, Vec<String>)>, ImportError> {
+        let line = self.core.line();
+        let (mut outlen, mut endlen) = (0, 0);
+        loop {
+            let input = self.input.fill_buf()?;
+            let (res, nin, nout, nend) =
+                self.core
+                    .read_record(input, &mut self.out[outlen..], &mut self.ends[endlen..]);
+            self.input.consume(nin);
+            outlen += nout;
+            endlen += nend;
+            match res {
+                csv_core::ReadRecordResult::InputEmpty => {}
+                csv_core::ReadRecordResult::OutputFull => {
+                    return Err(ImportError::TooBig {
+                        line,
+                        what: "record length",
+                        max: IMPORT_RECORD_BYTES_MAX,
+                        limit: "IMPORT_RECORD_BYTES_MAX",
+                    });
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    return Err(ImportError::TooBig {
+                        line,
+                        what: "field count",
+                        max: IMPORT_FIELDS_MAX,
+                        limit: "IMPORT_FIELDS_MAX",
+                    });
+                }
+                csv_core::ReadRecordResult::Record => break,
+                csv_core::ReadRecordResult::End => return Ok(None),
+            }
+        }
+        if outlen > IMPORT_RECORD_BYTES_MAX || endlen > IMPORT_FIELDS_MAX {
+            let (what, max, limit) = if endlen > IMPORT_FIELDS_MAX {
+                ("field count", IMPORT_FIELDS_MAX, "IMPORT_FIELDS_MAX")
+            } else {
+                (
+                    "record length",
+                    IMPORT_RECORD_BYTES_MAX,
+                    "IMPORT_RECORD_BYTES_MAX",
+                )
+            };
+            return Err(ImportError::TooBig {
+                line,
+                what,
+                max,
+                limit,
+            });
+        }
+        let mut fields = Vec::with_capacity(endlen);
+        let mut start = 0;
+        for &end in &self.ends[..endlen] {
+            let text =
+                std::str::from_utf8(&self.out[start..end]).map_err(|e| ImportError::Csv {
+                    line,
+                    message: format!("field {} is not UTF-8: {e}", fields.len() + 1),
+                })?;
+            fields.push(text.trim().to_owned());
+            start = end;
+        }
+        Ok(Some((line, fields)))
+    }
 }
 
 /// Parses CSV with a header row whose columns are the kind's payload fields (plus an
 /// optional `scope`). Empty cells are omitted; list fields (`tags`, `to`) split on `;`;
 /// integer fields are parsed. For contacts without `contact_id`, the lowercased email is used.
-pub fn parse_csv(
-    input: impl std::io::Read,
-    ctx: &ImportContext,
-) -> Result<Vec<NewEvent>, ImportError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let header: Vec<String> = rdr
-        .headers()
-        .map_err(|e| ImportError::Csv {
-            line: 1,
-            message: e.to_string(),
-        })?
-        .iter()
-        .map(str::to_owned)
-        .collect();
+pub fn parse_csv(input: impl Read, ctx: &ImportContext) -> Result<Parsed, ImportError> {
+    let mut records = CsvRecords::new(input);
+    let header = records.next_record()?.map(|(_, h)| h).unwrap_or_default();
     let schema = ctx.csv_kind.schema();
     if let Some(col) = header
         .iter()
@@ -155,19 +319,20 @@ pub fn parse_csv(
             ),
         });
     }
-    let mut out = Vec::new();
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| ImportError::Csv {
-            line: e.position().map_or(0, |p| p.line()),
-            message: e.to_string(),
-        })?;
-        let line = rec.position().map_or(0, |p| p.line());
-        if out.len() == IMPORT_ROWS_MAX {
-            return Err(ImportError::TooBig {
+    let mut rows: Vec<(u64, Scope, Map<String, Value>)> = Vec::new();
+    while let Some((line, rec)) = records.next_record()? {
+        if rec.len() != header.len() {
+            return Err(ImportError::Csv {
                 line,
-                what: "row count",
-                max: IMPORT_ROWS_MAX,
+                message: format!(
+                    "found record with {} fields, but the header has {} fields",
+                    rec.len(),
+                    header.len()
+                ),
             });
+        }
+        if rows.len() == IMPORT_ROWS_MAX {
+            return Err(too_many_rows(line));
         }
         let invalid = |source| ImportError::Invalid { line, source };
         let mut payload = Map::new();
@@ -194,18 +359,25 @@ pub fn parse_csv(
         {
             payload.insert("contact_id".into(), json!(email.to_lowercase()));
         }
-        let e = NewEvent::new(
-            ctx.csv_kind,
-            ctx.actor.clone(),
-            scope,
-            Value::Object(payload),
-            ctx.provenance.clone(),
-            Some(key(ctx, line)),
-        )
-        .map_err(invalid)?;
-        out.push(e);
+        rows.push((line, scope, payload));
     }
-    Ok(out)
+    let file_hash = records.input.get_ref().finish()?;
+    let prov = provenance(ctx, &file_hash);
+    let mut events = Vec::with_capacity(rows.len());
+    for (line, scope, payload) in rows {
+        events.push(
+            NewEvent::new(
+                ctx.csv_kind,
+                ctx.actor.clone(),
+                scope,
+                Value::Object(payload),
+                prov.clone(),
+                Some(key(&file_hash, line)),
+            )
+            .map_err(|source| ImportError::Invalid { line, source })?,
+        );
+    }
+    Ok(Parsed { events, file_hash })
 }
 
 fn cell_value(col: &str, ty: FieldType, cell: &str) -> Result<Value, ValidationError> {

@@ -27,7 +27,7 @@ pub use config::PogConfig;
 pub use event::{Event, Hash32, NewEvent, Provenance, ValidationError};
 pub use ids::{ActorName, EntityRef, IdempotencyKey, Scope, TraceId, parse_trace_id};
 pub use kind::EventKind;
-pub use read::{QueryError, QueryResult, Reads, RecordedCall, WhyError, WhyReport};
+pub use read::{QueryError, QueryLimits, QueryResult, Reads, RecordedCall, WhyError, WhyReport};
 pub use search::{SearchError, SearchHit, SearchQuery};
 pub use store::{OpenError, Store, WriteError, Written};
 pub use verify::{VerifyError, VerifyReport, verify};

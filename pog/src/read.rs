@@ -30,8 +30,16 @@ pub const QUERY_ROWS_MAX: usize = 10_000;
 pub const QUERY_SQL_BYTES_MAX: usize = 64 * 1024;
 /// Wall-clock budget of one `kb.query`; SQLite interrupts it after this.
 pub const QUERY_TIME_MS_MAX: u64 = 5_000;
+/// Largest string or blob any statement on a read connection may make or read
+/// (`SQLITE_LIMIT_LENGTH`): well above the largest stored event (its payload is at most
+/// `PAYLOAD_BYTES_MAX`, 1 MiB), far below what hurts. SQLite refuses a bigger value
+/// (`randomblob(1e9)`) before it allocates it.
+pub const QUERY_VALUE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Most bytes of values one `kb.query` result may hold (text as is, blobs as hex).
+pub const QUERY_RESULT_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// SQLite VM steps between checks of the time budget.
-const PROGRESS_STEPS: i32 = 10_000;
+const PROGRESS_STEPS: i32 = 1_000;
+const _: () = assert!(QUERY_VALUE_BYTES_MAX >= 2 * crate::event::PAYLOAD_BYTES_MAX);
 /// Most events `why` returns (direct plus evidence).
 pub const WHY_EVENTS_MAX: usize = 1_000;
 
@@ -64,9 +72,59 @@ pub enum QueryError {
     /// SQLite could not prepare the statement (syntax, unknown table, ...).
     #[error("prepare: {0}")]
     Prepare(rusqlite::Error),
-    /// Running the statement failed (including the time budget running out).
+    /// The statement ran past its time budget and SQLite interrupted it.
+    #[error("exceeded the {} query limit", Millis(*limit_ms))]
+    TimeLimit { limit_ms: u64 },
+    /// The statement made or read a string or blob longer than [`QUERY_VALUE_BYTES_MAX`].
+    #[error("value exceeds SQLITE_LIMIT_LENGTH {QUERY_VALUE_BYTES_MAX} bytes")]
+    ValueTooLarge,
+    /// The rows so far hold more than [`QUERY_RESULT_BYTES_MAX`] bytes of values.
+    #[error("result exceeds {QUERY_RESULT_BYTES_MAX} bytes")]
+    ResultTooLarge,
+    /// Running the statement failed.
     #[error("run: {0}")]
     Run(rusqlite::Error),
+}
+
+/// A duration for messages: whole seconds as `5 s`, else `250 ms`.
+struct Millis(u64);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 >= 1_000 && self.0.is_multiple_of(1_000) {
+            write!(f, "{} s", self.0 / 1_000)
+        } else {
+            write!(f, "{} ms", self.0)
+        }
+    }
+}
+
+/// Limits of one `kb.query`; [`QueryLimits::default`] is the host call's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    time_ms: u64,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            time_ms: QUERY_TIME_MS_MAX,
+        }
+    }
+}
+
+impl QueryLimits {
+    /// A time budget of `time_ms` (1..=[`QUERY_TIME_MS_MAX`]); `None` outside that range.
+    pub fn with_time_ms(time_ms: u64) -> Option<Self> {
+        (1..=QUERY_TIME_MS_MAX)
+            .contains(&time_ms)
+            .then_some(QueryLimits { time_ms })
+    }
+
+    /// The time budget in milliseconds.
+    pub fn time_ms(&self) -> u64 {
+        self.time_ms
+    }
 }
 
 /// Rows of a `kb.query`.
@@ -200,6 +258,15 @@ pub(crate) fn open_reader(cfg: &PogConfig) -> Result<Connection, OpenError> {
     conn.execute("ATTACH DATABASE ?1 AS views", [uri(&cfg.view_path(), "ro")])
         .map_err(err)?;
     conn.pragma_update(None, "query_only", true).map_err(err)?;
+    let asked = i32::try_from(QUERY_VALUE_BYTES_MAX).expect("limit fits in an int");
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, asked)
+        .map_err(err)?;
+    assert_eq!(
+        conn.limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH)
+            .map_err(err)?,
+        asked,
+        "SQLite took the length limit"
+    );
     conn.authorizer(Some(authorize)).map_err(err)?;
     Ok(conn)
 }
@@ -325,18 +392,35 @@ impl Reads {
         }
     }
 
-    /// `kb.query`: runs one read-only SQL statement with positional parameters.
+    /// `kb.query`: runs one read-only SQL statement with positional parameters, within
+    /// the default [`QueryLimits`].
     pub fn query(&self, sql_text: &str, params: &[Value]) -> Result<QueryResult, QueryError> {
+        self.query_within(sql_text, params, QueryLimits::default())
+    }
+
+    /// `kb.query` within `limits`. The time budget is checked every few SQLite VM steps and
+    /// interrupts the statement itself; no step runs long, because no value may grow past
+    /// [`QUERY_VALUE_BYTES_MAX`].
+    pub fn query_within(
+        &self,
+        sql_text: &str,
+        params: &[Value],
+        limits: QueryLimits,
+    ) -> Result<QueryResult, QueryError> {
         if sql_text.trim().is_empty() || sql_text.len() > QUERY_SQL_BYTES_MAX {
             return Err(QueryError::SqlSize {
                 len: sql_text.len(),
             });
         }
         let mut conn = self.lease().ok_or(QueryError::PoolTimeout)?;
-        let deadline = Instant::now() + Duration::from_millis(QUERY_TIME_MS_MAX);
+        let deadline = Instant::now() + Duration::from_millis(limits.time_ms);
         conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() > deadline))
             .map_err(QueryError::Run)?;
-        let result = run_query(&conn, sql_text, params);
+        let result = run_query(&conn, sql_text, params).map_err(|e| match e {
+            QueryError::Run(e) => classify(e, limits).unwrap_or_else(QueryError::Run),
+            QueryError::Prepare(e) => classify(e, limits).unwrap_or_else(QueryError::Prepare),
+            other => other,
+        });
         conn.progress_handler(0, None::<fn() -> bool>)
             .map_err(QueryError::Run)?;
         result
@@ -475,22 +559,53 @@ fn json_param(v: &Value) -> rusqlite::types::Value {
     }
 }
 
+/// Names the limit a failed statement hit: the interrupt is the time budget, `TOOBIG` is
+/// the length limit; any other error is given back as it was.
+fn classify(e: rusqlite::Error, limits: QueryLimits) -> Result<QueryError, rusqlite::Error> {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::OperationInterrupted) => Ok(QueryError::TimeLimit {
+            limit_ms: limits.time_ms,
+        }),
+        Some(rusqlite::ErrorCode::TooBig) => Ok(QueryError::ValueTooLarge),
+        _ => Err(e),
+    }
+}
+
+/// Bytes a value adds to a result: text as is, blobs as hex, numbers as 8.
+fn value_bytes(v: ValueRef<'_>) -> usize {
+    match v {
+        ValueRef::Null => 0,
+        ValueRef::Integer(_) | ValueRef::Real(_) => 8,
+        ValueRef::Text(t) => t.len(),
+        ValueRef::Blob(b) => 2 * b.len(),
+    }
+}
+
 fn collect_rows(
     stmt: &mut rusqlite::Statement<'_>,
     params: &[rusqlite::types::Value],
     ncols: usize,
-) -> rusqlite::Result<(Vec<Vec<Value>>, bool)> {
-    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+) -> Result<(Vec<Vec<Value>>, bool), QueryError> {
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(QueryError::Run)?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next().map_err(QueryError::Run)? {
         if out.len() == QUERY_ROWS_MAX {
             return Ok((out, true));
         }
-        out.push(
-            (0..ncols)
-                .map(|i| row.get_ref(i).map(value_json))
-                .collect::<Result<_, _>>()?,
-        );
+        let mut values = Vec::with_capacity(ncols);
+        for i in 0..ncols {
+            let v = row.get_ref(i).map_err(QueryError::Run)?;
+            // Counted before converting, so an oversized value is never copied.
+            bytes += value_bytes(v);
+            if bytes > QUERY_RESULT_BYTES_MAX {
+                return Err(QueryError::ResultTooLarge);
+            }
+            values.push(value_json(v));
+        }
+        out.push(values);
     }
     Ok((out, false))
 }
@@ -535,8 +650,7 @@ fn run_query(
     }
     let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
     let bound: Vec<rusqlite::types::Value> = params.iter().map(json_param).collect();
-    let (rows, truncated) =
-        collect_rows(&mut stmt, &bound, columns.len()).map_err(QueryError::Run)?;
+    let (rows, truncated) = collect_rows(&mut stmt, &bound, columns.len())?;
     Ok(QueryResult {
         columns,
         rows,

@@ -105,7 +105,9 @@ impl QuarantineReason {
 pub struct QuarantineRecord {
     pub agent: AgentName,
     pub reason: QuarantineReason,
-    /// The reason as a sentence, for people.
+    /// The reason as a sentence, for people, without the agent's name: the errors that
+    /// carry it (`AgentError::Quarantined`, the kernel's `RunError::Quarantined`) already
+    /// say which agent is quarantined, so the record must not say it again.
     pub message: String,
     pub parked_at_ms: u64,
 }
@@ -209,7 +211,7 @@ impl fmt::Debug for QuarantineStore {
 fn record(agent: AgentName, reason: QuarantineReason, parked_at_ms: u64) -> QuarantineRecord {
     let reason = reason.clipped();
     QuarantineRecord {
-        message: format!("agent {agent} is quarantined: {reason}"),
+        message: reason.to_string(),
         agent,
         reason,
         parked_at_ms,

@@ -150,9 +150,11 @@ async fn quarantine_parks_until_released() {
         )
         .await
         .unwrap();
+    // The message is the reason alone: the errors that carry it name the agent, and
+    // "agent writer is quarantined: agent writer is quarantined: ..." was printed twice.
     assert_eq!(
         record.message,
-        "agent writer is quarantined: crashed 4 times within 5000 ms, more than its supervisor allows; last error: sandbox killed by SIGKILL"
+        "crashed 4 times within 5000 ms, more than its supervisor allows; last error: sandbox killed by SIGKILL"
     );
     assert_eq!(record.parked_at_ms, NOW_MS);
     // Parking again keeps the first reason.
@@ -182,7 +184,7 @@ async fn quarantine_parks_until_released() {
     assert!(
         malformed
             .message
-            .starts_with("agent critic is quarantined: sent a malformed frame (InvalidMagic): yyy")
+            .starts_with("sent a malformed frame (InvalidMagic): yyy")
     );
     assert!(malformed.message.len() < 700, "details are clipped");
     assert_eq!(q.list().await.unwrap().len(), 2);

@@ -214,6 +214,13 @@ pub enum ConfigError {
     Version { found: String },
     #[error("config: {path}: {message}")]
     Invalid { path: String, message: String },
+    #[error("config: {path} (from {origin}) must be {want}; {problem}")]
+    BadValue {
+        path: &'static str,
+        origin: String,
+        want: String,
+        problem: String,
+    },
 }
 
 /// `runtime:` — the parts the kernel reads.
@@ -239,6 +246,25 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+impl LogLevel {
+    /// Every level with the word config v1 spells it with, quietest first.
+    pub const ALL: [(&'static str, LogLevel); 5] = [
+        ("error", LogLevel::Error),
+        ("warn", LogLevel::Warn),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+        ("trace", LogLevel::Trace),
+    ];
+
+    /// The level `word` names, if any.
+    pub fn parse(word: &str) -> Option<LogLevel> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == word)
+            .map(|(_, level)| *level)
+    }
 }
 
 /// `logging:`.
@@ -358,7 +384,22 @@ fn read_file(path: &Path) -> Result<Option<String>, ConfigError> {
             len: meta.len(),
         });
     }
-    std::fs::read_to_string(path).map(Some).map_err(read_err)
+    // The size above is only a hint (a FIFO or /dev/zero says 0): the read itself is cut.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            use std::io::Read;
+            file.take(CONFIG_FILE_BYTES_MAX + 1)
+                .read_to_string(&mut text)
+        })
+        .map_err(read_err)?;
+    if text.len() as u64 > CONFIG_FILE_BYTES_MAX {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            len: text.len() as u64,
+        });
+    }
+    Ok(Some(text))
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -483,17 +524,116 @@ fn apply_override(
     Ok(())
 }
 
-fn section<T: for<'de> Deserialize<'de> + Default>(
+/// The value at a dotted key path, if set.
+fn leaf<'a>(tree: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(tree, |value, key| value.get(key))
+}
+
+/// The layer a key came from, for messages.
+fn origin_of(sources: &BTreeMap<String, Source>, path: &str) -> String {
+    sources
+        .get(path)
+        .map_or_else(|| Source::Default.to_string(), Source::to_string)
+}
+
+/// A value as a message shows it.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Null => "an empty value".into(),
+        Value::String(text) if text.is_empty() => "an empty string".into(),
+        other => {
+            let text = serde_norway::to_string(other).unwrap_or_default();
+            format!("`{}`", text.trim())
+        }
+    }
+}
+
+/// A text key; unset or empty (`key:`) is `None`.
+fn text(
     tree: &Value,
-    name: &str,
-) -> Result<T, ConfigError> {
-    match tree.get(name) {
-        None | Some(Value::Null) => Ok(T::default()),
-        Some(value) => serde_norway::from_value(value.clone()).map_err(|e| ConfigError::Invalid {
-            path: name.to_owned(),
-            message: e.to_string(),
+    sources: &BTreeMap<String, Source>,
+    path: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match leaf(tree, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(ConfigError::BadValue {
+            path,
+            origin: origin_of(sources, path),
+            want: "text".into(),
+            problem: format!("got {}", shown(other)),
         }),
     }
+}
+
+fn runtime(tree: &Value, sources: &BTreeMap<String, Source>) -> Result<Runtime, ConfigError> {
+    Ok(Runtime {
+        base: text(tree, sources, "runtime.base")?,
+        agent_container: text(tree, sources, "runtime.agent_container")?,
+        socket_path: text(tree, sources, "runtime.socket_path")?,
+        sockets_dir: text(tree, sources, "runtime.sockets_dir")?,
+    })
+}
+
+fn logging(tree: &Value, sources: &BTreeMap<String, Source>) -> Result<Logging, ConfigError> {
+    const PATH: &str = "logging.level";
+    let level = match leaf(tree, PATH) {
+        None => LogLevel::default(),
+        Some(value) => value.as_str().and_then(LogLevel::parse).ok_or_else(|| {
+            let names: Vec<&str> = LogLevel::ALL.iter().map(|(name, _)| *name).collect();
+            ConfigError::BadValue {
+                path: PATH,
+                origin: origin_of(sources, PATH),
+                want: format!("one of {}", names.join(", ")),
+                problem: format!("got {}", shown(value)),
+            }
+        })?,
+    };
+    Ok(Logging {
+        level,
+        format: text(tree, sources, "logging.format")?,
+        file: text(tree, sources, "logging.file")?,
+    })
+}
+
+/// `kb.root_dir` must name a directory or a place one can be made: the nearest part of
+/// the path that exists must be a directory. Checked here so a daemon with a bad store
+/// path stops with the key's name before any actor starts.
+fn check_kb_root(
+    mode: &Mode,
+    tree: &Value,
+    sources: &BTreeMap<String, Source>,
+) -> Result<(), ConfigError> {
+    const PATH: &str = "kb.root_dir";
+    let Some(root) = text(tree, sources, PATH)? else {
+        return Ok(());
+    };
+    let dir = mode.expand(&root);
+    for part in dir.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::metadata(part) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(ConfigError::BadValue {
+                    path: PATH,
+                    origin: origin_of(sources, PATH),
+                    want: "a directory".into(),
+                    problem: format!("{} is not a directory", part.display()),
+                });
+            }
+            // Missing, or under a file (ENOTDIR): the walk up finds the culprit.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
+            // Unreadable (permissions): opening the store reports it with its path.
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 fn typed(
@@ -509,9 +649,10 @@ fn typed(
             found: found.trim().to_owned(),
         });
     }
+    check_kb_root(&mode, &tree, &sources)?;
     Ok(Config {
-        runtime: section(&tree, "runtime")?,
-        logging: section(&tree, "logging")?,
+        runtime: runtime(&tree, &sources)?,
+        logging: logging(&tree, &sources)?,
         mode,
         tree,
         sources,

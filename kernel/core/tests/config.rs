@@ -199,7 +199,7 @@ fn bad_input_names_the_key_and_the_layer() {
             "logging:\n  level: loud\n",
             &[],
             &[],
-            "config: logging: unknown variant `loud`",
+            "config: logging.level (from file ",
         ),
         (
             "version: 2\n",
@@ -228,4 +228,183 @@ fn bad_input_names_the_key_and_the_layer() {
     })
     .unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+}
+
+/// One bad-value case: file text, env, flags, the whole error message.
+type ValueCase = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+    String,
+);
+
+#[test]
+fn bad_values_name_the_key_the_layer_and_what_is_allowed() {
+    let home = home("values");
+    let file = home.join(".runloop/config.yaml");
+    let levels = "one of error, warn, info, debug, trace";
+    let cases: &[ValueCase] = &[
+        (
+            "logging:\n  level: nonsense\n",
+            &[],
+            &[],
+            format!(
+                "config: logging.level (from file {}) must be {levels}; got `nonsense`",
+                file.display()
+            ),
+        ),
+        (
+            "logging:\n  level:\n",
+            &[],
+            &[],
+            format!(
+                "config: logging.level (from file {}) must be {levels}; got an empty value",
+                file.display()
+            ),
+        ),
+        (
+            "",
+            &[("RUNLOOP__LOGGING__LEVEL", "")],
+            &[],
+            format!(
+                "config: logging.level (from env RUNLOOP__LOGGING__LEVEL) must be {levels}; got an empty value"
+            ),
+        ),
+        (
+            "",
+            &[],
+            &["logging.level=7"],
+            format!("config: logging.level (from flag) must be {levels}; got `7`"),
+        ),
+        (
+            "runtime:\n  socket_path: 8000\n",
+            &[],
+            &[],
+            format!(
+                "config: runtime.socket_path (from file {}) must be text; got `8000`",
+                file.display()
+            ),
+        ),
+    ];
+    for (text, env, flags, want) in cases {
+        let mut opts = options(&home, text);
+        opts.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        opts.flags = flags.iter().map(|f| f.to_string()).collect();
+        let err = load(&opts).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::BadValue { .. }),
+            "{text:?}: {err:?}"
+        );
+        assert_eq!(&err.to_string(), want, "{text:?}");
+    }
+    // Every level word loads.
+    for word in ["error", "warn", "info", "debug", "trace"] {
+        let config = load(&options(&home, &format!("logging:\n  level: {word}\n"))).unwrap();
+        assert_eq!(Some(config.logging.level), LogLevel::parse(word));
+    }
+}
+
+#[test]
+fn kb_root_dir_must_be_a_directory() {
+    let home = home("kbroot");
+    let file = home.join(".runloop/config.yaml");
+    let plain = home.join("plain-file");
+    std::fs::write(&plain, "not a directory").unwrap();
+    for root in [plain.clone(), plain.join("pog")] {
+        let err = load(&options(
+            &home,
+            &format!("kb:\n  root_dir: {}\n", root.display()),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "config: kb.root_dir (from file {}) must be a directory; {} is not a directory",
+                file.display(),
+                plain.display()
+            )
+        );
+    }
+    let mut opts = options(&home, "");
+    opts.env = vec![("RUNLOOP__KB__ROOT_DIR".into(), plain.display().to_string())];
+    let err = load(&opts).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "config: kb.root_dir (from env RUNLOOP__KB__ROOT_DIR) must be a directory"
+        ),
+        "{err}"
+    );
+    // A directory that does not exist yet is fine (the store creates it), under `~` too.
+    load(&options(&home, "kb:\n  root_dir: ~/not/yet/pog\n")).unwrap();
+    load(&options(
+        &home,
+        &format!("kb:\n  root_dir: {}\n", home.display()),
+    ))
+    .unwrap();
+}
+
+#[test]
+fn an_endless_config_file_is_cut_at_the_limit() {
+    let home = home("endless");
+    // /dev/zero reports a size of 0 and never ends: the read itself must stop.
+    let err = load(&LoadOptions {
+        mode: Mode::User { home: home.clone() },
+        file: Some(PathBuf::from("/dev/zero")),
+        env: Vec::new(),
+        flags: Vec::new(),
+    })
+    .unwrap_err();
+    assert!(matches!(err, ConfigError::TooLarge { .. }), "{err}");
+}
+
+#[test]
+fn runloopd_refuses_a_kb_root_dir_that_is_a_file_before_booting() {
+    let home = home("kbroot-daemon");
+    let plain = home.join("plain-file");
+    std::fs::write(&plain, "not a directory").unwrap();
+    std::fs::write(
+        home.join(".runloop/config.yaml"),
+        format!(
+            "kb:\n  root_dir: {}\nruntime:\n  socket_path: {}\n",
+            plain.display(),
+            home.join("rmp.sock").display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runloopd"))
+        .env("HOME", &home)
+        .env_remove("RUNLOOP__KB__ROOT_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A daemon that got past the config would boot and listen: give it 20 s, then kill it.
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("runloopd started with kb.root_dir pointing at a file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "config: kb.root_dir (from file {}) must be a directory; {} is not a directory",
+            home.join(".runloop/config.yaml").display(),
+            plain.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!home.join("rmp.sock").exists(), "no socket was bound");
 }
