@@ -67,6 +67,9 @@ pub enum QueryError {
     /// Running the statement failed (including the time budget running out).
     #[error("run: {0}")]
     Run(rusqlite::Error),
+    /// A scoped query's reader could not be set up (see [`crate::scoped`]).
+    #[error(transparent)]
+    ScopedSetup(#[from] crate::scoped::SetupError),
 }
 
 /// Rows of a `kb.query`.
@@ -124,6 +127,8 @@ pub struct RecordedCall {
 struct Pool {
     conns: Mutex<Vec<Connection>>,
     free: Condvar,
+    /// Where the files are, for the dedicated reader of a scoped query.
+    cfg: PogConfig,
 }
 
 /// Cloneable handle to the read pool; every method borrows one connection for its duration.
@@ -211,7 +216,7 @@ thread_local! {
 }
 
 /// Allows reading and nothing else. Runs at prepare time for every statement on a reader.
-fn authorize(ctx: AuthContext<'_>) -> Authorization {
+pub(crate) fn authorize(ctx: AuthContext<'_>) -> Authorization {
     let verdict = decide(&ctx.action);
     if verdict == Authorization::Deny {
         DENIED.with(|d| {
@@ -295,6 +300,7 @@ impl Reads {
             pool: Arc::new(Pool {
                 conns: Mutex::new(conns),
                 free: Condvar::new(),
+                cfg: cfg.clone(),
             }),
         })
     }
@@ -340,6 +346,28 @@ impl Reads {
         conn.progress_handler(0, None::<fn() -> bool>)
             .map_err(QueryError::Run)?;
         result
+    }
+
+    /// `kb.query` for a scope-limited reader (`allow kb.query scopes=…`): the same rules
+    /// and limits as [`Reads::query`], but only rows of `scopes` are visible and tables
+    /// that cannot be filtered are refused. Runs on a reader of its own, set up by
+    /// [`crate::scoped`] and closed after the query.
+    pub fn query_scoped(
+        &self,
+        sql_text: &str,
+        params: &[Value],
+        scopes: &[crate::ids::Scope],
+    ) -> Result<QueryResult, QueryError> {
+        if sql_text.trim().is_empty() || sql_text.len() > QUERY_SQL_BYTES_MAX {
+            return Err(QueryError::SqlSize {
+                len: sql_text.len(),
+            });
+        }
+        let mut conn = crate::scoped::open(&self.pool.cfg, sql_text, scopes)?;
+        let deadline = Instant::now() + Duration::from_millis(QUERY_TIME_MS_MAX);
+        conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() > deadline))
+            .map_err(QueryError::Run)?;
+        crate::scoped::run(&conn, sql_text, params)
     }
 
     /// `kb.why`: the events that produced `entity`, and the evidence they cite, with provenance.
@@ -502,7 +530,7 @@ fn denied_action() -> String {
         .unwrap_or_else(|| "not authorized".into())
 }
 
-fn run_query(
+pub(crate) fn run_query(
     conn: &Connection,
     sql_text: &str,
     params: &[Value],
