@@ -6,7 +6,6 @@
 
 pub mod backup;
 pub mod canon;
-pub mod caps;
 pub mod clock;
 pub mod config;
 pub mod event;
@@ -15,13 +14,13 @@ pub mod import;
 pub mod kind;
 pub mod migrate;
 pub mod read;
+pub mod scoped;
 pub mod search;
 pub mod store;
 pub mod verify;
 mod views;
 
 pub use backup::{BackupError, BackupReport, RestoreError, RestoreReport, backup, restore};
-pub use caps::{Denied, KbAccess, KbCap, KbCapSet, KbRequest, check};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::PogConfig;
 pub use event::{Event, Hash32, NewEvent, Provenance, ValidationError};

@@ -84,6 +84,9 @@ pub enum QueryError {
     /// Running the statement failed.
     #[error("run: {0}")]
     Run(rusqlite::Error),
+    /// A scoped query's reader could not be set up (see [`crate::scoped`]).
+    #[error(transparent)]
+    ScopedSetup(#[from] crate::scoped::SetupError),
 }
 
 /// A duration for messages: whole seconds as `5 s`, else `250 ms`.
@@ -182,6 +185,8 @@ pub struct RecordedCall {
 struct Pool {
     conns: Mutex<Vec<Connection>>,
     free: Condvar,
+    /// Where the files are, for the dedicated reader of a scoped query.
+    cfg: PogConfig,
 }
 
 /// Cloneable handle to the read pool; every method borrows one connection for its duration.
@@ -278,7 +283,7 @@ thread_local! {
 }
 
 /// Allows reading and nothing else. Runs at prepare time for every statement on a reader.
-fn authorize(ctx: AuthContext<'_>) -> Authorization {
+pub(crate) fn authorize(ctx: AuthContext<'_>) -> Authorization {
     let verdict = decide(&ctx.action);
     if verdict == Authorization::Deny {
         DENIED.with(|d| {
@@ -362,6 +367,7 @@ impl Reads {
             pool: Arc::new(Pool {
                 conns: Mutex::new(conns),
                 free: Condvar::new(),
+                cfg: cfg.clone(),
             }),
         })
     }
@@ -424,6 +430,34 @@ impl Reads {
         conn.progress_handler(0, None::<fn() -> bool>)
             .map_err(QueryError::Run)?;
         result
+    }
+
+    /// `kb.query` for a scope-limited reader (`allow kb.query scopes=…`): the same rules
+    /// and limits as [`Reads::query`], but only rows of `scopes` are visible and tables
+    /// that cannot be filtered are refused. Runs on a reader of its own, set up by
+    /// [`crate::scoped`] and closed after the query.
+    pub fn query_scoped(
+        &self,
+        sql_text: &str,
+        params: &[Value],
+        scopes: &[crate::ids::Scope],
+    ) -> Result<QueryResult, QueryError> {
+        if sql_text.trim().is_empty() || sql_text.len() > QUERY_SQL_BYTES_MAX {
+            return Err(QueryError::SqlSize {
+                len: sql_text.len(),
+            });
+        }
+        let limits = QueryLimits::default();
+        let mut conn = crate::scoped::open(&self.pool.cfg, sql_text, scopes)?;
+        let deadline = Instant::now() + Duration::from_millis(limits.time_ms);
+        conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() > deadline))
+            .map_err(QueryError::Run)?;
+        // The same named limits as an unscoped query (the connection is dropped after).
+        crate::scoped::run(&conn, sql_text, params).map_err(|e| match e {
+            QueryError::Run(e) => classify(e, limits).unwrap_or_else(QueryError::Run),
+            QueryError::Prepare(e) => classify(e, limits).unwrap_or_else(QueryError::Prepare),
+            other => other,
+        })
     }
 
     /// `kb.why`: the events that produced `entity`, and the evidence they cite, with provenance.
@@ -617,7 +651,7 @@ fn denied_action() -> String {
         .unwrap_or_else(|| "not authorized".into())
 }
 
-fn run_query(
+pub(crate) fn run_query(
     conn: &Connection,
     sql_text: &str,
     params: &[Value],

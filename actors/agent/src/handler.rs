@@ -221,11 +221,20 @@ impl KernelHandler<'_> {
                 "kb.query is not available: the POG actor is not running".into(),
             );
         };
+        // `allow kb.query scopes=…` limits the rows the POG lets the query see.
+        let scopes = match self.policy.kb_query_scopes() {
+            Ok(None) => None,
+            Ok(Some(names)) => match names.iter().map(|s| runloop_pog::Scope::new(s)).collect() {
+                Ok(scopes) => Some(scopes),
+                Err(e) => return err(HostErrorCode::Failed, format!("kb.query: policy: {e}")),
+            },
+            Err(denied) => return err(HostErrorCode::CapabilityDenied, denied.to_string()),
+        };
         let params = params.iter().map(msgpack_to_json).collect();
         let timeout = Some(Duration::from_millis(POG_CALL_TIMEOUT_MS));
         let answer = self
             .runtime
-            .block_on(pog.call(|r| PogMsg::Query(sql, params, r), timeout));
+            .block_on(pog.call(|r| PogMsg::Query(sql, params, scopes, r), timeout));
         match answer {
             Ok(ractor::rpc::CallResult::Success(Ok(result))) => {
                 let rows = result

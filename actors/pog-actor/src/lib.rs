@@ -87,10 +87,13 @@ pub enum PogMsg {
         Vec<NewEvent>,
         RpcReplyPort<Result<Vec<Written>, WriteError>>,
     ),
-    /// `kb.query`: read-only SQL with positional params.
+    /// `kb.query`: read-only SQL with positional params. With scopes (the agent's
+    /// `allow kb.query scopes=…`), only rows of those scopes are visible
+    /// (`Reads::query_scoped`); `None` reads every row.
     Query(
         String,
         Vec<Value>,
+        Option<Vec<runloop_pog::Scope>>,
         RpcReplyPort<Result<QueryResult, ReadError>>,
     ),
     /// `kb.search`.
@@ -242,9 +245,12 @@ impl Actor for PogActor {
                 }
             }
             PogMsg::Flush => state.flush(),
-            PogMsg::Query(sql, params, reply) => {
-                state.read(reply, move |r| Ok(r.query(&sql, &params)?))
-            }
+            PogMsg::Query(sql, params, scopes, reply) => state.read(reply, move |r| {
+                Ok(match scopes {
+                    None => r.query(&sql, &params)?,
+                    Some(scopes) => r.query_scoped(&sql, &params, &scopes)?,
+                })
+            }),
             PogMsg::Search(q, reply) => state.read(reply, move |r| Ok(r.search(&q)?)),
             PogMsg::Why(e, scope, reply) => {
                 state.read(reply, move |r| Ok(r.why_in(&e, scope.as_ref())?))

@@ -104,17 +104,33 @@ async fn reads_go_through_the_pool_and_errors_come_back_typed() {
         PogMsg::Query,
         CALL_TIMEOUT_MS,
         "SELECT count(*) FROM notes".to_owned(),
-        vec![]
+        vec![],
+        None
     )
     .unwrap()
     .unwrap();
     assert_eq!(q.rows[0][0], json!(2));
+    // A scoped query sees only rows of its scopes (both notes are in `default`).
+    for (scope, count) in [("default", 2), ("work", 0)] {
+        let q = call_t!(
+            pog,
+            PogMsg::Query,
+            CALL_TIMEOUT_MS,
+            "SELECT count(*) FROM notes".to_owned(),
+            vec![],
+            Some(vec![Scope::new(scope).unwrap()])
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(q.rows[0][0], json!(count), "{scope}");
+    }
     let refused = call_t!(
         pog,
         PogMsg::Query,
         CALL_TIMEOUT_MS,
         "DELETE FROM notes".to_owned(),
-        vec![]
+        vec![],
+        None
     )
     .unwrap();
     assert!(refused.unwrap_err().to_string().starts_with("refused"));

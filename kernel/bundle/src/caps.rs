@@ -8,7 +8,7 @@
 //! allow log
 //! allow model.complete models=smollm2-135m max_tokens=256
 //! allow model.embed models=smollm2-135m
-//! allow kb.query
+//! allow kb.query scopes=personal,work                # only rows of these scopes
 //! allow kb.write_event kinds=contact.seen,note scopes=personal confirm=required
 //! allow confirm.request
 //! ```
@@ -17,6 +17,12 @@
 //! once per line; lists are comma-separated without spaces. Every bad line is an error
 //! naming its line number. The kernel, never the sandbox, applies the parsed [`Policy`]
 //! to each `HostCall` with [`Policy::check`].
+//!
+//! This is the only capability model: `kb.query scopes=` is not a check on the call (an
+//! arbitrary SQL text cannot be judged by its words) but a restriction the kernel hands to
+//! the POG with the query ([`Policy::kb_query_scopes`]), which then runs it against
+//! scope-filtered views (`runloop_pog::scoped`). A scope is lowercase, so `scopes=` items
+//! are refused with an upper-case letter: such a grant could never match a row.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -154,6 +160,10 @@ pub enum Grant {
     ModelEmbed {
         models: Option<BTreeSet<String>>,
     },
+    /// `kb.query`; with `scopes`, the query sees only rows of those scopes.
+    KbQuery {
+        scopes: Option<BTreeSet<String>>,
+    },
     KbWriteEvent {
         kinds: Option<BTreeSet<String>>,
         scopes: Option<BTreeSet<String>>,
@@ -258,6 +268,17 @@ impl Policy {
     /// The grant for `op`, if the policy allows it at all.
     pub fn grant(&self, op: Op) -> Option<&Grant> {
         self.grants.get(&op).map(|(_, grant)| grant)
+    }
+
+    /// What an allowed `kb.query` may read: `Ok(None)` every row, `Ok(Some(scopes))` only
+    /// rows of those scopes. `Err` when the policy does not allow `kb.query` at all, so a
+    /// caller that skipped [`Policy::check`] still fails closed.
+    pub fn kb_query_scopes(&self) -> Result<Option<&BTreeSet<String>>, Denied> {
+        match self.grant(Op::KbQuery) {
+            Some(Grant::KbQuery { scopes }) => Ok(scopes.as_ref()),
+            Some(other) => unreachable!("kb.query parsed into {other:?}"),
+            None => Err(Denied::NotGranted { op: Op::KbQuery }),
+        }
     }
 
     /// The ops the policy allows, in the ABI's order.
@@ -422,6 +443,21 @@ impl<'a> Options<'a> {
         Ok(Some(items))
     }
 
+    /// A list of scopes: as [`Options::list`], and lowercase (scopes are, so an upper-case
+    /// item could never match).
+    fn scopes(&self) -> Result<Option<BTreeSet<String>>, CapsErrorKind> {
+        let scopes = self.list("scopes")?;
+        let upper = |s: &String| s.bytes().any(|b| b.is_ascii_uppercase());
+        if scopes.iter().flatten().any(upper) {
+            return Err(CapsErrorKind::BadValue {
+                key: "scopes".into(),
+                value: self.given["scopes"].to_owned(),
+                reason: "scopes are lowercase",
+            });
+        }
+        Ok(scopes)
+    }
+
     fn confirm(&self) -> Result<bool, CapsErrorKind> {
         match self.given.get("confirm") {
             None => Ok(false),
@@ -451,8 +487,9 @@ fn parse_allow(content: &str) -> Result<(Op, Grant), CapsErrorKind> {
         Op::RandomBytes => &["max_len"],
         Op::ModelComplete => &["models", "max_tokens"],
         Op::ModelEmbed => &["models"],
+        Op::KbQuery => &["scopes"],
         Op::KbWriteEvent => &["kinds", "scopes", "confirm"],
-        Op::ClockNow | Op::Log | Op::KbQuery | Op::ConfirmRequest => &[],
+        Op::ClockNow | Op::Log | Op::ConfirmRequest => &[],
     };
     let options = Options::parse(op, option_words, keys)?;
     let grant = match options.op {
@@ -466,12 +503,15 @@ fn parse_allow(content: &str) -> Result<(Op, Grant), CapsErrorKind> {
         Op::ModelEmbed => Grant::ModelEmbed {
             models: options.list("models")?,
         },
+        Op::KbQuery => Grant::KbQuery {
+            scopes: options.scopes()?,
+        },
         Op::KbWriteEvent => Grant::KbWriteEvent {
             kinds: options.list("kinds")?,
-            scopes: options.list("scopes")?,
+            scopes: options.scopes()?,
             confirm_required: options.confirm()?,
         },
-        Op::ClockNow | Op::Log | Op::KbQuery | Op::ConfirmRequest => Grant::Plain,
+        Op::ClockNow | Op::Log | Op::ConfirmRequest => Grant::Plain,
     };
     Ok((op, grant))
 }

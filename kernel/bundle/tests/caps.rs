@@ -12,7 +12,7 @@ allow random.bytes max_len=32   # small
 allow log
 allow model.complete models=smollm2-135m,gpt-4o-mini max_tokens=256
 allow model.embed models=smollm2-135m
-allow kb.query
+allow kb.query scopes=personal,work
 allow kb.write_event kinds=contact.seen,note scopes=personal confirm=required
 allow confirm.request
 ";
@@ -36,6 +36,49 @@ fn a_full_policy_parses() {
     assert_eq!(kinds.as_ref().unwrap().len(), 2);
     assert!(scopes.as_ref().unwrap().contains("personal"));
     assert!(confirm_required);
+    let scopes: Vec<&str> = policy
+        .kb_query_scopes()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(scopes, ["personal", "work"]);
+}
+
+fn query() -> HostCall {
+    HostCall::KbQuery {
+        sql: "SELECT * FROM contacts".into(),
+        params: vec![],
+    }
+}
+
+#[test]
+fn kb_query_scopes_are_handed_out_not_judged_from_the_sql() {
+    let scoped = Policy::parse("runloop-caps 1\nallow kb.query scopes=work\n").unwrap();
+    // The call itself is allowed: which rows it sees is the POG's business.
+    assert_eq!(scoped.check(&query()), Ok(Verdict::Allowed));
+    assert_eq!(
+        scoped.grant(Op::KbQuery),
+        Some(&Grant::KbQuery {
+            scopes: Some(["work".to_owned()].into())
+        })
+    );
+    let only: Vec<&String> = scoped.kb_query_scopes().unwrap().unwrap().iter().collect();
+    assert_eq!(only, ["work"]);
+
+    let open = Policy::parse("runloop-caps 1\nallow kb.query\n").unwrap();
+    assert_eq!(open.check(&query()), Ok(Verdict::Allowed));
+    assert_eq!(
+        open.kb_query_scopes(),
+        Ok(None),
+        "no scopes= reads every row"
+    );
+
+    let none = Policy::parse("runloop-caps 1\nallow log\n").unwrap();
+    let not_granted = Denied::NotGranted { op: Op::KbQuery };
+    assert_eq!(none.check(&query()), Err(not_granted.clone()));
+    assert_eq!(none.kb_query_scopes(), Err(not_granted), "fails closed");
 }
 
 #[test]
@@ -171,6 +214,74 @@ fn every_bad_line_is_named() {
             },
         ),
         (
+            format!("{h}allow log\nallow kb.query scopes=\n"),
+            3,
+            CapsErrorKind::BadValue {
+                key: "scopes".into(),
+                value: "".into(),
+                reason: "items are 1 to 128 of a-z A-Z 0-9 . _ - : /, comma-separated",
+            },
+        ),
+        (
+            format!("{h}allow kb.query scopes=work,,home\n"),
+            2,
+            CapsErrorKind::BadValue {
+                key: "scopes".into(),
+                value: "work,,home".into(),
+                reason: "items are 1 to 128 of a-z A-Z 0-9 . _ - : /, comma-separated",
+            },
+        ),
+        (
+            format!("{h}allow kb.query scopes=work,home,work\n"),
+            2,
+            CapsErrorKind::BadValue {
+                key: "scopes".into(),
+                value: "work,home,work".into(),
+                reason: "an item is listed twice",
+            },
+        ),
+        (
+            format!("{h}\n\nallow kb.query scopes=Work\n"),
+            4,
+            CapsErrorKind::BadValue {
+                key: "scopes".into(),
+                value: "Work".into(),
+                reason: "scopes are lowercase",
+            },
+        ),
+        (
+            format!("{h}allow kb.write_event scopes=personal,Work\n"),
+            2,
+            CapsErrorKind::BadValue {
+                key: "scopes".into(),
+                value: "personal,Work".into(),
+                reason: "scopes are lowercase",
+            },
+        ),
+        (
+            format!("{h}allow kb.query scopes=a scopes=b\n"),
+            2,
+            CapsErrorKind::DuplicateOption {
+                key: "scopes".into(),
+            },
+        ),
+        (
+            format!("{h}allow kb.query kinds=note\n"),
+            2,
+            CapsErrorKind::UnknownOption {
+                op: Op::KbQuery,
+                key: "kinds".into(),
+            },
+        ),
+        (
+            format!("{h}allow kb.query scopes=work\nallow kb.query\n"),
+            3,
+            CapsErrorKind::DuplicateOp {
+                op: Op::KbQuery,
+                first_line: 2,
+            },
+        ),
+        (
             format!("{h}allow log\n{}\n", "#".repeat(1025)),
             3,
             CapsErrorKind::LineTooLong { bytes: 1025 },
@@ -189,20 +300,22 @@ fn oversized_files_and_lists_are_refused() {
         (1, CapsErrorKind::FileTooLarge { .. })
     ));
     let items: Vec<String> = (0..65).map(|i| format!("k{i}")).collect();
-    let many = format!(
-        "runloop-caps 1\nallow kb.write_event kinds={}\n",
-        items.join(",")
-    );
-    assert!(matches!(
-        error_of(&many),
-        (
-            2,
-            CapsErrorKind::BadValue {
-                reason: "more than 64 items",
-                ..
-            }
-        )
-    ));
+    for line in ["kb.write_event kinds", "kb.query scopes"] {
+        let many = format!("runloop-caps 1\nallow {line}={}\n", items.join(","));
+        assert!(
+            matches!(
+                error_of(&many),
+                (
+                    2,
+                    CapsErrorKind::BadValue {
+                        reason: "more than 64 items",
+                        ..
+                    }
+                )
+            ),
+            "{line}"
+        );
+    }
 }
 
 #[test]
