@@ -4,6 +4,7 @@
 //! Without a kernel, host calls that need kernel services (kb, model, confirm) answer
 //! `NotAvailable` "not available in this mode"; clock, random and log are answered locally.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -109,19 +110,22 @@ fn load_module(target: &Path) -> Result<(String, Vec<u8>), Failure> {
             ),
         ));
     }
-    let meta = std::fs::metadata(target).map_err(|e| Failure::io(e.to_string()))?;
-    if meta.len() > runloop_compile::WASM_BYTES_MAX as u64 {
+    // Read at most one byte past the limit: the file's stated size is not trusted (a FIFO
+    // or /dev/zero has none).
+    let limit = runloop_compile::WASM_BYTES_MAX as u64;
+    let mut bytes = Vec::new();
+    std::fs::File::open(target)
+        .and_then(|f| std::io::Read::take(f, limit + 1).read_to_end(&mut bytes))
+        .map_err(|e| Failure::io(format!("read {}: {e}", target.display())))?;
+    if bytes.len() as u64 > limit {
         return Err(Failure::invalid(
             "BadModule",
             format!(
-                "{} is above {} bytes",
-                target.display(),
-                runloop_compile::WASM_BYTES_MAX
+                "{} is above {limit} bytes (WASM_BYTES_MAX)",
+                target.display()
             ),
         ));
     }
-    let bytes = std::fs::read(target)
-        .map_err(|e| Failure::io(format!("read {}: {e}", target.display())))?;
     if target.extension().is_some_and(|e| e == "wasm") {
         runloop_compile::check_binary(&bytes)
             .map_err(|e| Failure::invalid("BadModule", format!("{}: {e}", target.display())))?;

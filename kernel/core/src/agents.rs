@@ -41,6 +41,8 @@ pub const AGENT_RESTART_WAIT_MS: u64 = 5_000;
 /// Times `Kernel::send` hands one message to an agent whose instance keeps failing before
 /// admitting it.
 pub const SEND_TRIES_MAX: u32 = 3;
+/// Time one delivery may take past the sandbox watchdog (reaping, the restart's spawn).
+const DELIVERY_SLACK_MS: u64 = 2_000;
 /// Memory the sandbox process needs beside the guest's linear memory.
 const SANDBOX_OVERHEAD_BYTES: u64 = 64 * 1024 * 1024;
 /// Threads the sandbox may run (main + epoch ticker, with slack).
@@ -345,12 +347,12 @@ impl Kernel {
             .cloned()
     }
 
-    /// The longest one message may take: every delivery's time limit plus slack, and the
-    /// wait for a restart.
+    /// The longest one message may take: every delivery up to the sandbox watchdog of its
+    /// time limit, plus slack and the wait for a restart.
     fn message_wait_ms(&self) -> u64 {
-        let limits = self.agent_options.limits;
-        (limits.invoke_wall_ms_max + 2_000) * u64::from(runloop_agent_actor::INVOKE_ATTEMPTS_MAX)
-            + AGENT_RESTART_WAIT_MS
+        let limit = self.agent_options.limits.invoke_wall_ms_max;
+        let delivery = runloop_sandbox::invoke_watchdog_ms(limit) + DELIVERY_SLACK_MS;
+        delivery * u64::from(runloop_agent_actor::INVOKE_ATTEMPTS_MAX) + AGENT_RESTART_WAIT_MS
     }
 
     /// Sends one message to the standalone agent `agent` and waits for its reply

@@ -154,7 +154,9 @@ pub enum RunError {
     TooManyRuns,
     #[error("run {run}: {source}")]
     Supervisor { run: RunId, source: SupervisorError },
-    #[error("start agent {agent}: {message}; release it with `rlp agent release {agent}`")]
+    #[error(
+        "start agent {agent}: it is quarantined: {message}; release it with `rlp agent release {agent}`"
+    )]
     Quarantined { agent: AgentName, message: String },
     #[error("start agent {agent}: {source}")]
     Quarantine {
