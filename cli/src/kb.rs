@@ -504,7 +504,7 @@ fn query_error(e: runloop_pog::QueryError) -> KbError {
             kind: "QueryLimit",
             message: e.to_string(),
         },
-        Q::Run(_) | Q::PoolTimeout => failed(e),
+        Q::Run(_) | Q::PoolTimeout | Q::ScopedSetup(_) => failed(e),
         Q::SqlSize { .. } | Q::Refused { .. } | Q::Prepare(_) => invalid(e),
     }
 }
