@@ -68,6 +68,12 @@ impl ClientError {
         match self {
             ClientError::Refused { code, .. } => code == BUSY_CODE,
             ClientError::Connect { source, .. } => source.kind() == io::ErrorKind::WouldBlock,
+            // Only the request's write maps to `Io` with these: the daemon closed before
+            // reading anything (it refused as busy and we wrote after its close).
+            ClientError::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ),
             _ => false,
         }
     }

@@ -17,7 +17,7 @@ use runloop_actors::names::AgentName;
 use runloop_client::wire::{frame_of, limits};
 use runloop_client::{StatusItem, request, subscribe};
 use runloop_kernel::control::{ControlPlane, PeerPolicy, serve};
-use runloop_kernel::{Kernel, KernelOptions};
+use runloop_kernel::Kernel;
 use runloop_proto::frame::decode_frame;
 use runloop_proto::payloads::{
     ActorInfo, ControlCommand, ControlOutcome, ControlReply, ControlRequest, ErrorReport, RunEvent,
@@ -145,7 +145,8 @@ async fn subscribe_streams_typed_snapshots_and_events_and_is_cleaned_up() {
     let mut started = false;
     let mut agent_seen = false;
     let mut starting = None;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Starting echo compiles it; a loaded machine and a debug build take a while.
+    let deadline = Instant::now() + Duration::from_secs(90);
     while (seqs.len() < 3 || !started || !agent_seen) && Instant::now() < deadline {
         match sub.next().await.unwrap().expect("the stream goes on") {
             StatusItem::Snapshot(snapshot) => {
