@@ -1,14 +1,15 @@
 //! How `rlp` reaches a kernel: the daemon when its socket answers (config v1 discovery
-//! order), else a kernel booted in-process (embedded mode). Both answer the same
-//! `control.request.v1` through the same code (`ControlPlane::answer`), so every command
-//! behaves the same in either mode; the caller reports which one answered.
+//! order, through `runloop-client`), else a kernel booted in-process (embedded mode). Both
+//! answer the same `control.request.v1` through the same code (`ControlPlane::answer`), so
+//! every command behaves the same in either mode; the caller reports which one answered.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use runloop_client::{ClientError, request};
 use runloop_kernel::config::{self, LoadOptions, Mode};
-use runloop_kernel::control::{ClientError, ControlPlane, PeerPolicy, request};
+use runloop_kernel::control::{ControlPlane, PeerPolicy};
 use runloop_kernel::{Kernel, KernelOptions};
 use runloop_proto::payloads::{ControlCommand, ControlOutcome, ControlRequest};
 
@@ -104,8 +105,9 @@ async fn ask_async(
     config: &config::Config,
     command: ControlCommand,
 ) -> Result<(Source, ControlOutcome), Failure> {
-    let candidates = config::socket_candidates(config);
-    let explicit = config.runtime.socket_path.is_some();
+    let places = config::socket_places(config);
+    let candidates = places.candidates();
+    let explicit = places.is_explicit();
     let id = request_id();
     for path in &candidates {
         match request(path, &id, command.clone()).await {

@@ -2,7 +2,7 @@
 //! socket answers, else from a kernel booted in-process (embedded mode); it says which.
 
 use clap::Args;
-use runloop_proto::payloads::{ActorNode, ControlCommand, ControlOutcome};
+use runloop_proto::payloads::{ActorInfo, ActorNode, ControlCommand, ControlOutcome};
 
 use crate::failure::Failure;
 use crate::kernel_client::{KernelArgs, ask};
@@ -57,8 +57,9 @@ fn print_tree(node: &ActorNode, depth: usize) {
         indent = depth * 2,
         width = 24usize.saturating_sub(depth * 2),
     );
-    if let Some(detail) = &node.detail {
-        line.push_str(&format!("  {detail}"));
+    if let Some(info) = &node.info {
+        line.push_str("  ");
+        line.push_str(&info_text(info));
     }
     if let Some(error) = &node.last_error {
         line.push_str(&format!("  last error: {error}"));
@@ -66,5 +67,43 @@ fn print_tree(node: &ActorNode, depth: usize) {
     println!("{line}");
     for child in &node.children {
         print_tree(child, depth + 1);
+    }
+}
+
+/// One line about an actor's own figures: the only place status becomes text.
+fn info_text(info: &ActorInfo) -> String {
+    match info {
+        ActorInfo::Supervisor { strategy } => {
+            let strategy = serde_json::to_value(strategy).expect("serializes");
+            format!("strategy {}", strategy.as_str().unwrap_or_default())
+        }
+        ActorInfo::Bus(b) => format!(
+            "topics {}, subscribers {}, published {}, delivered {}, dropped {}, rejected {}",
+            b.topics, b.subscribers, b.published, b.delivered, b.dropped, b.rejected
+        ),
+        ActorInfo::Scheduler(s) => format!(
+            "running {}/{}, queued {}, openings {}",
+            s.running, s.concurrency_max, s.queued, s.openings
+        ),
+        ActorInfo::Quarantine { parked } => format!("parked {parked}"),
+        ActorInfo::DeadLetters { records, dropped } => {
+            format!("records {records}, dropped {dropped}")
+        }
+        ActorInfo::Kernel { cpu_ms, rss_kb } => format!("kernel cpu {cpu_ms} ms, rss {rss_kb} KiB"),
+        ActorInfo::Agent(a) => format!(
+            "agent {}, sandbox pid {}, restarts {}, breaker {}, quarantine {}, cpu {} ms, \
+             rss {} KiB, messages in {} out {}, errors {}",
+            a.state,
+            a.sandbox_pid.map_or("-".into(), |p| p.to_string()),
+            a.restarts,
+            a.breaker,
+            a.quarantine.as_deref().unwrap_or("-"),
+            a.cpu_ms,
+            a.rss_kb,
+            a.messages_in,
+            a.messages_out,
+            a.errors
+        ),
+        ActorInfo::EmptySlot => "not started in this kernel (runloopd starts it)".into(),
     }
 }

@@ -659,37 +659,35 @@ fn typed(
     })
 }
 
+/// The socket places this config names, expanded (for `runloop_client::discovery`).
+pub fn socket_places(config: &Config) -> runloop_client::SocketPlaces {
+    let mode = &config.mode;
+    runloop_client::SocketPlaces {
+        socket_path: config
+            .runtime
+            .socket_path
+            .as_deref()
+            .map(|p| mode.expand(p)),
+        sockets_dir: config
+            .runtime
+            .sockets_dir
+            .as_deref()
+            .map(|d| mode.expand(d)),
+        user_home: match mode {
+            Mode::User { home } => Some(home.clone()),
+            Mode::System => None,
+        },
+    }
+}
+
 /// Where `rlp` looks for the daemon's socket, in order (config v1 "Socket discovery").
 /// `runtime.socket_path`, when set, is the only candidate (and must answer).
 pub fn socket_candidates(config: &Config) -> Vec<PathBuf> {
-    let mode = &config.mode;
-    if let Some(path) = &config.runtime.socket_path {
-        return vec![mode.expand(path)];
-    }
-    let mut out = Vec::new();
-    if let Some(dir) = &config.runtime.sockets_dir {
-        out.push(mode.expand(dir).join("rmp.sock"));
-    }
-    if let Mode::User { home } = mode {
-        out.push(home.join(".runloop/sock/rmp.sock"));
-    }
-    out.push(PathBuf::from("/run/runloop/rmp.sock"));
-    out.dedup();
-    out
+    socket_places(config).candidates()
 }
 
 /// Where `runloopd` binds: system mode `/run/runloop/rmp.sock`; user mode the first
 /// configured place, else `~/.runloop/sock/rmp.sock`.
 pub fn bind_path(config: &Config) -> PathBuf {
-    let mode = &config.mode;
-    if let Some(path) = &config.runtime.socket_path {
-        return mode.expand(path);
-    }
-    match mode {
-        Mode::System => PathBuf::from("/run/runloop/rmp.sock"),
-        Mode::User { home } => match &config.runtime.sockets_dir {
-            Some(dir) => mode.expand(dir).join("rmp.sock"),
-            None => home.join(".runloop/sock/rmp.sock"),
-        },
-    }
+    socket_places(config).bind_path()
 }

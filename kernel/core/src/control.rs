@@ -5,54 +5,37 @@
 //! `control.request.v1` frames and gets one `control.reply.v1` frame for each, in order.
 //! A frame that fails validation gets an `error.report.v1` frame whose `code` is the RMP
 //! error name; a frame that breaks the stream (bad length, bad magic …) also ends the
-//! connection. Requests are idempotent by `request_id`: the daemon remembers the last
-//! [`REPLY_CACHE_ENTRIES_MAX`] answers per uid and answers a repeated id from there.
+//! connection. Requests are idempotent by `request_id` ([`cache`]): an id is claimed
+//! before its command runs, so duplicates — even ones arriving at the same time on other
+//! connections — get the first answer and the command runs once.
 //!
-//! Lifecycle of the server: [`serve`] accepts until the shutdown signal, then stops
-//! accepting and waits up to [`DRAIN_TIMEOUT_MS`] for the connections in flight.
+//! [`ControlPlane::respond`] is the one entry point from bytes to answers (the socket
+//! server and the fuzz target both drive it); [`server`] owns the socket: connection
+//! limits with slots reserved for the owner, the whole-frame deadline, `subscribe`
+//! streams, and the drain on shutdown. The client half lives in `runloop-client`.
 
-use std::collections::{HashMap, VecDeque};
+mod cache;
+pub mod server;
+
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use runloop_actors::names::AgentName;
-use runloop_proto::frame::{Limits, encode_frame};
+use runloop_client::wire::frame_of;
 use runloop_proto::payloads::{
-    ControlCommand, ControlOutcome, ControlReply, ControlRequest, ErrorReport, REQUEST_ID_BYTES_MAX,
+    ControlCommand, ControlOutcome, ControlReply, ControlRequest, ErrorReport,
+    REQUEST_ID_BYTES_MAX, SUBSCRIBE_INTERVAL_MS_MAX, SUBSCRIBE_INTERVAL_MS_MIN,
 };
-use runloop_proto::{
-    Body, Clock, Family, Frame, FrameError, Header, Kind, MsgId, MsgIdGen, StreamDecoder,
-    SystemClock, TraceId,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
+use runloop_proto::{Body, Frame, FrameError, MsgId, MsgIdGen, StreamDecoder, TraceId};
 
+use crate::control::cache::{Lookup, ReplyCache};
 use crate::kernel::Kernel;
 
-/// Largest control frame body either side accepts, in bytes.
-pub const CONTROL_BODY_BYTES_MAX: u32 = 1024 * 1024;
-/// Most connections served at once; more wait in the listen backlog.
-pub const CONTROL_CONNECTIONS_MAX: usize = 64;
-/// A connection idle this long is closed.
-pub const CONTROL_IDLE_TIMEOUT_MS: u64 = 30_000;
-/// Answers remembered for idempotency, per uid.
-pub const REPLY_CACHE_ENTRIES_MAX: usize = 1_024;
-/// How long shutdown waits for connections in flight.
-pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
-/// Time to live of control frames.
-pub const CONTROL_TTL_MS: u64 = 60_000;
-/// How long a client waits for the daemon's answer.
-pub const CLIENT_TIMEOUT_MS: u64 = 10_000;
-/// Read buffer size, in bytes.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
-
-fn limits() -> Limits {
-    Limits::new(CONTROL_BODY_BYTES_MAX)
-}
+pub use self::cache::REPLY_CACHE_ENTRIES_MAX;
+pub use self::server::{ControlLimits, serve};
+pub use runloop_client::wire::CONTROL_BODY_BYTES_MAX;
 
 /// Who may talk to the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,63 +80,65 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Answers remembered per (uid, request id), oldest forgotten first.
-#[derive(Debug, Default)]
-struct ReplyCache {
-    replies: HashMap<(u32, String), ControlReply>,
-    order: VecDeque<(u32, String)>,
-}
-
-impl ReplyCache {
-    fn get(&self, uid: u32, id: &str) -> Option<ControlReply> {
-        self.replies.get(&(uid, id.to_owned())).cloned()
-    }
-
-    fn put(&mut self, uid: u32, reply: ControlReply) {
-        let key = (uid, reply.request_id.clone());
-        if self.replies.insert(key.clone(), reply).is_none() {
-            self.order.push_back(key);
-        }
-        let per_uid = self.order.iter().filter(|(u, _)| *u == uid).count();
-        if per_uid > REPLY_CACHE_ENTRIES_MAX {
-            let index = self
-                .order
-                .iter()
-                .position(|(u, _)| *u == uid)
-                .expect("counted");
-            let old = self.order.remove(index).expect("index in range");
-            self.replies.remove(&old);
-        }
-    }
-}
-
-/// The daemon's side: a kernel, a policy, the idempotency cache.
+/// The daemon's side: a kernel, a policy, the idempotency cache, the socket's limits.
 #[derive(Debug)]
 pub struct ControlPlane {
     kernel: Arc<Kernel>,
     policy: PeerPolicy,
-    cache: Mutex<ReplyCache>,
+    limits: ControlLimits,
+    cache: std::sync::Mutex<ReplyCache>,
     ids: MsgIdGen,
     /// How many times a command was executed (not answered from the cache).
-    executed: std::sync::atomic::AtomicU64,
+    executed: AtomicU64,
+    /// `subscribe` streams open now.
+    subscribers: AtomicUsize,
+}
+
+/// What one request frame asks the connection to do next.
+#[derive(Debug)]
+pub enum Step {
+    /// Send these bytes (a reply or an error report); the connection goes on.
+    Reply(Vec<u8>),
+    /// Send these bytes (an error report), then close: the stream cannot go on.
+    Close(Vec<u8>),
+    /// Send the `subscribed` reply, then stream status every `interval_ms`.
+    Subscribe { reply: Vec<u8>, interval_ms: u64 },
 }
 
 impl ControlPlane {
     pub fn new(kernel: Arc<Kernel>, policy: PeerPolicy) -> Self {
+        Self::with_limits(kernel, policy, ControlLimits::default())
+    }
+
+    /// A plane whose socket uses `limits` (tests shorten the frame deadline).
+    pub fn with_limits(kernel: Arc<Kernel>, policy: PeerPolicy, limits: ControlLimits) -> Self {
+        limits.check();
         Self {
             kernel,
             policy,
-            cache: Mutex::new(ReplyCache::default()),
+            limits,
+            cache: std::sync::Mutex::new(ReplyCache::default()),
             ids: MsgIdGen::default(),
-            executed: Default::default(),
+            executed: AtomicU64::new(0),
+            subscribers: AtomicUsize::new(0),
         }
     }
 
     pub fn executed(&self) -> u64 {
-        self.executed.load(std::sync::atomic::Ordering::Relaxed)
+        self.executed.load(Ordering::Relaxed)
     }
 
-    /// Answers one request, from the cache when its id was seen before.
+    /// `subscribe` streams open now.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.load(Ordering::Relaxed)
+    }
+
+    pub fn limits(&self) -> ControlLimits {
+        self.limits
+    }
+
+    /// Answers one request: from the cache when its id was answered before, by waiting
+    /// for the first one when a duplicate runs now, else by running it (once).
     pub async fn answer(&self, uid: u32, request: ControlRequest) -> ControlReply {
         let id = request.request_id.clone();
         if id.is_empty() || id.len() > REQUEST_ID_BYTES_MAX {
@@ -165,21 +150,132 @@ impl ControlPlane {
                 ),
             };
         }
-        if let Some(reply) = self.cache.lock().expect("cache lock").get(uid, &id) {
-            return reply;
+        if matches!(request.command, ControlCommand::Subscribe { .. }) {
+            return ControlReply {
+                request_id: id,
+                outcome: failed(
+                    "StreamOnly",
+                    "subscribe streams over the daemon's control socket".into(),
+                ),
+            };
         }
-        self.executed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let outcome = execute(&self.kernel, request.command).await;
-        let reply = ControlReply {
-            request_id: id,
-            outcome,
+        loop {
+            let lookup = self.cache.lock().expect("cache lock").lookup(uid, &id);
+            match lookup {
+                Lookup::Answered(reply) => return *reply,
+                Lookup::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
+                    Ok(reply) => return reply.clone().expect("waited for an answer"),
+                    // The first runner was dropped before answering: claim again.
+                    Err(_) => continue,
+                },
+                Lookup::Claimed(claim) => {
+                    let mut guard = ClaimGuard {
+                        plane: self,
+                        uid,
+                        id: &id,
+                        claim: Some(claim),
+                    };
+                    self.executed.fetch_add(1, Ordering::Relaxed);
+                    let outcome = execute(&self.kernel, request.command).await;
+                    let reply = ControlReply {
+                        request_id: id.clone(),
+                        outcome,
+                    };
+                    let claim = guard.claim.take().expect("finished once");
+                    self.cache
+                        .lock()
+                        .expect("cache lock")
+                        .finish(uid, claim, reply.clone());
+                    return reply;
+                }
+            }
+        }
+    }
+
+    /// Takes the next frame out of `decoder` and answers it; `None` when no whole frame
+    /// is buffered. The single entry point from bytes to answers.
+    pub async fn respond(&self, uid: u32, decoder: &mut StreamDecoder) -> Option<Step> {
+        let now_ms = self.kernel.clock.now_ms();
+        match decoder.next_frame(now_ms) {
+            Ok(None) => None,
+            Ok(Some(frame)) => Some(self.answer_frame(uid, frame).await),
+            Err(err) => {
+                let bytes = self.error_frame(&err);
+                if err.is_fatal_for_stream() || decoder.is_poisoned() {
+                    Some(Step::Close(bytes))
+                } else {
+                    Some(Step::Reply(bytes))
+                }
+            }
+        }
+    }
+
+    async fn answer_frame(&self, uid: u32, frame: Frame) -> Step {
+        let trace_id = frame.header().trace_id();
+        let request = match frame.body().payload_as::<ControlRequest>() {
+            Ok(request) => request,
+            Err(err) => return Step::Reply(self.error_frame(&err)),
         };
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .put(uid, reply.clone());
-        reply
+        let valid_id =
+            !request.request_id.is_empty() && request.request_id.len() <= REQUEST_ID_BYTES_MAX;
+        if let (ControlCommand::Subscribe { interval_ms }, true) = (&request.command, valid_id) {
+            let interval_ms =
+                (*interval_ms).clamp(SUBSCRIBE_INTERVAL_MS_MIN, SUBSCRIBE_INTERVAL_MS_MAX);
+            let reply = ControlReply {
+                request_id: request.request_id,
+                outcome: ControlOutcome::Subscribed { interval_ms },
+            };
+            let reply = self.frame(Body::from_payload(&reply), trace_id);
+            return Step::Subscribe { reply, interval_ms };
+        }
+        let reply = self.answer(uid, request).await;
+        Step::Reply(self.frame(Body::from_payload(&reply), trace_id))
+    }
+
+    /// One frame from the daemon, stamped by the kernel's clock.
+    fn frame(&self, body: Body, trace_id: TraceId) -> Vec<u8> {
+        frame_of(
+            body,
+            self.kernel.clock.now_ms(),
+            trace_id,
+            self.next_msg_id(),
+        )
+    }
+
+    fn next_msg_id(&self) -> MsgId {
+        self.ids.next_id()
+    }
+
+    fn error_frame(&self, err: &FrameError) -> Vec<u8> {
+        self.report(err.name(), err.to_string())
+    }
+
+    /// An `error.report.v1` frame.
+    fn report(&self, code: &str, message: String) -> Vec<u8> {
+        let report = ErrorReport {
+            code: code.into(),
+            message,
+        };
+        self.frame(Body::from_payload(&report), TraceId(0))
+    }
+}
+
+/// A claimed request id; withdrawn if its runner is dropped before answering (its
+/// connection task was cancelled), so duplicates waiting on it claim again.
+struct ClaimGuard<'a> {
+    plane: &'a ControlPlane,
+    uid: u32,
+    id: &'a str,
+    claim: Option<tokio::sync::watch::Sender<Option<ControlReply>>>,
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if self.claim.is_some()
+            && let Ok(mut cache) = self.plane.cache.lock()
+        {
+            cache.withdraw(self.uid, self.id);
+        }
     }
 }
 
@@ -192,6 +288,9 @@ fn failed(code: &str, message: String) -> ControlOutcome {
 
 async fn execute(kernel: &Kernel, command: ControlCommand) -> ControlOutcome {
     match command {
+        ControlCommand::Subscribe { .. } => {
+            unreachable!("answer() turns subscribe away before executing")
+        }
         ControlCommand::Status => ControlOutcome::Status {
             tree: kernel.status().await,
         },
@@ -284,224 +383,3 @@ async fn agent_send(
         Err(e) => failed(e.code(), e.to_string()),
     }
 }
-
-fn frame_of(body: Body, trace_id: TraceId, msg_id: MsgId) -> Vec<u8> {
-    let header = Header::new(
-        body.kind().family(),
-        SystemClock.now_ms(),
-        CONTROL_TTL_MS,
-        trace_id,
-        msg_id,
-    )
-    .expect("the system clock is far from u64::MAX");
-    let frame = Frame::new(header, body).expect("the body's own family");
-    encode_frame(&frame, &limits()).expect("control payloads stay under the cap")
-}
-
-fn error_frame(err: &FrameError, msg_id: MsgId) -> Vec<u8> {
-    let report = ErrorReport {
-        code: err.name().into(),
-        message: err.to_string(),
-    };
-    frame_of(Body::from_payload(&report), TraceId(0), msg_id)
-}
-
-/// Accepts connections until `shutdown` turns true, then drains.
-pub async fn serve(
-    listener: UnixListener,
-    plane: Arc<ControlPlane>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let slots = Arc::new(Semaphore::new(CONTROL_CONNECTIONS_MAX));
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("never closed"),
-            _ = shutdown.changed() => break,
-        };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => break,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let plane = plane.clone();
-        tokio::spawn(async move {
-            let _ = serve_connection(stream, &plane).await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    let drain = Duration::from_millis(DRAIN_TIMEOUT_MS);
-    let all = u32::try_from(CONTROL_CONNECTIONS_MAX).expect("small");
-    let _ = tokio::time::timeout(drain, slots.acquire_many(all)).await;
-}
-
-async fn serve_connection(mut stream: UnixStream, plane: &ControlPlane) -> io::Result<()> {
-    let cred = stream.peer_cred()?;
-    if !plane.policy.allows(cred.uid(), cred.gid(), cred.pid()) {
-        let err = ErrorReport {
-            code: "PermissionDenied".into(),
-            message: format!(
-                "uid {} may not use this socket (it needs uid {}{})",
-                cred.uid(),
-                plane.policy.uid,
-                plane
-                    .policy
-                    .group
-                    .map(|g| format!(" or group {g}"))
-                    .unwrap_or_default()
-            ),
-        };
-        let bytes = frame_of(Body::from_payload(&err), TraceId(0), plane.ids.next_id());
-        stream.write_all(&bytes).await?;
-        return Ok(());
-    }
-    let mut decoder = StreamDecoder::new(limits());
-    let mut buf = vec![0u8; READ_CHUNK_BYTES];
-    let idle = Duration::from_millis(CONTROL_IDLE_TIMEOUT_MS);
-    loop {
-        loop {
-            match decoder.next_frame(SystemClock.now_ms()) {
-                Ok(Some(frame)) => {
-                    let bytes = reply_to(frame, cred.uid(), plane).await;
-                    stream.write_all(&bytes).await?;
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    stream
-                        .write_all(&error_frame(&err, plane.ids.next_id()))
-                        .await?;
-                    if err.is_fatal_for_stream() || decoder.is_poisoned() {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        let room = decoder.free_bytes().min(buf.len());
-        if room == 0 {
-            return Ok(());
-        }
-        let n = match tokio::time::timeout(idle, stream.read(&mut buf[..room])).await {
-            Ok(read) => read?,
-            Err(_) => return Ok(()),
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        let pushed = decoder.push(&buf[..n]);
-        assert_eq!(pushed, n, "pushed no more than the free room");
-    }
-}
-
-async fn reply_to(frame: Frame, uid: u32, plane: &ControlPlane) -> Vec<u8> {
-    let trace_id = frame.header().trace_id();
-    let request = match frame.body().payload_as::<ControlRequest>() {
-        Ok(request) => request,
-        Err(err) => return error_frame(&err, plane.ids.next_id()),
-    };
-    let reply = plane.answer(uid, request).await;
-    frame_of(Body::from_payload(&reply), trace_id, plane.ids.next_id())
-}
-
-/// Why a client request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("connect {path}: {source}")]
-    Connect { path: PathBuf, source: io::Error },
-    #[error("talk to {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("talk to {path}: no answer within {CLIENT_TIMEOUT_MS} ms")]
-    Timeout { path: PathBuf },
-    #[error("talk to {path}: the daemon closed the connection without answering")]
-    Closed { path: PathBuf },
-    #[error("talk to {path}: bad frame from the daemon: {source}")]
-    Frame { path: PathBuf, source: FrameError },
-    #[error("talk to {path}: the daemon refused: {code}: {message}")]
-    Refused {
-        path: PathBuf,
-        code: String,
-        message: String,
-    },
-}
-
-/// Sends one request over a fresh connection and waits for its answer.
-pub async fn request(
-    path: &Path,
-    request_id: &str,
-    command: ControlCommand,
-) -> Result<ControlReply, ClientError> {
-    let wait = Duration::from_millis(CLIENT_TIMEOUT_MS);
-    tokio::time::timeout(wait, request_inner(path, request_id, command))
-        .await
-        .map_err(|_| ClientError::Timeout {
-            path: path.to_owned(),
-        })?
-}
-
-async fn request_inner(
-    path: &Path,
-    request_id: &str,
-    command: ControlCommand,
-) -> Result<ControlReply, ClientError> {
-    let io = |source| ClientError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut stream = UnixStream::connect(path)
-        .await
-        .map_err(|source| ClientError::Connect {
-            path: path.to_owned(),
-            source,
-        })?;
-    let body = Body::from_payload(&ControlRequest {
-        request_id: request_id.to_owned(),
-        command,
-    });
-    let trace = TraceId(u128::from(std::process::id()) << 64 | u128::from(SystemClock.now_ms()));
-    stream
-        .write_all(&frame_of(body, trace, MsgId(1)))
-        .await
-        .map_err(io)?;
-    let mut decoder = StreamDecoder::new(limits());
-    let mut buf = vec![0u8; READ_CHUNK_BYTES];
-    loop {
-        let frame =
-            decoder
-                .next_frame(SystemClock.now_ms())
-                .map_err(|source| ClientError::Frame {
-                    path: path.to_owned(),
-                    source,
-                })?;
-        if let Some(frame) = frame {
-            return read_reply(path, &frame);
-        }
-        let room = decoder.free_bytes().min(buf.len());
-        let n = stream.read(&mut buf[..room.max(1)]).await.map_err(io)?;
-        if n == 0 {
-            return Err(ClientError::Closed {
-                path: path.to_owned(),
-            });
-        }
-        decoder.push(&buf[..n]);
-    }
-}
-
-fn read_reply(path: &Path, frame: &Frame) -> Result<ControlReply, ClientError> {
-    let bad = |source| ClientError::Frame {
-        path: path.to_owned(),
-        source,
-    };
-    match frame.body().kind() {
-        Kind::ErrorReport => {
-            let report: ErrorReport = frame.body().payload_as().map_err(bad)?;
-            Err(ClientError::Refused {
-                path: path.to_owned(),
-                code: report.code,
-                message: report.message,
-            })
-        }
-        _ => frame.body().payload_as::<ControlReply>().map_err(bad),
-    }
-}
-
-/// The family control frames travel in (for callers building raw frames).
-pub const CONTROL_FAMILY: Family = Family::Control;

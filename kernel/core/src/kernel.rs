@@ -46,7 +46,9 @@ use runloop_actors::supervisor::{
     Strategy, SupervisorArgs, SupervisorConfig, SupervisorError, SupervisorMsg, SupervisorSnapshot,
     snapshot, spawn_root,
 };
-use runloop_proto::payloads::{ActorKind, ActorNode, ActorRunState};
+use runloop_proto::payloads::{
+    ActorInfo, ActorKind, ActorNode, ActorRunState, BusInfo, SchedulerInfo, SupervisorStrategy,
+};
 use runloop_proto::{Clock, Ids, RunId, SystemClock};
 
 use crate::agents::{AgentEntry, AgentOptions};
@@ -591,7 +593,7 @@ impl Kernel {
                 state: ActorRunState::Stopped,
                 restarts: 0,
                 last_error: Some("the root supervisor did not answer".into()),
-                detail: None,
+                info: None,
                 children: Vec::new(),
             },
         };
@@ -610,7 +612,7 @@ impl Kernel {
                     state: ActorRunState::Empty,
                     restarts: 0,
                     last_error: None,
-                    detail: Some("not started in this kernel (runloopd starts it)".into()),
+                    info: Some(ActorInfo::EmptySlot),
                     children: Vec::new(),
                 });
             }
@@ -618,7 +620,8 @@ impl Kernel {
         root
     }
 
-    /// Each `agent-<name>` node gets the agent's state, pid, breaker, quarantine, CPU, RSS.
+    /// Each `agent-<name>` node gets the agent's status (state, pid, breaker, quarantine,
+    /// CPU, RSS, messages, errors).
     async fn add_agent_details(&self, runs: &mut ActorNode) {
         let agents = self.agents().await;
         for run in &mut runs.children {
@@ -629,63 +632,55 @@ impl Kernel {
                 let Some(a) = agents.iter().find(|a| a.name == name) else {
                     continue;
                 };
-                node.detail = Some(format!(
-                    "agent {}, sandbox pid {}, restarts {}, breaker {}, quarantine {}, cpu {} ms, rss {} KiB",
-                    a.state,
-                    a.sandbox_pid.map_or("-".into(), |p| p.to_string()),
-                    a.restarts,
-                    a.breaker,
-                    a.quarantine.as_deref().unwrap_or("-"),
-                    a.cpu_ms,
-                    a.rss_kb
-                ));
+                node.info = Some(ActorInfo::Agent(a.clone()));
             }
         }
     }
 
     async fn add_details(&self, system: &mut ActorNode) {
         for node in &mut system.children {
-            node.detail = match node.name.as_str() {
+            node.info = match node.name.as_str() {
                 "bus" => match self.bus() {
                     Some(bus) => bus.stats().await.map(|s| {
-                        format!(
-                            "topics {}, subscribers {}, published {}, delivered {}, dropped {}, rejected {}",
-                            s.topics,
-                            s.subscribers,
-                            s.published,
-                            s.delivered,
-                            s.dropped.total(),
-                            s.rejected
-                        )
+                        ActorInfo::Bus(BusInfo {
+                            topics: s.topics as u64,
+                            subscribers: s.subscribers as u64,
+                            published: s.published,
+                            delivered: s.delivered,
+                            dropped: s.dropped.total(),
+                            rejected: s.rejected,
+                        })
                     }),
                     None => None,
                 },
                 "scheduler" => match self.scheduler() {
                     Some(s) => s.snapshot().await.map(|s| {
-                        format!(
-                            "running {}/{}, queued {}, openings {}",
-                            s.running,
-                            s.concurrency_max,
-                            s.queued,
-                            s.openings.len()
-                        )
+                        ActorInfo::Scheduler(SchedulerInfo {
+                            running: s.running as u64,
+                            concurrency_max: s.concurrency_max as u64,
+                            queued: s.queued as u64,
+                            openings: s.openings.len() as u64,
+                        })
                     }),
                     None => None,
                 },
                 "quarantine" => match self.quarantine() {
-                    Some(q) => q.list().await.ok().map(|l| format!("parked {}", l.len())),
+                    Some(q) => q.list().await.ok().map(|l| ActorInfo::Quarantine {
+                        parked: l.len() as u64,
+                    }),
                     None => None,
                 },
-                "dead_letters" => self
-                    .dead_letters()
-                    .await
-                    .map(|(records, dropped)| format!("records {}, dropped {dropped}", records.len())),
-                "metrics" => self.sample().await.map(|s| {
-                    format!(
-                        "kernel cpu {} ms, rss {} KiB",
-                        s.cpu_ms,
-                        s.rss_bytes / 1024
-                    )
+                "dead_letters" => {
+                    self.dead_letters()
+                        .await
+                        .map(|(records, dropped)| ActorInfo::DeadLetters {
+                            records: records.len() as u64,
+                            dropped,
+                        })
+                }
+                "metrics" => self.sample().await.map(|s| ActorInfo::Kernel {
+                    cpu_ms: s.cpu_ms,
+                    rss_kb: s.rss_bytes / 1024,
                 }),
                 _ => None,
             };
@@ -795,7 +790,9 @@ fn supervisor_node(
         state,
         restarts,
         last_error,
-        detail: Some(format!("strategy {}", strategy_name(tree.strategy))),
+        info: Some(ActorInfo::Supervisor {
+            strategy: strategy_of(tree.strategy),
+        }),
         children: tree.children.iter().map(child_node).collect(),
     }
 }
@@ -817,16 +814,16 @@ fn child_node(child: &ChildSnapshot) -> ActorNode {
             state,
             restarts: child.restarts,
             last_error: child.last_error.clone(),
-            detail: None,
+            info: None,
             children: Vec::new(),
         },
     }
 }
 
-fn strategy_name(strategy: Strategy) -> &'static str {
+fn strategy_of(strategy: Strategy) -> SupervisorStrategy {
     match strategy {
-        Strategy::OneForOne => "one_for_one",
-        Strategy::OneForAll => "one_for_all",
-        Strategy::RestForOne => "rest_for_one",
+        Strategy::OneForOne => SupervisorStrategy::OneForOne,
+        Strategy::OneForAll => SupervisorStrategy::OneForAll,
+        Strategy::RestForOne => SupervisorStrategy::RestForOne,
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use runloop_actors::names::AgentName;
 use runloop_actors::quarantine::QuarantineReason;
-use runloop_kernel::control::{ClientError, ControlPlane, PeerPolicy, request, serve};
+use runloop_client::{ClientError, request};
+use runloop_kernel::control::{ControlPlane, PeerPolicy, serve};
 use runloop_kernel::{Kernel, KernelOptions};
 use runloop_proto::frame::{Limits, decode_frame, encode_frame};
 use runloop_proto::payloads::{ActorRunState, ControlCommand, ControlOutcome, ErrorReport, Ping};

@@ -90,6 +90,10 @@ registry! {
     ControlRequest => "control.request.v1", Control, ControlRequest;
     /// `runloopd`'s answer to `control.request.v1`, echoing its `request_id`.
     ControlReply => "control.reply.v1", Control, ControlReply;
+    /// `runloopd` → a `subscribe` client: one whole status snapshot, typed per actor.
+    StatusSnapshot => "event.status.v1", Event, StatusSnapshot;
+    /// `runloopd` → a `subscribe` client: one change in what the kernel runs.
+    RunEvent => "event.run.v1", Event, RunEvent;
     /// Kernel → sandbox-host: protocol version, agent, module and limits (handshake).
     SandboxHello => "control.hello.v1", Control, SandboxHello;
     /// Sandbox-host → kernel: module loaded, confinement in force, ready for invokes.

@@ -1,16 +1,20 @@
 //! `runloopd`: boots the kernel from config v1 and serves the control socket until SIGTERM.
 //!
+//! Start order: load config, bind the socket (its directory created 0700, or 0710 owned by
+//! `--group`), boot the tree, serve. A boot that fails after the bind removes the socket
+//! file again, so no dead socket is left behind.
+//!
 //! Shutdown order on SIGTERM or SIGINT: stop accepting, drain the connections in flight,
 //! stop the supervisor tree (runs and their agents first), remove the socket file.
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use runloop_kernel::config::{self, LoadOptions, Mode};
-use runloop_kernel::control::{self, ControlPlane, PeerPolicy};
+use runloop_kernel::control::{self, ControlLimits, ControlPlane, PeerPolicy};
 use runloop_kernel::{Kernel, KernelOptions};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -34,6 +38,9 @@ struct Args {
     /// Also accept peers in this group id (besides the daemon's own uid).
     #[arg(long, value_name = "GID")]
     group: Option<u32>,
+    /// How long a control request frame may take to arrive whole, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = control::server::CONTROL_FRAME_DEADLINE_MS)]
+    frame_deadline_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -74,10 +81,17 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
         flags,
     })
     .map_err(|e| (2, e.to_string()))?;
+    if args.frame_deadline_ms == 0 {
+        return Err((2, "--frame-deadline-ms must be at least 1".into()));
+    }
     let path = config::bind_path(&config);
-    let listener = bind(&path).await.map_err(|e| (1, e))?;
+    let (listener, socket) = bind(&path, args.group).await.map_err(|e| (1, e))?;
     let mut policy = PeerPolicy::same_uid().map_err(|e| (1, format!("read own uid: {e}")))?;
     policy.group = args.group;
+    let limits = ControlLimits {
+        frame_deadline_ms: args.frame_deadline_ms,
+        ..ControlLimits::default()
+    };
 
     // The daemon is where the singletons live: the POG and the model broker start in the
     // system supervisor's slots (a bad `models` section is bad input: exit 2).
@@ -94,7 +108,7 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
         .await
         .map_err(|e| (1, e.to_string()))?;
     let kernel = Arc::new(kernel);
-    let plane = Arc::new(ControlPlane::new(kernel.clone(), policy));
+    let plane = Arc::new(ControlPlane::with_limits(kernel.clone(), policy, limits));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(control::serve(listener, plane, stop_rx));
     eprintln!(
@@ -114,7 +128,7 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
     eprintln!("runloopd: shutting down");
     let _ = stop_tx.send(true);
     let _ = server.await;
-    let _ = std::fs::remove_file(&path);
+    drop(socket);
     match Arc::try_unwrap(kernel) {
         Ok(kernel) => kernel.shutdown().await,
         Err(kernel) => kernel.root().stop(Some("runloopd shutdown".into())),
@@ -123,11 +137,38 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
     Ok(())
 }
 
-/// Binds the socket, creating its directory (0700 in user mode) and replacing a stale
-/// socket file that nobody answers on; a live daemon there is an error.
-async fn bind(path: &Path) -> Result<UnixListener, String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+/// The bound socket file, removed when dropped: at shutdown, and on every early return
+/// after the bind (a failed boot leaves no socket behind).
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Binds the socket, creating its directory (0700; 0710 owned by `group` when peers of a
+/// group are let in, so they can reach the socket and nothing else) and replacing a stale
+/// socket file that nobody answers on; a live daemon there is an error. The socket is
+/// 0660, owned by `group` when given.
+async fn bind(path: &Path, group: Option<u32>) -> Result<(UnixListener, SocketFile), String> {
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        let mode = if group.is_some() { 0o710 } else { 0o700 };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir)
+            .map_err(|e| format!("create {}: {e}", dir.display()))?;
+        // The mode is masked by the umask; say it exactly.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(dir, None, Some(gid))
+                .map_err(|e| format!("chgrp {} to {gid}: {e}", dir.display()))?;
+        }
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -142,7 +183,12 @@ async fn bind(path: &Path) -> Result<UnixListener, String> {
         std::fs::remove_file(path).map_err(|e| format!("remove stale {}: {e}", path.display()))?;
     }
     let listener = UnixListener::bind(path).map_err(|e| format!("bind {}: {e}", path.display()))?;
+    let socket = SocketFile(path.to_owned());
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-    Ok(listener)
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(|e| format!("chgrp {} to {gid}: {e}", path.display()))?;
+    }
+    Ok((listener, socket))
 }

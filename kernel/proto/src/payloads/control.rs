@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::status::{ActorInfo, BusInfo, SupervisorStrategy};
 use crate::registry::PayloadExample;
 
 /// Longest `request_id`, in bytes.
@@ -44,7 +45,17 @@ pub enum ControlCommand {
     },
     /// Stops an agent (its sandbox shut down, its cgroup removed).
     AgentStop { agent: String },
+    /// Streams status: after a `subscribed` reply, one `event.status.v1` frame every
+    /// `interval_ms` (clamped to [`SUBSCRIBE_INTERVAL_MS_MIN`]..=[`SUBSCRIBE_INTERVAL_MS_MAX`])
+    /// and an `event.run.v1` frame for each change seen between two snapshots, until the
+    /// client closes the connection. Never answered from the idempotency cache.
+    Subscribe { interval_ms: u64 },
 }
+
+/// Shortest interval between two streamed snapshots, in milliseconds.
+pub const SUBSCRIBE_INTERVAL_MS_MIN: u64 = 100;
+/// Longest interval between two streamed snapshots, in milliseconds.
+pub const SUBSCRIBE_INTERVAL_MS_MAX: u64 = 60_000;
 
 fn default_port() -> String {
     "in".into()
@@ -96,6 +107,10 @@ pub enum ControlOutcome {
     AgentStopped {
         agent: String,
     },
+    /// A `subscribe` was accepted; snapshots follow every `interval_ms` (after clamping).
+    Subscribed {
+        interval_ms: u64,
+    },
     /// The request failed; `code` is a stable name (e.g. `NotQuarantined`).
     Failed {
         code: String,
@@ -143,9 +158,10 @@ pub struct ActorNode {
     pub restarts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// One line about the actor's own state (e.g. the bus's counters).
+    /// The actor's own figures (e.g. the bus's counters, an agent's metrics), typed;
+    /// only the edge (`rlp status`, agtop) turns them into text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub info: Option<ActorInfo>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ActorNode>,
 }
@@ -182,14 +198,23 @@ impl PayloadExample for ControlReply {
                     state: ActorRunState::Running,
                     restarts: 0,
                     last_error: None,
-                    detail: None,
+                    info: Some(ActorInfo::Supervisor {
+                        strategy: SupervisorStrategy::OneForOne,
+                    }),
                     children: vec![ActorNode {
                         name: "bus".into(),
                         kind: ActorKind::Worker,
                         state: ActorRunState::Running,
                         restarts: 1,
                         last_error: Some("boom".into()),
-                        detail: Some("published 10, delivered 10, dropped 0".into()),
+                        info: Some(ActorInfo::Bus(BusInfo {
+                            topics: 2,
+                            subscribers: 2,
+                            published: 10,
+                            delivered: 10,
+                            dropped: 0,
+                            rejected: 0,
+                        })),
                         children: vec![],
                     }],
                 },

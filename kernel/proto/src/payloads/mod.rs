@@ -7,9 +7,11 @@ mod control;
 mod core;
 mod host_results;
 mod sandbox;
+mod status;
 
 pub use self::agent::*;
 pub use self::control::*;
 pub use self::core::*;
 pub use self::host_results::*;
 pub use self::sandbox::*;
+pub use self::status::*;

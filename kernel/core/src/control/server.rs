@@ -1,0 +1,436 @@
+//! The control socket's server: admission, the whole-frame deadline, `subscribe` streams
+//! and the drain on shutdown.
+//!
+//! Admission (checked right after `accept`, before any byte is read): the peer passes
+//! SO_PEERCRED, then takes a connection slot. At most [`ControlLimits::connections_max`]
+//! connections are served at once; [`ControlLimits::owner_reserved`] of them only the
+//! daemon's own uid may take, and any other uid holds at most
+//! [`ControlLimits::per_uid_max`]. A peer past a limit gets an `error.report.v1` `Busy` at
+//! once and is closed, so the listen queue keeps draining and a flood of connections
+//! costs the daemon no more than the slots it has; the client tries again.
+//!
+//! Deadline: every request frame must arrive whole within
+//! [`ControlLimits::frame_deadline_ms`] of the connection's accept or of the previous
+//! answer — one deadline for the whole frame, not per read, so a client dribbling a byte
+//! at a time cannot keep its slot (it gets `FrameDeadline` and is closed). Writes to a
+//! client that does not read are bounded by the same deadline.
+//!
+//! Lifecycle: [`serve`] accepts until the shutdown signal, then stops accepting; open
+//! connections and streams see the same signal between frames and close, and shutdown
+//! waits up to [`DRAIN_TIMEOUT_MS`] for answers still being computed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use runloop_client::wire::{BUSY_CODE, FRAME_DEADLINE_CODE, READ_CHUNK_BYTES, limits};
+use runloop_proto::payloads::{ActorInfo, ActorNode, AgentStatus, RunEvent, StatusSnapshot};
+use runloop_proto::{Body, StreamDecoder, TraceId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{ControlPlane, Step};
+
+/// Most connections served at once (subscribers included).
+pub const CONTROL_CONNECTIONS_MAX: usize = 64;
+/// Connection slots only the daemon's own uid may take.
+pub const CONTROL_OWNER_RESERVED: usize = 8;
+/// Most connections one uid other than the daemon's may hold.
+pub const CONTROL_PER_UID_MAX: usize = 16;
+/// How long a request frame may take to arrive whole, from accept or the previous answer.
+pub const CONTROL_FRAME_DEADLINE_MS: u64 = 2_000;
+/// How long shutdown waits for the answers in flight.
+pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the next one.
+pub const ACCEPT_ERROR_BACKOFF_MS: u64 = 10;
+/// How long one streamed frame may wait for a subscriber that does not read, before the
+/// stream is ended.
+pub const STREAM_WRITE_TIMEOUT_MS: u64 = 10_000;
+/// Largest read a subscriber's connection is watched with (it should send nothing).
+const SUBSCRIBER_READ_BYTES: usize = 64;
+
+/// The socket's limits; [`Default`] is the constants above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlLimits {
+    pub connections_max: usize,
+    pub owner_reserved: usize,
+    pub per_uid_max: usize,
+    pub frame_deadline_ms: u64,
+}
+
+impl Default for ControlLimits {
+    fn default() -> Self {
+        Self {
+            connections_max: CONTROL_CONNECTIONS_MAX,
+            owner_reserved: CONTROL_OWNER_RESERVED,
+            per_uid_max: CONTROL_PER_UID_MAX,
+            frame_deadline_ms: CONTROL_FRAME_DEADLINE_MS,
+        }
+    }
+}
+
+impl ControlLimits {
+    /// Crashes on limits that would lock everyone out.
+    pub(crate) fn check(&self) {
+        assert!(self.owner_reserved >= 1, "the owner keeps a slot");
+        assert!(
+            self.connections_max > self.owner_reserved,
+            "others get a slot"
+        );
+        assert!(self.per_uid_max >= 1 && self.frame_deadline_ms >= 1);
+    }
+
+    fn frame_deadline(&self) -> Duration {
+        Duration::from_millis(self.frame_deadline_ms)
+    }
+}
+
+/// Connection slots in use, in total and per uid.
+#[derive(Debug)]
+struct Admission {
+    limits: ControlLimits,
+    owner: u32,
+    held: Mutex<(usize, HashMap<u32, usize>)>,
+}
+
+/// A taken slot; given back when dropped.
+#[derive(Debug)]
+struct Slot {
+    admission: Arc<Admission>,
+    uid: u32,
+}
+
+impl Admission {
+    fn try_take(self: &Arc<Self>, uid: u32) -> Option<Slot> {
+        let mut held = self.held.lock().expect("admission lock");
+        let (total, per_uid) = &mut *held;
+        let mine = per_uid.get(&uid).copied().unwrap_or(0);
+        let room = if uid == self.owner {
+            *total < self.limits.connections_max
+        } else {
+            *total < self.limits.connections_max - self.limits.owner_reserved
+                && mine < self.limits.per_uid_max
+        };
+        if !room {
+            return None;
+        }
+        *total += 1;
+        per_uid.insert(uid, mine + 1);
+        Some(Slot {
+            admission: self.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.admission.held.lock().expect("admission lock");
+        let (total, per_uid) = &mut *held;
+        *total -= 1;
+        let mine = per_uid.get_mut(&self.uid).expect("taken before");
+        *mine -= 1;
+        if *mine == 0 {
+            per_uid.remove(&self.uid);
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` turns true, then drains.
+pub async fn serve(
+    listener: UnixListener,
+    plane: Arc<ControlPlane>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let admission = Arc::new(Admission {
+        limits: plane.limits,
+        owner: plane.policy.uid,
+        held: Mutex::new((0, HashMap::new())),
+    });
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
+                continue;
+            }
+        };
+        let Some((uid, slot)) = admit(&stream, &plane, &admission) else {
+            continue;
+        };
+        let plane = plane.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let _ = serve_connection(stream, &plane, uid, shutdown).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let drain = Duration::from_millis(DRAIN_TIMEOUT_MS);
+    let _ = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+}
+
+/// Checks the peer and takes a slot; a refused peer gets its report (written without
+/// waiting: it fits in an empty socket buffer) and is closed.
+fn admit(
+    stream: &UnixStream,
+    plane: &ControlPlane,
+    admission: &Arc<Admission>,
+) -> Option<(u32, Slot)> {
+    let cred = stream.peer_cred().ok()?;
+    if !plane.policy.allows(cred.uid(), cred.gid(), cred.pid()) {
+        let message = format!(
+            "uid {} may not use this socket (it needs uid {}{})",
+            cred.uid(),
+            plane.policy.uid,
+            plane
+                .policy
+                .group
+                .map(|g| format!(" or group {g}"))
+                .unwrap_or_default()
+        );
+        let _ = stream.try_write(&plane.report("PermissionDenied", message));
+        return None;
+    }
+    match admission.try_take(cred.uid()) {
+        Some(slot) => Some((cred.uid(), slot)),
+        None => {
+            let limits = admission.limits;
+            let message = format!(
+                "the control socket serves {} connections at once ({} kept for the daemon's \
+                 owner, {} per other uid); try again",
+                limits.connections_max, limits.owner_reserved, limits.per_uid_max
+            );
+            let _ = stream.try_write(&plane.report(BUSY_CODE, message));
+            None
+        }
+    }
+}
+
+/// Why a connection ended early (all of them just close it).
+#[derive(Debug)]
+enum Ended {
+    Io,
+    Deadline,
+    Shutdown,
+}
+
+async fn write_within(
+    stream: &mut UnixStream,
+    bytes: &[u8],
+    deadline: Duration,
+) -> Result<(), Ended> {
+    match tokio::time::timeout(deadline, stream.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ended::Io),
+        Err(_) => Err(Ended::Deadline),
+    }
+}
+
+async fn serve_connection(
+    mut stream: UnixStream,
+    plane: &ControlPlane,
+    uid: u32,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Ended> {
+    let frame_deadline = plane.limits.frame_deadline();
+    let mut decoder = StreamDecoder::new(limits());
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    let mut deadline = Instant::now() + frame_deadline;
+    loop {
+        while let Some(step) = plane.respond(uid, &mut decoder).await {
+            match step {
+                Step::Reply(bytes) => write_within(&mut stream, &bytes, frame_deadline).await?,
+                Step::Close(bytes) => {
+                    return write_within(&mut stream, &bytes, frame_deadline).await;
+                }
+                Step::Subscribe { reply, interval_ms } => {
+                    write_within(&mut stream, &reply, frame_deadline).await?;
+                    return stream_status(stream, plane, interval_ms, shutdown).await;
+                }
+            }
+            deadline = Instant::now() + frame_deadline;
+        }
+        let room = decoder.free_bytes().min(buf.len());
+        assert!(room > 0, "a full decoder always has a frame ready");
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(deadline, stream.read(&mut buf[..room])) => read,
+            _ = shutdown.changed() => return Err(Ended::Shutdown),
+        };
+        let n = match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(Ended::Io),
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let message = format!(
+                    "a request frame must arrive whole within {} ms",
+                    plane.limits.frame_deadline_ms
+                );
+                let _ = stream.try_write(&plane.report(FRAME_DEADLINE_CODE, message));
+                return Err(Ended::Deadline);
+            }
+        };
+        let pushed = decoder.push(&buf[..n]);
+        assert_eq!(pushed, n, "pushed no more than the free room");
+    }
+}
+
+/// Counts an open stream while it lives.
+struct Subscribed<'a>(&'a ControlPlane);
+
+impl<'a> Subscribed<'a> {
+    fn new(plane: &'a ControlPlane) -> Self {
+        plane
+            .subscribers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(plane)
+    }
+}
+
+impl Drop for Subscribed<'_> {
+    fn drop(&mut self) {
+        self.0
+            .subscribers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Streams a snapshot every `interval_ms`, each preceded by the run events seen since the
+/// previous one, until the client closes (or sends anything), a write fails or stalls
+/// past [`STREAM_WRITE_TIMEOUT_MS`], or the daemon shuts down.
+async fn stream_status(
+    mut stream: UnixStream,
+    plane: &ControlPlane,
+    interval_ms: u64,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Ended> {
+    let _counted = Subscribed::new(plane);
+    let write_timeout = Duration::from_millis(STREAM_WRITE_TIMEOUT_MS);
+    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    let mut previous: Option<HashMap<String, AgentStatus>> = None;
+    let mut probe = [0u8; SUBSCRIBER_READ_BYTES];
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            // A subscriber sends nothing after `subscribe`: EOF, an error or stray bytes
+            // all end the stream.
+            _ = stream.read(&mut probe) => return Err(Ended::Io),
+            _ = shutdown.changed() => return Err(Ended::Shutdown),
+        }
+        let tree = plane.kernel.status().await;
+        let agents = agents_of(&tree);
+        let mut frames = Vec::new();
+        if let Some(previous) = &previous {
+            for event in run_events(previous, &agents) {
+                frames.push(plane.frame(Body::from_payload(&event), TraceId(0)));
+            }
+        }
+        seq += 1;
+        let snapshot = StatusSnapshot {
+            seq,
+            taken_at_ms: plane.kernel.clock.now_ms(),
+            tree,
+        };
+        frames.push(plane.frame(Body::from_payload(&snapshot), TraceId(0)));
+        for bytes in frames {
+            write_within(&mut stream, &bytes, write_timeout).await?;
+        }
+        previous = Some(agents);
+    }
+}
+
+/// The agents in a status tree, by name.
+fn agents_of(tree: &ActorNode) -> HashMap<String, AgentStatus> {
+    let mut out = HashMap::new();
+    let mut stack = vec![tree];
+    while let Some(node) = stack.pop() {
+        if let Some(ActorInfo::Agent(agent)) = &node.info {
+            out.insert(agent.name.clone(), agent.clone());
+        }
+        stack.extend(node.children.iter());
+    }
+    out
+}
+
+/// What changed between two snapshots' agents, in name order.
+fn run_events(
+    before: &HashMap<String, AgentStatus>,
+    after: &HashMap<String, AgentStatus>,
+) -> Vec<RunEvent> {
+    let mut names: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    names.sort();
+    let mut events = Vec::new();
+    for name in names {
+        let agent = name.clone();
+        match (before.get(name), after.get(name)) {
+            (None, Some(_)) => events.push(RunEvent::AgentStarted { agent }),
+            (Some(_), None) => events.push(RunEvent::AgentStopped { agent }),
+            (Some(old), Some(new)) => {
+                if new.restarts > old.restarts {
+                    events.push(RunEvent::AgentRestarted {
+                        agent: agent.clone(),
+                        restarts: new.restarts,
+                    });
+                }
+                match (&old.quarantine, &new.quarantine) {
+                    (None, Some(reason)) => events.push(RunEvent::AgentQuarantined {
+                        agent,
+                        reason: reason.clone(),
+                    }),
+                    (Some(_), None) => events.push(RunEvent::AgentReleased { agent }),
+                    _ => {}
+                }
+            }
+            (None, None) => unreachable!("a name from one of the two maps"),
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission() -> Arc<Admission> {
+        Arc::new(Admission {
+            limits: ControlLimits {
+                connections_max: 6,
+                owner_reserved: 2,
+                per_uid_max: 3,
+                frame_deadline_ms: 1,
+            },
+            owner: 1,
+            held: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// Other uids can fill neither their own cap nor the owner's reserved slots.
+    #[test]
+    fn the_owner_keeps_reserved_slots_and_other_uids_are_capped() {
+        let a = admission();
+        let mut slots: Vec<Slot> = (0..3).map(|_| a.try_take(2).unwrap()).collect();
+        assert!(a.try_take(2).is_none(), "uid 2 is at its cap");
+        slots.push(a.try_take(3).unwrap());
+        assert!(a.try_take(4).is_none(), "the rest is the owner's");
+        slots.push(a.try_take(1).unwrap());
+        slots.push(a.try_take(1).unwrap());
+        assert!(a.try_take(1).is_none(), "all taken");
+        slots.truncate(1);
+        assert!(a.try_take(2).is_some(), "slots come back when dropped");
+    }
+}

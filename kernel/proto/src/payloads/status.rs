@@ -1,0 +1,184 @@
+//! Typed status: what each actor of a kernel is doing, as data. `rlp status` and agtop turn
+//! it into text at the edge; the kernel never formats it. Streamed by the control plane's
+//! `subscribe` command as `event.status.v1` (a whole snapshot) and `event.run.v1` (one
+//! change seen between two snapshots).
+
+use serde::{Deserialize, Serialize};
+
+use super::control::{ActorKind, ActorNode, ActorRunState, AgentStatus};
+use crate::registry::PayloadExample;
+
+/// An actor's own figures, by what the actor is (closed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ActorInfo {
+    /// A supervisor and its restart strategy.
+    Supervisor { strategy: SupervisorStrategy },
+    /// The bus's counters.
+    Bus(BusInfo),
+    /// The scheduler's permits and queue.
+    Scheduler(SchedulerInfo),
+    /// How many agents are parked.
+    Quarantine { parked: u64 },
+    /// The dead-letter records kept, and how many older ones were dropped.
+    DeadLetters { records: u64, dropped: u64 },
+    /// The kernel process itself (the `metrics` actor's sample).
+    Kernel { cpu_ms: u64, rss_kb: u64 },
+    /// An agent: state, sandbox pid, CPU, RSS, messages, errors, restarts, breaker,
+    /// quarantine.
+    Agent(AgentStatus),
+    /// A slot this kernel leaves empty (embedded mode: `runloopd` starts the POG and the
+    /// broker).
+    EmptySlot,
+}
+
+/// A supervisor's restart strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupervisorStrategy {
+    OneForOne,
+    OneForAll,
+    RestForOne,
+}
+
+/// The bus's counters since boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusInfo {
+    pub topics: u64,
+    pub subscribers: u64,
+    pub published: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub rejected: u64,
+}
+
+/// The scheduler's permits in use, its bound, its queue and how many openings it tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerInfo {
+    pub running: u64,
+    pub concurrency_max: u64,
+    pub queued: u64,
+    pub openings: u64,
+}
+
+/// `event.status.v1`: one whole status snapshot of a kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusSnapshot {
+    /// 1 for the first snapshot of a subscription, then one more per snapshot.
+    pub seq: u64,
+    /// When it was taken, by the kernel's clock (ms since the Unix epoch).
+    pub taken_at_ms: u64,
+    /// The supervisor tree, each node with its typed [`ActorInfo`].
+    pub tree: ActorNode,
+}
+
+impl PayloadExample for StatusSnapshot {
+    fn example() -> Self {
+        StatusSnapshot {
+            seq: 3,
+            taken_at_ms: 1_763_766_000_000,
+            tree: ActorNode {
+                name: "metrics".into(),
+                kind: ActorKind::Worker,
+                state: ActorRunState::Running,
+                restarts: 0,
+                last_error: None,
+                info: Some(ActorInfo::Kernel {
+                    cpu_ms: 120,
+                    rss_kb: 51_200,
+                }),
+                children: vec![],
+            },
+        }
+    }
+}
+
+/// `event.run.v1`: one change in what a kernel runs, seen between two snapshots (closed).
+///
+/// There are no runs (openings) yet, so these are the agent lifecycle changes that exist
+/// today; run-level events join this enum when runs do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// An agent appeared.
+    AgentStarted { agent: String },
+    /// An agent is gone (stopped, or its kernel forgot it).
+    AgentStopped { agent: String },
+    /// An agent's sandbox was restarted; `restarts` is its new total.
+    AgentRestarted { agent: String, restarts: u64 },
+    /// An agent was parked in quarantine.
+    AgentQuarantined { agent: String, reason: String },
+    /// A quarantined agent was released.
+    AgentReleased { agent: String },
+}
+
+impl PayloadExample for RunEvent {
+    fn example() -> Self {
+        RunEvent::AgentRestarted {
+            agent: "writer".into(),
+            restarts: 2,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::Body;
+
+    /// Every info variant, the agent's nested struct included, survives the wire.
+    #[test]
+    fn typed_status_round_trips_through_bodies() {
+        let agent = AgentStatus {
+            name: "writer".into(),
+            bundle: "/b".into(),
+            state: "running".into(),
+            sandbox_pid: Some(42),
+            restarts: 1,
+            breaker: "closed".into(),
+            quarantine: None,
+            cpu_ms: 3,
+            rss_kb: 4,
+            cgroup: None,
+            messages_in: 5,
+            messages_out: 6,
+            errors: 7,
+            denied: 0,
+            redelivered: 0,
+            last_error: None,
+        };
+        let infos = [
+            ActorInfo::Supervisor {
+                strategy: SupervisorStrategy::RestForOne,
+            },
+            ActorInfo::Quarantine { parked: 2 },
+            ActorInfo::DeadLetters {
+                records: 1,
+                dropped: 9,
+            },
+            ActorInfo::Scheduler(SchedulerInfo {
+                running: 1,
+                concurrency_max: 8,
+                queued: 0,
+                openings: 1,
+            }),
+            ActorInfo::Agent(agent),
+            ActorInfo::EmptySlot,
+        ];
+        for info in infos {
+            let mut snapshot = StatusSnapshot::example();
+            snapshot.tree.info = Some(info);
+            let body = Body::from_payload(&snapshot);
+            assert_eq!(body.payload_as::<StatusSnapshot>().unwrap(), snapshot);
+        }
+        let event = RunEvent::AgentQuarantined {
+            agent: "writer".into(),
+            reason: "crash loop".into(),
+        };
+        let body = Body::from_payload(&event);
+        assert_eq!(body.payload_as::<RunEvent>().unwrap(), event);
+    }
+}
