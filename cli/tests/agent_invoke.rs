@@ -193,7 +193,9 @@ fn a_20_s_limit_under_a_cpu_hog_ends_as_time_limit_not_a_watchdog_kill() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stdout} {stderr}");
-    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    // The report (outputs, error, facts) is the first line; the failure line follows.
+    let report = stdout.lines().next().unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(report).unwrap();
     assert_eq!(json["error"]["error"], "TimeLimit", "{stdout}");
     assert!(!stdout.contains("silent") && !stderr.contains("silent"));
     assert!(took >= Duration::from_secs(20), "took {took:?}");

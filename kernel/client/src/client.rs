@@ -25,6 +25,20 @@ use crate::wire::{BUSY_CODE, READ_CHUNK_BYTES, frame_of, limits};
 
 /// How long a client waits for the daemon's answer, busy retries included.
 pub const CLIENT_TIMEOUT_MS: u64 = 10_000;
+/// How long a client waits for commands that legitimately take long: `agent start`
+/// compiles the agent's wasm (seconds on a loaded machine, more in a debug build), and
+/// `agent send` waits for the agent, restarts and redeliveries included.
+pub const CLIENT_LONG_TIMEOUT_MS: u64 = 180_000;
+
+/// How long to wait for the answer to `command`.
+pub fn answer_wait_ms(command: &ControlCommand) -> u64 {
+    match command {
+        ControlCommand::AgentStart { .. } | ControlCommand::AgentSend { .. } => {
+            CLIENT_LONG_TIMEOUT_MS
+        }
+        _ => CLIENT_TIMEOUT_MS,
+    }
+}
 /// First wait before trying a busy daemon again.
 pub const BUSY_RETRY_MS_MIN: u64 = 20;
 /// Longest wait between two tries of a busy daemon.
@@ -37,8 +51,8 @@ pub enum ClientError {
     Connect { path: PathBuf, source: io::Error },
     #[error("talk to {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("talk to {path}: no answer within {CLIENT_TIMEOUT_MS} ms")]
-    Timeout { path: PathBuf },
+    #[error("talk to {path}: no answer within {waited_ms} ms")]
+    Timeout { path: PathBuf, waited_ms: u64 },
     #[error("talk to {path}: the daemon closed the connection without answering")]
     Closed { path: PathBuf },
     #[error("talk to {path}: bad frame from the daemon: {source}")]
@@ -80,13 +94,14 @@ impl ClientError {
 }
 
 /// Sends one request over a fresh connection and waits for its answer, trying a busy
-/// daemon again until [`CLIENT_TIMEOUT_MS`].
+/// daemon again, up to [`answer_wait_ms`] of the command.
 pub async fn request(
     path: &Path,
     request_id: &str,
     command: ControlCommand,
 ) -> Result<ControlReply, ClientError> {
-    let wait = Duration::from_millis(CLIENT_TIMEOUT_MS);
+    let waited_ms = answer_wait_ms(&command);
+    let wait = Duration::from_millis(waited_ms);
     let tries = async {
         let mut backoff = BUSY_RETRY_MS_MIN;
         loop {
@@ -103,6 +118,7 @@ pub async fn request(
         .await
         .map_err(|_| ClientError::Timeout {
             path: path.to_owned(),
+            waited_ms,
         })?
 }
 
@@ -312,5 +328,6 @@ pub async fn subscribe(
         .await
         .map_err(|_| ClientError::Timeout {
             path: path.to_owned(),
+            waited_ms: CLIENT_TIMEOUT_MS,
         })?
 }

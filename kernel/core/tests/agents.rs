@@ -233,8 +233,18 @@ async fn sigkill_mid_invoke_restarts_and_redelivers_with_one_reply() {
     // The tree shows the restart.
     let tree = serde_json::to_string(&kernel.status().await).unwrap();
     assert!(tree.contains("agent-hostcalls"), "{tree}");
-    assert!(tree.contains("agent running, sandbox pid "), "{tree}");
-    assert!(tree.contains("restarts 1, breaker closed"), "{tree}");
+    assert!(
+        tree.contains(r#""type":"agent","name":"hostcalls""#),
+        "{tree}"
+    );
+    assert!(
+        tree.contains(r#""state":"running","sandbox_pid":"#),
+        "{tree}"
+    );
+    assert!(
+        tree.contains(r#""restarts":1,"breaker":"closed""#),
+        "{tree}"
+    );
     Arc::try_unwrap(kernel).unwrap().shutdown().await;
 }
 

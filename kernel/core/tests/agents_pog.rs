@@ -3,11 +3,8 @@
 //! allowed `kb.query` calls are answered by the POG, scope-limited ones (`allow kb.query
 //! scopes=…`) through its scoped reader. Needs `cargo build -p runloop-sandbox-host`.
 
-use std::sync::Arc;
-
-use runloop_kernel::Kernel;
-use runloop_pog::{ManualClock, PogConfig};
-use runloop_pog_actor::{PogActor, PogArgs};
+use runloop_kernel::{Kernel, PogService};
+use runloop_pog::PogConfig;
 
 mod common;
 use common::{bundle, options, send_empty};
@@ -15,13 +12,6 @@ use common::{bundle, options, send_empty};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
     let pog_dir = tempfile::tempdir().unwrap();
-    let (pog, pog_join) = PogActor::spawn_singleton(PogArgs {
-        config: PogConfig::in_dir(pog_dir.path()),
-        clock: Arc::new(ManualClock::new(1_000)),
-        read_conns: 2,
-    })
-    .await
-    .unwrap();
     let narrow = tempfile::tempdir().unwrap();
     for file in ["manifest.toml", "agent.wasm"] {
         std::fs::copy(bundle("hostcalls").join(file), narrow.path().join(file)).unwrap();
@@ -40,7 +30,13 @@ async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
         "runloop-caps 1\nallow kb.query scopes=work,personal\n",
     )
     .unwrap();
-    let options = options("pog");
+    // The POG singleton in the kernel's slot, as runloopd starts it: agents reach it
+    // through `Services`, not by its registered name.
+    let mut options = options("pog");
+    options.pog = Some(PogService {
+        config: PogConfig::in_dir(pog_dir.path()),
+        read_conns: 2,
+    });
     let kernel = Kernel::boot(options).await.unwrap();
     kernel
         .start_bundle(narrow.path(), Some("narrow"))
@@ -67,8 +63,6 @@ async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
         .collect();
     assert_eq!(denied.len(), 5, "{outs:?}");
     kernel.shutdown().await;
-    pog.stop(None);
-    pog_join.await.unwrap();
 
     // The audit records, read from the real log file.
     let db = rusqlite::Connection::open(PogConfig::in_dir(pog_dir.path()).events_path()).unwrap();

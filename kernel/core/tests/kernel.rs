@@ -42,9 +42,14 @@ async fn the_tree_boots_with_every_system_actor_running() {
         assert_eq!(actor.kind, ActorKind::Worker);
     }
     assert_eq!(find(system, "pog").state, ActorRunState::Empty);
+    // The kernel's reply router subscribes to its reply topic and the drops topic at boot.
     assert!(matches!(
         find(system, "bus").info,
-        Some(ActorInfo::Bus(BusInfo { topics: 0, .. }))
+        Some(ActorInfo::Bus(BusInfo {
+            topics: 2,
+            subscribers: 2,
+            ..
+        }))
     ));
     assert!(matches!(
         find(system, "metrics").info,
