@@ -84,6 +84,13 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
     if args.frame_deadline_ms == 0 {
         return Err((2, "--frame-deadline-ms must be at least 1".into()));
     }
+    // The handlers go in before the socket exists: a client may connect (and a supervisor
+    // may send SIGTERM) while the kernel still boots, and that SIGTERM must end in a clean
+    // shutdown, not the default action.
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| (1, format!("SIGTERM handler: {e}")))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| (1, format!("SIGINT handler: {e}")))?;
     let path = config::bind_path(&config);
     let (listener, socket) = bind(&path, args.group).await.map_err(|e| (1, e))?;
     let mut policy = PeerPolicy::same_uid().map_err(|e| (1, format!("read own uid: {e}")))?;
@@ -117,10 +124,6 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
         std::process::id()
     );
 
-    let mut term =
-        signal(SignalKind::terminate()).map_err(|e| (1, format!("SIGTERM handler: {e}")))?;
-    let mut int =
-        signal(SignalKind::interrupt()).map_err(|e| (1, format!("SIGINT handler: {e}")))?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
