@@ -5,6 +5,11 @@
 //! then `cargo bench -p runloop-kernel --bench agents`. The sandbox binary is
 //! `$RUNLOOP_SANDBOX_HOST`, else `<target>/release/runloop-sandbox-host`.
 //! `AGENTS_IDLE` sets how many idle agents to start (default 1000).
+//! Every round-trip phase also prints what one message cost in CPU time and in context
+//! switches (sleeps and wake-ups), for the kernel process (`getrusage`, every thread) and
+//! for the echo agent's sandbox process (`/proc/<pid>/task/*`). `AGENTS_MARKS=1` prints
+//! each phase's `CLOCK_MONOTONIC` bounds, to cut a `perf record -k CLOCK_MONOTONIC`
+//! profile per phase (`perf report --time <start>,<end>`).
 //! Results are written up in `perf/agents.md`.
 
 use std::io::{Read, Write};
@@ -50,6 +55,115 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples[idx]
 }
 
+/// CPU time and context switches of a process, summed over its threads.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    cpu_us: f64,
+    voluntary: u64,
+    involuntary: u64,
+}
+
+impl Usage {
+    /// This process, every thread (including those that ended).
+    fn of_self() -> Usage {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+        let us = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e6 + t.tv_usec() as f64;
+        Usage {
+            cpu_us: us(u.user_time()) + us(u.system_time()),
+            voluntary: u.voluntary_context_switches() as u64,
+            involuntary: u.involuntary_context_switches() as u64,
+        }
+    }
+
+    /// Another process's live threads (`schedstat` run time, `status` switch counts).
+    fn of_pid(pid: u32) -> Usage {
+        let mut usage = Usage::default();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return usage;
+        };
+        for task in tasks.flatten() {
+            let dir = task.path();
+            if let Ok(s) = std::fs::read_to_string(dir.join("schedstat"))
+                && let Some(ns) = s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+            {
+                usage.cpu_us += ns / 1e3;
+            }
+            if let Ok(s) = std::fs::read_to_string(dir.join("status")) {
+                let field = |name: &str| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                usage.voluntary += field("voluntary_ctxt_switches:");
+                usage.involuntary += field("nonvoluntary_ctxt_switches:");
+            }
+        }
+        usage
+    }
+}
+
+/// Kernel and sandbox usage at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    kernel: Usage,
+    sandbox: Usage,
+    at: Instant,
+}
+
+impl Mark {
+    fn now(sandbox_pid: u32) -> Mark {
+        Mark {
+            kernel: Usage::of_self(),
+            sandbox: Usage::of_pid(sandbox_pid),
+            at: Instant::now(),
+        }
+    }
+
+    /// Prints what each of `messages` cost since `self`.
+    fn report(&self, phase: &str, messages: usize, sandbox_pid: u32) {
+        let end = Mark::now(sandbox_pid);
+        let n = messages as f64;
+        let k = |f: fn(&Usage) -> f64| (f(&end.kernel) - f(&self.kernel)) / n;
+        let s = |f: fn(&Usage) -> f64| (f(&end.sandbox) - f(&self.sandbox)) / n;
+        let cpu = |u: &Usage| u.cpu_us;
+        let vol = |u: &Usage| u.voluntary as f64;
+        let invol = |u: &Usage| u.involuntary as f64;
+        let mut line = format!(
+            "  per message, {phase}: wall {:.1} µs; kernel CPU {:.1} µs, switches {:.2} \
+             voluntary + {:.2} involuntary",
+            end.at.duration_since(self.at).as_secs_f64() * 1e6 / n,
+            k(cpu),
+            k(vol),
+            k(invol),
+        );
+        if sandbox_pid != 0 {
+            line += &format!(
+                "; sandbox CPU {:.1} µs, switches {:.2} + {:.2}",
+                s(cpu),
+                s(vol),
+                s(invol)
+            );
+        }
+        println!("{line}");
+        if std::env::var_os("AGENTS_MARKS").is_some() {
+            // On Linux an `Instant` is a CLOCK_MONOTONIC reading and prints as one.
+            println!("  marks, {phase}: {:?} .. {:?}", self.at, end.at);
+        }
+    }
+}
+
+fn sandbox_pid(kernel: &Kernel, agent: &AgentName) -> u32 {
+    kernel
+        .agent_metrics(agent)
+        .and_then(|m| m.snapshot().sandbox_pid)
+        .unwrap_or(0)
+}
+
 fn input() -> AgentInput {
     AgentInput {
         port: "in".into(),
@@ -69,6 +183,7 @@ fn ping_pong(in_flight: usize) -> f64 {
         }
     });
     let mut buf = [7u8; 64];
+    let mark = Mark::now(0);
     let started = Instant::now();
     for _ in 0..in_flight {
         a.write_all(&buf).unwrap();
@@ -81,6 +196,7 @@ fn ping_pong(in_flight: usize) -> f64 {
     }
     let rate = PING_PONGS as f64 / started.elapsed().as_secs_f64();
     echo.join().unwrap();
+    mark.report(&format!("raw, {in_flight} in flight"), PING_PONGS, 0);
     rate
 }
 
@@ -119,12 +235,15 @@ async fn round_trips(kernel: &Kernel, agent: &AgentName, route: Route) -> (f64, 
         send(kernel, agent, route).await.unwrap();
     }
     let mut in_sandbox = Vec::with_capacity(ROUND_TRIPS);
+    let pid = sandbox_pid(kernel, agent);
+    let mark = Mark::now(pid);
     let started = Instant::now();
     for _ in 0..ROUND_TRIPS {
         let reply = send(kernel, agent, route).await.unwrap();
         in_sandbox.push(reply.round_trip_us as f64);
     }
     let rate = ROUND_TRIPS as f64 / started.elapsed().as_secs_f64();
+    mark.report(&format!("one caller, {route:?}"), ROUND_TRIPS, pid);
     (rate, percentile(&mut in_sandbox, 0.5))
 }
 
@@ -132,6 +251,8 @@ async fn round_trips(kernel: &Kernel, agent: &AgentName, route: Route) -> (f64, 
 /// Every reply is checked (the echo agent returns the text it was sent).
 async fn pipelined_round_trips(kernel: &Kernel, agent: &AgentName, route: Route) -> f64 {
     let mut rates = Vec::with_capacity(PIPELINED_ROUNDS);
+    let pid = sandbox_pid(kernel, agent);
+    let mark = Mark::now(pid);
     for _ in 0..PIPELINED_ROUNDS {
         let started = Instant::now();
         let senders = (0..SENDERS).map(|_| async {
@@ -143,6 +264,11 @@ async fn pipelined_round_trips(kernel: &Kernel, agent: &AgentName, route: Route)
         futures_util::future::join_all(senders).await;
         rates.push((SENDERS * SENT_PER_SENDER) as f64 / started.elapsed().as_secs_f64());
     }
+    mark.report(
+        &format!("{SENDERS} callers, {route:?}"),
+        PIPELINED_ROUNDS * SENDERS * SENT_PER_SENDER,
+        pid,
+    );
     percentile(&mut rates, 0.5)
 }
 

@@ -6,6 +6,7 @@
 //! median over `ROUNDS` rounds, on the multi-thread runtime with two workers. The
 //! one-by-one path calls `BusHandle::publish` per frame, the batched path `publish_batch`.
 //! With `BUS_BENCH_WAKES=1` each bus round also prints its rate and the bus's wake-ups.
+//! The CPU model is printed with the figures, and each bus path as a share of the baseline.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -93,6 +94,18 @@ async fn bus_round(frames: &[Arc<Frame>], batch: usize) -> f64 {
     rate
 }
 
+/// The CPU model, recorded with every figure (they differ a lot between CPUs).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -109,18 +122,18 @@ fn main() {
             single.push(bus_round(&frames, 1).await);
             batched.push(bus_round(&frames, PUBLISH_BATCH_FRAMES_MAX).await);
         }
+        let (baseline, single, batched) = (median(baseline), median(single), median(batched));
+        println!("cpu: {}", cpu_model());
         println!("frames per round: {FRAMES_PER_ROUND}, rounds: {ROUNDS}, medians:");
+        println!("baseline bounded tokio mpsc : {baseline:>12.0} frames/s");
         println!(
-            "baseline bounded tokio mpsc : {:>12.0} frames/s",
-            median(baseline)
+            "bus, publish one by one     : {single:>12.0} frames/s ({:.0}% of the baseline)",
+            100.0 * single / baseline
         );
         println!(
-            "bus, publish one by one     : {:>12.0} frames/s",
-            median(single)
-        );
-        println!(
-            "bus, publish_batch({PUBLISH_BATCH_FRAMES_MAX})    : {:>12.0} frames/s",
-            median(batched)
+            "bus, publish_batch({PUBLISH_BATCH_FRAMES_MAX})    : {batched:>12.0} frames/s ({:.0}% of \
+             the baseline)",
+            100.0 * batched / baseline
         );
     });
 }
