@@ -304,19 +304,7 @@ impl Kernel {
             bundle: dir.to_owned(),
             pump: None,
         };
-        let bus = self
-            .bus()
-            .ok_or_else(|| AgentOpError::Bus("the bus is not running".into()))?;
-        let pump = Pump {
-            entry: entry.clone(),
-            agent: agent.clone(),
-            quarantine: self.slots.quarantine.clone(),
-            bus,
-            clock: self.clock.clone(),
-            waited_ms: self.message_wait_ms(),
-            ttl_ms: self.message_wait_ms(),
-        };
-        let task = pump.start(run).await?;
+        let task = self.pump(entry.clone(), &agent)?.start(run).await?;
         entry.pump = Some(Arc::new(task.abort_handle()));
         self.agents
             .lock()
@@ -345,6 +333,23 @@ impl Kernel {
             .expect("agents lock")
             .get(&(run, agent.clone()))
             .cloned()
+    }
+
+    /// The pump that moves `agent`'s messages from the bus into its running instance.
+    fn pump(&self, entry: AgentEntry, agent: &AgentName) -> Result<Pump, AgentOpError> {
+        let bus = self
+            .bus()
+            .ok_or_else(|| AgentOpError::Bus("the bus is not running".into()))?;
+        let wait_ms = self.message_wait_ms();
+        Ok(Pump {
+            entry,
+            agent: agent.clone(),
+            quarantine: self.slots.quarantine.clone(),
+            bus,
+            clock: self.clock.clone(),
+            waited_ms: wait_ms,
+            ttl_ms: wait_ms,
+        })
     }
 
     /// The longest one message may take: every delivery up to the sandbox watchdog of its
@@ -434,18 +439,7 @@ impl Kernel {
         let entry = self
             .agent_entry(RunId::STANDALONE, agent)
             .ok_or_else(|| AgentOpError::NoSuchAgent(agent.clone()))?;
-        let bus = self
-            .bus()
-            .ok_or_else(|| AgentOpError::Bus("the bus is not running".into()))?;
-        let pump = Pump {
-            entry,
-            agent: agent.clone(),
-            quarantine: self.slots.quarantine.clone(),
-            bus,
-            clock: self.clock.clone(),
-            waited_ms: self.message_wait_ms(),
-            ttl_ms: self.message_wait_ms(),
-        };
+        let pump = self.pump(entry, agent)?;
         let trace_id = self.ids.trace_id();
         pump.deliver(trace_id, self.ids.msg_id(), Arc::new(input))
             .await
