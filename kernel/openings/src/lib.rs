@@ -14,6 +14,7 @@ pub mod params;
 pub mod parse;
 pub mod plan;
 pub mod template;
+mod yaml;
 
 pub use model::{AgentFacts, AgentRef, Edge, Node, NodeId, Opening, Policy, Retry};
 pub use parse::{AgentCatalog, CatalogError, Rule, ValidationError, ValidationErrors, validate};
