@@ -19,6 +19,24 @@ pub const RUN_TIMEOUT_MS_DEFAULT: u64 = 300_000;
 pub const NODE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Default `policy.max_parallel`.
 pub const MAX_PARALLEL_DEFAULT: u32 = 8;
+/// Largest `policy.max_parallel` (the kernel's global bound caps it further).
+pub const MAX_PARALLEL_MAX: u32 = 1024;
+/// Longest run or attempt timeout a file may ask for: one day.
+pub const TIMEOUT_MS_MAX: u64 = 86_400_000;
+/// Default `retry.max_attempts` (no retry).
+pub const ATTEMPTS_DEFAULT: u32 = 1;
+/// Default `retry.initial_ms`: the wait before the second attempt.
+pub const BACKOFF_INITIAL_MS_DEFAULT: u64 = 100;
+/// Default `retry.max_ms`: the longest wait between attempts.
+pub const BACKOFF_MAX_MS_DEFAULT: u64 = 10_000;
+/// Default `retry.multiplier`.
+pub const BACKOFF_MULTIPLIER_DEFAULT: f64 = 2.0;
+/// Default `retry.jitter` (none: waits are exactly the formula's).
+pub const BACKOFF_JITTER_DEFAULT: f64 = 0.0;
+/// Longest `retry.initial_ms` / `retry.max_ms` a file may ask for: one hour.
+pub const BACKOFF_MS_MAX: u64 = 3_600_000;
+/// Largest `retry.multiplier`.
+pub const BACKOFF_MULTIPLIER_MAX: f64 = 100.0;
 
 /// A node id, opening name or param name: `[a-z][a-z0-9_]{0,63}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,7 +116,8 @@ pub struct Policy {
     pub confirm_external: bool,
 }
 
-/// `retry:` with defaults filled in (`max_attempts` 1 when absent).
+/// `retry:` with defaults filled in (`max_attempts` 1 when absent; the `BACKOFF_*_DEFAULT`
+/// constants for the rest).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retry {
     pub max_attempts: u32,
@@ -169,5 +188,30 @@ impl Opening {
     /// The index of a node by id.
     pub fn node_index(&self, id: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.id.as_str() == id)
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            max_attempts: ATTEMPTS_DEFAULT,
+            initial_ms: BACKOFF_INITIAL_MS_DEFAULT,
+            max_ms: BACKOFF_MAX_MS_DEFAULT,
+            multiplier: BACKOFF_MULTIPLIER_DEFAULT,
+            jitter: BACKOFF_JITTER_DEFAULT,
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            timeout_ms: RUN_TIMEOUT_MS_DEFAULT,
+            node_timeout_ms: NODE_TIMEOUT_MS_DEFAULT,
+            budget_tokens: None,
+            budget_usd_micros: None,
+            max_parallel: MAX_PARALLEL_DEFAULT,
+            confirm_external: true,
+        }
     }
 }
