@@ -452,7 +452,6 @@ impl Ck {
 
     /// A number (integer or float) in `[lo, hi]`; out of range is an error of `rule`.
     fn number_in(&mut self, node: &Node, what: &str, rule: Rule, lo: f64, hi: f64) -> Option<f64> {
-        #[allow(clippy::cast_precision_loss)] // exact for every value in range
         let n = match node.value {
             Value::Float(f) => f,
             Value::Int(i) => i.as_f64().unwrap_or(f64::NAN),

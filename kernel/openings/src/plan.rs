@@ -62,12 +62,27 @@ pub enum Outcome {
 pub struct Plan {
     opening: Arc<Opening>,
     states: Vec<NodeState>,
+    /// Per node, the indexes of its inbound edges in edge order.
+    inbound: Vec<Vec<usize>>,
 }
 
 impl Plan {
     pub fn new(opening: Arc<Opening>) -> Plan {
         let states = vec![NodeState::Waiting; opening.nodes.len()];
-        Plan { opening, states }
+        let mut inbound = vec![Vec::new(); opening.nodes.len()];
+        for (i, edge) in opening.edges.iter().enumerate() {
+            inbound[edge.to_node].push(i);
+        }
+        Plan {
+            opening,
+            states,
+            inbound,
+        }
+    }
+
+    /// A node's inbound edges, in edge order.
+    fn inbound(&self, node: usize) -> impl Iterator<Item = &Edge> + '_ {
+        self.inbound[node].iter().map(|&i| &self.opening.edges[i])
     }
 
     pub fn opening(&self) -> &Arc<Opening> {
@@ -116,11 +131,16 @@ impl Plan {
 
     /// Whether a waiting node can be settled now, and how.
     fn readiness(&self, node: usize) -> Readiness {
-        let inbound = || self.opening.edges.iter().filter(move |e| e.to_node == node);
-        if inbound().any(|e| !is_finished(&self.states[e.from_node])) {
+        if self
+            .inbound(node)
+            .any(|e| !is_finished(&self.states[e.from_node]))
+        {
             return Readiness::Waiting;
         }
-        match inbound().find(|e| !e.optional && self.delivered(e).is_none()) {
+        match self
+            .inbound(node)
+            .find(|e| !e.optional && self.delivered(e).is_none())
+        {
             Some(edge) => Readiness::Skip(format!(
                 "edge {} was skipped",
                 edge_text(&self.opening, edge)
@@ -202,7 +222,7 @@ impl Plan {
         let spec = &self.opening.nodes[node];
         // Ports in the order of their first delivered edge; each port's values in edge order.
         let mut ports: Vec<(&str, Vec<rmpv::Value>)> = Vec::new();
-        for edge in self.opening.edges.iter().filter(|e| e.to_node == node) {
+        for edge in self.inbound(node) {
             let Some(value) = self.delivered(edge) else {
                 continue;
             };
@@ -377,11 +397,8 @@ pub fn backoff_ms(retry: &Retry, attempt: u32, unit: f64) -> u64 {
     let exponent = i32::try_from((attempt - 2).min(BACKOFF_FACTOR_EXPONENT_MAX))
         .expect("exponent bounded by BACKOFF_FACTOR_EXPONENT_MAX");
     // u64 → f64 is exact for every wait validation allows (at most BACKOFF_MS_MAX).
-    #[allow(clippy::cast_precision_loss)]
     let base = (retry.initial_ms as f64 * retry.multiplier.powi(exponent)).min(retry.max_ms as f64);
     let factor = 1.0 - retry.jitter + 2.0 * retry.jitter * unit;
-    // Non-negative and bounded by 2·max_ms, so the cast neither wraps nor saturates.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let wait = (base * factor).round() as u64;
-    wait
+    // Non-negative and at most 2·max_ms, so the cast neither wraps nor saturates.
+    (base * factor).round() as u64
 }
