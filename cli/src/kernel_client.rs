@@ -10,6 +10,7 @@ use clap::Args;
 use runloop_client::{ClientError, request};
 use runloop_kernel::config::{self, LoadOptions, Mode};
 use runloop_kernel::control::{ControlPlane, PeerPolicy};
+use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
 use runloop_kernel::{Kernel, KernelOptions};
 use runloop_proto::payloads::{ControlCommand, ControlOutcome, ControlRequest};
 
@@ -76,29 +77,96 @@ fn request_id() -> String {
     format!("rlp-{}-{nanos:x}", std::process::id())
 }
 
-/// Sends `command` to the daemon, or to an embedded kernel when none answers.
-pub fn ask(
-    args: &KernelArgs,
-    command: ControlCommand,
-) -> Result<(Source, ControlOutcome), Failure> {
+/// The config the mode and `--config` name, layered with the environment.
+pub fn load_config(args: &KernelArgs) -> Result<config::Config, Failure> {
     let mode = if args.system {
         Mode::System
     } else {
         Mode::user_from_env().map_err(|e| Failure::invalid("Config", e.to_string()))?
     };
-    let config = config::load(&LoadOptions {
+    config::load(&LoadOptions {
         mode,
         file: args.config.clone(),
         env: std::env::vars().collect(),
         flags: Vec::new(),
     })
-    .map_err(|e| Failure::invalid("Config", e.to_string()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    .map_err(|e| Failure::invalid("Config", e.to_string()))
+}
+
+/// The runtime every kernel-facing command runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Failure::io(format!("start the async runtime: {e}")))?;
-    runtime.block_on(ask_async(&config, command))
+        .map_err(|e| Failure::io(format!("start the async runtime: {e}")))
+}
+
+/// Sends `command` to the daemon, or to an embedded kernel when none answers.
+pub fn ask(
+    args: &KernelArgs,
+    command: ControlCommand,
+) -> Result<(Source, ControlOutcome), Failure> {
+    let config = load_config(args)?;
+    runtime()?.block_on(ask_async(&config, command))
+}
+
+/// A fresh request id.
+pub fn new_request_id() -> String {
+    request_id()
+}
+
+/// The daemon's socket when one accepts a connection; else the places tried (embedded).
+pub async fn find_daemon(config: &config::Config) -> Result<Source, Failure> {
+    let places = config::socket_places(config);
+    let candidates = places.candidates();
+    for path in &candidates {
+        match tokio::net::UnixStream::connect(path).await {
+            Ok(_) => return Ok(Source::Daemon(path.clone())),
+            Err(e) if places.is_explicit() => {
+                let mut failure = Failure::io(format!("connect {}: {e}", path.display()));
+                failure.name = "DaemonUnreachable".into();
+                return Err(failure);
+            }
+            Err(_) => continue,
+        }
+    }
+    Ok(Source::Embedded { tried: candidates })
+}
+
+/// An in-process kernel with the daemon's singletons (the POG under the config's state
+/// directory, the model broker), so embedded runs are durable like the daemon's.
+pub async fn embedded_kernel(config: &config::Config) -> Result<Arc<Kernel>, Failure> {
+    let defaults = KernelOptions::default();
+    let broker = runloop_kernel::services::broker(config, defaults.clock.clone())
+        .map_err(|e| Failure::invalid("Config", e.to_string()))?;
+    let options = KernelOptions {
+        pog: Some(runloop_kernel::services::pog_service(config)),
+        broker: Some(broker),
+        ..defaults
+    };
+    let kernel = Kernel::boot(options)
+        .await
+        .map_err(|e| Failure::io(e.to_string()))?;
+    Ok(Arc::new(kernel))
+}
+
+/// The engine of an embedded kernel.
+pub fn embedded_engine(kernel: Arc<Kernel>) -> Arc<Engine> {
+    Engine::new(
+        kernel,
+        EngineConfig {
+            search_dirs: Vec::new(),
+            host: RunHost::Embedded,
+        },
+    )
+}
+
+/// Shuts an embedded kernel down once nothing else holds it.
+pub async fn shutdown(kernel: Arc<Kernel>) {
+    if let Ok(kernel) = Arc::try_unwrap(kernel) {
+        kernel.shutdown().await;
+    }
 }
 
 async fn ask_async(
@@ -125,12 +193,10 @@ async fn ask_async(
             }
         }
     }
-    let kernel = Kernel::boot(KernelOptions::default())
-        .await
-        .map_err(|e| Failure::io(e.to_string()))?;
-    let kernel = Arc::new(kernel);
+    let kernel = embedded_kernel(config).await?;
     let policy = PeerPolicy::same_uid().map_err(|e| Failure::io(format!("read own uid: {e}")))?;
-    let plane = ControlPlane::new(kernel.clone(), policy);
+    let engine = embedded_engine(kernel.clone());
+    let plane = ControlPlane::with_engine(engine, policy, Default::default());
     let reply = plane
         .answer(
             policy.uid,
@@ -141,8 +207,6 @@ async fn ask_async(
         )
         .await;
     drop(plane);
-    if let Ok(kernel) = Arc::try_unwrap(kernel) {
-        kernel.shutdown().await;
-    }
+    shutdown(kernel).await;
     Ok((Source::Embedded { tried: candidates }, reply.outcome))
 }

@@ -9,6 +9,7 @@ mod kb;
 mod kernel_client;
 mod model;
 mod rmp;
+mod run;
 mod status;
 
 use std::process::ExitCode;
@@ -42,6 +43,18 @@ enum Command {
     /// agents in the kernel (runloopd, else embedded).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// Check an opening (YAML DAG of agents): every error with file:line:col; exit 2 on any.
+    Validate(run::ValidateArgs),
+    /// Run an opening: through runloopd when it runs, else embedded (durable either way);
+    /// live progress on a TTY, the result and trace id at the end. Exit 0 succeeded, 1 any
+    /// other end, 2 invalid opening or params.
+    Run(Box<run::RunArgs>),
+    /// Recent and running runs, with status (interrupted runs can be resumed).
+    Runs(run::RunsArgs),
+    /// Cancel a running run (runloopd).
+    Cancel(run::CancelArgs),
+    /// Continue an unfinished run from its record: finished nodes are not run again.
+    Resume(run::ResumeArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +66,11 @@ fn main() -> ExitCode {
         Command::Model(command) => model::run_model(command),
         Command::Broker(command) => model::run_broker(command),
         Command::Agent(command) => agent::run(command),
+        Command::Validate(args) => run::validate(args),
+        Command::Run(args) => run::run(*args),
+        Command::Runs(args) => run::runs(args),
+        Command::Cancel(args) => run::cancel(args),
+        Command::Resume(args) => run::resume(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,9 @@ pub enum EventKind {
     RunStarted,
     /// A run ended.
     RunFinished,
+    /// An attempt of a node of a run began (durable runs: a started node without a
+    /// finish runs again on resume).
+    NodeStarted,
     /// A node of a run ended.
     NodeFinished,
     /// The result of one host call, recorded for deterministic replay.
@@ -100,7 +103,16 @@ const fn opt(name: &'static str, ty: FieldType) -> Field {
     }
 }
 
-const RUN_STATUS: &[&str] = &["ok", "failed", "cancelled", "timed_out"];
+const RUN_STATUS: &[&str] = &["ok", "succeeded", "failed", "cancelled", "timed_out"];
+const NODE_STATUS: &[&str] = &[
+    "ok",
+    "succeeded",
+    "failed",
+    "skipped",
+    "cancelled",
+    "timed_out",
+];
+const RUN_HOST: &[&str] = &["daemon", "embedded"];
 const DECISION: &[&str] = &["allow", "deny"];
 
 use FieldType as T;
@@ -138,25 +150,44 @@ const EMAIL_SENT: &[Field] = &[
     opt("contact_id", T::Str),
     opt("trace_id", T::TraceId),
 ];
+// A run's start holds everything needed to continue it: the opening's source and digest,
+// the directory its agents resolve from, params, the RNG seed and the run id.
 const RUN_STARTED: &[Field] = &[
     req("trace_id", T::TraceId),
     req("opening", T::Str),
     opt("params", T::Object),
+    opt("run_id", T::Str),
+    opt("digest", T::Hex32),
+    opt("source", T::Text),
+    opt("dir", T::Str),
+    opt("seed", T::Str),
+    opt("host", T::OneOf(RUN_HOST)),
+    opt("owner_pid", T::U64),
 ];
 const RUN_FINISHED: &[Field] = &[
     req("trace_id", T::TraceId),
     req("status", T::OneOf(RUN_STATUS)),
     opt("error", T::Text),
     opt("duration_ms", T::U64),
+    opt("result_hash", T::Hex32),
+];
+const NODE_STARTED: &[Field] = &[
+    req("trace_id", T::TraceId),
+    req("node_id", T::Str),
+    req("agent", T::Str),
+    req("attempt", T::U64),
 ];
 const NODE_FINISHED: &[Field] = &[
     req("trace_id", T::TraceId),
     req("node_id", T::Str),
     req("agent", T::Str),
-    req("status", T::OneOf(RUN_STATUS)),
+    req("status", T::OneOf(NODE_STATUS)),
     opt("output_hash", T::Hex32),
     opt("duration_ms", T::U64),
     opt("attempt", T::U64),
+    // `[[port, payload], …]` in emission order (payloads in the lossless JSON form).
+    opt("outputs", T::Any),
+    opt("error", T::Text),
 ];
 const HOSTCALL_RECORDED: &[Field] = &[
     req("trace_id", T::TraceId),
@@ -182,7 +213,7 @@ const EMBEDDING_SET: &[Field] = &[
 
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::ContactUpserted,
         EventKind::ContactRemoved,
         EventKind::NoteAdded,
@@ -190,6 +221,7 @@ impl EventKind {
         EventKind::EmailSent,
         EventKind::RunStarted,
         EventKind::RunFinished,
+        EventKind::NodeStarted,
         EventKind::NodeFinished,
         EventKind::HostcallRecorded,
         EventKind::CapAudit,
@@ -206,6 +238,7 @@ impl EventKind {
             EventKind::EmailSent => "email.sent",
             EventKind::RunStarted => "run.started",
             EventKind::RunFinished => "run.finished",
+            EventKind::NodeStarted => "node.started",
             EventKind::NodeFinished => "node.finished",
             EventKind::HostcallRecorded => "hostcall.recorded",
             EventKind::CapAudit => "cap.audit",
@@ -237,6 +270,7 @@ impl EventKind {
             EventKind::EmailSent => EMAIL_SENT,
             EventKind::RunStarted => RUN_STARTED,
             EventKind::RunFinished => RUN_FINISHED,
+            EventKind::NodeStarted => NODE_STARTED,
             EventKind::NodeFinished => NODE_FINISHED,
             EventKind::HostcallRecorded => HOSTCALL_RECORDED,
             EventKind::CapAudit => CAP_AUDIT,

@@ -92,7 +92,7 @@ pub(crate) fn entities(e: &Event) -> Vec<String> {
             run("trace_id"),
         ],
         EventKind::RunStarted | EventKind::RunFinished => vec![run("trace_id")],
-        EventKind::NodeFinished => vec![
+        EventKind::NodeStarted | EventKind::NodeFinished => vec![
             Some(format!("node:{}/{}", req(p, "trace_id"), req(p, "node_id"))),
             run("trace_id"),
             Some(format!("agent:{}", req(p, "agent"))),
@@ -137,6 +137,7 @@ fn apply_inner(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
     match e.kind {
         EventKind::RunStarted
         | EventKind::RunFinished
+        | EventKind::NodeStarted
         | EventKind::NodeFinished
         | EventKind::HostcallRecorded
         | EventKind::CapAudit => project_run(tx, e),
@@ -228,6 +229,13 @@ fn project_run(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
                 "INSERT INTO runs(trace_id, status, error, finished_seq, finished_ms, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(trace_id) DO UPDATE SET status = ?2, error = ?3, finished_seq = ?4, finished_ms = ?5, duration_ms = ?6",
                 params![req(p, "trace_id"), req(p, "status"), s(p, "error"), seq, e.ts_ms as i64, n(p, "duration_ms")],
+            )?;
+        }
+        EventKind::NodeStarted => {
+            tx.execute(
+                "INSERT OR REPLACE INTO nodes(trace_id, node_id, agent, status, output_hash, duration_ms, attempt, seq)
+                 VALUES (?1, ?2, ?3, 'running', NULL, NULL, ?4, ?5)",
+                params![req(p, "trace_id"), req(p, "node_id"), req(p, "agent"), n(p, "attempt"), seq],
             )?;
         }
         EventKind::NodeFinished => {

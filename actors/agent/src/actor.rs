@@ -193,7 +193,12 @@ pub enum AgentError {
     #[error("agent {agent} is quarantined: {message}")]
     Quarantined { agent: String, message: String },
     #[error("agent {agent}: the guest failed: {error}")]
-    Guest { agent: String, error: String },
+    Guest {
+        agent: String,
+        error: String,
+        /// Another attempt may succeed (`InvokeError::retryable`).
+        retryable: bool,
+    },
     #[error("agent {agent}: given up after {attempts} deliveries: {last_error}")]
     AttemptsExhausted {
         agent: String,

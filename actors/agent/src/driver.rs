@@ -313,6 +313,7 @@ fn answer(
             Err(AgentError::Guest {
                 agent: agent.to_string(),
                 error: text,
+                retryable: error.retryable(),
             })
         }
     };

@@ -109,6 +109,17 @@ pub enum PogMsg {
         runloop_pog::TraceId,
         RpcReplyPort<Result<Vec<runloop_pog::RecordedCall>, ReadError>>,
     ),
+    /// One run's events in log order (to continue a durable run).
+    RunEvents(
+        runloop_pog::TraceId,
+        RpcReplyPort<Result<Vec<runloop_pog::Event>, ReadError>>,
+    ),
+    /// Runs from the runs view (newest first, or the unfinished ones oldest first).
+    Runs(
+        runloop_pog::RunFilter,
+        usize,
+        RpcReplyPort<Result<Vec<runloop_pog::RunRow>, ReadError>>,
+    ),
     /// Verify the chain.
     Verify(RpcReplyPort<Result<VerifyReport, ReadError>>),
     /// Online backup into an empty directory.
@@ -256,6 +267,10 @@ impl Actor for PogActor {
                 state.read(reply, move |r| Ok(r.why_in(&e, scope.as_ref())?))
             }
             PogMsg::Hostcalls(t, reply) => state.read(reply, move |r| Ok(r.hostcalls(&t)?)),
+            PogMsg::RunEvents(t, reply) => state.read(reply, move |r| Ok(r.run_events(&t)?)),
+            PogMsg::Runs(filter, limit, reply) => {
+                state.read(reply, move |r| Ok(r.runs(filter, limit)?))
+            }
             PogMsg::Verify(reply) => {
                 let cfg = state.store.config().clone();
                 state.read(reply, move |_| Ok(runloop_pog::verify(&cfg)?));

@@ -64,6 +64,15 @@ impl AgentError {
         }
     }
 
+    /// An error worth another attempt (a busy service, a transient condition): the
+    /// opening engine retries the node while it has attempts left. The message is sent
+    /// with [`RETRYABLE_PREFIX`](runloop_proto::payloads::RETRYABLE_PREFIX) in front.
+    pub fn retryable(message: impl AsRef<str>) -> Self {
+        Self {
+            message: format!("{}{}", runloop_proto::payloads::RETRYABLE_PREFIX, message.as_ref()),
+        }
+    }
+
     /// The message the host will report.
     pub fn message(&self) -> &str {
         &self.message

@@ -30,12 +30,18 @@ pub const CLIENT_TIMEOUT_MS: u64 = 10_000;
 /// `agent send` waits for the agent, restarts and redeliveries included.
 pub const CLIENT_LONG_TIMEOUT_MS: u64 = 180_000;
 
+/// How long `run_watch` may wait for a run (a run's own timeout bounds it first).
+pub const RUN_WATCH_WAIT_MS: u64 = 7 * 24 * 3_600_000;
+
 /// How long to wait for the answer to `command`.
 pub fn answer_wait_ms(command: &ControlCommand) -> u64 {
     match command {
-        ControlCommand::AgentStart { .. } | ControlCommand::AgentSend { .. } => {
-            CLIENT_LONG_TIMEOUT_MS
-        }
+        ControlCommand::AgentStart { .. }
+        | ControlCommand::AgentSend { .. }
+        | ControlCommand::RunSubmit { .. }
+        | ControlCommand::RunResume { .. } => CLIENT_LONG_TIMEOUT_MS,
+        // Waits for a whole run: its own timeout bounds it.
+        ControlCommand::RunWatch { .. } => RUN_WATCH_WAIT_MS,
         _ => CLIENT_TIMEOUT_MS,
     }
 }
@@ -297,6 +303,52 @@ impl Subscription {
             }),
         }
     }
+}
+
+/// A watched run: its progress replies, then its report; dropping it closes the
+/// connection (the run goes on).
+#[derive(Debug)]
+pub struct RunStream {
+    conn: Conn,
+    /// The first reply (`run_submitted`, or a failure).
+    pub first: ControlOutcome,
+}
+
+impl RunStream {
+    /// The next reply (`run_progress` or the final `run_finished`); `Ok(None)` when the
+    /// daemon closed the stream.
+    pub async fn next(&mut self) -> Result<Option<ControlOutcome>, ClientError> {
+        let Some(frame) = self.conn.next_frame().await? else {
+            return Ok(None);
+        };
+        Ok(Some(read_reply(&self.conn.path, &frame)?.outcome))
+    }
+}
+
+/// Sends a `run_submit`, `run_resume` or `run_watch` with `watch: true` and returns the
+/// stream of its answers. Waits up to [`CLIENT_LONG_TIMEOUT_MS`] for the first.
+pub async fn watch(
+    path: &Path,
+    request_id: &str,
+    command: ControlCommand,
+) -> Result<RunStream, ClientError> {
+    let wait = Duration::from_millis(CLIENT_LONG_TIMEOUT_MS);
+    let open = async {
+        let mut conn = Conn::open(path, request_id, command).await?;
+        let Some(frame) = conn.next_frame().await? else {
+            return Err(ClientError::Closed {
+                path: path.to_owned(),
+            });
+        };
+        let first = read_reply(path, &frame)?.outcome;
+        Ok(RunStream { conn, first })
+    };
+    tokio::time::timeout(wait, open)
+        .await
+        .map_err(|_| ClientError::Timeout {
+            path: path.to_owned(),
+            waited_ms: CLIENT_LONG_TIMEOUT_MS,
+        })?
 }
 
 /// Subscribes to status snapshots every `interval_ms` (the daemon clamps it) and to run

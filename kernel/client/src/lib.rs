@@ -13,5 +13,5 @@ pub mod client;
 pub mod discovery;
 pub mod wire;
 
-pub use client::{ClientError, StatusItem, Subscription, request, subscribe};
+pub use client::{ClientError, RunStream, StatusItem, Subscription, request, subscribe, watch};
 pub use discovery::SocketPlaces;

@@ -25,8 +25,8 @@ use runloop_agent_actor::{
     HandlerFactory, Links,
 };
 use runloop_bundle::Bundle;
-use runloop_proto::RunId;
 use runloop_proto::payloads::{AgentInput, AgentStatus, SandboxLimits};
+use runloop_proto::{RunId, TraceId};
 use runloop_sandbox::CgroupLimits;
 
 use crate::deliver::{self, Pump};
@@ -381,6 +381,19 @@ impl Kernel {
         agent: &AgentName,
         input: AgentInput,
     ) -> Result<AgentReply, AgentOpError> {
+        let trace_id = self.ids.trace_id();
+        self.send_traced(run, opening, agent, input, trace_id).await
+    }
+
+    /// [`Kernel::send_in`] under a given trace id (a run's node invokes carry the run's).
+    pub async fn send_traced(
+        &self,
+        run: RunId,
+        opening: &OpeningId,
+        agent: &AgentName,
+        input: AgentInput,
+        trace_id: TraceId,
+    ) -> Result<AgentReply, AgentOpError> {
         if self.agent_entry(run, agent).is_none() {
             return Err(AgentOpError::NoSuchAgent(agent.clone()));
         }
@@ -395,7 +408,6 @@ impl Kernel {
             .clone()
             .ok_or_else(|| AgentOpError::Bus("the kernel's reply router is not running".into()))?;
         let permit = scheduler.acquire(opening, Budget::default()).await?;
-        let trace_id = self.ids.trace_id();
         let msg_id = self.ids.msg_id();
         let waited_ms = self.message_wait_ms();
         let frame =

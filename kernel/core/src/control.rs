@@ -84,6 +84,8 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
 #[derive(Debug)]
 pub struct ControlPlane {
     kernel: Arc<Kernel>,
+    /// Runs of openings.
+    engine: Arc<crate::runs::Engine>,
     policy: PeerPolicy,
     limits: ControlLimits,
     cache: std::sync::Mutex<ReplyCache>,
@@ -103,6 +105,12 @@ pub enum Step {
     Close(Vec<u8>),
     /// Send the `subscribed` reply, then stream status every `interval_ms`.
     Subscribe { reply: Vec<u8>, interval_ms: u64 },
+    /// Send the reply, then the run's progress events and its final report.
+    Watch {
+        reply: Vec<u8>,
+        trace_id: String,
+        events: tokio::sync::broadcast::Receiver<runloop_proto::payloads::RunProgress>,
+    },
 }
 
 impl ControlPlane {
@@ -112,9 +120,26 @@ impl ControlPlane {
 
     /// A plane whose socket uses `limits` (tests shorten the frame deadline).
     pub fn with_limits(kernel: Arc<Kernel>, policy: PeerPolicy, limits: ControlLimits) -> Self {
+        let engine = crate::runs::Engine::new(
+            kernel.clone(),
+            crate::runs::EngineConfig {
+                search_dirs: Vec::new(),
+                host: crate::runs::RunHost::Daemon,
+            },
+        );
+        Self::with_engine(engine, policy, limits)
+    }
+
+    /// A plane over an engine built by the caller (and its kernel).
+    pub fn with_engine(
+        engine: Arc<crate::runs::Engine>,
+        policy: PeerPolicy,
+        limits: ControlLimits,
+    ) -> Self {
         limits.check();
         Self {
-            kernel,
+            kernel: engine.kernel().clone(),
+            engine,
             policy,
             limits,
             cache: std::sync::Mutex::new(ReplyCache::default()),
@@ -122,6 +147,11 @@ impl ControlPlane {
             executed: AtomicU64::new(0),
             subscribers: AtomicUsize::new(0),
         }
+    }
+
+    /// The openings engine behind the run commands.
+    pub fn engine(&self) -> &Arc<crate::runs::Engine> {
+        &self.engine
     }
 
     pub fn executed(&self) -> u64 {
@@ -176,7 +206,7 @@ impl ControlPlane {
                         claim: Some(claim),
                     };
                     self.executed.fetch_add(1, Ordering::Relaxed);
-                    let outcome = execute(&self.kernel, request.command).await;
+                    let outcome = execute(self, request.command).await;
                     let reply = ControlReply {
                         request_id: id.clone(),
                         outcome,
@@ -228,8 +258,43 @@ impl ControlPlane {
             let reply = self.frame(Body::from_payload(&reply), trace_id);
             return Step::Subscribe { reply, interval_ms };
         }
+        // Subscribed before the run starts, so the stream misses none of its events.
+        let events = self.engine.progress();
+        let watch = match &request.command {
+            ControlCommand::RunSubmit { watch: true, .. }
+            | ControlCommand::RunResume { watch: true, .. } => true,
+            ControlCommand::RunWatch {
+                watch: true,
+                trace_id,
+            } => {
+                // Answered at once; the report ends the stream.
+                let reply = ControlReply {
+                    request_id: request.request_id.clone(),
+                    outcome: ControlOutcome::RunSubmitted {
+                        trace_id: trace_id.clone(),
+                        run_id: String::new(),
+                    },
+                };
+                let trace = trace_id.clone();
+                let reply = self.frame(Body::from_payload(&reply), trace_id_of(&trace));
+                return Step::Watch {
+                    reply,
+                    trace_id: trace,
+                    events,
+                };
+            }
+            _ => false,
+        };
         let reply = self.answer(uid, request).await;
-        Step::Reply(self.frame(Body::from_payload(&reply), trace_id))
+        let bytes = self.frame(Body::from_payload(&reply), trace_id);
+        match (&reply.outcome, watch) {
+            (ControlOutcome::RunSubmitted { trace_id, .. }, true) => Step::Watch {
+                reply: bytes,
+                trace_id: trace_id.clone(),
+                events,
+            },
+            _ => Step::Reply(bytes),
+        }
     }
 
     /// One frame from the daemon, stamped by the kernel's clock.
@@ -286,8 +351,46 @@ fn failed(code: &str, message: String) -> ControlOutcome {
     }
 }
 
-async fn execute(kernel: &Kernel, command: ControlCommand) -> ControlOutcome {
+pub(crate) fn runs_refusal(e: &crate::runs::SubmitError) -> ControlOutcome {
+    crate::runs::control::refusal(e)
+}
+
+fn trace_id_of(hex: &str) -> TraceId {
+    hex.parse().unwrap_or(TraceId(0))
+}
+
+/// A progress event or the final report as a frame of a watched run.
+pub(crate) fn watch_frame(plane: &ControlPlane, outcome: ControlOutcome, trace: &str) -> Vec<u8> {
+    let reply = ControlReply {
+        request_id: "watch".into(),
+        outcome,
+    };
+    plane.frame(Body::from_payload(&reply), trace_id_of(trace))
+}
+
+async fn execute(plane: &ControlPlane, command: ControlCommand) -> ControlOutcome {
+    let kernel = &*plane.kernel;
     match command {
+        ControlCommand::RunSubmit {
+            source,
+            dir,
+            params_json,
+            watch: _,
+        } => crate::runs::control::submit(&plane.engine, &source, &dir, &params_json).await,
+        ControlCommand::RunResume { trace_id, watch: _ } => {
+            crate::runs::control::resume(&plane.engine, &trace_id).await
+        }
+        ControlCommand::RunWatch { trace_id, watch: _ } => {
+            crate::runs::control::wait(&plane.engine, &trace_id).await
+        }
+        ControlCommand::RunCancel { trace_id } => match plane.engine.cancel(&trace_id) {
+            Ok(()) => ControlOutcome::RunCancelled { trace_id },
+            Err(e) => failed("NoSuchRun", e.to_string()),
+        },
+        ControlCommand::RunList { limit } => match plane.engine.list(limit as usize).await {
+            Ok(runs) => ControlOutcome::Runs { runs },
+            Err(e) => failed("Unavailable", e.to_string()),
+        },
         ControlCommand::Subscribe { .. } => {
             unreachable!("answer() turns subscribe away before executing")
         }

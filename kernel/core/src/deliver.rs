@@ -317,6 +317,24 @@ impl Pump {
 }
 
 fn failure(kind: AgentFailureKind, agent: &str, message: String, count: u64) -> AgentAnswer {
+    // Sandbox lost (redeliveries used up, instance gone) and time running out may go
+    // better next time; guest failures say for themselves (`failure_retryable`).
+    let retryable = matches!(
+        kind,
+        AgentFailureKind::AttemptsExhausted
+            | AgentFailureKind::NotRunning
+            | AgentFailureKind::Timeout
+    );
+    failure_retryable(kind, agent, message, count, retryable)
+}
+
+fn failure_retryable(
+    kind: AgentFailureKind,
+    agent: &str,
+    message: String,
+    count: u64,
+    retryable: bool,
+) -> AgentAnswer {
     AgentAnswer {
         outputs: Vec::new(),
         attempt: 0,
@@ -328,6 +346,7 @@ fn failure(kind: AgentFailureKind, agent: &str, message: String, count: u64) -> 
             agent: agent.to_owned(),
             message,
             count,
+            retryable,
         }),
     }
 }
@@ -351,7 +370,9 @@ pub(crate) fn to_answer(
         Err(AgentOpError::Agent(e)) => match e {
             AgentError::BreakerOpen(m) => failure(K::BreakerOpen, name, m, 0),
             AgentError::Quarantined { message, .. } => failure(K::Quarantined, name, message, 0),
-            AgentError::Guest { error, .. } => failure(K::Guest, name, error, 0),
+            AgentError::Guest {
+                error, retryable, ..
+            } => failure_retryable(K::Guest, name, error, 0, retryable),
             AgentError::AttemptsExhausted {
                 attempts,
                 last_error,
@@ -394,6 +415,7 @@ pub(crate) fn from_answer(
         K::Guest => AgentOpError::Agent(AgentError::Guest {
             agent: name,
             error: f.message,
+            retryable: f.retryable,
         }),
         K::AttemptsExhausted => AgentOpError::Agent(AgentError::AttemptsExhausted {
             agent: name,

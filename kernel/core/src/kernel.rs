@@ -475,6 +475,28 @@ impl Kernel {
         Ok(())
     }
 
+    /// Starts `spec` under run `run`'s supervisor (the run's own actor, beside its agents).
+    pub(crate) async fn start_in_run(&self, run: RunId, spec: ChildSpec) -> Result<(), RunError> {
+        let supervisor = self
+            .runs
+            .lock()
+            .expect("runs lock")
+            .get(&run)
+            .and_then(|(_, slot)| slot.get())
+            .ok_or(RunError::NoSuchRun { run })?;
+        start_child(&supervisor, spec, run).await
+    }
+
+    /// The POG singleton, when it runs.
+    pub fn pog(&self) -> Option<ActorRef<runloop_pog_actor::PogMsg>> {
+        self.slots.pog.get()
+    }
+
+    /// The kernel's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Stops a run and everything under it.
     pub async fn stop_run(&self, run: RunId) -> Result<(), RunError> {
         let runs = self.slots.runs.get().ok_or(RunError::RunsDown { run })?;

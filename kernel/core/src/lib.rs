@@ -15,6 +15,7 @@ pub mod control;
 pub mod deliver;
 pub mod kernel;
 pub mod metrics;
+pub mod runs;
 pub mod services;
 
 pub use kernel::{Kernel, KernelOptions, PogService};

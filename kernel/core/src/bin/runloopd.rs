@@ -116,6 +116,14 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
         .map_err(|e| (1, e.to_string()))?;
     let kernel = Arc::new(kernel);
     let plane = Arc::new(ControlPlane::with_limits(kernel.clone(), policy, limits));
+    // Durable runs: what this daemon left unfinished continues now.
+    let (resumed, failed) = plane.engine().resume_unfinished().await;
+    for trace_id in &resumed {
+        eprintln!("runloopd: resumed run {trace_id}");
+    }
+    for (trace_id, why) in &failed {
+        eprintln!("runloopd: could not resume run {trace_id}: {why}");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(control::serve(listener, plane, stop_rx));
     eprintln!(

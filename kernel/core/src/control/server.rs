@@ -257,6 +257,14 @@ async fn serve_connection(
                     write_within(&mut stream, &reply, frame_deadline).await?;
                     return stream_status(stream, plane, interval_ms, shutdown).await;
                 }
+                Step::Watch {
+                    reply,
+                    trace_id,
+                    events,
+                } => {
+                    write_within(&mut stream, &reply, frame_deadline).await?;
+                    return stream_run(stream, plane, &trace_id, events, shutdown).await;
+                }
             }
             deadline = Instant::now() + frame_deadline;
         }
@@ -281,6 +289,58 @@ async fn serve_connection(
         let pushed = decoder.push(&buf[..n]);
         assert_eq!(pushed, n, "pushed no more than the free room");
     }
+}
+
+/// Streams one run's progress events, then its report, then closes. A client that goes
+/// away ends the stream, not the run.
+async fn stream_run(
+    mut stream: UnixStream,
+    plane: &ControlPlane,
+    trace_id: &str,
+    mut events: tokio::sync::broadcast::Receiver<runloop_proto::payloads::RunProgress>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Ended> {
+    use runloop_proto::payloads::ControlOutcome;
+    let _counted = Subscribed::new(plane);
+    let write_timeout = Duration::from_millis(STREAM_WRITE_TIMEOUT_MS);
+    let mut report = match plane.engine().watch(trace_id).await {
+        Ok(rx) => rx,
+        Err(e) => {
+            let bytes = super::watch_frame(plane, super::runs_refusal(&e), trace_id);
+            return write_within(&mut stream, &bytes, write_timeout).await;
+        }
+    };
+    let mut probe = [0u8; SUBSCRIBER_READ_BYTES];
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = report.wait_for(Option::is_some) => break,
+            _ = stream.read(&mut probe) => return Err(Ended::Io),
+            _ = shutdown.changed() => return Err(Ended::Shutdown),
+        };
+        match event {
+            Ok(event) if event.trace_id() == trace_id => {
+                let bytes =
+                    super::watch_frame(plane, ControlOutcome::RunProgress { event }, trace_id);
+                write_within(&mut stream, &bytes, write_timeout).await?;
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    // Events already sent before the finish: pass on what is buffered for this run.
+    while let Ok(event) = events.try_recv() {
+        if event.trace_id() == trace_id {
+            let bytes = super::watch_frame(plane, ControlOutcome::RunProgress { event }, trace_id);
+            write_within(&mut stream, &bytes, write_timeout).await?;
+        }
+    }
+    let report = report.borrow().clone();
+    if let Some(report) = report {
+        let bytes = super::watch_frame(plane, ControlOutcome::RunFinished { report }, trace_id);
+        write_within(&mut stream, &bytes, write_timeout).await?;
+    }
+    Ok(())
 }
 
 /// Counts an open stream while it lives.

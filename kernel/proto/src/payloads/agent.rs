@@ -13,6 +13,10 @@ use crate::registry::PayloadExample;
 pub const OUTPUT_BYTES_MAX_DEFAULT: u32 = 1024 * 1024;
 /// Most bytes `random.bytes` returns per call.
 pub const RANDOM_BYTES_MAX: u32 = 4096;
+/// How an agent marks its failure worth another attempt: the message it hands to
+/// `runloop.fail` starts with this (the SDK's `AgentError::retryable` writes it). Parsed
+/// once, where the kernel classifies an invoke's error.
+pub const RETRYABLE_PREFIX: &str = "retryable: ";
 
 /// The message handed to an agent's `handle`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +97,10 @@ pub struct AgentFailure {
     pub message: String,
     /// Deliveries made (for `attempts_exhausted`), or the time waited in ms (`timeout`).
     pub count: u64,
+    /// Another attempt may succeed (spec: guest trap, time limit, sandbox lost, or an
+    /// error the agent marked retryable); capability denials, invalid input and a person's
+    /// "no" are not.
+    pub retryable: bool,
 }
 
 /// An agent's answer to one [`AgentDelivery`], published on its reply topic with the

@@ -50,6 +50,25 @@ pub enum ControlCommand {
     /// and an `event.run.v1` frame for each change seen between two snapshots, until the
     /// client closes the connection. Never answered from the idempotency cache.
     Subscribe { interval_ms: u64 },
+    /// Starts a run of an opening. `source` is the opening's YAML, `dir` the directory it
+    /// was read from (its `agents/` is searched first), `params_json` a JSON object.
+    /// Answered with `run_submitted`; with `watch`, `event.run_progress` frames follow
+    /// on the same connection and the run's `run_finished` report ends the stream.
+    RunSubmit {
+        source: String,
+        dir: String,
+        params_json: String,
+        watch: bool,
+    },
+    /// Waits for a run and answers its report (`run_finished`); with `watch`, its progress
+    /// events first, as for `run_submit`.
+    RunWatch { trace_id: String, watch: bool },
+    /// Cancels a running run.
+    RunCancel { trace_id: String },
+    /// Recent and running runs (`runs`).
+    RunList { limit: u32 },
+    /// Continues an unfinished run from its record in the POG.
+    RunResume { trace_id: String, watch: bool },
 }
 
 /// Shortest interval between two streamed snapshots, in milliseconds.
@@ -110,6 +129,26 @@ pub enum ControlOutcome {
     /// A `subscribe` was accepted; snapshots follow every `interval_ms` (after clamping).
     Subscribed {
         interval_ms: u64,
+    },
+    /// A run was accepted (submitted or resumed).
+    RunSubmitted {
+        trace_id: String,
+        run_id: String,
+    },
+    /// A run's final report.
+    RunFinished {
+        report: super::run::RunReport,
+    },
+    /// A cancel was delivered.
+    RunCancelled {
+        trace_id: String,
+    },
+    Runs {
+        runs: Vec<super::run::RunSummary>,
+    },
+    /// One progress event of a watched run (streamed; never cached).
+    RunProgress {
+        event: super::run::RunProgress,
     },
     /// The request failed; `code` is a stable name (e.g. `NotQuarantined`).
     Failed {

@@ -6,6 +6,7 @@ mod agent;
 mod control;
 mod core;
 mod host_results;
+mod run;
 mod sandbox;
 mod status;
 
@@ -13,5 +14,6 @@ pub use self::agent::*;
 pub use self::control::*;
 pub use self::core::*;
 pub use self::host_results::*;
+pub use self::run::*;
 pub use self::sandbox::*;
 pub use self::status::*;

@@ -217,6 +217,26 @@ pub enum InvokeError {
 }
 
 impl InvokeError {
+    /// Whether another attempt may succeed: a trap or the time limit (the world may
+    /// differ next time), or a failure the agent marked with
+    /// [`RETRYABLE_PREFIX`](crate::payloads::agent::RETRYABLE_PREFIX). Limits the guest
+    /// crossed by itself, ABI faults and a module that does not load are not.
+    pub fn retryable(&self) -> bool {
+        match self {
+            InvokeError::Trap { .. } | InvokeError::TimeLimit { .. } => true,
+            InvokeError::GuestFailed { message } => {
+                message.starts_with(crate::payloads::agent::RETRYABLE_PREFIX)
+            }
+            InvokeError::MemoryLimit { .. }
+            | InvokeError::FuelExhausted { .. }
+            | InvokeError::OutputLimit { .. }
+            | InvokeError::HostCallLimit { .. }
+            | InvokeError::LogLimit { .. }
+            | InvokeError::GuestFault { .. }
+            | InvokeError::BadModule { .. } => false,
+        }
+    }
+
     /// The variant's name, as the CLI and traces print it.
     pub fn name(&self) -> &'static str {
         match self {

@@ -1,0 +1,630 @@
+//! `rlp validate|run|runs|cancel|resume`: openings from the command line.
+//!
+//! `run` validates and binds params here first (exit 2, nothing runs), then submits
+//! through `runloopd` when one answers, else runs the opening on an embedded kernel (with
+//! the POG, so the run is durable), and says which. Exit: 0 succeeded, 1 any other end,
+//! 2 invalid opening or params.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use runloop_kernel::runs::catalog::{BundleCatalog, search_path};
+use runloop_openings::model::SOURCE_BYTES_MAX;
+use runloop_proto::payloads::{ControlCommand, ControlOutcome, RunProgress, RunReport, RunStatus};
+use serde_json::{Value, json};
+
+use crate::failure::{EXIT_FAILURE, Failure};
+use crate::kernel_client::{self, KernelArgs, Source};
+
+/// `rlp validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The opening's YAML file.
+    pub file: PathBuf,
+    /// Print `{valid, errors:[{line, col, rule, message}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rlp run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The opening's YAML file.
+    pub file: PathBuf,
+    /// Params as one JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
+    /// One param: `name=value` (value read as JSON when it parses, else as a string);
+    /// may repeat, and overrides `--params`.
+    #[arg(long = "param", value_name = "K=V")]
+    pub param: Vec<String>,
+    /// Print one final JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the run's events as NDJSON to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Daemon only: print the trace id and return while the run goes on.
+    #[arg(long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// `rlp runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Most runs to list.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// `rlp cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run's trace id (32 hex digits).
+    pub trace_id: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// `rlp resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The unfinished run's trace id.
+    pub trace_id: String,
+    #[arg(long)]
+    pub json: bool,
+    /// Write the run's events as NDJSON to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+fn read_opening(file: &Path) -> Result<(String, PathBuf), Failure> {
+    let meta = std::fs::metadata(file)
+        .map_err(|e| Failure::invalid("Unreadable", format!("{}: {e}", file.display())))?;
+    if meta.len() > SOURCE_BYTES_MAX as u64 {
+        return Err(Failure::invalid(
+            "TooLarge",
+            format!("{}: over {SOURCE_BYTES_MAX} bytes", file.display()),
+        ));
+    }
+    let source = std::fs::read_to_string(file)
+        .map_err(|e| Failure::invalid("Unreadable", format!("{}: {e}", file.display())))?;
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    Ok((source, dir))
+}
+
+fn check(file: &Path, source: &str, dir: &Path) -> Result<runloop_openings::Opening, Failure> {
+    let catalog = BundleCatalog::new(search_path(dir, &[]));
+    runloop_openings::validate(source, &catalog).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .0
+            .iter()
+            .map(|e| format!("{}:{}:{}: {}", file.display(), e.line, e.col, e.message))
+            .collect();
+        Failure::invalid("InvalidOpening", format!("\n{}", lines.join("\n")))
+    })
+}
+
+/// `rlp validate`.
+pub fn validate(args: ValidateArgs) -> Result<(), Failure> {
+    let (source, dir) = read_opening(&args.file).map_err(|f| f.json(args.json))?;
+    let catalog = BundleCatalog::new(search_path(&dir, &[]));
+    let result = runloop_openings::validate(&source, &catalog);
+    let errors = match &result {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.clone(),
+    };
+    if args.json {
+        let list: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"line": e.line, "col": e.col, "rule": format!("{:?}", e.rule), "message": e.message}))
+            .collect();
+        println!("{}", json!({"valid": errors.is_empty(), "errors": list}));
+    } else if errors.is_empty() {
+        println!("{}: valid", args.file.display());
+    } else {
+        for e in &errors {
+            eprintln!(
+                "{}:{}:{}: {} [{:?}]",
+                args.file.display(),
+                e.line,
+                e.col,
+                e.message,
+                e.rule
+            );
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        std::process::exit(2)
+    }
+}
+
+fn params_of(args: &RunArgs) -> Result<Value, Failure> {
+    let mut params = match &args.params {
+        Some(text) => serde_json::from_str::<Value>(text)
+            .map_err(|e| Failure::invalid("InvalidParams", format!("--params is not JSON: {e}")))?,
+        None => json!({}),
+    };
+    let Value::Object(map) = &mut params else {
+        return Err(Failure::invalid(
+            "InvalidParams",
+            "--params must be a JSON object",
+        ));
+    };
+    for kv in &args.param {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(Failure::invalid(
+                "InvalidParams",
+                format!("--param {kv:?}: expected name=value"),
+            ));
+        };
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
+        map.insert(k.to_owned(), value);
+    }
+    Ok(params)
+}
+
+/// Where progress goes.
+struct Progress {
+    events: Option<Box<dyn Write>>,
+    tty: bool,
+    total: usize,
+    done: usize,
+}
+
+impl Progress {
+    fn new(events: Option<&Path>, json: bool) -> Result<Self, Failure> {
+        let events: Option<Box<dyn Write>> = match events {
+            None => None,
+            Some(p) if p == Path::new("-") => Some(Box::new(std::io::stdout())),
+            Some(p) => {
+                Some(Box::new(std::fs::File::create(p).map_err(|e| {
+                    Failure::io(format!("--events {}: {e}", p.display()))
+                })?))
+            }
+        };
+        Ok(Self {
+            events,
+            tty: !json && std::io::stderr().is_terminal(),
+            total: 0,
+            done: 0,
+        })
+    }
+
+    fn event(&mut self, event: &RunProgress) {
+        if let Some(out) = &mut self.events
+            && let Ok(line) = serde_json::to_string(event)
+        {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+        if !self.tty {
+            return;
+        }
+        let line = match event {
+            RunProgress::RunStarted { nodes, resumed, .. } => {
+                self.total = nodes.len();
+                format!(
+                    "{} {} nodes",
+                    if *resumed { "resumed:" } else { "started:" },
+                    nodes.len()
+                )
+            }
+            RunProgress::NodeStarted { node, attempt, .. } => {
+                format!("{node}: running (attempt {attempt})")
+            }
+            RunProgress::NodeRetrying {
+                node,
+                attempt,
+                delay_ms,
+                error,
+                ..
+            } => {
+                format!("{node}: attempt {attempt} failed ({error}); retrying in {delay_ms} ms")
+            }
+            RunProgress::NodeSkipped { node, reason, .. } => {
+                self.done += 1;
+                format!("{node}: skipped ({reason})")
+            }
+            RunProgress::NodeFinished {
+                node,
+                status,
+                attempts,
+                duration_ms,
+                ..
+            } => {
+                self.done += 1;
+                format!(
+                    "{node}: {} after {attempts} attempt(s), {duration_ms} ms",
+                    status.as_str()
+                )
+            }
+            RunProgress::RunFinished { .. } => return,
+        };
+        let width = 20usize;
+        let filled = (self.done * width).checked_div(self.total).unwrap_or(0);
+        eprintln!(
+            "[{}{}] {}/{} {line}",
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            self.done,
+            self.total
+        );
+    }
+}
+
+fn print_report(report: &RunReport, source: &Source, json_out: bool) {
+    if json_out {
+        let nodes: Vec<Value> = report
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut v =
+                    json!({"id": n.id, "status": n.status.as_str(), "attempts": n.attempts});
+                if let Some(x) = n.started_at_ms {
+                    v["started_at_ms"] = json!(x);
+                }
+                if let Some(x) = n.duration_ms {
+                    v["duration_ms"] = json!(x);
+                }
+                if let Some(x) = &n.output_hash {
+                    v["output_hash"] = json!(x);
+                }
+                if let Some(x) = &n.outputs_json {
+                    v["outputs"] = serde_json::from_str(x).unwrap_or(Value::Null);
+                }
+                if let Some(x) = &n.reason {
+                    v["reason"] = json!(x);
+                }
+                v
+            })
+            .collect();
+        let mut out = json!({
+            "trace_id": report.trace_id,
+            "run_id": report.run_id,
+            "opening": report.opening,
+            "status": report.status.as_str(),
+            "started_at_ms": report.started_at_ms,
+            "duration_ms": report.duration_ms,
+            "result_hash": report.result_hash,
+            "nodes": nodes,
+        });
+        if let Some(r) = &report.reason {
+            out["reason"] = json!(r);
+        }
+        for (k, v) in source.json_fields() {
+            out[k] = v;
+        }
+        println!("{out}");
+        return;
+    }
+    println!("{}", source.describe());
+    println!(
+        "run {} of {}: {} in {} ms",
+        report.trace_id,
+        report.opening,
+        report.status.as_str(),
+        report.duration_ms
+    );
+    if let Some(r) = &report.reason {
+        println!("reason: {r}");
+    }
+    for n in &report.nodes {
+        let mut line = format!(
+            "  {:<20} {:<10} attempts {}",
+            n.id,
+            n.status.as_str(),
+            n.attempts
+        );
+        if let Some(d) = n.duration_ms {
+            line.push_str(&format!("  {d} ms"));
+        }
+        if let Some(o) = &n.outputs_json {
+            line.push_str(&format!("  {}", truncate(o, 120)));
+        }
+        if let Some(r) = &n.reason {
+            line.push_str(&format!("  ({r})"));
+        }
+        println!("{line}");
+    }
+    println!("result hash: {}", report.result_hash);
+    println!(
+        "trace id: {} (rlp runs lists it; rlp trace {} once the trace ladder lands)",
+        report.trace_id, report.trace_id
+    );
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn exit_for(report: &RunReport) -> Result<(), Failure> {
+    if report.status == RunStatus::Succeeded {
+        Ok(())
+    } else {
+        std::process::exit(i32::from(EXIT_FAILURE))
+    }
+}
+
+/// `rlp run`.
+pub fn run(args: RunArgs) -> Result<(), Failure> {
+    let (source, dir) = read_opening(&args.file).map_err(|f| f.json(args.json))?;
+    let opening = check(&args.file, &source, &dir).map_err(|f| f.json(args.json))?;
+    let params = params_of(&args).map_err(|f| f.json(args.json))?;
+    runloop_openings::params::bind(&opening, &params)
+        .map_err(|e| Failure::invalid("InvalidParams", e.to_string()).json(args.json))?;
+    let config = kernel_client::load_config(&args.kernel)?;
+    let mut progress = Progress::new(args.events.as_deref(), args.json)?;
+    let rt = kernel_client::runtime()?;
+    let (report, src) = rt
+        .block_on(async {
+            let place = kernel_client::find_daemon(&config).await?;
+            let command = ControlCommand::RunSubmit {
+                source: source.clone(),
+                dir: dir.display().to_string(),
+                params_json: params.to_string(),
+                watch: !args.detach,
+            };
+            match &place {
+                Source::Daemon(path) => {
+                    let report =
+                        through_daemon(path, command, args.detach, args.json, &mut progress)
+                            .await?;
+                    Ok::<_, Failure>((report, place))
+                }
+                Source::Embedded { .. } => {
+                    if args.detach {
+                        return Err(Failure::invalid(
+                            "NoDaemon",
+                            "--detach needs a running runloopd",
+                        ));
+                    }
+                    if !args.json {
+                        eprintln!("{} — running in this process", place.describe());
+                    }
+                    let kernel = kernel_client::embedded_kernel(&config).await?;
+                    let engine = kernel_client::embedded_engine(kernel.clone());
+                    let mut events = engine.progress();
+                    let submitted = engine.submit(&source, &dir, &params).await;
+                    let result = match submitted {
+                        Ok(s) => {
+                            Ok(follow(s.report, &s.trace_id, &mut events, &mut progress).await)
+                        }
+                        Err(e) => Err(Failure::invalid("RunRefused", e.to_string())),
+                    };
+                    drop(engine);
+                    kernel_client::shutdown(kernel).await;
+                    Ok((Some(result?), place))
+                }
+            }
+        })
+        .map_err(|f| f.json(args.json))?;
+    match report {
+        Some(report) => {
+            print_report(&report, &src, args.json);
+            exit_for(&report)
+        }
+        None => Ok(()),
+    }
+}
+
+async fn follow(
+    mut report: tokio::sync::watch::Receiver<Option<RunReport>>,
+    trace_id: &str,
+    events: &mut tokio::sync::broadcast::Receiver<RunProgress>,
+    progress: &mut Progress,
+) -> RunReport {
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) if e.trace_id() == trace_id => progress.event(&e),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            },
+            _ = report.wait_for(Option::is_some) => break,
+        }
+    }
+    while let Ok(e) = events.try_recv() {
+        if e.trace_id() == trace_id {
+            progress.event(&e);
+        }
+    }
+    report.borrow().clone().expect("the run finished")
+}
+
+async fn through_daemon(
+    path: &Path,
+    command: ControlCommand,
+    detach: bool,
+    json_out: bool,
+    progress: &mut Progress,
+) -> Result<Option<RunReport>, Failure> {
+    let id = kernel_client::new_request_id();
+    let mut stream = runloop_client::watch(path, &id, command)
+        .await
+        .map_err(|e| Failure::io(e.to_string()))?;
+    match &stream.first {
+        ControlOutcome::RunSubmitted { trace_id, run_id } => {
+            if detach {
+                if json_out {
+                    println!(
+                        "{}",
+                        json!({"trace_id": trace_id, "run_id": run_id, "status": "running", "source": "daemon"})
+                    );
+                } else {
+                    println!("{trace_id}");
+                }
+                return Ok(None);
+            }
+        }
+        ControlOutcome::Failed { code, message } => {
+            let f = Failure::invalid(code, message.clone());
+            return Err(if code == "Unavailable" {
+                Failure {
+                    status: EXIT_FAILURE,
+                    ..f
+                }
+            } else {
+                f
+            });
+        }
+        other => return Err(Failure::io(format!("unexpected answer: {other:?}"))),
+    }
+    loop {
+        match stream
+            .next()
+            .await
+            .map_err(|e| Failure::io(e.to_string()))?
+        {
+            Some(ControlOutcome::RunProgress { event }) => progress.event(&event),
+            Some(ControlOutcome::RunFinished { report }) => return Ok(Some(report)),
+            Some(ControlOutcome::Failed { code, message }) => {
+                return Err(Failure::io(format!("{code}: {message}")));
+            }
+            Some(_) => {}
+            None => {
+                return Err(Failure::io(
+                    "the daemon closed the run's stream before its end",
+                ));
+            }
+        }
+    }
+}
+
+/// `rlp resume`.
+pub fn resume(args: ResumeArgs) -> Result<(), Failure> {
+    let config = kernel_client::load_config(&args.kernel)?;
+    let mut progress = Progress::new(args.events.as_deref(), args.json)?;
+    let rt = kernel_client::runtime()?;
+    let (report, src) = rt
+        .block_on(async {
+            let place = kernel_client::find_daemon(&config).await?;
+            match &place {
+                Source::Daemon(path) => {
+                    let command = ControlCommand::RunResume {
+                        trace_id: args.trace_id.clone(),
+                        watch: true,
+                    };
+                    let report =
+                        through_daemon(path, command, false, args.json, &mut progress).await?;
+                    Ok::<_, Failure>((report, place))
+                }
+                Source::Embedded { .. } => {
+                    let kernel = kernel_client::embedded_kernel(&config).await?;
+                    let engine = kernel_client::embedded_engine(kernel.clone());
+                    let mut events = engine.progress();
+                    let result = match engine.resume(&args.trace_id).await {
+                        Ok(s) => {
+                            Ok(follow(s.report, &s.trace_id, &mut events, &mut progress).await)
+                        }
+                        Err(e) => Err(Failure::invalid("RunRefused", e.to_string())),
+                    };
+                    drop(engine);
+                    kernel_client::shutdown(kernel).await;
+                    Ok((Some(result?), place))
+                }
+            }
+        })
+        .map_err(|f| f.json(args.json))?;
+    let report = report.expect("resume waits for the end");
+    print_report(&report, &src, args.json);
+    exit_for(&report)
+}
+
+/// `rlp runs`.
+pub fn runs(args: RunsArgs) -> Result<(), Failure> {
+    let (source, outcome) =
+        kernel_client::ask(&args.kernel, ControlCommand::RunList { limit: args.limit })
+            .map_err(|f| f.json(args.json))?;
+    let runs = match outcome {
+        ControlOutcome::Runs { runs } => runs,
+        ControlOutcome::Failed { code, message } => {
+            return Err(Failure::io(format!("{code}: {message}")).json(args.json));
+        }
+        other => return Err(Failure::io(format!("unexpected answer: {other:?}")).json(args.json)),
+    };
+    if args.json {
+        let mut out = json!({"runs": runs});
+        for (k, v) in source.json_fields() {
+            out[k] = v;
+        }
+        println!("{out}");
+        return Ok(());
+    }
+    println!("{}", source.describe());
+    if runs.is_empty() {
+        println!("no runs yet");
+    }
+    for r in runs {
+        let mut line = format!(
+            "{}  {:<24} {:<12}",
+            r.trace_id,
+            r.opening,
+            r.status.as_str()
+        );
+        if let Some(d) = r.duration_ms {
+            line.push_str(&format!(" {d} ms"));
+        }
+        if let Some(reason) = r.reason {
+            line.push_str(&format!("  ({})", truncate(&reason, 80)));
+        }
+        if r.status == RunStatus::Interrupted {
+            line.push_str(&format!("  → rlp resume {}", r.trace_id));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `rlp cancel`.
+pub fn cancel(args: CancelArgs) -> Result<(), Failure> {
+    let (source, outcome) = kernel_client::ask(
+        &args.kernel,
+        ControlCommand::RunCancel {
+            trace_id: args.trace_id.clone(),
+        },
+    )
+    .map_err(|f| f.json(args.json))?;
+    match outcome {
+        ControlOutcome::RunCancelled { trace_id } => {
+            if args.json {
+                let mut out = json!({"cancelled": trace_id});
+                for (k, v) in source.json_fields() {
+                    out[k] = v;
+                }
+                println!("{out}");
+            } else {
+                println!("cancelled {trace_id}");
+            }
+            Ok(())
+        }
+        ControlOutcome::Failed { code, message } => {
+            Err(Failure::invalid(&code, message).json(args.json))
+        }
+        other => Err(Failure::io(format!("unexpected answer: {other:?}")).json(args.json)),
+    }
+}

@@ -1,0 +1,781 @@
+//! The run actor: one per run, under the run's supervisor beside the run's agents.
+//!
+//! Lifecycle: `pre_start` builds the plan — fresh on the first start, or from the run's
+//! record in the POG when the actor restarts or the run was resumed (finished nodes keep
+//! their outputs; nodes that were running run again). `post_start` announces the run,
+//! starts the nodes that are ready and arms the whole-run deadline. Each attempt is a task:
+//! start the node's agent instance if it is not running, send the invoke over the bus
+//! (scheduler permit, per-attempt timeout) and report back as a [`RunMsg::Done`]. Retries
+//! wait their backoff in a task that sends [`RunMsg::Retry`]. The run ends when every node
+//! is finished, a node fails, the deadline passes or it is cancelled; the actor then
+//! records the end, hands the report to the engine and stops (the engine stops the run's
+//! supervisor, which stops the agents).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use runloop_actors::names::{AgentName, OpeningId};
+use runloop_openings::params::BoundParams;
+use runloop_openings::plan::{NodeEnd, NodeState, Outcome, Plan, backoff_ms};
+use runloop_openings::{Opening, hash};
+use runloop_pog::EventKind;
+use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
+use runloop_proto::payloads::{
+    AgentInput, NodeReport, NodeStatus, RunProgress, RunReport, RunStatus,
+};
+use runloop_proto::{RunId, TraceId};
+use serde_json::{Value as Json, json};
+
+use super::Engine;
+use super::record::{RunRecord, read_record};
+use crate::agents::{AgentOpError, StartOptions};
+
+/// What a run's actor is built from (the same at every restart).
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub trace_id: String,
+    pub run_id: RunId,
+    pub opening_id: OpeningId,
+    pub opening: Arc<Opening>,
+    pub params: BoundParams,
+    /// The bundle directory of each node, in node order.
+    pub bundles: Vec<PathBuf>,
+    pub seed: u64,
+    /// Continued from the record (not a fresh run).
+    pub resumed: bool,
+}
+
+/// Shared by every instance of one run's actor.
+#[derive(Debug)]
+pub struct RunShared {
+    spec: RunSpec,
+    engine: Weak<Engine>,
+    /// Set by the first `pre_start`; later starts rebuild from the record.
+    started_once: AtomicBool,
+}
+
+impl RunShared {
+    pub fn new(spec: RunSpec, engine: Weak<Engine>) -> Self {
+        Self {
+            spec,
+            engine,
+            started_once: AtomicBool::new(false),
+        }
+    }
+}
+
+/// How one attempt went wrong.
+#[derive(Debug, Clone)]
+pub struct AttemptError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// The run actor's messages (closed).
+#[derive(Debug)]
+pub enum RunMsg {
+    /// An attempt ended.
+    Done {
+        node: usize,
+        attempt: u32,
+        result: Result<Vec<(String, rmpv::Value)>, AttemptError>,
+    },
+    /// A retry's backoff passed.
+    Retry { node: usize, attempt: u32 },
+    /// `rlp cancel`.
+    Cancel,
+    /// `policy.timeout_ms` passed.
+    Deadline,
+}
+
+/// The run actor.
+#[derive(Debug)]
+pub struct RunActor;
+
+/// The run's state.
+#[derive(Debug)]
+pub struct RunState {
+    shared: Arc<RunShared>,
+    plan: Plan,
+    attempts: Vec<u32>,
+    started_ms: Vec<Option<u64>>,
+    duration_ms: Vec<Option<u64>>,
+    reasons: Vec<Option<String>>,
+    queue: VecDeque<usize>,
+    running: usize,
+    run_started_ms: u64,
+    ended: bool,
+    /// Set when restoring found the run already failed.
+    restored_failure: Option<String>,
+}
+
+impl Actor for RunActor {
+    type Msg = RunMsg;
+    type State = RunState;
+    type Arguments = Arc<RunShared>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RunMsg>,
+        shared: Arc<RunShared>,
+    ) -> Result<RunState, ActorProcessingErr> {
+        let engine = shared.engine.upgrade().ok_or("the engine is gone")?;
+        let n = shared.spec.opening.nodes.len();
+        let mut state = RunState {
+            plan: Plan::new(shared.spec.opening.clone()),
+            attempts: vec![0; n],
+            started_ms: vec![None; n],
+            duration_ms: vec![None; n],
+            reasons: vec![None; n],
+            queue: VecDeque::new(),
+            running: 0,
+            run_started_ms: engine.kernel().clock().now_ms(),
+            ended: false,
+            restored_failure: None,
+            shared: shared.clone(),
+        };
+        let restore = shared.started_once.swap(true, Ordering::SeqCst) || shared.spec.resumed;
+        let step = state.plan.step();
+        state.queue.extend(step.run);
+        if restore && engine.recorder().is_durable() {
+            let events = engine.recorder().run_events(&shared.spec.trace_id).await?;
+            let record = read_record(&shared.spec.trace_id, &events)?;
+            state.restore(&record)?;
+        }
+        Ok(state)
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<RunMsg>,
+        state: &mut RunState,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(engine) = state.shared.engine.upgrade() else {
+            myself.stop(None);
+            return Ok(());
+        };
+        let spec = &state.shared.spec;
+        engine.publish(RunProgress::RunStarted {
+            ts_ms: engine.kernel().clock().now_ms(),
+            trace_id: spec.trace_id.clone(),
+            run_id: spec.run_id.to_string(),
+            opening: spec.opening.name.clone(),
+            nodes: spec
+                .opening
+                .nodes
+                .iter()
+                .map(|n| n.id.to_string())
+                .collect(),
+            resumed: spec.resumed,
+        });
+        let deadline = Duration::from_millis(spec.opening.policy.timeout_ms);
+        let me = myself.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            let _ = me.cast(RunMsg::Deadline);
+        });
+        if let Some(reason) = state.restored_failure.take() {
+            state
+                .end(&engine, &myself, RunStatus::Failed, Some(reason))
+                .await;
+            return Ok(());
+        }
+        state.pump(&engine, &myself).await;
+        state.maybe_finish(&engine, &myself).await;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RunMsg>,
+        msg: RunMsg,
+        state: &mut RunState,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(engine) = state.shared.engine.upgrade() else {
+            myself.stop(None);
+            return Ok(());
+        };
+        if state.ended {
+            return Ok(());
+        }
+        match msg {
+            RunMsg::Done {
+                node,
+                attempt,
+                result,
+            } => state.done(&engine, &myself, node, attempt, result).await,
+            RunMsg::Retry { node, attempt } => {
+                if *state.plan.state(node) == NodeState::Running
+                    && state.attempts[node] + 1 == attempt
+                {
+                    state.start_attempt(&engine, &myself, node).await;
+                }
+            }
+            RunMsg::Cancel => {
+                let reason = Some("cancelled by request".to_owned());
+                state
+                    .end(&engine, &myself, RunStatus::Cancelled, reason)
+                    .await;
+            }
+            RunMsg::Deadline => {
+                let ms = state.shared.spec.opening.policy.timeout_ms;
+                let reason = Some(format!("the run passed its timeout of {ms} ms"));
+                state
+                    .end(&engine, &myself, RunStatus::TimedOut, reason)
+                    .await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RunState {
+    fn spec(&self) -> &RunSpec {
+        &self.shared.spec
+    }
+
+    fn node_id(&self, node: usize) -> String {
+        self.spec().opening.nodes[node].id.to_string()
+    }
+
+    /// Rebuilds the plan from the record: recorded finishes replayed in log order.
+    fn restore(&mut self, record: &RunRecord) -> Result<(), ActorProcessingErr> {
+        let opening = self.spec().opening.clone();
+        for (id, attempt) in &record.attempts {
+            if let Some(i) = opening.node_index(id) {
+                self.attempts[i] = *attempt;
+            }
+        }
+        for f in &record.finished {
+            let Some(i) = opening.node_index(&f.node_id) else {
+                return Err(
+                    format!("the record names node {} the opening lacks", f.node_id).into(),
+                );
+            };
+            let end = match f.status.as_str() {
+                "succeeded" | "ok" => {
+                    let outputs = outputs_from_json(f.outputs.as_ref())?;
+                    NodeEnd::Succeeded { outputs }
+                }
+                "failed" => NodeEnd::Failed {
+                    reason: f.error.clone().unwrap_or_default(),
+                },
+                _ => continue,
+            };
+            if *self.plan.state(i) != NodeState::Running {
+                return Err(
+                    format!("the record finishes node {} before it could run", f.node_id).into(),
+                );
+            }
+            if let NodeEnd::Failed { reason } = &end {
+                self.restored_failure = Some(format!("node {} failed: {reason}", f.node_id));
+            }
+            self.plan.finish(i, end);
+            self.attempts[i] = self.attempts[i].max(f.attempt);
+            self.duration_ms[i] = f.duration_ms;
+            self.queue.retain(|q| *q != i);
+            let step = self.plan.step();
+            self.queue.extend(step.run);
+        }
+        Ok(())
+    }
+
+    /// Starts queued nodes while `max_parallel` allows.
+    async fn pump(&mut self, engine: &Arc<Engine>, myself: &ActorRef<RunMsg>) {
+        let max = self.spec().opening.policy.max_parallel as usize;
+        while self.running < max && !self.ended {
+            let Some(node) = self.queue.pop_front() else {
+                break;
+            };
+            self.running += 1;
+            self.start_attempt(engine, myself, node).await;
+        }
+    }
+
+    async fn start_attempt(
+        &mut self,
+        engine: &Arc<Engine>,
+        myself: &ActorRef<RunMsg>,
+        node: usize,
+    ) {
+        self.attempts[node] += 1;
+        let attempt = self.attempts[node];
+        let now = engine.kernel().clock().now_ms();
+        self.started_ms[node].get_or_insert(now);
+        let spec = self.spec().clone();
+        let node_def = &spec.opening.nodes[node];
+        let trace_id = spec.trace_id.clone();
+        let payload = json!({
+            "trace_id": trace_id,
+            "node_id": node_def.id.as_str(),
+            "agent": node_def.agent.name,
+            "attempt": attempt,
+        });
+        if let Err(e) = engine
+            .recorder()
+            .write("node.started", &trace_id, EventKind::NodeStarted, payload)
+            .await
+        {
+            tracing::warn!(trace_id = %trace_id, "record node.started: {e}");
+        }
+        engine.publish(RunProgress::NodeStarted {
+            ts_ms: now,
+            trace_id: trace_id.clone(),
+            node: node_def.id.to_string(),
+            attempt,
+        });
+        let input = self.plan.input(node, attempt, &spec.params);
+        let timeout_ms = node_def.timeout_ms;
+        let engine = engine.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = run_attempt(&engine, &spec, node, input, timeout_ms).await;
+            let _ = me.cast(RunMsg::Done {
+                node,
+                attempt,
+                result,
+            });
+        });
+    }
+
+    async fn done(
+        &mut self,
+        engine: &Arc<Engine>,
+        myself: &ActorRef<RunMsg>,
+        node: usize,
+        attempt: u32,
+        result: Result<Vec<(String, rmpv::Value)>, AttemptError>,
+    ) {
+        if *self.plan.state(node) != NodeState::Running || self.attempts[node] != attempt {
+            return;
+        }
+        let now = engine.kernel().clock().now_ms();
+        let duration = now.saturating_sub(self.started_ms[node].unwrap_or(now));
+        match result {
+            Ok(outputs) => {
+                self.duration_ms[node] = Some(duration);
+                self.finish_node(engine, node, NodeEnd::Succeeded { outputs })
+                    .await;
+                self.running -= 1;
+                self.after_finish(engine, myself).await;
+            }
+            Err(e) => {
+                let retry = &self.spec().opening.nodes[node].retry;
+                if e.retryable && attempt < retry.max_attempts {
+                    let unit = backoff_unit(self.spec().seed, &self.node_id(node), attempt + 1);
+                    let delay = backoff_ms(retry, attempt + 1, unit);
+                    engine.publish(RunProgress::NodeRetrying {
+                        ts_ms: now,
+                        trace_id: self.spec().trace_id.clone(),
+                        node: self.node_id(node),
+                        attempt,
+                        delay_ms: delay,
+                        error: e.message,
+                    });
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        let _ = me.cast(RunMsg::Retry {
+                            node,
+                            attempt: attempt + 1,
+                        });
+                    });
+                    return;
+                }
+                self.duration_ms[node] = Some(duration);
+                let reason = e.message;
+                self.finish_node(
+                    engine,
+                    node,
+                    NodeEnd::Failed {
+                        reason: reason.clone(),
+                    },
+                )
+                .await;
+                self.running -= 1;
+                let why = format!("node {} failed: {reason}", self.node_id(node));
+                self.end(engine, myself, RunStatus::Failed, Some(why)).await;
+            }
+        }
+    }
+
+    /// Records a node's end and tells the plan.
+    async fn finish_node(&mut self, engine: &Arc<Engine>, node: usize, end: NodeEnd) {
+        let spec = self.spec().clone();
+        let node_def = &spec.opening.nodes[node];
+        let mut payload = json!({
+            "trace_id": spec.trace_id,
+            "node_id": node_def.id.as_str(),
+            "agent": node_def.agent.name,
+            "attempt": self.attempts[node],
+            "duration_ms": self.duration_ms[node].unwrap_or(0),
+        });
+        let (status, output_hash, reason) = match &end {
+            NodeEnd::Succeeded { outputs } => {
+                let h = hex::encode(hash::output_hash(outputs));
+                payload["outputs"] = outputs_to_json(outputs);
+                payload["output_hash"] = json!(h);
+                (NodeStatus::Succeeded, Some(h), None)
+            }
+            NodeEnd::Failed { reason } => {
+                payload["error"] = json!(reason);
+                (NodeStatus::Failed, None, Some(reason.clone()))
+            }
+            NodeEnd::Cancelled => (NodeStatus::Cancelled, None, None),
+        };
+        payload["status"] = json!(status.as_str());
+        if let Err(e) = engine
+            .recorder()
+            .write(
+                "node.finished",
+                &spec.trace_id,
+                EventKind::NodeFinished,
+                payload,
+            )
+            .await
+        {
+            tracing::warn!(trace_id = %spec.trace_id, "record node.finished: {e}");
+        }
+        self.reasons[node] = reason.clone();
+        self.plan.finish(node, end);
+        engine.publish(RunProgress::NodeFinished {
+            ts_ms: engine.kernel().clock().now_ms(),
+            trace_id: spec.trace_id.clone(),
+            node: node_def.id.to_string(),
+            status,
+            attempts: self.attempts[node],
+            duration_ms: self.duration_ms[node].unwrap_or(0),
+            output_hash,
+            reason,
+        });
+    }
+
+    async fn after_finish(&mut self, engine: &Arc<Engine>, myself: &ActorRef<RunMsg>) {
+        let step = self.plan.step();
+        for (node, reason) in step.skipped {
+            self.skipped(engine, node, reason).await;
+        }
+        self.queue.extend(step.run);
+        self.pump(engine, myself).await;
+        self.maybe_finish(engine, myself).await;
+    }
+
+    async fn skipped(&mut self, engine: &Arc<Engine>, node: usize, reason: String) {
+        let spec = self.spec().clone();
+        let node_def = &spec.opening.nodes[node];
+        let payload = json!({
+            "trace_id": spec.trace_id,
+            "node_id": node_def.id.as_str(),
+            "agent": node_def.agent.name,
+            "status": "skipped",
+            "error": reason,
+        });
+        if let Err(e) = engine
+            .recorder()
+            .write(
+                "node.finished",
+                &spec.trace_id,
+                EventKind::NodeFinished,
+                payload,
+            )
+            .await
+        {
+            tracing::warn!(trace_id = %spec.trace_id, "record node.finished: {e}");
+        }
+        self.reasons[node] = Some(reason.clone());
+        engine.publish(RunProgress::NodeSkipped {
+            ts_ms: engine.kernel().clock().now_ms(),
+            trace_id: spec.trace_id.clone(),
+            node: node_def.id.to_string(),
+            reason,
+        });
+    }
+
+    async fn maybe_finish(&mut self, engine: &Arc<Engine>, myself: &ActorRef<RunMsg>) {
+        if self.ended || !self.plan.is_done() {
+            return;
+        }
+        match self.plan.outcome() {
+            Outcome::Succeeded => self.end(engine, myself, RunStatus::Succeeded, None).await,
+            Outcome::Failed { reason } => {
+                self.end(engine, myself, RunStatus::Failed, Some(reason))
+                    .await;
+            }
+        }
+    }
+
+    /// Ends the run: running nodes are cancelled (their agents stopped), waiting ones
+    /// marked cancelled, the end recorded and the report handed to the engine.
+    async fn end(
+        &mut self,
+        engine: &Arc<Engine>,
+        myself: &ActorRef<RunMsg>,
+        status: RunStatus,
+        reason: Option<String>,
+    ) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        self.queue.clear();
+        let spec = self.spec().clone();
+        for node in 0..spec.opening.nodes.len() {
+            if *self.plan.state(node) == NodeState::Running {
+                self.finish_node(engine, node, NodeEnd::Cancelled).await;
+                let kernel = engine.kernel().clone();
+                let run = spec.run_id;
+                if let Ok(agent) = AgentName::new(spec.opening.nodes[node].id.as_str()) {
+                    tokio::spawn(async move {
+                        let _ = kernel.stop_agent_in(run, &agent).await;
+                    });
+                }
+            }
+        }
+        for node in self.plan.cancel_waiting() {
+            self.reasons[node] = reason.clone();
+        }
+        let now = engine.kernel().clock().now_ms();
+        let duration = now.saturating_sub(self.run_started_ms);
+        let result_hash = hex::encode(self.plan.result_hash());
+        let mut payload = json!({
+            "trace_id": spec.trace_id,
+            "status": status.as_str(),
+            "duration_ms": duration,
+            "result_hash": result_hash,
+        });
+        if let Some(r) = &reason {
+            payload["error"] = json!(r);
+        }
+        if let Err(e) = engine
+            .recorder()
+            .write(
+                "run.finished",
+                &spec.trace_id,
+                EventKind::RunFinished,
+                payload,
+            )
+            .await
+        {
+            tracing::warn!(trace_id = %spec.trace_id, "record run.finished: {e}");
+        }
+        engine.publish(RunProgress::RunFinished {
+            ts_ms: now,
+            trace_id: spec.trace_id.clone(),
+            status,
+            reason: reason.clone(),
+            duration_ms: duration,
+            result_hash: result_hash.clone(),
+        });
+        let report = self.report(status, reason, duration, result_hash);
+        engine.finished(report);
+        myself.stop(None);
+    }
+
+    fn report(
+        &self,
+        status: RunStatus,
+        reason: Option<String>,
+        duration_ms: u64,
+        result_hash: String,
+    ) -> RunReport {
+        let spec = self.spec();
+        let nodes = (0..spec.opening.nodes.len())
+            .map(|i| {
+                let (status, output_hash, outputs) = match self.plan.state(i) {
+                    NodeState::Succeeded {
+                        outputs,
+                        output_hash,
+                    } => (
+                        NodeStatus::Succeeded,
+                        Some(hex::encode(output_hash)),
+                        Some(outputs_to_json(outputs).to_string()),
+                    ),
+                    NodeState::Failed { .. } => (NodeStatus::Failed, None, None),
+                    NodeState::Skipped => (NodeStatus::Skipped, None, None),
+                    NodeState::Cancelled => (NodeStatus::Cancelled, None, None),
+                    NodeState::Waiting => (NodeStatus::Waiting, None, None),
+                    NodeState::Running => (NodeStatus::Running, None, None),
+                };
+                NodeReport {
+                    id: spec.opening.nodes[i].id.to_string(),
+                    status,
+                    attempts: self.attempts[i],
+                    started_at_ms: self.started_ms[i],
+                    duration_ms: self.duration_ms[i],
+                    output_hash,
+                    outputs_json: outputs,
+                    reason: self.reasons[i].clone(),
+                }
+            })
+            .collect();
+        RunReport {
+            trace_id: spec.trace_id.clone(),
+            run_id: spec.run_id.to_string(),
+            opening: spec.opening.name.clone(),
+            status,
+            reason,
+            started_at_ms: self.run_started_ms,
+            duration_ms,
+            result_hash,
+            nodes,
+        }
+    }
+}
+
+/// One attempt: the node's agent instance (started if it is not running), the invoke over
+/// the bus, bounded by the node's timeout.
+async fn run_attempt(
+    engine: &Arc<Engine>,
+    spec: &RunSpec,
+    node: usize,
+    input: rmpv::Value,
+    timeout_ms: u64,
+) -> Result<Vec<(String, rmpv::Value)>, AttemptError> {
+    let kernel = engine.kernel();
+    let id = spec.opening.nodes[node].id.as_str();
+    let agent = AgentName::new(id).map_err(|e| AttemptError {
+        message: e.to_string(),
+        retryable: false,
+    })?;
+    if kernel.agent_entry(spec.run_id, &agent).is_none() {
+        let options = StartOptions {
+            name: Some(id.to_owned()),
+            handlers: None,
+        };
+        if let Err(e) = kernel
+            .start_bundle_in(spec.run_id, &spec.bundles[node], options)
+            .await
+            && !matches!(e, AgentOpError::Exists(_))
+        {
+            return Err(AttemptError {
+                message: format!("start agent: {e}"),
+                retryable: false,
+            });
+        }
+    }
+    let trace_id: TraceId = spec.trace_id.parse().map_err(|_| AttemptError {
+        message: "bad trace id".into(),
+        retryable: false,
+    })?;
+    let input = AgentInput {
+        port: "in".into(),
+        payload: input,
+    };
+    let send = kernel.send_traced(spec.run_id, &spec.opening_id, &agent, input, trace_id);
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), send).await {
+        Ok(Ok(reply)) => Ok(reply
+            .outputs
+            .into_iter()
+            .map(|o| (o.port, o.payload))
+            .collect()),
+        Ok(Err(e)) => Err(AttemptError {
+            retryable: retryable(&e),
+            message: e.to_string(),
+        }),
+        Err(_) => {
+            // The sandbox may still be busy with the invoke: a fresh instance for the next
+            // attempt.
+            let _ = kernel.stop_agent_in(spec.run_id, &agent).await;
+            Err(AttemptError {
+                message: format!("attempt timed out after {timeout_ms} ms"),
+                retryable: true,
+            })
+        }
+    }
+}
+
+/// Spec: guest trap, time limit, sandbox lost and errors the agent marks are retryable.
+fn retryable(e: &AgentOpError) -> bool {
+    use runloop_agent_actor::AgentError as E;
+    match e {
+        AgentOpError::Agent(E::Guest { retryable, .. }) => *retryable,
+        AgentOpError::Agent(E::AttemptsExhausted { .. }) => true,
+        AgentOpError::NotRunning(_) | AgentOpError::Timeout { .. } => true,
+        _ => false,
+    }
+}
+
+/// The uniform draw in `[0, 1)` for the backoff before `attempt` of `node`: keyed by the
+/// run's seed, the node and the attempt, so a resumed or replayed run waits the same
+/// whatever order its nodes ran in.
+pub fn backoff_unit(seed: u64, node: &str, attempt: u32) -> f64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&seed.to_le_bytes());
+    h.update(node.as_bytes());
+    h.update(&attempt.to_le_bytes());
+    let bytes: [u8; 8] = h.finalize().as_bytes()[..8].try_into().expect("8 bytes");
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `[[port, payload], …]` in the lossless JSON form.
+fn outputs_to_json(outputs: &[(String, rmpv::Value)]) -> Json {
+    Json::Array(
+        outputs
+            .iter()
+            .map(|(port, payload)| json!([port, msgpack_to_json(payload)]))
+            .collect(),
+    )
+}
+
+fn outputs_from_json(
+    json: Option<&Json>,
+) -> Result<Vec<(String, rmpv::Value)>, ActorProcessingErr> {
+    let Some(Json::Array(items)) = json else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let (Some(port), Some(payload)) = (item.get(0).and_then(Json::as_str), item.get(1)) else {
+            return Err("a recorded output is not [port, payload]".into());
+        };
+        let value = json_to_msgpack(payload, "outputs").map_err(|e| e.to_string())?;
+        out.push((port.to_owned(), value));
+    }
+    Ok(out)
+}
+
+/// A report from the record alone (a run not live in this process).
+pub fn report_from_record(trace_id: &str, rec: &RunRecord, unfinished: RunStatus) -> RunReport {
+    let (status, reason, result_hash) = match &rec.end {
+        Some((s, e, h)) => (
+            RunStatus::parse(s).unwrap_or(RunStatus::Failed),
+            e.clone(),
+            h.clone().unwrap_or_default(),
+        ),
+        None => (unfinished, None, String::new()),
+    };
+    let nodes = rec
+        .finished
+        .iter()
+        .map(|f| NodeReport {
+            id: f.node_id.clone(),
+            status: match f.status.as_str() {
+                "succeeded" | "ok" => NodeStatus::Succeeded,
+                "skipped" => NodeStatus::Skipped,
+                "cancelled" => NodeStatus::Cancelled,
+                _ => NodeStatus::Failed,
+            },
+            attempts: f.attempt,
+            started_at_ms: None,
+            duration_ms: f.duration_ms,
+            output_hash: None,
+            outputs_json: f.outputs.as_ref().map(Json::to_string),
+            reason: f.error.clone(),
+        })
+        .collect();
+    RunReport {
+        trace_id: trace_id.to_owned(),
+        run_id: rec.run_id.clone().unwrap_or_default(),
+        opening: rec.opening.clone(),
+        status,
+        reason,
+        started_at_ms: rec.started_ms,
+        duration_ms: 0,
+        result_hash,
+        nodes,
+    }
+}

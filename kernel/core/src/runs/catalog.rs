@@ -1,0 +1,134 @@
+//! Where an opening's `use: agent:<name>[@<variant>]` finds its bundle: the search path of
+//! `shared/specs/openings-v0.md`, first match wins.
+//!
+//! 1. `<opening's directory>/agents/`
+//! 2. the engine's configured search dirs
+//! 3. `~/.runloop/agents`
+//! 4. `/var/lib/runloop/agents`
+//! 5. the bundles shipped with Runloop: `$RUNLOOP_BUNDLES_DIR`, `/usr/share/runloop/agents`,
+//!    and, for a build from a checkout, the checkout's `agents/bundles`.
+//!
+//! In each directory the bundle of `name` is `<name>` (`<name>@<variant>` for a variant).
+//! Every candidate found is loaded and verified (`Bundle::load`): a bundle that fails
+//! verification is an error naming it, never skipped for the next one.
+
+use std::path::{Path, PathBuf};
+
+use runloop_bundle::Bundle;
+use runloop_openings::{AgentCatalog, AgentFacts, AgentRef, CatalogError};
+
+/// The bundles shipped in this build's checkout (absent in an installed build).
+const CHECKOUT_BUNDLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../agents/bundles");
+
+/// The directories searched for an opening read from `opening_dir`, in order.
+pub fn search_path(opening_dir: &Path, configured: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = vec![opening_dir.join("agents")];
+    dirs.extend(configured.iter().cloned());
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".runloop/agents"));
+    }
+    dirs.push(PathBuf::from("/var/lib/runloop/agents"));
+    dirs.extend(shipped_dirs());
+    dirs
+}
+
+/// Where the bundles shipped with Runloop are.
+pub fn shipped_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("RUNLOOP_BUNDLES_DIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs.push(PathBuf::from("/usr/share/runloop/agents"));
+    dirs.push(PathBuf::from(CHECKOUT_BUNDLES));
+    dirs
+}
+
+/// The catalog over one search path; remembers where each agent resolved.
+#[derive(Debug)]
+pub struct BundleCatalog {
+    dirs: Vec<PathBuf>,
+}
+
+impl BundleCatalog {
+    pub fn new(dirs: Vec<PathBuf>) -> Self {
+        Self { dirs }
+    }
+
+    /// The bundle directory of `agent`, loaded and verified.
+    pub fn resolve(&self, agent: &AgentRef) -> Result<(PathBuf, Bundle), CatalogError> {
+        let leaf = match &agent.variant {
+            Some(v) => format!("{}@{v}", agent.name),
+            None => agent.name.clone(),
+        };
+        for dir in &self.dirs {
+            let candidate = dir.join(&leaf);
+            if !candidate.join(runloop_bundle::MANIFEST_FILE).is_file() {
+                continue;
+            }
+            return match Bundle::load(&candidate) {
+                Ok(bundle) => Ok((candidate, bundle)),
+                Err(e) => Err(CatalogError::Invalid(format!(
+                    "agent {leaf}: bundle {} fails verification: {e}",
+                    candidate.display()
+                ))),
+            };
+        }
+        let searched: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        Err(CatalogError::Unknown(format!(
+            "{leaf} (searched {})",
+            searched.join(", ")
+        )))
+    }
+
+    /// Every installed bundle: `(name, dir)`, first found per name, in search order.
+    pub fn installed(&self) -> Vec<(String, PathBuf, Result<Bundle, String>)> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for dir in &self.dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            for path in names {
+                if !path.join(runloop_bundle::MANIFEST_FILE).is_file() {
+                    continue;
+                }
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if seen.insert(name.to_owned()) {
+                    let bundle = Bundle::load(&path).map_err(|e| e.to_string());
+                    out.push((name.to_owned(), path.clone(), bundle));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What the validator needs from a bundle.
+pub fn facts(bundle: &Bundle) -> AgentFacts {
+    let manifest = bundle.manifest();
+    AgentFacts {
+        ports_in: manifest
+            .ports_in()
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        ports_out: manifest
+            .ports_out()
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        // No host call performs a send/delete/spend effect yet (the effects executors
+        // come with the confirmation issue), so no agent needs a person's yes today.
+        external_effects: Vec::new(),
+    }
+}
+
+impl AgentCatalog for BundleCatalog {
+    fn agent(&self, agent: &AgentRef) -> Result<AgentFacts, CatalogError> {
+        self.resolve(agent).map(|(_, bundle)| facts(&bundle))
+    }
+}

@@ -1,0 +1,226 @@
+//! A run's record in the POG, and reading it back to continue the run.
+//!
+//! Everything needed to continue a run is written as it happens: `run.started` (the
+//! opening's source and digest, its directory, params, seed, run id, which process runs
+//! it), `node.started` per attempt, `node.finished` with the node's outputs and hash, and
+//! `run.finished`. The POG actor group-commits what arrives together, so concurrent nodes
+//! share one transaction instead of one fsync per crossing.
+
+use std::time::Duration;
+
+use ractor::ActorRef;
+use runloop_pog::{ActorName, Event, EventKind, NewEvent, Provenance, Scope};
+use runloop_pog_actor::PogMsg;
+use serde_json::{Value, json};
+
+/// How long one record waits for the POG actor.
+pub const RECORD_TIMEOUT_MS: u64 = 10_000;
+
+/// Why a run's record could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("record {what}: the POG is not running")]
+    NoPog { what: &'static str },
+    #[error("record {what}: {message}")]
+    Invalid { what: &'static str, message: String },
+    #[error("record {what}: the POG did not answer: {message}")]
+    Pog { what: &'static str, message: String },
+    #[error("read run {trace_id}: {message}")]
+    Read { trace_id: String, message: String },
+    #[error("run {0} has no record in the POG")]
+    NotFound(String),
+}
+
+/// Writes a run's events to the POG actor, when the kernel has one.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pog: Option<ActorRef<PogMsg>>,
+}
+
+impl Recorder {
+    pub fn new(pog: Option<ActorRef<PogMsg>>) -> Self {
+        Self { pog }
+    }
+
+    /// Durable runs need the POG; without it a run still runs, but cannot continue after a
+    /// crash.
+    pub fn is_durable(&self) -> bool {
+        self.pog.is_some()
+    }
+
+    /// Appends one event and waits until it is committed (no-op without a POG).
+    pub async fn write(
+        &self,
+        what: &'static str,
+        trace_id: &str,
+        kind: EventKind,
+        payload: Value,
+    ) -> Result<(), RecordError> {
+        let Some(pog) = &self.pog else {
+            return Ok(());
+        };
+        let event = new_event(kind, trace_id, payload)
+            .map_err(|message| RecordError::Invalid { what, message })?;
+        let timeout = Some(Duration::from_millis(RECORD_TIMEOUT_MS));
+        match pog.call(|r| PogMsg::Write(vec![event], r), timeout).await {
+            Ok(ractor::rpc::CallResult::Success(Ok(_))) => Ok(()),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(RecordError::Pog {
+                what,
+                message: e.to_string(),
+            }),
+            Ok(_) | Err(_) => Err(RecordError::Pog {
+                what,
+                message: "no answer".into(),
+            }),
+        }
+    }
+
+    /// One run's events, oldest first.
+    pub async fn run_events(&self, trace_id: &str) -> Result<Vec<Event>, RecordError> {
+        let pog = self
+            .pog
+            .as_ref()
+            .ok_or(RecordError::NoPog { what: "run" })?;
+        let read = |message: String| RecordError::Read {
+            trace_id: trace_id.to_owned(),
+            message,
+        };
+        let trace = runloop_pog::parse_trace_id(trace_id).map_err(|e| read(e.to_string()))?;
+        let timeout = Some(Duration::from_millis(RECORD_TIMEOUT_MS));
+        match pog.call(|r| PogMsg::RunEvents(trace, r), timeout).await {
+            Ok(ractor::rpc::CallResult::Success(Ok(events))) => Ok(events),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(read(e.to_string())),
+            Ok(_) | Err(_) => Err(read("the POG did not answer".into())),
+        }
+    }
+
+    /// Rows of the runs view.
+    pub async fn runs(
+        &self,
+        filter: runloop_pog::RunFilter,
+        limit: usize,
+    ) -> Result<Vec<runloop_pog::RunRow>, RecordError> {
+        let pog = self
+            .pog
+            .as_ref()
+            .ok_or(RecordError::NoPog { what: "runs" })?;
+        let timeout = Some(Duration::from_millis(RECORD_TIMEOUT_MS));
+        match pog.call(|r| PogMsg::Runs(filter, limit, r), timeout).await {
+            Ok(ractor::rpc::CallResult::Success(Ok(rows))) => Ok(rows),
+            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(RecordError::Pog {
+                what: "runs",
+                message: e.to_string(),
+            }),
+            Ok(_) | Err(_) => Err(RecordError::Pog {
+                what: "runs",
+                message: "no answer".into(),
+            }),
+        }
+    }
+}
+
+fn new_event(kind: EventKind, trace_id: &str, payload: Value) -> Result<NewEvent, String> {
+    let provenance = Provenance::from_json(&json!({
+        "trace_id": trace_id,
+        "opening_id": "run",
+        "agent": "kernel",
+        "inputs_hash": "0".repeat(64),
+    }))
+    .map_err(|e| e.to_string())?;
+    let actor = ActorName::new("kernel").map_err(|e| e.to_string())?;
+    NewEvent::new(
+        kind,
+        actor,
+        Scope::default_scope(),
+        payload,
+        provenance,
+        None,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A node's end as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedNode {
+    pub node_id: String,
+    /// `succeeded`, `failed`, `skipped` or `cancelled`.
+    pub status: String,
+    /// `[[port, payload], …]` (lossless JSON form), for a succeeded node.
+    pub outputs: Option<Value>,
+    pub attempt: u32,
+    pub error: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+/// What the log says about one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecord {
+    pub opening: String,
+    pub run_id: Option<String>,
+    pub source: Option<String>,
+    pub dir: Option<String>,
+    pub params: Option<Value>,
+    pub seed: Option<u64>,
+    pub host: Option<String>,
+    pub owner_pid: Option<u32>,
+    pub started_ms: u64,
+    /// Node ends in log order.
+    pub finished: Vec<RecordedNode>,
+    /// Attempts started per node id (the highest attempt number seen).
+    pub attempts: Vec<(String, u32)>,
+    /// `(status, error, result_hash)` when the run finished.
+    pub end: Option<(String, Option<String>, Option<String>)>,
+}
+
+/// Reads a run's events into a [`RunRecord`].
+pub fn read_record(trace_id: &str, events: &[Event]) -> Result<RunRecord, RecordError> {
+    let mut record = RunRecord::default();
+    let mut started = false;
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
+    for e in events {
+        let p = &e.payload;
+        match e.kind {
+            EventKind::RunStarted => {
+                started = true;
+                record.opening = s(p, "opening").unwrap_or_default();
+                record.run_id = s(p, "run_id");
+                record.source = s(p, "source");
+                record.dir = s(p, "dir");
+                record.params = p.get("params").cloned();
+                record.seed = s(p, "seed").and_then(|x| u64::from_str_radix(&x, 16).ok());
+                record.host = s(p, "host");
+                record.owner_pid = n(p, "owner_pid").and_then(|x| u32::try_from(x).ok());
+                record.started_ms = e.ts_ms;
+            }
+            EventKind::NodeStarted => {
+                let node = s(p, "node_id").unwrap_or_default();
+                let attempt = n(p, "attempt").unwrap_or(1) as u32;
+                match record.attempts.iter_mut().find(|(id, _)| *id == node) {
+                    Some((_, a)) => *a = (*a).max(attempt),
+                    None => record.attempts.push((node, attempt)),
+                }
+            }
+            EventKind::NodeFinished => record.finished.push(RecordedNode {
+                node_id: s(p, "node_id").unwrap_or_default(),
+                status: s(p, "status").unwrap_or_default(),
+                outputs: p.get("outputs").cloned(),
+                attempt: n(p, "attempt").unwrap_or(0) as u32,
+                error: s(p, "error"),
+                duration_ms: n(p, "duration_ms"),
+            }),
+            EventKind::RunFinished => {
+                record.end = Some((
+                    s(p, "status").unwrap_or_default(),
+                    s(p, "error"),
+                    s(p, "result_hash"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if !started {
+        return Err(RecordError::NotFound(trace_id.to_owned()));
+    }
+    Ok(record)
+}
