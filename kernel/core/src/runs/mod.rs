@@ -442,6 +442,11 @@ impl Engine {
         }
     }
 
+    /// One run's events in the POG, oldest first (tests and `rlp trace`).
+    pub async fn recorder_events(&self, trace_id: &str) -> Vec<runloop_pog::Event> {
+        self.recorder.run_events(trace_id).await.unwrap_or_default()
+    }
+
     pub(crate) fn publish(&self, event: RunProgress) {
         let _ = self.progress.send(event);
     }

@@ -1,0 +1,340 @@
+//! The openings engine end to end: real sandboxes, the real POG in a temp dir, the
+//! committed bundles (`echo`, `flaky`, `panicker`). Parallel branches overlap; retries
+//! wait exactly the seeded backoff; a failed node cancels the rest; cancel and the run's
+//! timeout end runs; a run left unfinished by a dead kernel resumes without re-running
+//! finished nodes; two runs of one opening do not share agent instances.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::options;
+use runloop_kernel::runs::actor::backoff_unit;
+use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
+use runloop_kernel::{Kernel, KernelOptions, PogService};
+use runloop_openings::plan::backoff_ms;
+use runloop_pog::PogConfig;
+use runloop_proto::payloads::{NodeStatus, RunProgress, RunReport, RunStatus};
+use serde_json::json;
+
+/// The POG actor's name is registered once per process: one kernel with a POG at a time.
+static ONE_POG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn bundles_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents/bundles")
+}
+
+/// Stops a kernel's tree and waits until its POG's name is free for the next test.
+async fn stop(kernel: &Kernel) {
+    kernel.root().stop(Some("test over".into()));
+    while ractor::registry::where_is("runloop.pog".to_string()).is_some() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+async fn engine(tag: &str, pog: &Path) -> (Arc<Kernel>, Arc<Engine>) {
+    let opts = KernelOptions {
+        pog: Some(PogService {
+            config: PogConfig::in_dir(pog),
+            read_conns: 2,
+        }),
+        ..options(tag)
+    };
+    let kernel = Arc::new(Kernel::boot(opts).await.unwrap());
+    let engine = Engine::new(
+        kernel.clone(),
+        EngineConfig {
+            search_dirs: vec![bundles_dir()],
+            host: RunHost::Daemon,
+        },
+    );
+    (kernel, engine)
+}
+
+async fn run(engine: &Engine, yaml: &str) -> (RunReport, Vec<RunProgress>) {
+    let mut events = engine.progress();
+    let submitted = engine
+        .submit(yaml, Path::new("/nonexistent"), &json!({}))
+        .await
+        .unwrap();
+    let mut rx = submitted.report.clone();
+    let report = rx.wait_for(Option::is_some).await.unwrap().clone().unwrap();
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if e.trace_id() == submitted.trace_id {
+            seen.push(e);
+        }
+    }
+    (report, seen)
+}
+
+fn node<'a>(report: &'a RunReport, id: &str) -> &'a runloop_proto::payloads::NodeReport {
+    report.nodes.iter().find(|n| n.id == id).unwrap()
+}
+
+const FAN: &str = r#"
+version: 0
+name: fan
+nodes:
+  - { id: a, use: "agent:echo" }
+  - { id: b, use: "agent:flaky", with: { spin: 30000000 } }
+  - { id: c, use: "agent:flaky", with: { spin: 30000000 } }
+  - { id: d, use: "agent:echo" }
+edges:
+  - { from: a.out, to: b.in }
+  - { from: a.out, to: c.in }
+  - { from: b.out, to: d.in }
+  - { from: c.out, to: d.in }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_branches_overlap_and_fan_in_gets_an_array_in_edge_order() {
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let (kernel, engine) = engine("fan", pog.path()).await;
+    let (report, events) = run(&engine, FAN).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let span = |id: &str| {
+        let start = events.iter().find_map(|e| match e {
+            RunProgress::NodeStarted { node, ts_ms, .. } if node == id => Some(*ts_ms),
+            _ => None,
+        });
+        let end = events.iter().find_map(|e| match e {
+            RunProgress::NodeFinished { node, ts_ms, .. } if node == id => Some(*ts_ms),
+            _ => None,
+        });
+        (start.unwrap(), end.unwrap())
+    };
+    let (b0, b1) = span("b");
+    let (c0, c1) = span("c");
+    assert!(b0 < c1 && c0 < b1, "b {b0}..{b1} and c {c0}..{c1} overlap");
+    let d: serde_json::Value =
+        serde_json::from_str(node(&report, "d").outputs_json.as_ref().unwrap()).unwrap();
+    let arr = d[0][1]["inputs"]["in"].as_array().unwrap();
+    assert_eq!(arr.len(), 2);
+    assert_eq!(arr[0]["node"], "b");
+    assert_eq!(arr[1]["node"], "c");
+    assert_eq!(report.result_hash.len(), 64);
+    stop(&kernel).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_wait_the_seeded_backoff_and_failures_cancel_the_rest() {
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let (kernel, engine) = engine("retry", pog.path()).await;
+    let yaml = r#"
+version: 0
+name: retry
+nodes:
+  - id: w
+    use: "agent:flaky"
+    with: { fail_attempts: 2 }
+    retry: { max_attempts: 3, initial_ms: 50, max_ms: 1000, multiplier: 3.0, jitter: 0.5 }
+"#;
+    let (report, events) = run(&engine, yaml).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(node(&report, "w").attempts, 3);
+    // The seed is in the run's record; the waits are exactly the formula's.
+    let rec = engine.recorder_events(&report.trace_id).await;
+    let seed = u64::from_str_radix(rec[0].payload["seed"].as_str().unwrap(), 16).unwrap();
+    let retry = runloop_openings::Retry {
+        max_attempts: 3,
+        initial_ms: 50,
+        max_ms: 1000,
+        multiplier: 3.0,
+        jitter: 0.5,
+    };
+    let delays: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunProgress::NodeRetrying { delay_ms, .. } => Some(*delay_ms),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<u64> = (2..=3)
+        .map(|n| backoff_ms(&retry, n, backoff_unit(seed, "w", n)))
+        .collect();
+    assert_eq!(delays, expected);
+
+    // Not enough attempts: the node fails, its successor is cancelled, the run fails.
+    let yaml = r#"
+version: 0
+name: fails
+nodes:
+  - id: w
+    use: "agent:flaky"
+    with: { fail_attempts: 5 }
+    retry: { max_attempts: 2, initial_ms: 10 }
+  - { id: after, use: "agent:echo" }
+  - { id: side, use: "agent:panicker" }
+edges:
+  - { from: w.out, to: after.in }
+"#;
+    let (report, _) = run(&engine, yaml).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(
+        report.reason.as_deref().unwrap().contains("node"),
+        "{report:?}"
+    );
+    assert_eq!(node(&report, "after").status, NodeStatus::Cancelled);
+    assert_eq!(
+        node(&report, "after").attempts,
+        0,
+        "nothing starts after a failure"
+    );
+    stop(&kernel).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_timeouts_end_runs() {
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let (kernel, engine) = engine("cancel", pog.path()).await;
+    let slow = r#"
+version: 0
+name: slow
+policy: { timeout_ms: 600000 }
+nodes:
+  - { id: long, use: "agent:flaky", with: { spin: 2000000000 }, timeout_ms: 600000 }
+  - { id: next, use: "agent:echo" }
+edges:
+  - { from: long.out, to: next.in }
+"#;
+    let mut events = engine.progress();
+    let s = engine
+        .submit(slow, Path::new("/x"), &json!({}))
+        .await
+        .unwrap();
+    loop {
+        if let RunProgress::NodeStarted { node, .. } = events.recv().await.unwrap()
+            && node == "long"
+        {
+            break;
+        }
+    }
+    engine.cancel(&s.trace_id).unwrap();
+    let mut rx = s.report.clone();
+    let report = rx.wait_for(Option::is_some).await.unwrap().clone().unwrap();
+    assert_eq!(report.status, RunStatus::Cancelled);
+    assert_eq!(node(&report, "long").status, NodeStatus::Cancelled);
+    assert_eq!(node(&report, "next").status, NodeStatus::Cancelled);
+    assert_eq!(node(&report, "next").attempts, 0);
+
+    // A per-attempt timeout is retryable; the last one fails the node.
+    let per_node = r#"
+version: 0
+name: node_timeout
+nodes:
+  - { id: long, use: "agent:flaky", with: { spin: 2000000000 }, timeout_ms: 300, retry: { max_attempts: 2, initial_ms: 1 } }
+"#;
+    let (report, _) = run(&engine, per_node).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(node(&report, "long").attempts, 2);
+    assert!(report.reason.unwrap().contains("timed out after 300 ms"));
+
+    // The whole run's timeout.
+    let whole = r#"
+version: 0
+name: run_timeout
+policy: { timeout_ms: 500 }
+nodes:
+  - { id: long, use: "agent:flaky", with: { spin: 2000000000 } }
+"#;
+    let (report, _) = run(&engine, whole).await;
+    assert_eq!(report.status, RunStatus::TimedOut);
+    stop(&kernel).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_run_resumes_without_rerunning_finished_nodes() {
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let yaml = r#"
+version: 0
+name: resumable
+nodes:
+  - { id: first, use: "agent:echo", with: { text: "once" } }
+  - { id: second, use: "agent:flaky", with: { spin: 200000000 } }
+edges:
+  - { from: first.out, to: second.in }
+"#;
+    let trace_id;
+    {
+        let (kernel, engine) = engine("resume-a", pog.path()).await;
+        let mut events = engine.progress();
+        let s = engine
+            .submit(yaml, Path::new("/x"), &json!({}))
+            .await
+            .unwrap();
+        trace_id = s.trace_id.clone();
+        loop {
+            if let RunProgress::NodeStarted { node, .. } = events.recv().await.unwrap()
+                && node == "second"
+            {
+                break;
+            }
+        }
+        // The kernel goes away mid-run (as a SIGKILLed daemon would): no run.finished.
+        drop(engine);
+        kernel.root().stop(Some("crash".into()));
+        while ractor::registry::where_is("runloop.pog".to_string()).is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    let (kernel, engine) = engine("resume-b", pog.path()).await;
+    let listed = engine.list(10).await.unwrap();
+    assert!(listed.iter().any(|r| r.trace_id == trace_id));
+    let (resumed, failed) = engine.resume_unfinished().await;
+    assert_eq!(resumed, vec![trace_id.clone()], "failed: {failed:?}");
+    let mut rx = engine.watch(&trace_id).await.unwrap();
+    let report = rx.wait_for(Option::is_some).await.unwrap().clone().unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let events = engine.recorder_events(&trace_id).await;
+    let starts = |id: &str| {
+        events
+            .iter()
+            .filter(|e| e.kind == runloop_pog::EventKind::NodeStarted && e.payload["node_id"] == id)
+            .count()
+    };
+    assert_eq!(starts("first"), 1, "a finished node is not run again");
+    assert_eq!(starts("second"), 2, "the node that was running runs again");
+    stop(&kernel).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_of_one_opening_do_not_share_agent_instances() {
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let (kernel, engine) = engine("two", pog.path()).await;
+    let yaml = r#"
+version: 0
+name: twice
+nodes:
+  - { id: n, use: "agent:flaky", with: { spin: 100000000 } }
+"#;
+    let mut events = engine.progress();
+    let a = engine
+        .submit(yaml, Path::new("/x"), &json!({}))
+        .await
+        .unwrap();
+    let b = engine
+        .submit(yaml, Path::new("/x"), &json!({}))
+        .await
+        .unwrap();
+    let mut started = 0;
+    while started < 2 {
+        if let RunProgress::NodeStarted { .. } = events.recv().await.unwrap() {
+            started += 1;
+        }
+    }
+    // Both runs' `n` are running at once: each run has its own instance (the same
+    // name in one run would be refused as `Exists`).
+    for s in [a, b] {
+        let mut rx = s.report.clone();
+        let report = rx.wait_for(Option::is_some).await.unwrap().clone().unwrap();
+        assert_eq!(report.status, RunStatus::Succeeded);
+    }
+    stop(&kernel).await;
+}
