@@ -28,7 +28,7 @@ fn bundles_dir() -> std::path::PathBuf {
 /// Stops a kernel's tree and waits until its POG's name is free for the next test.
 async fn stop(kernel: &Kernel) {
     kernel.root().stop(Some("test over".into()));
-    while ractor::registry::where_is("runloop.pog".to_string()).is_some() {
+    while ractor::registry::where_is("runloop.pog").is_some() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
@@ -279,7 +279,7 @@ edges:
         // The kernel goes away mid-run (as a SIGKILLed daemon would): no run.finished.
         drop(engine);
         kernel.root().stop(Some("crash".into()));
-        while ractor::registry::where_is("runloop.pog".to_string()).is_some() {
+        while ractor::registry::where_is("runloop.pog").is_some() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
