@@ -406,19 +406,13 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
                     if !args.json {
                         eprintln!("{} — running in this process", place.describe());
                     }
-                    let kernel = kernel_client::embedded_kernel(&config).await?;
-                    let engine = kernel_client::embedded_engine(kernel.clone());
-                    let mut events = engine.progress();
-                    let submitted = engine.submit(&source, &dir, &params).await;
-                    let result = match submitted {
-                        Ok(s) => {
-                            Ok(follow(s.report, &s.trace_id, &mut events, &mut progress).await)
-                        }
-                        Err(e) => Err(Failure::invalid("RunRefused", e.to_string())),
+                    let start = Start::Submit {
+                        source: &source,
+                        dir: &dir,
+                        params: &params,
                     };
-                    drop(engine);
-                    kernel_client::shutdown(kernel).await;
-                    Ok((Some(result?), place))
+                    let report = embedded(&config, start, &mut progress).await?;
+                    Ok((Some(report), place))
                 }
             }
         })
@@ -430,6 +424,43 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         }
         None => Ok(()),
     }
+}
+
+/// What an embedded run starts from.
+enum Start<'a> {
+    Submit {
+        source: &'a str,
+        dir: &'a Path,
+        params: &'a Value,
+    },
+    Resume(&'a str),
+}
+
+/// Runs (or resumes) on an embedded kernel with the POG, following its progress to the
+/// end, then shuts the kernel down.
+async fn embedded(
+    config: &runloop_kernel::config::Config,
+    start: Start<'_>,
+    progress: &mut Progress,
+) -> Result<RunReport, Failure> {
+    let kernel = kernel_client::embedded_kernel(config).await?;
+    let engine = kernel_client::embedded_engine(kernel.clone());
+    let mut events = engine.progress();
+    let started = match start {
+        Start::Submit {
+            source,
+            dir,
+            params,
+        } => engine.submit(source, dir, params).await,
+        Start::Resume(trace_id) => engine.resume(trace_id).await,
+    };
+    let result = match started {
+        Ok(s) => Ok(follow(s.report, &s.trace_id, &mut events, progress).await),
+        Err(e) => Err(Failure::invalid("RunRefused", e.to_string())),
+    };
+    drop(engine);
+    kernel_client::shutdown(kernel).await;
+    result
 }
 
 async fn follow(
@@ -534,18 +565,9 @@ pub fn resume(args: ResumeArgs) -> Result<(), Failure> {
                     Ok::<_, Failure>((report, place))
                 }
                 Source::Embedded { .. } => {
-                    let kernel = kernel_client::embedded_kernel(&config).await?;
-                    let engine = kernel_client::embedded_engine(kernel.clone());
-                    let mut events = engine.progress();
-                    let result = match engine.resume(&args.trace_id).await {
-                        Ok(s) => {
-                            Ok(follow(s.report, &s.trace_id, &mut events, &mut progress).await)
-                        }
-                        Err(e) => Err(Failure::invalid("RunRefused", e.to_string())),
-                    };
-                    drop(engine);
-                    kernel_client::shutdown(kernel).await;
-                    Ok((Some(result?), place))
+                    let start = Start::Resume(&args.trace_id);
+                    let report = embedded(&config, start, &mut progress).await?;
+                    Ok((Some(report), place))
                 }
             }
         })

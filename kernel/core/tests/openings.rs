@@ -2,7 +2,7 @@
 //! committed bundles (`echo`, `flaky`, `panicker`). Parallel branches overlap; retries
 //! wait exactly the seeded backoff; a failed node cancels the rest; cancel and the run's
 //! timeout end runs; a run left unfinished by a dead kernel resumes without re-running
-//! finished nodes; two runs of one opening do not share agent instances.
+//! finished nodes; two runs of one opening run at once.
 
 mod common;
 
@@ -304,7 +304,7 @@ edges:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_runs_of_one_opening_do_not_share_agent_instances() {
+async fn two_runs_of_one_opening_run_at_once() {
     let _one = ONE_POG.lock().await;
     let pog = tempfile::tempdir().unwrap();
     let (kernel, engine) = engine("two", pog.path()).await;
@@ -329,8 +329,8 @@ nodes:
             started += 1;
         }
     }
-    // Both runs' `n` are running at once: each run has its own instance (the same
-    // name in one run would be refused as `Exists`).
+    // Both runs' `n` started before either finished. That each run gets its own instance
+    // rests on agents being keyed by (run, name); `groundwork.rs` asserts that directly.
     for s in [a, b] {
         let mut rx = s.report.clone();
         let report = rx.wait_for(Option::is_some).await.unwrap().clone().unwrap();

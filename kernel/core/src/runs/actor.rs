@@ -315,13 +315,7 @@ impl RunState {
             "agent": node_def.agent.name,
             "attempt": attempt,
         });
-        if let Err(e) = engine
-            .recorder()
-            .write("node.started", &trace_id, EventKind::NodeStarted, payload)
-            .await
-        {
-            tracing::warn!(trace_id = %trace_id, "record node.started: {e}");
-        }
+        record(engine, &trace_id, EventKind::NodeStarted, payload).await;
         engine.publish(RunProgress::NodeStarted {
             ts_ms: now,
             trace_id: trace_id.clone(),
@@ -428,18 +422,7 @@ impl RunState {
             NodeEnd::Cancelled => (NodeStatus::Cancelled, None, None),
         };
         payload["status"] = json!(status.as_str());
-        if let Err(e) = engine
-            .recorder()
-            .write(
-                "node.finished",
-                &spec.trace_id,
-                EventKind::NodeFinished,
-                payload,
-            )
-            .await
-        {
-            tracing::warn!(trace_id = %spec.trace_id, "record node.finished: {e}");
-        }
+        record(engine, &spec.trace_id, EventKind::NodeFinished, payload).await;
         self.reasons[node] = reason.clone();
         self.plan.finish(node, end);
         engine.publish(RunProgress::NodeFinished {
@@ -474,18 +457,7 @@ impl RunState {
             "status": "skipped",
             "error": reason,
         });
-        if let Err(e) = engine
-            .recorder()
-            .write(
-                "node.finished",
-                &spec.trace_id,
-                EventKind::NodeFinished,
-                payload,
-            )
-            .await
-        {
-            tracing::warn!(trace_id = %spec.trace_id, "record node.finished: {e}");
-        }
+        record(engine, &spec.trace_id, EventKind::NodeFinished, payload).await;
         self.reasons[node] = Some(reason.clone());
         engine.publish(RunProgress::NodeSkipped {
             ts_ms: engine.kernel().clock().now_ms(),
@@ -550,18 +522,7 @@ impl RunState {
         if let Some(r) = &reason {
             payload["error"] = json!(r);
         }
-        if let Err(e) = engine
-            .recorder()
-            .write(
-                "run.finished",
-                &spec.trace_id,
-                EventKind::RunFinished,
-                payload,
-            )
-            .await
-        {
-            tracing::warn!(trace_id = %spec.trace_id, "record run.finished: {e}");
-        }
+        record(engine, &spec.trace_id, EventKind::RunFinished, payload).await;
         engine.publish(RunProgress::RunFinished {
             ts_ms: now,
             trace_id: spec.trace_id.clone(),
@@ -623,6 +584,14 @@ impl RunState {
             result_hash,
             nodes,
         }
+    }
+}
+
+/// Appends one event to the run's record. A failed write is logged, not fatal: the run
+/// goes on, and at worst a resume repeats the step whose record is missing.
+async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json) {
+    if let Err(e) = engine.recorder().write(trace_id, kind, payload).await {
+        tracing::warn!(trace_id = %trace_id, "record {kind}: {e}");
     }
 }
 

@@ -190,7 +190,7 @@ impl Engine {
             "owner_pid": std::process::id(),
         });
         self.recorder
-            .write("run.started", &trace_id, EventKind::RunStarted, payload)
+            .write(&trace_id, EventKind::RunStarted, payload)
             .await?;
         let spec = self.spec(trace_id, run_id, opening, bound, dir, seed, false)?;
         self.start(spec).await

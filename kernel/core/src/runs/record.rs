@@ -51,11 +51,11 @@ impl Recorder {
     /// Appends one event and waits until it is committed (no-op without a POG).
     pub async fn write(
         &self,
-        what: &'static str,
         trace_id: &str,
         kind: EventKind,
         payload: Value,
     ) -> Result<(), RecordError> {
+        let what = kind.as_str();
         let Some(pog) = &self.pog else {
             return Ok(());
         };
