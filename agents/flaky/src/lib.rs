@@ -43,14 +43,19 @@ impl Agent for Flaky {
             return Ok(());
         };
         spin(field(with, "spin").and_then(Value::as_u64).unwrap_or(0));
-        let fail_attempts = field(with, "fail_attempts").and_then(Value::as_u64).unwrap_or(0);
+        let fail_attempts = field(with, "fail_attempts")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         if attempt <= fail_attempts {
             return Err(AgentError::retryable(format!(
                 "flaky: attempt {attempt} of the first {fail_attempts} fails"
             )));
         }
         let out = Value::Map(vec![
-            ("node".into(), field(&payload, "node").cloned().unwrap_or(Value::Nil)),
+            (
+                "node".into(),
+                field(&payload, "node").cloned().unwrap_or(Value::Nil),
+            ),
             ("attempt".into(), attempt.into()),
             (
                 "inputs".into(),
@@ -89,12 +94,18 @@ mod tests {
     fn fails_retryably_then_succeeds() {
         let mut host = TestHost::not_available();
         let err = host.invoke(&mut Flaky, &invoke(1, 2)).unwrap_err();
-        assert_eq!(err.message(), "retryable: flaky: attempt 1 of the first 2 fails");
+        assert_eq!(
+            err.message(),
+            "retryable: flaky: attempt 1 of the first 2 fails"
+        );
         let mut host = TestHost::not_available();
         host.invoke(&mut Flaky, &invoke(3, 2)).unwrap();
         let out = &host.outputs()[0];
         assert_eq!(out.port, "out");
-        assert_eq!(field(&out.payload, "attempt").and_then(Value::as_u64), Some(3));
+        assert_eq!(
+            field(&out.payload, "attempt").and_then(Value::as_u64),
+            Some(3)
+        );
     }
 
     #[test]

@@ -69,7 +69,11 @@ impl AgentError {
     /// with [`RETRYABLE_PREFIX`](runloop_proto::payloads::RETRYABLE_PREFIX) in front.
     pub fn retryable(message: impl AsRef<str>) -> Self {
         Self {
-            message: format!("{}{}", runloop_proto::payloads::RETRYABLE_PREFIX, message.as_ref()),
+            message: format!(
+                "{}{}",
+                runloop_proto::payloads::RETRYABLE_PREFIX,
+                message.as_ref()
+            ),
         }
     }
 
