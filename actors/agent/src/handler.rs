@@ -88,6 +88,8 @@ pub struct Services {
     pub random: SharedRandom,
     pub pog: Slot<PogMsg>,
     pub broker: Slot<BrokerMsg>,
+    /// The budgets of the runs in progress, for `model.*` calls.
+    pub budgets: crate::budgets::RunBudgets,
     pub confirm: Option<Arc<dyn ConfirmGate>>,
     pub effects: Option<Arc<dyn EffectsJournal>>,
 }
@@ -100,6 +102,7 @@ impl Services {
             random,
             pog: Slot::default(),
             broker: Slot::default(),
+            budgets: crate::budgets::RunBudgets::default(),
             confirm: None,
             effects: None,
         }
@@ -168,6 +171,16 @@ impl KernelHandler<'_> {
         self.services.pog.get()
     }
 
+    /// Who makes a model call, for the broker's accounting and budgets: the agent, and the
+    /// run's budgets when the call belongs to a node of a run that has some.
+    fn call_context(&self, site: &CallSite<'_>) -> runloop_broker::CallContext {
+        runloop_broker::CallContext {
+            agent: Some(site.agent.to_owned()),
+            run: self.services.budgets.for_call(site.trace_id, site.agent),
+            ..runloop_broker::CallContext::default()
+        }
+    }
+
     fn allowed(&mut self, site: &CallSite<'_>, call: HostCall, trace_hex: &str) -> HostReply {
         let agent = site.agent;
         match call {
@@ -182,7 +195,7 @@ impl KernelHandler<'_> {
             } => crate::models::complete(
                 &self.runtime,
                 self.services.broker.get(),
-                agent,
+                self.call_context(site),
                 model,
                 messages,
                 max_tokens,
@@ -191,7 +204,7 @@ impl KernelHandler<'_> {
             HostCall::ModelEmbed { model, input } => crate::models::embed(
                 &self.runtime,
                 self.services.broker.get(),
-                agent,
+                self.call_context(site),
                 model,
                 input,
             ),

@@ -11,12 +11,15 @@
 //!   the typed [`Services`] handed in at boot;
 //! - [`decorate`]: [`HandlerFactory`] — what wraps the kernel's handler per agent
 //!   (recording now; replay and fault injection next);
+//! - [`budgets`]: [`RunBudgets`] — the token/µUSD budgets of the runs in progress, carried
+//!   to the broker on every `model.*` call a run's node makes;
 //! - [`metrics`]: per-agent counters and CPU/RSS sampled from `/proc` and the cgroup.
 //!
 //! Boundary: the sandbox is hostile; its frames are validated by `runloop-sandbox`, its
 //! host calls by the policy here. This crate owns processes so `runloop-actors` need not.
 
 pub mod actor;
+pub mod budgets;
 pub mod decorate;
 pub mod driver;
 pub mod handler;
@@ -27,6 +30,7 @@ pub use actor::{
     AgentActor, AgentConfig, AgentError, AgentMsg, AgentReply, AgentShared, CgroupPlan,
     INVOKE_ATTEMPTS_MAX, InvokeResult, Links, Pending,
 };
+pub use budgets::{RunBudgets, RunLimits};
 pub use decorate::{
     HandlerFactory, HostCallRecord, MemorySink, PlainHandlers, RecordSink, Recording,
     RecordingHandlers,

@@ -3,7 +3,8 @@
 //! otherwise.
 //!
 //! The broker enforces budgets, caches and accounts per agent; the call context names the
-//! agent so `rlp broker stats` can attribute the cost.
+//! agent so `rlp broker stats` can attribute the cost, and carries the run's budgets when
+//! the call comes from a node of a run ([`crate::budgets`]).
 
 use std::time::Duration;
 
@@ -43,18 +44,11 @@ fn code_of(e: &BrokerError) -> HostErrorCode {
     }
 }
 
-fn context(agent: &str) -> CallContext {
-    CallContext {
-        agent: Some(agent.to_owned()),
-        ..CallContext::default()
-    }
-}
-
 /// Answers `model.complete` through the broker.
 pub(crate) fn complete(
     runtime: &Handle,
     slot: Option<ActorRef<BrokerMsg>>,
-    agent: &str,
+    ctx: CallContext,
     model: Option<String>,
     messages: Vec<payloads::ChatMessage>,
     max_tokens: Option<u32>,
@@ -83,7 +77,6 @@ pub(crate) fn complete(
         temperature,
         ..CompleteRequest::default()
     };
-    let ctx = context(agent);
     let timeout = Some(Duration::from_millis(MODEL_CALL_TIMEOUT_MS));
     let answer = runtime.block_on(broker.call(
         |reply| BrokerMsg::Complete {
@@ -114,7 +107,7 @@ pub(crate) fn complete(
 pub(crate) fn embed(
     runtime: &Handle,
     slot: Option<ActorRef<BrokerMsg>>,
-    agent: &str,
+    ctx: CallContext,
     model: Option<String>,
     input: Vec<String>,
 ) -> HostReply {
@@ -126,7 +119,6 @@ pub(crate) fn embed(
         model: model.unwrap_or_default(),
         inputs: input,
     };
-    let ctx = context(agent);
     let timeout = Some(Duration::from_millis(MODEL_CALL_TIMEOUT_MS));
     let answer =
         runtime.block_on(broker.call(|reply| BrokerMsg::Embed { req, ctx, reply }, timeout));

@@ -58,6 +58,8 @@ pub enum BrokerMsg {
     LocalServer(RpcReplyPort<Option<LocalServerStatus>>),
     /// Forget a finished opening's budgets.
     CloseOpening(String),
+    /// Forget a finished run's budgets (keyed by its trace id).
+    CloseRun(String),
 }
 
 /// How the actor gets its broker.
@@ -189,6 +191,7 @@ impl Actor for BrokerActor {
                 let _ = reply.send(state.local.as_ref().map(LocalServer::status));
             }
             BrokerMsg::CloseOpening(opening) => broker.close_opening(&opening),
+            BrokerMsg::CloseRun(run) => broker.close_run(&run),
         }
         Ok(())
     }

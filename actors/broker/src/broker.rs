@@ -293,6 +293,11 @@ impl Broker {
         self.lock().cache.len()
     }
 
+    /// Forgets a finished run's budgets.
+    pub fn close_run(&self, run: &str) {
+        self.lock().budgets.close_run(run);
+    }
+
     /// Forgets a finished opening's budgets.
     pub fn close_opening(&self, opening: &str) {
         self.lock().budgets.close_opening(opening);

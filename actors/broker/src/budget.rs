@@ -40,6 +40,10 @@ pub enum Scope {
     Node,
     Opening,
     Day,
+    /// A run's `policy.budget_*`.
+    Run,
+    /// A node's `budget_tokens` within its run.
+    RunNode,
 }
 
 impl std::fmt::Display for Scope {
@@ -49,6 +53,8 @@ impl std::fmt::Display for Scope {
             Scope::Node => "node",
             Scope::Opening => "opening",
             Scope::Day => "day",
+            Scope::Run => "run",
+            Scope::RunNode => "node",
         })
     }
 }
@@ -78,6 +84,8 @@ pub struct ReservationId(u64);
 struct Reservation {
     node: Option<(String, String)>,
     opening: Option<String>,
+    run: Option<String>,
+    run_node: Option<(String, String)>,
     day: u64,
     amount: Spend,
 }
@@ -88,6 +96,8 @@ pub struct Budgets {
     limits: BudgetLimits,
     nodes: HashMap<(String, String), Spend>,
     openings: HashMap<String, Spend>,
+    runs: HashMap<String, Spend>,
+    run_nodes: HashMap<(String, String), Spend>,
     day: u64,
     day_spend: Spend,
     reservations: HashMap<ReservationId, Reservation>,
@@ -126,6 +136,8 @@ impl Budgets {
             limits,
             nodes: HashMap::new(),
             openings: HashMap::new(),
+            runs: HashMap::new(),
+            run_nodes: HashMap::new(),
             day: 0,
             day_spend: Spend::default(),
             reservations: HashMap::new(),
@@ -172,14 +184,28 @@ impl Budgets {
             let used = self.openings.get(o).copied().unwrap_or_default();
             check(Scope::Opening, self.limits.per_opening, used, need)?;
         }
+        let run = ctx.run.as_ref().map(|r| r.run.clone());
+        let run_node = ctx.run.as_ref().map(|r| (r.run.clone(), r.node.clone()));
+        if let (Some(budget), Some(key)) = (&ctx.run, &run_node) {
+            let used = self.run_nodes.get(key).copied().unwrap_or_default();
+            check(Scope::RunNode, budget.node_limit, used, need)?;
+            let used = self.runs.get(&budget.run).copied().unwrap_or_default();
+            check(Scope::Run, budget.run_limit, used, need)?;
+        }
         check(Scope::Day, self.limits.per_day, self.day_spend, need)?;
         let new_node = node.as_ref().is_some_and(|k| !self.nodes.contains_key(k));
         let new_opening = ctx
             .opening
             .as_ref()
             .is_some_and(|o| !self.openings.contains_key(o));
+        let new_run = run.as_ref().is_some_and(|r| !self.runs.contains_key(r));
+        let new_run_node = run_node
+            .as_ref()
+            .is_some_and(|k| !self.run_nodes.contains_key(k));
         if (new_node && self.nodes.len() >= BUDGET_KEYS_MAX)
             || (new_opening && self.openings.len() >= BUDGET_KEYS_MAX)
+            || (new_run && self.runs.len() >= BUDGET_KEYS_MAX)
+            || (new_run_node && self.run_nodes.len() >= BUDGET_KEYS_MAX)
         {
             return Err(BudgetError::TooManyKeys {
                 max: BUDGET_KEYS_MAX,
@@ -191,12 +217,20 @@ impl Budgets {
         if let Some(o) = &ctx.opening {
             self.openings.entry(o.clone()).or_default().add(need);
         }
+        if let Some(r) = &run {
+            self.runs.entry(r.clone()).or_default().add(need);
+        }
+        if let Some(k) = &run_node {
+            self.run_nodes.entry(k.clone()).or_default().add(need);
+        }
         self.day_spend.add(need);
         self.next_id += 1;
         let id = ReservationId(self.next_id);
         let reservation = Reservation {
             node,
             opening: ctx.opening.clone(),
+            run,
+            run_node,
             day: self.day,
             amount: need,
         };
@@ -232,6 +266,18 @@ impl Budgets {
             s.sub(r.amount);
             s.add(actual);
         }
+        if let Some(run) = &r.run
+            && let Some(s) = self.runs.get_mut(run)
+        {
+            s.sub(r.amount);
+            s.add(actual);
+        }
+        if let Some(key) = &r.run_node
+            && let Some(s) = self.run_nodes.get_mut(key)
+        {
+            s.sub(r.amount);
+            s.add(actual);
+        }
         self.roll_day(now_ms);
         if r.day == self.day {
             self.day_spend.sub(r.amount);
@@ -247,6 +293,17 @@ impl Budgets {
     /// Spent (plus reserved) so far today.
     pub fn day_spend(&self) -> Spend {
         self.day_spend
+    }
+
+    /// Spent (plus reserved) so far by a run.
+    pub fn run_spend(&self, run: &str) -> Spend {
+        self.runs.get(run).copied().unwrap_or_default()
+    }
+
+    /// Forgets a finished run and its nodes.
+    pub fn close_run(&mut self, run: &str) {
+        self.runs.remove(run);
+        self.run_nodes.retain(|(r, _), _| r != run);
     }
 
     /// Forgets a finished opening and its nodes.

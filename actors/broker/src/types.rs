@@ -479,6 +479,21 @@ pub struct CallContext {
     pub agent: Option<String>,
     /// Force this provider id, bypassing the route table (the CLI's `--provider`).
     pub provider: Option<String>,
+    /// The run's own budgets, when the call comes from a node of an opening's run.
+    pub run: Option<RunBudget>,
+}
+
+/// A run's own budgets: the opening's `policy.budget_tokens`/`budget_usd_micros` for the
+/// whole run and the node's `budget_tokens`, tracked per run (and per node of the run) on
+/// top of the configured scopes, so two runs of one opening never share a budget.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunBudget {
+    /// The run's key (its trace id).
+    pub run: String,
+    /// The node making the call.
+    pub node: String,
+    pub run_limit: crate::config::Limit,
+    pub node_limit: crate::config::Limit,
 }
 
 /// A response together with its replay record and how it was served.

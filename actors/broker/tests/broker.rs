@@ -9,8 +9,8 @@ use runloop_broker::config::{Limit, PriceEntry, ProviderConfig, ProviderKind, Ro
 use runloop_broker::provider::replay::ReplayLoadError;
 use runloop_broker::{
     Broker, BrokerError, BuildError, CallContext, CompleteRequest, EmbedRequest, EngineKind,
-    ManualClock, ModelRequest, ModelsConfig, ProviderError, Record, SecretResolver, SecretsConfig,
-    ServedBy,
+    ManualClock, ModelRequest, ModelsConfig, ProviderError, Record, RunBudget, SecretResolver,
+    SecretsConfig, ServedBy,
 };
 use std::sync::Arc;
 
@@ -56,8 +56,79 @@ fn opening(o: &str, n: &str) -> CallContext {
         opening: Some(o.into()),
         node: Some(n.into()),
         agent: Some("writer".into()),
-        provider: None,
+        ..CallContext::default()
     }
+}
+
+fn in_run(run: &str, node: &str, run_tokens: u64, node_tokens: u64) -> CallContext {
+    CallContext {
+        agent: Some(node.into()),
+        run: Some(RunBudget {
+            run: run.into(),
+            node: node.into(),
+            run_limit: Limit {
+                tokens: Some(run_tokens),
+                usd_micros: None,
+            },
+            node_limit: Limit {
+                tokens: Some(node_tokens),
+                usd_micros: None,
+            },
+        }),
+        ..CallContext::default()
+    }
+}
+
+#[tokio::test]
+async fn run_budgets_are_per_run_and_per_node_of_the_run() {
+    // Each call really uses 50 + 50 tokens; the estimate reserves max_tokens (100) and more.
+    let stub = Stub::start(vec![ok_chat(50, 50)]).await;
+    let clock = ManualClock::new(0);
+    let b = offline_broker(stub_config(&stub), &clock);
+    let req = || CompleteRequest {
+        max_tokens: Some(100),
+        ..CompleteRequest::prompt("m", "hi")
+    };
+    b.complete(req(), &in_run("r1", "a", 250, 150), None)
+        .await
+        .unwrap();
+    // Node a's 150: 100 used, the next estimate does not fit.
+    match b.complete(req(), &in_run("r1", "a", 250, 150), None).await {
+        Err(BrokerError::Budget(
+            e @ BudgetError::Exceeded {
+                scope: Scope::RunNode,
+                unit: "tokens",
+                used: 100,
+                limit: 150,
+                ..
+            },
+        )) => assert!(e.to_string().starts_with("node budget: needs "), "{e}"),
+        other => panic!("expected the node's budget to refuse, got {other:?}"),
+    }
+    b.complete(req(), &in_run("r1", "b", 250, 150), None)
+        .await
+        .unwrap();
+    // The run's 250: 200 used by a and b.
+    match b.complete(req(), &in_run("r1", "c", 250, 150), None).await {
+        Err(BrokerError::Budget(
+            e @ BudgetError::Exceeded {
+                scope: Scope::Run,
+                used: 200,
+                limit: 250,
+                ..
+            },
+        )) => assert!(e.to_string().starts_with("run budget: needs "), "{e}"),
+        other => panic!("expected the run's budget to refuse, got {other:?}"),
+    }
+    assert_eq!(stub.request_count(), 2, "refused calls reach no server");
+    // Another run of the same opening has its own budget; closing r1 forgets it.
+    b.complete(req(), &in_run("r2", "a", 250, 150), None)
+        .await
+        .unwrap();
+    b.close_run("r1");
+    b.complete(req(), &in_run("r1", "a", 250, 150), None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

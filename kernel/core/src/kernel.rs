@@ -492,6 +492,16 @@ impl Kernel {
         self.slots.pog.get()
     }
 
+    /// The model broker singleton, when this kernel runs one.
+    pub fn broker(&self) -> Option<ActorRef<runloop_broker::BrokerMsg>> {
+        self.slots.broker.get()
+    }
+
+    /// The budgets of the runs in progress, seen by every agent's `model.*` host calls.
+    pub fn run_budgets(&self) -> &runloop_agent_actor::RunBudgets {
+        &self.services.budgets
+    }
+
     /// The kernel's clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::options;
+use runloop_broker::{Broker, ModelsConfig, SecretResolver, SecretsConfig};
 use runloop_kernel::runs::actor::backoff_unit;
 use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
 use runloop_kernel::{Kernel, KernelOptions, PogService};
@@ -28,17 +29,35 @@ fn bundles_dir() -> std::path::PathBuf {
 /// Stops a kernel's tree and waits until its POG's name is free for the next test.
 async fn stop(kernel: &Kernel) {
     kernel.root().stop(Some("test over".into()));
-    while ractor::registry::where_is("runloop.pog").is_some() {
+    while ractor::registry::where_is("runloop.pog").is_some()
+        || ractor::registry::where_is("runloop.broker").is_some()
+    {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 
 async fn engine(tag: &str, pog: &Path) -> (Arc<Kernel>, Arc<Engine>) {
+    engine_with(tag, pog, None).await
+}
+
+/// The offline model provider (embedded defaults), labelled as such in its answers.
+fn offline_broker() -> Arc<Broker> {
+    let secrets = SecretResolver::with_env(SecretsConfig::default(), Default::default());
+    let clock = Arc::new(runloop_broker::SystemClock);
+    Arc::new(Broker::new(ModelsConfig::default(), &secrets, clock).unwrap())
+}
+
+async fn engine_with(
+    tag: &str,
+    pog: &Path,
+    broker: Option<Arc<Broker>>,
+) -> (Arc<Kernel>, Arc<Engine>) {
     let opts = KernelOptions {
         pog: Some(PogService {
             config: PogConfig::in_dir(pog),
             read_conns: 2,
         }),
+        broker,
         ..options(tag)
     };
     let kernel = Arc::new(Kernel::boot(opts).await.unwrap());
@@ -336,5 +355,72 @@ nodes:
         let report = rx.wait_for(Option::is_some).await.unwrap().clone().unwrap();
         assert_eq!(report.status, RunStatus::Succeeded);
     }
+    stop(&kernel).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_refuse_the_model_call_and_fail_the_node_naming_the_budget() {
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let (kernel, engine) = engine_with("budget", pog.path(), Some(offline_broker())).await;
+    // Within budget: the call is made (offline provider) and its tokens counted.
+    let fits = r#"
+version: 0
+name: fits
+policy: { budget_tokens: 100000 }
+nodes:
+  - { id: a, use: "agent:flaky", with: { model_max_tokens: 16 }, budget_tokens: 50000 }
+"#;
+    let (report, _) = run(&engine, fits).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let out: serde_json::Value =
+        serde_json::from_str(node(&report, "a").outputs_json.as_ref().unwrap()).unwrap();
+    assert!(out[0][1]["model_tokens_out"].as_u64().is_some(), "{out}");
+
+    // The node's own budget is too small for the call: refused before it is made.
+    let node_budget = r#"
+version: 0
+name: node_budget
+policy: { budget_tokens: 100000 }
+nodes:
+  - { id: a, use: "agent:flaky", with: { model_max_tokens: 64 }, budget_tokens: 8 }
+  - { id: b, use: "agent:echo" }
+edges:
+  - { from: a.out, to: b.in }
+"#;
+    let (report, _) = run(&engine, node_budget).await;
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    let a = node(&report, "a");
+    assert_eq!(a.status, NodeStatus::Failed);
+    assert_eq!(a.attempts, 1, "a budget refusal is not retried");
+    let why = a.reason.as_deref().unwrap();
+    assert!(why.contains("node budget: needs"), "{why}");
+    assert!(why.contains("of 8 already used"), "{why}");
+    assert_eq!(node(&report, "b").status, NodeStatus::Cancelled);
+
+    // The run's budget: each prompt is about 16 tokens; a reserves 16 + 30 of the 60 and
+    // uses at least its prompt, so b's 16 + 40 no longer fits.
+    let run_budget = r#"
+version: 0
+name: run_budget
+policy: { budget_tokens: 60 }
+nodes:
+  - { id: a, use: "agent:flaky", with: { model_max_tokens: 30 } }
+  - { id: b, use: "agent:flaky", with: { model_max_tokens: 40 } }
+edges:
+  - { from: a.out, to: b.in }
+"#;
+    let (report, _) = run(&engine, run_budget).await;
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    assert_eq!(
+        node(&report, "a").status,
+        NodeStatus::Succeeded,
+        "{report:?}"
+    );
+    let why = node(&report, "b").reason.as_deref().unwrap();
+    assert!(why.contains("run budget: needs"), "{why}");
+    assert!(why.contains("of 60 already used"), "{why}");
+    // A finished run's budgets are forgotten.
+    assert!(kernel.run_budgets().is_empty());
     stop(&kernel).await;
 }

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use runloop_actors::names::{AgentName, OpeningId};
+use runloop_agent_actor::RunLimits;
+use runloop_broker::config::Limit;
 use runloop_openings::params::BoundParams;
 use runloop_openings::plan::{NodeEnd, NodeState, Outcome, Plan, backoff_ms};
 use runloop_openings::{Opening, hash};
@@ -146,7 +148,21 @@ impl Actor for RunActor {
             let record = read_record(&shared.spec.trace_id, &events)?;
             state.restore(&record)?;
         }
+        register_budgets(&engine, &shared.spec)?;
         Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RunMsg>,
+        state: &mut RunState,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.ended
+            && let Some(engine) = state.shared.engine.upgrade()
+        {
+            close_budgets(&engine, &state.shared.spec.trace_id);
+        }
+        Ok(())
     }
 
     async fn post_start(
@@ -589,6 +605,47 @@ impl RunState {
 
 /// Appends one event to the run's record. A failed write is logged, not fatal: the run
 /// goes on, and at worst a resume repeats the step whose record is missing.
+/// Registers the run's token/µUSD budgets (the opening's policy and each node's
+/// `budget_tokens`) so its nodes' model calls are held to them.
+fn register_budgets(engine: &Engine, spec: &RunSpec) -> Result<(), ActorProcessingErr> {
+    let policy = &spec.opening.policy;
+    let limits = RunLimits {
+        run: Limit {
+            tokens: policy.budget_tokens,
+            usd_micros: policy.budget_usd_micros,
+        },
+        nodes: spec
+            .opening
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let tokens = n.budget_tokens?;
+                let limit = Limit {
+                    tokens: Some(tokens),
+                    usd_micros: None,
+                };
+                Some((n.id.to_string(), limit))
+            })
+            .collect(),
+    };
+    if !limits.is_limited() {
+        return Ok(());
+    }
+    let trace: TraceId = spec.trace_id.parse()?;
+    engine.kernel().run_budgets().register(trace, limits)?;
+    Ok(())
+}
+
+/// Forgets a finished run's budgets, here and in the broker.
+fn close_budgets(engine: &Engine, trace_id: &str) {
+    if let Ok(trace) = trace_id.parse::<TraceId>() {
+        engine.kernel().run_budgets().remove(trace);
+    }
+    if let Some(broker) = engine.kernel().broker() {
+        let _ = broker.cast(runloop_broker::BrokerMsg::CloseRun(trace_id.to_owned()));
+    }
+}
+
 async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json) {
     if let Err(e) = engine.recorder().write(trace_id, kind, payload).await {
         tracing::warn!(trace_id = %trace_id, "record {kind}: {e}");
