@@ -27,9 +27,20 @@ const INVALID_CODES: &[&str] = &[
 
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Print JSON: {"source", "socket", "tried", "agents": [...]}.
+    /// Print JSON: {"source", "socket", "tried", "agents": [...]}; with --installed
+    /// {"searched": [...], "installed": [{name, version, ports_in, ports_out, blake3, dir,
+    /// error?}]}.
     #[arg(long)]
     json: bool,
+    /// List the agent bundles an opening can `use` (the search path of an opening in
+    /// --dir: its agents/, config agents.search_dirs, ~/.runloop/agents,
+    /// /var/lib/runloop/agents, the shipped bundles), first found per name; a bundle that
+    /// fails verification is listed with the reason. Needs no kernel.
+    #[arg(long)]
+    installed: bool,
+    /// With --installed: the opening's directory (default: the current directory).
+    #[arg(long, value_name = "DIR", requires = "installed")]
+    dir: Option<PathBuf>,
     #[command(flatten)]
     kernel: KernelArgs,
 }
@@ -110,6 +121,9 @@ fn embedded_note(source: &Source) -> Option<&'static str> {
 
 pub fn ls(args: LsArgs) -> Result<(), Failure> {
     let json = args.json;
+    if args.installed {
+        return installed(&args);
+    }
     let (source, outcome) =
         ask(&args.kernel, ControlCommand::AgentList).map_err(|f| f.json(json))?;
     let agents = match outcome {
@@ -134,6 +148,67 @@ pub fn ls(args: LsArgs) -> Result<(), Failure> {
         json!({ "agents": serde_json::to_value(&agents).expect("serializes") }),
         &text,
     );
+    Ok(())
+}
+
+/// `rlp agent ls --installed`: the bundles on an opening's search path.
+fn installed(args: &LsArgs) -> Result<(), Failure> {
+    use runloop_kernel::runs::catalog::{BundleCatalog, search_path};
+    let config = crate::kernel_client::load_config(&args.kernel).map_err(|f| f.json(args.json))?;
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let dir = std::fs::canonicalize(&dir).map_err(|e| {
+        Failure::invalid("Unreadable", format!("--dir {}: {e}", dir.display())).json(args.json)
+    })?;
+    let catalog = BundleCatalog::new(search_path(&dir, &config.agent_search_dirs()));
+    let mut rows = Vec::new();
+    let mut text = format!(
+        "{:<20} {:<9} {:<16} {:<16} {:<12} DIR",
+        "NAME", "VERSION", "IN", "OUT", "BLAKE3"
+    );
+    for (name, path, bundle) in catalog.installed() {
+        let mut row = json!({"name": name, "dir": path.display().to_string()});
+        match bundle {
+            Ok(b) => {
+                let m = b.manifest();
+                let ports = |ps: &[runloop_bundle::manifest::Name]| -> Vec<String> {
+                    ps.iter().map(|p| p.as_str().to_owned()).collect()
+                };
+                let digest = m.wasm_blake3().to_hex();
+                text.push_str(&format!(
+                    "\n{:<20} {:<9} {:<16} {:<16} {:<12} {}",
+                    name,
+                    m.version().to_string(),
+                    ports(m.ports_in()).join(","),
+                    ports(m.ports_out()).join(","),
+                    &digest[..12],
+                    path.display()
+                ));
+                row["version"] = json!(m.version().to_string());
+                row["ports_in"] = json!(ports(m.ports_in()));
+                row["ports_out"] = json!(ports(m.ports_out()));
+                row["blake3"] = json!(digest);
+            }
+            Err(e) => {
+                text.push_str(&format!("\n{name:<20} UNUSABLE  {} ({e})", path.display()));
+                row["error"] = json!(e);
+            }
+        }
+        rows.push(row);
+    }
+    let searched: Vec<String> = catalog
+        .dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    if rows.is_empty() {
+        text.push_str("\n(no bundles found)");
+    }
+    text.push_str(&format!("\nsearched: {}", searched.join(", ")));
+    if args.json {
+        println!("{}", json!({"searched": searched, "installed": rows}));
+    } else {
+        println!("{text}");
+    }
     Ok(())
 }
 

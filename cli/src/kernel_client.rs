@@ -152,11 +152,11 @@ pub async fn embedded_kernel(config: &config::Config) -> Result<Arc<Kernel>, Fai
 }
 
 /// The engine of an embedded kernel.
-pub fn embedded_engine(kernel: Arc<Kernel>) -> Arc<Engine> {
+pub fn embedded_engine(kernel: Arc<Kernel>, config: &config::Config) -> Arc<Engine> {
     Engine::new(
         kernel,
         EngineConfig {
-            search_dirs: Vec::new(),
+            search_dirs: config.agent_search_dirs(),
             host: RunHost::Embedded,
         },
     )
@@ -195,7 +195,7 @@ async fn ask_async(
     }
     let kernel = embedded_kernel(config).await?;
     let policy = PeerPolicy::same_uid().map_err(|e| Failure::io(format!("read own uid: {e}")))?;
-    let engine = embedded_engine(kernel.clone());
+    let engine = embedded_engine(kernel.clone(), config);
     let plane = ControlPlane::with_engine(engine, policy, Default::default());
     let reply = plane
         .answer(

@@ -49,7 +49,8 @@ enum Command {
     /// live progress on a TTY, the result and trace id at the end. Exit 0 succeeded, 1 any
     /// other end, 2 invalid opening or params.
     Run(Box<run::RunArgs>),
-    /// Recent and running runs, with status (interrupted runs can be resumed).
+    /// Recent and running runs, with status (interrupted runs can be resumed); with a trace
+    /// id, that run in full.
     Runs(run::RunsArgs),
     /// Cancel a running run (runloopd).
     Cancel(run::CancelArgs),

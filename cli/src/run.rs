@@ -25,6 +25,8 @@ pub struct ValidateArgs {
     /// Print `{valid, errors:[{line, col, rule, message}]}`.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
 }
 
 /// `rlp run`.
@@ -55,11 +57,19 @@ pub struct RunArgs {
 /// `rlp runs`.
 #[derive(Debug, Args)]
 pub struct RunsArgs {
+    /// Show this one run (32 hex digits) in full, as `rlp run` prints it at its end; a run
+    /// still going on runloopd is followed to its end first. Exit 0 when it succeeded, 1
+    /// otherwise.
+    pub trace_id: Option<String>,
     /// Most runs to list.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     #[arg(long)]
     pub json: bool,
+    /// With a trace id: write the run's events as NDJSON to FILE (`-`: stdout) while
+    /// following it.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
     #[command(flatten)]
     pub kernel: KernelArgs,
 }
@@ -108,9 +118,18 @@ fn read_opening(file: &Path) -> Result<(String, PathBuf), Failure> {
     Ok((source, dir))
 }
 
-fn check(file: &Path, source: &str, dir: &Path) -> Result<runloop_openings::Opening, Failure> {
-    let catalog = BundleCatalog::new(search_path(dir, &[]));
-    runloop_openings::validate(source, &catalog).map_err(|errors| {
+/// The bundles an opening in `dir` can use: its search path with config's
+/// `agents.search_dirs`.
+fn catalog(dir: &Path, config: &runloop_kernel::config::Config) -> BundleCatalog {
+    BundleCatalog::new(search_path(dir, &config.agent_search_dirs()))
+}
+
+fn check(
+    file: &Path,
+    source: &str,
+    catalog: &BundleCatalog,
+) -> Result<runloop_openings::Opening, Failure> {
+    runloop_openings::validate(source, catalog).map_err(|errors| {
         let lines: Vec<String> = errors
             .0
             .iter()
@@ -123,7 +142,8 @@ fn check(file: &Path, source: &str, dir: &Path) -> Result<runloop_openings::Open
 /// `rlp validate`.
 pub fn validate(args: ValidateArgs) -> Result<(), Failure> {
     let (source, dir) = read_opening(&args.file).map_err(|f| f.json(args.json))?;
-    let catalog = BundleCatalog::new(search_path(&dir, &[]));
+    let config = kernel_client::load_config(&args.kernel).map_err(|f| f.json(args.json))?;
+    let catalog = catalog(&dir, &config);
     let result = runloop_openings::validate(&source, &catalog);
     let errors = match &result {
         Ok(_) => Vec::new(),
@@ -373,11 +393,12 @@ fn exit_for(report: &RunReport) -> Result<(), Failure> {
 /// `rlp run`.
 pub fn run(args: RunArgs) -> Result<(), Failure> {
     let (source, dir) = read_opening(&args.file).map_err(|f| f.json(args.json))?;
-    let opening = check(&args.file, &source, &dir).map_err(|f| f.json(args.json))?;
+    let config = kernel_client::load_config(&args.kernel).map_err(|f| f.json(args.json))?;
+    let opening =
+        check(&args.file, &source, &catalog(&dir, &config)).map_err(|f| f.json(args.json))?;
     let params = params_of(&args).map_err(|f| f.json(args.json))?;
     runloop_openings::params::bind(&opening, &params)
         .map_err(|e| Failure::invalid("InvalidParams", e.to_string()).json(args.json))?;
-    let config = kernel_client::load_config(&args.kernel)?;
     let mut progress = Progress::new(args.events.as_deref(), args.json)?;
     let rt = kernel_client::runtime()?;
     let (report, src) = rt
@@ -444,7 +465,7 @@ async fn embedded(
     progress: &mut Progress,
 ) -> Result<RunReport, Failure> {
     let kernel = kernel_client::embedded_kernel(config).await?;
-    let engine = kernel_client::embedded_engine(kernel.clone());
+    let engine = kernel_client::embedded_engine(kernel.clone(), config);
     let mut events = engine.progress();
     let started = match start {
         Start::Submit {
@@ -456,7 +477,7 @@ async fn embedded(
     };
     let result = match started {
         Ok(s) => Ok(follow(s.report, &s.trace_id, &mut events, progress).await),
-        Err(e) => Err(Failure::invalid("RunRefused", e.to_string())),
+        Err(e) => Err(refused(&e)),
     };
     drop(engine);
     kernel_client::shutdown(kernel).await;
@@ -513,15 +534,7 @@ async fn through_daemon(
             }
         }
         ControlOutcome::Failed { code, message } => {
-            let f = Failure::invalid(code, message.clone());
-            return Err(if code == "Unavailable" {
-                Failure {
-                    status: EXIT_FAILURE,
-                    ..f
-                }
-            } else {
-                f
-            });
+            return Err(refusal_failure(code, message.clone()));
         }
         other => return Err(Failure::io(format!("unexpected answer: {other:?}"))),
     }
@@ -534,7 +547,7 @@ async fn through_daemon(
             Some(ControlOutcome::RunProgress { event }) => progress.event(&event),
             Some(ControlOutcome::RunFinished { report }) => return Ok(Some(report)),
             Some(ControlOutcome::Failed { code, message }) => {
-                return Err(Failure::io(format!("{code}: {message}")));
+                return Err(refusal_failure(&code, message));
             }
             Some(_) => {}
             None => {
@@ -577,8 +590,69 @@ pub fn resume(args: ResumeArgs) -> Result<(), Failure> {
     exit_for(&report)
 }
 
+/// `rlp runs <trace-id>`: one run's report, following a live daemon run to its end.
+fn show(args: &RunsArgs, trace_id: &str) -> Result<(), Failure> {
+    let config = kernel_client::load_config(&args.kernel)?;
+    let mut progress = Progress::new(args.events.as_deref(), args.json)?;
+    let rt = kernel_client::runtime()?;
+    let (report, src) = rt
+        .block_on(async {
+            let place = kernel_client::find_daemon(&config).await?;
+            let report = match &place {
+                Source::Daemon(path) => {
+                    let command = ControlCommand::RunWatch {
+                        trace_id: trace_id.to_owned(),
+                        watch: true,
+                    };
+                    through_daemon(path, command, false, args.json, &mut progress)
+                        .await?
+                        .expect("a watch waits for the end")
+                }
+                Source::Embedded { .. } => {
+                    let kernel = kernel_client::embedded_kernel(&config).await?;
+                    let engine = kernel_client::embedded_engine(kernel.clone(), &config);
+                    let report = match engine.watch(trace_id).await {
+                        Ok(rx) => Ok(rx.borrow().clone().expect("a recorded run has a report")),
+                        Err(e) => Err(refused(&e)),
+                    };
+                    drop(engine);
+                    kernel_client::shutdown(kernel).await;
+                    report?
+                }
+            };
+            Ok::<_, Failure>((report, place))
+        })
+        .map_err(|f| f.json(args.json))?;
+    print_report(&report, &src, args.json);
+    exit_for(&report)
+}
+
+/// A refused run command, with the control plane's code (a missing run is exit 1).
+fn refused(e: &runloop_kernel::runs::SubmitError) -> Failure {
+    match runloop_kernel::runs::control::refusal(e) {
+        ControlOutcome::Failed { code, message } => refusal_failure(&code, message),
+        other => Failure::io(format!("unexpected answer: {other:?}")),
+    }
+}
+
+/// `InvalidOpening`/`InvalidParams` exit 2 (nothing ran); every other refusal exits 1.
+fn refusal_failure(code: &str, message: String) -> Failure {
+    let f = Failure::invalid(code, message);
+    if code == "InvalidOpening" || code == "InvalidParams" {
+        f
+    } else {
+        Failure {
+            status: EXIT_FAILURE,
+            ..f
+        }
+    }
+}
+
 /// `rlp runs`.
 pub fn runs(args: RunsArgs) -> Result<(), Failure> {
+    if let Some(trace_id) = &args.trace_id {
+        return show(&args, trace_id);
+    }
     let (source, outcome) =
         kernel_client::ask(&args.kernel, ControlCommand::RunList { limit: args.limit })
             .map_err(|f| f.json(args.json))?;
@@ -645,7 +719,7 @@ pub fn cancel(args: CancelArgs) -> Result<(), Failure> {
             Ok(())
         }
         ControlOutcome::Failed { code, message } => {
-            Err(Failure::invalid(&code, message).json(args.json))
+            Err(refusal_failure(&code, message).json(args.json))
         }
         other => Err(Failure::io(format!("unexpected answer: {other:?}")).json(args.json)),
     }

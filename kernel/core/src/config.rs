@@ -120,6 +120,9 @@ pub const SCHEMA: Shape = Shape::Map(&[
         ]),
     ),
     ("ui", Shape::Map(&[("theme", Shape::Scalar)])),
+    // Where openings look for agent bundles after the opening's own `agents/` directory
+    // (`openings-v0.md`); `~/` is the user's home.
+    ("agents", Shape::Map(&[("search_dirs", Shape::ScalarList)])),
 ]);
 
 /// User mode (`~/.runloop`) or system mode (`/etc/runloop`, `/var/lib/runloop`).
@@ -293,6 +296,28 @@ impl Config {
     /// The checked, merged tree (for sections other crates type).
     pub fn tree(&self) -> &Value {
         &self.tree
+    }
+
+    /// `agents.search_dirs`, in order, with a leading `~/` made the home directory (user
+    /// mode); empty when unset.
+    pub fn agent_search_dirs(&self) -> Vec<PathBuf> {
+        let Some(Value::Sequence(items)) =
+            self.tree.get("agents").and_then(|a| a.get("search_dirs"))
+        else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .map(|dir| match (&self.mode, dir.strip_prefix("~/")) {
+                (Mode::User { home }, Some(rest)) => home.join(rest),
+                _ => PathBuf::from(dir),
+            })
+            .collect()
     }
 
     /// Each key path that was set, and by which layer.

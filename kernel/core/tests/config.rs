@@ -408,3 +408,27 @@ fn runloopd_refuses_a_kb_root_dir_that_is_a_file_before_booting() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!home.join("rmp.sock").exists(), "no socket was bound");
 }
+
+#[test]
+fn agents_search_dirs_expand_home_and_must_be_a_list() {
+    let home = home("search-dirs");
+    let config = load(&options(
+        &home,
+        "version: 1\nagents:\n  search_dirs: [\"~/my-agents\", /opt/agents]\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.agent_search_dirs(),
+        [home.join("my-agents"), PathBuf::from("/opt/agents")]
+    );
+    let unset = load(&options(&home, "version: 1\n")).unwrap();
+    assert!(unset.agent_search_dirs().is_empty());
+    let err = load(&options(
+        &home,
+        "version: 1\nagents:\n  search_dirs: /opt\n",
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("agents.search_dirs"), "{err}");
+    let err = load(&options(&home, "version: 1\nagents:\n  dirs: []\n")).unwrap_err();
+    assert!(err.to_string().contains("agents.dirs"), "{err}");
+}

@@ -115,7 +115,14 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
         .await
         .map_err(|e| (1, e.to_string()))?;
     let kernel = Arc::new(kernel);
-    let plane = Arc::new(ControlPlane::with_limits(kernel.clone(), policy, limits));
+    let engine = runloop_kernel::runs::Engine::new(
+        kernel.clone(),
+        runloop_kernel::runs::EngineConfig {
+            search_dirs: config.agent_search_dirs(),
+            host: runloop_kernel::runs::RunHost::Daemon,
+        },
+    );
+    let plane = Arc::new(ControlPlane::with_engine(engine, policy, limits));
     // Durable runs: what this daemon left unfinished continues now.
     let (resumed, failed) = plane.engine().resume_unfinished().await;
     for trace_id in &resumed {

@@ -39,7 +39,8 @@ pub fn shipped_dirs() -> Vec<PathBuf> {
         dirs.push(PathBuf::from(dir));
     }
     dirs.push(PathBuf::from("/usr/share/runloop/agents"));
-    dirs.push(PathBuf::from(CHECKOUT_BUNDLES));
+    let checkout = PathBuf::from(CHECKOUT_BUNDLES);
+    dirs.push(std::fs::canonicalize(&checkout).unwrap_or(checkout));
     dirs
 }
 
@@ -78,6 +79,11 @@ impl BundleCatalog {
             "{leaf} (searched {})",
             searched.join(", ")
         )))
+    }
+
+    /// The directories searched, in order.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
     }
 
     /// Every installed bundle: `(name, dir)`, first found per name, in search order.

@@ -21,7 +21,9 @@ pub fn refusal(e: &SubmitError) -> ControlOutcome {
         SubmitError::Params(_) | SubmitError::ParamsJson(_) => {
             failed("InvalidParams", e.to_string())
         }
-        SubmitError::NotFound(_) => failed("NoSuchRun", e.to_string()),
+        SubmitError::NotFound(_) | SubmitError::Record(super::record::RecordError::NotFound(_)) => {
+            failed("NoSuchRun", e.to_string())
+        }
         SubmitError::Finished(_) | SubmitError::Running { .. } | SubmitError::Live(_) => {
             failed("RunState", e.to_string())
         }
