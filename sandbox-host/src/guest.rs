@@ -14,7 +14,7 @@ use runloop_proto::payloads::{
     AgentOutput, HostCall, HostCallRequest, HostCallResponse, HostReply, InvokeError,
     InvokeOutcome, InvokeOutput, OutputLimitKind, SandboxLimits,
 };
-use runloop_proto::{Kind, TraceId};
+use runloop_proto::{Kind, TraceId, VALUE_DEPTH_MAX, value_depth};
 use wasmtime::{
     Caller, Engine, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, Trap,
     UpdateDeadline, ValType,
@@ -529,6 +529,11 @@ fn import_output(mut caller: Caller<'_, GuestState>, ptr: i32, len: i32) -> wasm
     let (memory, range) = guest_bytes(&mut caller, ptr, len)?;
     let output: AgentOutput = rmp_serde::from_slice(&memory.data(&caller)[range])
         .map_err(|e| fault(&format!("output is not an AgentOutput: {e}")))?;
+    if value_depth(&output.payload) > VALUE_DEPTH_MAX {
+        return Err(fault(&format!(
+            "output payload nests deeper than {VALUE_DEPTH_MAX} levels"
+        )));
+    }
     let state = caller.data_mut();
     let payload = InvokeOutput {
         invoke_id: state.invoke_id,
@@ -568,6 +573,16 @@ fn import_host_call(
     let (memory, range) = guest_bytes(&mut caller, ptr, len)?;
     let call: HostCall = rmp_serde::from_slice(&memory.data(&caller)[range])
         .map_err(|e| fault(&format!("host call is not a HostCall: {e}")))?;
+    let values: &[rmpv::Value] = match &call {
+        HostCall::KbWriteEvent { payload, .. } => std::slice::from_ref(payload),
+        HostCall::KbQuery { params, .. } => params,
+        _ => &[],
+    };
+    if values.iter().any(|v| value_depth(v) > VALUE_DEPTH_MAX) {
+        return Err(fault(&format!(
+            "host call value nests deeper than {VALUE_DEPTH_MAX} levels"
+        )));
+    }
     let state = caller.data_mut();
     if let HostCall::Log { message, .. } = &call {
         state.log_bytes += message.len() as u64;

@@ -189,3 +189,32 @@ fn the_pipeline_is_bounded_and_an_oversized_input_is_refused_without_a_kill() {
         runloop_sandbox::ExitStatus::Exited(0)
     );
 }
+
+#[test]
+fn an_output_nesting_too_deep_is_a_guest_fault_not_a_dead_sandbox() {
+    let (_cg, mut sandbox) = bundle_sandbox("echo", "rust-deep");
+    let mut handler = LocalHandler::new(SystemClock, OsRandom);
+    let nested = |depth: usize| {
+        (1..depth).fold(rmpv::Value::from(1), |v, _| {
+            rmpv::Value::Map(vec![("a".into(), v)])
+        })
+    };
+    let deep = AgentInput {
+        port: "in".into(),
+        payload: nested(runloop_proto::VALUE_DEPTH_MAX + 1),
+    };
+    let report = sandbox.invoke(deep, &mut handler).unwrap();
+    let Some(InvokeError::Trap { message }) = report.outcome.error else {
+        panic!("want Trap, got {:?}", report.outcome.error);
+    };
+    assert!(message.contains("nests deeper than 56 levels"), "{message}");
+    assert!(report.outputs.is_empty());
+    // The same sandbox answers the next invoke.
+    let fits = AgentInput {
+        port: "in".into(),
+        payload: nested(runloop_proto::VALUE_DEPTH_MAX),
+    };
+    let report = sandbox.invoke(fits.clone(), &mut handler).unwrap();
+    assert_eq!(report.outcome.error, None);
+    assert_eq!(report.outputs[0].payload, fits.payload);
+}

@@ -561,14 +561,14 @@ impl Sandbox {
         trace: TraceId,
         payload: &P,
     ) -> Result<(), FrameError> {
+        // Refused (not a panic) for a payload nesting deeper than a body may.
         let frame = Frame::of(
             payload,
             SystemClock.now_ms(),
             FRAME_TTL_MS,
             trace,
             self.ids.next_id(),
-        )
-        .expect("a one-minute ttl from now fits");
+        )?;
         encode_frame_into(&frame, &self.limits, &mut self.out)
     }
 

@@ -397,6 +397,13 @@ impl Kernel {
         if self.agent_entry(run, agent).is_none() {
             return Err(AgentOpError::NoSuchAgent(agent.clone()));
         }
+        // Refused here, named, rather than as a frame the sandbox cannot decode.
+        if runloop_proto::value_depth(&input.payload) > runloop_proto::VALUE_DEPTH_MAX {
+            return Err(AgentOpError::BadInput(format!(
+                "the payload nests deeper than {} levels",
+                runloop_proto::VALUE_DEPTH_MAX
+            )));
+        }
         let scheduler = self
             .scheduler()
             .ok_or(AgentOpError::Schedule(ScheduleError::Down))?;

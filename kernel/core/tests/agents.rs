@@ -564,3 +564,41 @@ async fn breaker_goes_open_half_open_and_closed_on_the_injected_clock() {
     assert_eq!(breaker(&kernel.agents().await), "closed");
     kernel.shutdown().await;
 }
+
+/// A payload nested `depth` deep (a scalar is 1).
+fn nested(depth: usize) -> rmpv::Value {
+    (1..depth).fold(rmpv::Value::from(1), |v, _| {
+        rmpv::Value::Map(vec![("a".into(), v)])
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_nesting_too_deep_is_refused_by_name_and_the_agent_lives_on() {
+    let kernel = Kernel::boot(options("deep")).await.unwrap();
+    let status = kernel.start_bundle(&bundle("echo"), None).await.unwrap();
+    let pid = status.sandbox_pid.unwrap();
+    let deepest = runloop_proto::VALUE_DEPTH_MAX;
+    // The deepest allowed payload crosses to the sandbox and back unchanged.
+    let fits = AgentInput {
+        port: "in".into(),
+        payload: nested(deepest),
+    };
+    let reply = kernel.send(&name("echo"), fits.clone()).await.unwrap();
+    assert_eq!(reply.outputs[0].payload, fits.payload);
+    // One level more is bad input, named, before any frame is built; nothing restarts.
+    let deeper = AgentInput {
+        port: "in".into(),
+        payload: nested(deepest + 1),
+    };
+    let err = kernel.send(&name("echo"), deeper).await.unwrap_err();
+    assert!(matches!(err, AgentOpError::BadInput(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("nests deeper than 56 levels"),
+        "{err}"
+    );
+    let after = kernel.agents().await;
+    let echo = after.iter().find(|a| a.name == "echo").unwrap();
+    assert_eq!(echo.sandbox_pid, Some(pid), "the same sandbox still serves");
+    assert_eq!(echo.restarts, 0);
+    kernel.shutdown().await;
+}

@@ -13,9 +13,43 @@ use crate::error::FrameError;
 use crate::ids::Family;
 use crate::registry::{Kind, KindPayload};
 
-/// Deepest nesting of arrays and maps accepted in a body. Each level costs decoder stack,
-/// so a hostile peer must not choose it.
+/// Deepest nesting accepted in a body, counted as [`value_depth`] counts (the body map
+/// itself is one level, so a payload may nest `BODY_DEPTH_MAX - 1` deep). Each level costs
+/// decoder stack, so a hostile peer must not choose it. Encoding and decoding apply the
+/// same rule: the encoder never builds a body the decoder refuses.
 pub const BODY_DEPTH_MAX: usize = 64;
+
+/// Deepest an agent's input or output payload may nest. The envelopes around it (body,
+/// invoke or output, delivery) take at most `BODY_DEPTH_MAX - VALUE_DEPTH_MAX` levels, so a
+/// payload within this bound always fits a frame; a deeper one is refused where it enters
+/// (a send to an agent, a guest's output or host call), with this bound named.
+pub const VALUE_DEPTH_MAX: usize = 56;
+
+/// The stack guard handed to `rmpv`, which counts more than one step per level (so its
+/// own limit is looser); the rule itself is [`BODY_DEPTH_MAX`], checked after reading.
+const RMPV_DEPTH_GUARD: usize = 4 * BODY_DEPTH_MAX;
+
+/// How deep `value` nests: a scalar is 1, an array or map is one more than its deepest
+/// element (keys count as elements). Stops counting past `BODY_DEPTH_MAX + 1`.
+pub fn value_depth(value: &Value) -> usize {
+    fn go(value: &Value, budget: usize) -> usize {
+        if budget == 0 {
+            return 1;
+        }
+        match value {
+            Value::Array(items) => 1 + items.iter().map(|v| go(v, budget - 1)).max().unwrap_or(0),
+            Value::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| go(k, budget - 1).max(go(v, budget - 1)))
+                    .max()
+                    .unwrap_or(0)
+            }
+            _ => 1,
+        }
+    }
+    go(value, BODY_DEPTH_MAX + 1)
+}
 
 /// A decoded body: a registered kind, its payload and optional metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,11 +67,12 @@ impl Body {
         payload: Value,
         meta: Option<Vec<(Value, Value)>>,
     ) -> Result<Self, FrameError> {
-        check_value(&payload, BODY_DEPTH_MAX)?;
+        // One level is the body map around them.
+        check_value(&payload, BODY_DEPTH_MAX - 1)?;
         if let Some(meta) = &meta {
             for (k, v) in meta {
-                check_value(k, BODY_DEPTH_MAX)?;
-                check_value(v, BODY_DEPTH_MAX)?;
+                check_value(k, BODY_DEPTH_MAX - 2)?;
+                check_value(v, BODY_DEPTH_MAX - 2)?;
             }
         }
         Ok(Self {
@@ -47,18 +82,29 @@ impl Body {
         })
     }
 
-    /// A body carrying the typed payload `P`, encoded with named fields.
+    /// A body carrying the typed payload `P`, encoded with named fields. For payloads
+    /// that carry no agent values (their depth is fixed); see [`Body::try_from_payload`].
     pub fn from_payload<P: KindPayload + Serialize>(payload: &P) -> Self {
+        Self::try_from_payload(payload).expect("a payload of fixed depth fits a body")
+    }
+
+    /// [`Body::from_payload`] for payloads that carry agent values, which may nest too
+    /// deep: `BodyDecodeError` naming the bound instead of a frame no decoder accepts.
+    pub fn try_from_payload<P: KindPayload + Serialize>(payload: &P) -> Result<Self, FrameError> {
         let bytes = rmp_serde::to_vec_named(payload).expect("payload types serialize");
-        let value = rmpv::decode::read_value(&mut bytes.as_slice()).expect("rmp-serde output");
-        Self::new(P::KIND, value, None).expect("payload types are valid MsgPack")
+        let value =
+            rmpv::decode::read_value_with_max_depth(&mut bytes.as_slice(), RMPV_DEPTH_GUARD)
+                .map_err(|_| {
+                    FrameError::body(format!("nesting deeper than {BODY_DEPTH_MAX} levels"))
+                })?;
+        Self::new(P::KIND, value, None)
     }
 
     /// The same body with `meta` attached.
     pub fn with_meta(mut self, meta: Vec<(Value, Value)>) -> Result<Self, FrameError> {
         for (k, v) in &meta {
-            check_value(k, BODY_DEPTH_MAX)?;
-            check_value(v, BODY_DEPTH_MAX)?;
+            check_value(k, BODY_DEPTH_MAX - 2)?;
+            check_value(v, BODY_DEPTH_MAX - 2)?;
         }
         self.meta = Some(meta);
         Ok(self)
@@ -104,8 +150,15 @@ impl Body {
     /// (`BodyTypeMismatch`).
     pub fn decode(bytes: &[u8], family: Family) -> Result<Self, FrameError> {
         let mut rest = bytes;
-        let value = rmpv::decode::read_value_with_max_depth(&mut rest, BODY_DEPTH_MAX)
-            .map_err(|e| FrameError::body(format!("not MsgPack: {e}")))?;
+        let value =
+            rmpv::decode::read_value_with_max_depth(&mut rest, RMPV_DEPTH_GUARD).map_err(|e| {
+                match e {
+                    rmpv::decode::Error::DepthLimitExceeded => {
+                        FrameError::body(format!("nesting deeper than {BODY_DEPTH_MAX} levels"))
+                    }
+                    e => FrameError::body(format!("not MsgPack: {e}")),
+                }
+            })?;
         if !rest.is_empty() {
             return Err(FrameError::body(format!(
                 "{} trailing bytes after the body map",

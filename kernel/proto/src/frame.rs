@@ -217,7 +217,8 @@ pub fn decode_frame(
 
 impl Frame {
     /// A frame carrying `payload` in its kind's family (so it cannot mismatch); refused
-    /// only for a zero TTL or an expiry past `u64::MAX` (see [`Header::new`]).
+    /// for a zero TTL or an expiry past `u64::MAX` (see [`Header::new`]), and for a payload
+    /// nesting deeper than a body may ([`BODY_DEPTH_MAX`](crate::BODY_DEPTH_MAX)).
     pub fn of<P: KindPayload>(
         payload: &P,
         created_at_ms: u64,
@@ -228,7 +229,7 @@ impl Frame {
         let header = Header::new(P::KIND.family(), created_at_ms, ttl_ms, trace_id, msg_id)?;
         Ok(Self {
             header,
-            body: Body::from_payload(payload),
+            body: Body::try_from_payload(payload)?,
         })
     }
 }

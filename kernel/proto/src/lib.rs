@@ -28,7 +28,7 @@ pub mod payloads;
 pub mod registry;
 pub mod stream;
 
-pub use body::Body;
+pub use body::{BODY_DEPTH_MAX, Body, VALUE_DEPTH_MAX, value_depth};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dedupe::{DedupeCache, DedupeLimits};
 pub use error::FrameError;

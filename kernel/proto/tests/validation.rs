@@ -496,3 +496,50 @@ fn errors_print_their_exact_name_first() {
     assert!(err.to_string().starts_with("InvalidMagic: "), "{err}");
     assert_eq!(err.detail(), "magic is [41, 42, 43, 44], expected \"RMP0\"");
 }
+
+/// A payload nested `depth` deep (counted as `value_depth` counts: the innermost scalar is 1).
+fn nested(depth: usize) -> Value {
+    (1..depth).fold(Value::from(1), |v, _| Value::Map(vec![("a".into(), v)]))
+}
+
+#[test]
+fn the_encoder_and_the_decoder_agree_on_the_depth_bound() {
+    use runloop_proto::{BODY_DEPTH_MAX, value_depth};
+    let deepest = BODY_DEPTH_MAX - 1;
+    assert_eq!(value_depth(&nested(deepest)), deepest);
+    // The deepest payload a body may carry encodes and decodes …
+    let bytes = frame_bytes(Kind::Ping, nested(deepest));
+    let (frame, _) = decode_frame(&bytes, &Limits::default(), NOW_MS).unwrap();
+    assert_eq!(frame.body().payload(), &nested(deepest));
+    // … one level more is refused by the encoder, naming the bound, and by the decoder.
+    let err = Body::new(Kind::Ping, nested(deepest + 1), None).unwrap_err();
+    assert!(
+        err.to_string().contains("nesting deeper than 64 levels"),
+        "{err}"
+    );
+    let too_deep = with_body(&body_map(vec![
+        ("type", "control.ping.v1".into()),
+        ("payload", nested(deepest + 1)),
+    ]));
+    assert_eq!(error_of(&too_deep, &Limits::default()), "BodyDecodeError");
+    // Typed payloads carrying agent values are refused, not a panic.
+    let deep_input = runloop_proto::payloads::Invoke {
+        invoke_id: 1,
+        input: runloop_proto::payloads::AgentInput {
+            port: "in".into(),
+            payload: nested(BODY_DEPTH_MAX),
+        },
+    };
+    let err = Frame::of(&deep_input, CREATED_MS, TTL_MS, TraceId(1), MsgId(1)).unwrap_err();
+    assert!(err.to_string().contains("nesting deeper than"), "{err}");
+    let fits = runloop_proto::payloads::Invoke {
+        invoke_id: 1,
+        input: runloop_proto::payloads::AgentInput {
+            port: "in".into(),
+            payload: nested(runloop_proto::VALUE_DEPTH_MAX),
+        },
+    };
+    let frame = Frame::of(&fits, CREATED_MS, TTL_MS, TraceId(1), MsgId(1)).unwrap();
+    let bytes = encode_frame(&frame, &Limits::default()).unwrap();
+    decode_frame(&bytes, &Limits::default(), NOW_MS).unwrap();
+}
