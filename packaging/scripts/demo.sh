@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The main job, as far as it exists today, offline and with no configuration.
 #
-# The compose_email opening needs openings, the agent actors in the kernel and the
-# compose_email agents, none of which exist yet. Until they do, this runs the most useful
-# thing that does: the committed `echo` agent through a real confined sandbox-host process
-# in its own cgroup (with host calls answered), a looping guest stopped by its time limit,
-# the offline model broker, and one RMP frame through encode → decode → validation.
+# The compose_email opening needs its five agents, the confirmation gate and the effects
+# journal, which do not exist yet. Until they do, this runs the most useful things that do:
+# an opening (fan-out/fan-in over the shipped test agents, durable in a fresh state
+# directory), the committed `echo` agent through a real confined sandbox-host process in its
+# own cgroup (with host calls answered), a looping guest stopped by its time limit, the
+# offline model broker, and one RMP frame through encode → decode → validation.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$RUNLOOP_ROOT"
@@ -15,6 +16,12 @@ cargo build --release --locked -p runloop-sandbox-host --quiet
 cargo build --release --locked -p runloop-cli --quiet
 RLP="$CARGO_TARGET_DIR/release/rlp"
 export RUNLOOP_SANDBOX_HOST="$CARGO_TARGET_DIR/release/runloop-sandbox-host"
+
+state="$(mktemp -d)"
+echo "== rlp run examples/openings/fan_out.yaml (five nodes, three in parallel, each in its own sandbox; state in $state)"
+HOME="$state" "$RLP" run examples/openings/fan_out.yaml --param text=hello
+echo "== rlp runs (the run's record is durable in that state directory's POG)"
+HOME="$state" "$RLP" runs
 
 echo "== rlp agent invoke agents/bundles/echo (a Rust agent in its own sandbox and cgroup)"
 "$RLP" agent invoke agents/bundles/echo --input '{"text": "hello from runloop", "log": true}'

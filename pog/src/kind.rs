@@ -35,6 +35,8 @@ pub enum EventKind {
     EmailSent,
     /// A run of an opening began.
     RunStarted,
+    /// An unfinished run was continued from its record (by which host and process).
+    RunResumed,
     /// A run ended.
     RunFinished,
     /// An attempt of a node of a run began (durable runs: a started node without a
@@ -164,6 +166,12 @@ const RUN_STARTED: &[Field] = &[
     opt("host", T::OneOf(RUN_HOST)),
     opt("owner_pid", T::U64),
 ];
+const RUN_RESUMED: &[Field] = &[
+    req("trace_id", T::TraceId),
+    opt("run_id", T::Str),
+    opt("host", T::OneOf(RUN_HOST)),
+    opt("owner_pid", T::U64),
+];
 const RUN_FINISHED: &[Field] = &[
     req("trace_id", T::TraceId),
     req("status", T::OneOf(RUN_STATUS)),
@@ -213,13 +221,14 @@ const EMBEDDING_SET: &[Field] = &[
 
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::ContactUpserted,
         EventKind::ContactRemoved,
         EventKind::NoteAdded,
         EventKind::ArtifactCreated,
         EventKind::EmailSent,
         EventKind::RunStarted,
+        EventKind::RunResumed,
         EventKind::RunFinished,
         EventKind::NodeStarted,
         EventKind::NodeFinished,
@@ -237,6 +246,7 @@ impl EventKind {
             EventKind::ArtifactCreated => "artifact.created",
             EventKind::EmailSent => "email.sent",
             EventKind::RunStarted => "run.started",
+            EventKind::RunResumed => "run.resumed",
             EventKind::RunFinished => "run.finished",
             EventKind::NodeStarted => "node.started",
             EventKind::NodeFinished => "node.finished",
@@ -269,6 +279,7 @@ impl EventKind {
             EventKind::ArtifactCreated => ARTIFACT_CREATED,
             EventKind::EmailSent => EMAIL_SENT,
             EventKind::RunStarted => RUN_STARTED,
+            EventKind::RunResumed => RUN_RESUMED,
             EventKind::RunFinished => RUN_FINISHED,
             EventKind::NodeStarted => NODE_STARTED,
             EventKind::NodeFinished => NODE_FINISHED,

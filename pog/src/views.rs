@@ -91,7 +91,9 @@ pub(crate) fn entities(e: &Event) -> Vec<String> {
             s(p, "contact_id").map(|c| format!("contact:{c}")),
             run("trace_id"),
         ],
-        EventKind::RunStarted | EventKind::RunFinished => vec![run("trace_id")],
+        EventKind::RunStarted | EventKind::RunResumed | EventKind::RunFinished => {
+            vec![run("trace_id")]
+        }
         EventKind::NodeStarted | EventKind::NodeFinished => vec![
             Some(format!("node:{}/{}", req(p, "trace_id"), req(p, "node_id"))),
             run("trace_id"),
@@ -136,6 +138,7 @@ fn apply_inner(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
     }
     match e.kind {
         EventKind::RunStarted
+        | EventKind::RunResumed
         | EventKind::RunFinished
         | EventKind::NodeStarted
         | EventKind::NodeFinished
@@ -224,6 +227,8 @@ fn project_run(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
                 params![req(p, "trace_id"), req(p, "opening"), j(p, "params"), seq, e.ts_ms as i64],
             )?;
         }
+        // The run's row keeps its start; who continues it is read from the log.
+        EventKind::RunResumed => {}
         EventKind::RunFinished => {
             tx.execute(
                 "INSERT INTO runs(trace_id, status, error, finished_seq, finished_ms, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)

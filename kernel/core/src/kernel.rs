@@ -42,20 +42,18 @@ use runloop_actors::quarantine::{
 };
 use runloop_actors::scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, SchedulerStore};
 use runloop_actors::supervisor::{
-    ChildKind, ChildSnapshot, ChildSpec, ChildState, GiveUpHook, Intensity, Restart, Slot,
-    Strategy, SupervisorArgs, SupervisorConfig, SupervisorError, SupervisorMsg, SupervisorSnapshot,
-    snapshot, spawn_root,
-};
-use runloop_proto::payloads::{
-    ActorInfo, ActorKind, ActorNode, ActorRunState, BusInfo, SchedulerInfo, SupervisorStrategy,
+    ChildSpec, GiveUpHook, Intensity, Restart, Slot, Strategy, SupervisorArgs, SupervisorConfig,
+    SupervisorError, SupervisorMsg, spawn_root,
 };
 use runloop_proto::{Clock, Ids, RunId, SystemClock};
 
 use crate::agents::{AgentEntry, AgentOptions};
 use crate::deliver::Router;
-use crate::metrics::{Metrics, MetricsMsg, ProcessSample};
+use crate::metrics::{Metrics, MetricsMsg};
 use runloop_agent_actor::{Services, SharedClock, SharedRandom};
 use runloop_sandbox::OsRandom;
+
+mod status;
 
 /// How long status waits for the tree's snapshot and each actor's detail.
 pub const STATUS_TIMEOUT_MS: u64 = 2_000;
@@ -604,121 +602,6 @@ impl Kernel {
         supervisor_call(&run_supervisor, run, |r| SupervisorMsg::StopChild(id, r)).await
     }
 
-    /// Samples the kernel process.
-    pub async fn sample(&self) -> Option<ProcessSample> {
-        let metrics = self.slots.metrics.get()?;
-        let timeout = Some(Duration::from_millis(STATUS_TIMEOUT_MS));
-        match metrics.call(MetricsMsg::Sample, timeout).await {
-            Ok(ractor::rpc::CallResult::Success(sample)) => sample,
-            _ => None,
-        }
-    }
-
-    /// The tree with each actor's state and a one-line detail per system actor.
-    pub async fn status(&self) -> ActorNode {
-        let tree = snapshot(&self.root, STATUS_TIMEOUT_MS).await;
-        let mut root = match tree {
-            Some(tree) => supervisor_node(&tree, ActorRunState::Running, 0, None),
-            None => ActorNode {
-                name: "root".into(),
-                kind: ActorKind::Supervisor,
-                state: ActorRunState::Stopped,
-                restarts: 0,
-                last_error: Some("the root supervisor did not answer".into()),
-                info: None,
-                children: Vec::new(),
-            },
-        };
-        if let Some(runs) = root.children.iter_mut().find(|c| c.name == "runs") {
-            self.add_agent_details(runs).await;
-        }
-        if let Some(system) = root.children.iter_mut().find(|c| c.name == "system") {
-            self.add_details(system).await;
-            for slot in ["pog", "broker"] {
-                if system.children.iter().any(|c| c.name == slot) {
-                    continue;
-                }
-                system.children.push(ActorNode {
-                    name: slot.into(),
-                    kind: ActorKind::Slot,
-                    state: ActorRunState::Empty,
-                    restarts: 0,
-                    last_error: None,
-                    info: Some(ActorInfo::EmptySlot),
-                    children: Vec::new(),
-                });
-            }
-        }
-        root
-    }
-
-    /// Each `agent-<name>` node gets the agent's status (state, pid, breaker, quarantine,
-    /// CPU, RSS, messages, errors).
-    async fn add_agent_details(&self, runs: &mut ActorNode) {
-        let agents = self.agents().await;
-        for run in &mut runs.children {
-            for node in &mut run.children {
-                let Some(name) = node.name.strip_prefix("agent-") else {
-                    continue;
-                };
-                let Some(a) = agents.iter().find(|a| a.name == name) else {
-                    continue;
-                };
-                node.info = Some(ActorInfo::Agent(a.clone()));
-            }
-        }
-    }
-
-    async fn add_details(&self, system: &mut ActorNode) {
-        for node in &mut system.children {
-            node.info = match node.name.as_str() {
-                "bus" => match self.bus() {
-                    Some(bus) => bus.stats().await.map(|s| {
-                        ActorInfo::Bus(BusInfo {
-                            topics: s.topics as u64,
-                            subscribers: s.subscribers as u64,
-                            published: s.published,
-                            delivered: s.delivered,
-                            dropped: s.dropped.total(),
-                            rejected: s.rejected,
-                        })
-                    }),
-                    None => None,
-                },
-                "scheduler" => match self.scheduler() {
-                    Some(s) => s.snapshot().await.map(|s| {
-                        ActorInfo::Scheduler(SchedulerInfo {
-                            running: s.running as u64,
-                            concurrency_max: s.concurrency_max as u64,
-                            queued: s.queued as u64,
-                            openings: s.openings.len() as u64,
-                        })
-                    }),
-                    None => None,
-                },
-                "quarantine" => match self.quarantine() {
-                    Some(q) => q.list().await.ok().map(|l| ActorInfo::Quarantine {
-                        parked: l.len() as u64,
-                    }),
-                    None => None,
-                },
-                "dead_letters" => {
-                    self.dead_letters()
-                        .await
-                        .map(|(records, dropped)| ActorInfo::DeadLetters {
-                            records: records.len() as u64,
-                            dropped,
-                        })
-                }
-                "metrics" => self.sample().await.map(|s| ActorInfo::Kernel {
-                    cpu_ms: s.cpu_ms,
-                    rss_kb: s.rss_bytes / 1024,
-                }),
-                _ => None,
-            };
-        }
-    }
-
     /// Stops the whole tree and waits for it.
     pub async fn shutdown(self) {
         if let Some(task) = &self.router_task {
@@ -800,62 +683,4 @@ fn park_on_give_up(
             }
         })
     })
-}
-
-fn state_of(state: ChildState) -> ActorRunState {
-    match state {
-        ChildState::Running => ActorRunState::Running,
-        ChildState::Restarting => ActorRunState::Restarting,
-        ChildState::Stopped => ActorRunState::Stopped,
-    }
-}
-
-fn supervisor_node(
-    tree: &SupervisorSnapshot,
-    state: ActorRunState,
-    restarts: u32,
-    last_error: Option<String>,
-) -> ActorNode {
-    ActorNode {
-        name: tree.name.clone(),
-        kind: ActorKind::Supervisor,
-        state,
-        restarts,
-        last_error,
-        info: Some(ActorInfo::Supervisor {
-            strategy: strategy_of(tree.strategy),
-        }),
-        children: tree.children.iter().map(child_node).collect(),
-    }
-}
-
-fn child_node(child: &ChildSnapshot) -> ActorNode {
-    let state = state_of(child.state);
-    match (&child.supervisor, child.kind) {
-        (Some(tree), _) => {
-            let mut node = supervisor_node(tree, state, child.restarts, child.last_error.clone());
-            node.name = child.id.clone();
-            node
-        }
-        (None, kind) => ActorNode {
-            name: child.id.clone(),
-            kind: match kind {
-                ChildKind::Supervisor => ActorKind::Supervisor,
-                ChildKind::Worker => ActorKind::Worker,
-            },
-            state,
-            restarts: child.restarts,
-            last_error: child.last_error.clone(),
-            info: None,
-            children: Vec::new(),
-        },
-    }
-}
-
-fn strategy_of(strategy: Strategy) -> SupervisorStrategy {
-    match strategy {
-        Strategy::OneForOne => SupervisorStrategy::OneForOne,
-        Strategy::OneForAll => SupervisorStrategy::OneForAll,
-        Strategy::RestForOne => SupervisorStrategy::RestForOne,
-    }
 }

@@ -319,6 +319,20 @@ edges:
     };
     assert_eq!(starts("first"), 1, "a finished node is not run again");
     assert_eq!(starts("second"), 2, "the node that was running runs again");
+    // The record names who continued it, so `rlp runs` elsewhere sees it owned.
+    let resumed: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == runloop_pog::EventKind::RunResumed)
+        .collect();
+    assert_eq!(resumed.len(), 1, "{events:?}");
+    assert_eq!(resumed[0].payload["host"], "daemon");
+    assert_eq!(resumed[0].payload["owner_pid"], std::process::id());
+    let first = events
+        .iter()
+        .find(|e| e.kind == runloop_pog::EventKind::RunStarted)
+        .unwrap();
+    assert_ne!(resumed[0].payload["run_id"], first.payload["run_id"]);
+    assert_eq!(report.started_at_ms, first.ts_ms, "the run keeps its start");
     stop(&kernel).await;
 }
 

@@ -260,6 +260,11 @@ impl RunState {
 
     /// Rebuilds the plan from the record: recorded finishes replayed in log order.
     fn restore(&mut self, record: &RunRecord) -> Result<(), ActorProcessingErr> {
+        // The run keeps its first start (its duration spans any downtime); its timeout
+        // counts again from this start.
+        if record.started_ms > 0 {
+            self.run_started_ms = record.started_ms;
+        }
         let opening = self.spec().opening.clone();
         for (id, attempt) in &record.attempts {
             if let Some(i) = opening.node_index(id) {

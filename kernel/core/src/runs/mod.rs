@@ -236,6 +236,17 @@ impl Engine {
             runloop_openings::params::bind(&opening, &params).map_err(SubmitError::Params)?;
         let seed = rec.seed.ok_or_else(|| bad("no seed".into()))?;
         let run_id = self.kernel.ids().run_id();
+        // This process owns the run now: `rlp runs` elsewhere sees it running, not
+        // interrupted, and another `rlp resume` is refused while this process lives.
+        let resumed = json!({
+            "trace_id": trace_id,
+            "run_id": run_id.to_string(),
+            "host": self.config.host.as_str(),
+            "owner_pid": std::process::id(),
+        });
+        self.recorder
+            .write(trace_id, EventKind::RunResumed, resumed)
+            .await?;
         let spec = self.spec(
             trace_id.to_owned(),
             run_id,

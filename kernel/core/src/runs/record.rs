@@ -193,6 +193,11 @@ pub fn read_record(trace_id: &str, events: &[Event]) -> Result<RunRecord, Record
                 record.owner_pid = n(p, "owner_pid").and_then(|x| u32::try_from(x).ok());
                 record.started_ms = e.ts_ms;
             }
+            // The last host to continue the run owns it now.
+            EventKind::RunResumed => {
+                record.host = s(p, "host").or(record.host.take());
+                record.owner_pid = n(p, "owner_pid").and_then(|x| u32::try_from(x).ok());
+            }
             EventKind::NodeStarted => {
                 let node = s(p, "node_id").unwrap_or_default();
                 let attempt = n(p, "attempt").unwrap_or(1) as u32;

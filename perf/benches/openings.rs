@@ -1,0 +1,360 @@
+//! The openings engine in a real kernel: engine overhead per node, 1-node run throughput,
+//! many concurrent 3-node runs, and what durable recording costs — each beside a baseline
+//! measured in the same run.
+//!
+//! Run: `cargo build -p runloop-sandbox-host --release` (alone, so it has no cranelift),
+//! then `cargo bench -p runloop-kernel --bench openings`. The sandbox binary is
+//! `$RUNLOOP_SANDBOX_HOST`, else `<target>/release/runloop-sandbox-host`.
+//! `OPENINGS_CHAIN` (default 20) sets the chain length, `OPENINGS_RUNS` (default 200) the
+//! 1-node runs per throughput round, `OPENINGS_CONCURRENT` (default 1000) the concurrent
+//! 3-node runs. Results are written up in `perf/openings.md`.
+//!
+//! - **Overhead per node.** A chain of N `echo` nodes, one run at a time, against the same
+//!   work done directly on the kernel: per node, start the agent in a run, one round trip
+//!   over the bus, and (at the end) stop the run — what the engine itself does per node,
+//!   minus its DAG bookkeeping, events and recording. Also shown: N plain round trips to
+//!   one already running agent (the spec's literal baseline, which starts no sandbox).
+//! - **Throughput.** 1-node runs submitted with 32 in flight, runs per second, against the
+//!   direct start + round trip + stop with the same concurrency.
+//! - **Concurrency.** `OPENINGS_CONCURRENT` 3-node runs submitted at once; all must finish;
+//!   wall time, the kernel's peak RSS and the machine's peak memory in use.
+//! - **Recording.** The throughput round on a kernel with the POG (durable runs, group
+//!   commit) and on one without (nothing recorded).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use runloop_actors::names::{AgentName, OpeningId};
+use runloop_kernel::agents::{AgentOptions, StartOptions};
+use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
+use runloop_kernel::{Kernel, KernelOptions, PogService};
+use runloop_pog::PogConfig;
+use runloop_proto::payloads::{AgentInput, RunStatus};
+use serde_json::json;
+
+const ROUNDS: usize = 5;
+const IN_FLIGHT: usize = 32;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn program() -> PathBuf {
+    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")));
+    target.join("release/runloop-sandbox-host")
+}
+
+fn bundles() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents/bundles")
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    samples[samples.len() / 2]
+}
+
+fn chain(n: usize) -> String {
+    let mut y = String::from("version: 0\nname: chain\npolicy: { timeout_ms: 600000 }\nnodes:\n");
+    for i in 0..n {
+        y.push_str(&format!("  - {{ id: n{i}, use: \"agent:echo\" }}\n"));
+    }
+    if n == 1 {
+        y.push_str("edges: []\n");
+        return y;
+    }
+    y.push_str("edges:\n");
+    for i in 1..n {
+        y.push_str(&format!("  - {{ from: n{}.out, to: n{i}.in }}\n", i - 1));
+    }
+    y
+}
+
+const THREE: &str = r#"
+version: 0
+name: three
+policy: { timeout_ms: 600000 }
+nodes:
+  - { id: a, use: "agent:echo" }
+  - { id: b, use: "agent:echo" }
+  - { id: c, use: "agent:echo" }
+edges:
+  - { from: a.out, to: b.in }
+  - { from: b.out, to: c.in }
+"#;
+
+async fn boot(program: &Path, pog: Option<&Path>) -> (Arc<Kernel>, Arc<Engine>) {
+    let options = KernelOptions {
+        agents: AgentOptions {
+            sandbox_host: Some(program.to_owned()),
+            cwasm_dir: Some(std::env::temp_dir().join("runloop-openings-bench")),
+            ..AgentOptions::default()
+        },
+        pog: pog.map(|dir| PogService {
+            config: PogConfig::in_dir(dir),
+            read_conns: 2,
+        }),
+        ..KernelOptions::default()
+    };
+    let kernel = Arc::new(Kernel::boot(options).await.expect("boot"));
+    let engine = Engine::new(
+        kernel.clone(),
+        EngineConfig {
+            search_dirs: vec![bundles()],
+            host: RunHost::Daemon,
+        },
+    );
+    (kernel, engine)
+}
+
+/// One run to its end; panics unless it succeeded.
+async fn run(engine: &Engine, yaml: &str) {
+    let submitted = engine
+        .submit(yaml, Path::new("/nonexistent"), &json!({}))
+        .await
+        .expect("submit");
+    let mut rx = submitted.report.clone();
+    let report = rx
+        .wait_for(Option::is_some)
+        .await
+        .expect("report")
+        .clone()
+        .expect("finished");
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+}
+
+/// What the engine does for one node, done directly: a run, its agent, one round trip.
+async fn direct_nodes(kernel: &Kernel, n: usize) {
+    let run = kernel.ids().run_id();
+    let opening = OpeningId::new("direct").unwrap();
+    kernel.start_run(run, &opening).await.expect("start run");
+    let echo = bundles().join("echo");
+    for i in 0..n {
+        let name = format!("n{i}");
+        let options = StartOptions {
+            name: Some(name.clone()),
+            handlers: None,
+        };
+        kernel
+            .start_bundle_in(run, &echo, options)
+            .await
+            .expect("start");
+        let agent = AgentName::new(&name).unwrap();
+        let input = AgentInput {
+            port: "in".into(),
+            payload: rmpv::Value::from(i as u64),
+        };
+        kernel
+            .send_in(run, &opening, &agent, input)
+            .await
+            .expect("send");
+    }
+    kernel.stop_run(run).await.expect("stop run");
+}
+
+/// `count` calls of `f`, `IN_FLIGHT` at a time; returns the wall seconds.
+async fn with_in_flight<F, Fut>(count: usize, f: F) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let started = Instant::now();
+    let mut left = count;
+    while left > 0 {
+        let batch = left.min(IN_FLIGHT);
+        join_all((0..batch).map(|_| f())).await;
+        left -= batch;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// MemTotal − MemAvailable, KiB.
+fn machine_used_kib() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    field("MemTotal:").saturating_sub(field("MemAvailable:"))
+}
+
+async fn overhead(kernel: &Kernel, engine: &Engine, n: usize) {
+    let yaml = chain(n);
+    run(engine, &yaml).await; // warm: compiled module cached
+    direct_nodes(kernel, n).await;
+    let mut engine_ms = Vec::new();
+    let mut direct_ms = Vec::new();
+    let mut trips_ms = Vec::new();
+    // One agent already running, for plain round trips.
+    kernel
+        .start_bundle(&bundles().join("echo"), Some("bench-echo"))
+        .await
+        .expect("start echo");
+    let echo = AgentName::new("bench-echo").unwrap();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        run(engine, &yaml).await;
+        engine_ms.push(t.elapsed().as_secs_f64() * 1e3 / n as f64);
+        let t = Instant::now();
+        direct_nodes(kernel, n).await;
+        direct_ms.push(t.elapsed().as_secs_f64() * 1e3 / n as f64);
+        let t = Instant::now();
+        for i in 0..n {
+            let input = AgentInput {
+                port: "in".into(),
+                payload: rmpv::Value::from(i as u64),
+            };
+            kernel.send(&echo, input).await.expect("send");
+        }
+        trips_ms.push(t.elapsed().as_secs_f64() * 1e3 / n as f64);
+    }
+    kernel.stop_agent(&echo).await.expect("stop echo");
+    let (e, d, r) = (
+        median(&mut engine_ms),
+        median(&mut direct_ms),
+        median(&mut trips_ms),
+    );
+    println!("overhead: chain of {n} echo nodes, {ROUNDS} rounds, medians per node");
+    println!("  engine run                        {e:8.3} ms/node");
+    println!("  direct start+round trip+stop      {d:8.3} ms/node  (same kernel work, no engine)");
+    println!("  direct round trip to running echo {r:8.3} ms/node  (no sandbox start)");
+    println!("  engine overhead vs direct         {:8.3} ms/node", e - d);
+}
+
+/// Runs/s of 1-node runs with `IN_FLIGHT` in flight, and of the direct equivalent.
+async fn throughput(kernel: &Kernel, engine: &Engine, runs: usize, label: &str) -> f64 {
+    let one = chain(1);
+    let mut engine_rps = Vec::new();
+    let mut direct_rps = Vec::new();
+    for _ in 0..ROUNDS {
+        let secs = with_in_flight(runs, || run(engine, &one)).await;
+        engine_rps.push(runs as f64 / secs);
+        let secs = with_in_flight(runs, || direct_nodes(kernel, 1)).await;
+        direct_rps.push(runs as f64 / secs);
+    }
+    let (e, d) = (median(&mut engine_rps), median(&mut direct_rps));
+    println!(
+        "throughput ({label}): {runs} 1-node runs, {IN_FLIGHT} in flight, {ROUNDS} rounds, medians"
+    );
+    println!("  engine runs/s                     {e:8.1}");
+    println!(
+        "  direct start+round trip+stop /s   {d:8.1}  ({:.0}% of direct)",
+        e / d * 100.0
+    );
+    e
+}
+
+async fn concurrent(engine: &Engine, count: usize) {
+    let pid = std::process::id();
+    let peak_rss = Arc::new(AtomicU64::new(rss_kib(pid)));
+    let peak_used = Arc::new(AtomicU64::new(machine_used_kib()));
+    let before_used = machine_used_kib();
+    let before_rss = rss_kib(pid);
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak_rss, peak_used, done) = (peak_rss.clone(), peak_used.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                peak_rss.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                peak_used.fetch_max(machine_used_kib(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut waits = Vec::with_capacity(count);
+    for _ in 0..count {
+        let s = engine
+            .submit(THREE, Path::new("/nonexistent"), &json!({}))
+            .await
+            .expect("submit");
+        waits.push(s.report);
+    }
+    let submitted = started.elapsed().as_secs_f64();
+    let mut succeeded = 0usize;
+    for mut rx in waits {
+        let report = rx.wait_for(Option::is_some).await.expect("report").clone();
+        if report.is_some_and(|r| r.status == RunStatus::Succeeded) {
+            succeeded += 1;
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    println!("concurrent: {count} runs of a 3-node echo chain submitted at once");
+    println!("  succeeded                         {succeeded} of {count}");
+    println!("  all submitted after               {submitted:8.2} s");
+    println!(
+        "  all finished after                {wall:8.2} s  ({:.1} runs/s)",
+        count as f64 / wall
+    );
+    println!(
+        "  kernel RSS                        {} MiB before, {} MiB peak",
+        before_rss / 1024,
+        peak_rss.load(Ordering::Relaxed) / 1024
+    );
+    println!(
+        "  machine memory in use             {} MiB before, {} MiB peak (+{} MiB)",
+        before_used / 1024,
+        peak_used.load(Ordering::Relaxed) / 1024,
+        peak_used
+            .load(Ordering::Relaxed)
+            .saturating_sub(before_used)
+            / 1024
+    );
+    assert_eq!(succeeded, count, "every run finishes and succeeds");
+}
+
+fn main() {
+    let program = program();
+    assert!(program.is_file(), "build it first: {}", program.display());
+    let n = env_usize("OPENINGS_CHAIN", 20);
+    let runs = env_usize("OPENINGS_RUNS", 200);
+    let count = env_usize("OPENINGS_CONCURRENT", 1000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pog = tempfile::tempdir().unwrap();
+        let (kernel, engine) = boot(&program, Some(pog.path())).await;
+        overhead(&kernel, &engine, n).await;
+        let durable = throughput(&kernel, &engine, runs, "durable, POG recording").await;
+        concurrent(&engine, count).await;
+        drop(engine);
+        kernel.root().stop(Some("bench over".into()));
+        while ractor::registry::where_is("runloop.pog").is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (kernel, engine) = boot(&program, None).await;
+        let volatile = throughput(&kernel, &engine, runs, "no POG, nothing recorded").await;
+        println!(
+            "recording: durable runs/s are {:.0}% of unrecorded ({durable:.1} vs {volatile:.1})",
+            durable / volatile * 100.0
+        );
+        drop(engine);
+        kernel.root().stop(Some("bench over".into()));
+    });
+}
