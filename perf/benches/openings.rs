@@ -283,20 +283,22 @@ async fn concurrent(engine: &Engine, count: usize) {
         })
     };
     let started = Instant::now();
-    let mut waits = Vec::with_capacity(count);
-    for _ in 0..count {
-        let s = engine
-            .submit(THREE, Path::new("/nonexistent"), &json!({}))
-            .await
-            .expect("submit");
-        waits.push(s.report);
-    }
+    let params = json!({});
+    let submits = (0..count).map(|_| engine.submit(THREE, Path::new("/nonexistent"), &params));
+    let waits: Vec<_> = join_all(submits)
+        .await
+        .into_iter()
+        .map(|s| s.expect("submit").report)
+        .collect();
     let submitted = started.elapsed().as_secs_f64();
     let mut succeeded = 0usize;
+    let mut why: std::collections::BTreeMap<String, usize> = Default::default();
     for mut rx in waits {
         let report = rx.wait_for(Option::is_some).await.expect("report").clone();
-        if report.is_some_and(|r| r.status == RunStatus::Succeeded) {
-            succeeded += 1;
+        match report {
+            Some(r) if r.status == RunStatus::Succeeded => succeeded += 1,
+            Some(r) => *why.entry(r.reason.unwrap_or_default()).or_default() += 1,
+            None => {}
         }
     }
     let wall = started.elapsed().as_secs_f64();
@@ -323,7 +325,19 @@ async fn concurrent(engine: &Engine, count: usize) {
             .saturating_sub(before_used)
             / 1024
     );
+    for (reason, n) in &why {
+        println!("  failed ({n}): {reason}");
+    }
     assert_eq!(succeeded, count, "every run finishes and succeeds");
+}
+
+/// Stops a kernel's tree and waits until its POG's name is free for the next one.
+async fn stop(kernel: Arc<Kernel>, engine: Arc<Engine>) {
+    drop(engine);
+    kernel.root().stop(Some("bench phase over".into()));
+    while ractor::registry::where_is("runloop.pog").is_some() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn main() {
@@ -338,23 +352,27 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
+        // Durable (the POG records every run) and unrecorded, then many runs at once last:
+        // that phase grows the process, and a bigger process forks sandboxes slower.
         let pog = tempfile::tempdir().unwrap();
         let (kernel, engine) = boot(&program, Some(pog.path())).await;
+        println!("== durable runs (POG recording, group commit)");
         overhead(&kernel, &engine, n).await;
-        let durable = throughput(&kernel, &engine, runs, "durable, POG recording").await;
-        concurrent(&engine, count).await;
-        drop(engine);
-        kernel.root().stop(Some("bench over".into()));
-        while ractor::registry::where_is("runloop.pog").is_some() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let durable = throughput(&kernel, &engine, runs, "durable").await;
+        stop(kernel, engine).await;
         let (kernel, engine) = boot(&program, None).await;
-        let volatile = throughput(&kernel, &engine, runs, "no POG, nothing recorded").await;
+        println!("== unrecorded runs (no POG)");
+        overhead(&kernel, &engine, n).await;
+        let volatile = throughput(&kernel, &engine, runs, "unrecorded").await;
+        stop(kernel, engine).await;
         println!(
             "recording: durable runs/s are {:.0}% of unrecorded ({durable:.1} vs {volatile:.1})",
             durable / volatile * 100.0
         );
-        drop(engine);
-        kernel.root().stop(Some("bench over".into()));
+        let pog = tempfile::tempdir().unwrap();
+        let (kernel, engine) = boot(&program, Some(pog.path())).await;
+        println!("== many runs at once (durable)");
+        concurrent(&engine, count).await;
+        stop(kernel, engine).await;
     });
 }

@@ -220,6 +220,12 @@ impl Kernel {
         if self.agents.lock().expect("agents lock").len() >= AGENTS_MAX {
             return Err(AgentOpError::TooMany);
         }
+        // At most AGENT_STARTS_MAX starts at once; the rest queue here, not in timeouts.
+        let _start = self
+            .starts
+            .acquire()
+            .await
+            .expect("the start semaphore is never closed");
         let options = self.agent_options.clone();
         let program = match &options.sandbox_host {
             Some(p) => p.clone(),
@@ -462,6 +468,29 @@ impl Kernel {
         let trace_id = self.ids.trace_id();
         pump.deliver(trace_id, self.ids.msg_id(), Arc::new(input))
             .await
+    }
+
+    /// Forgets every agent of `run` (whose supervisor is stopping them): pumps stopped,
+    /// in-flight callers answered. Without this a daemon would count the agents of every
+    /// finished run against [`AGENTS_MAX`].
+    pub(crate) fn forget_run_agents(&self, run: RunId) {
+        let gone: Vec<(AgentName, AgentEntry)> = {
+            let mut map = self.agents.lock().expect("agents lock");
+            let keys: Vec<_> = map.keys().filter(|(r, _)| *r == run).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| map.remove(&k).map(|e| (k.1, e)))
+                .collect()
+        };
+        for (agent, entry) in gone {
+            entry.stop_pump();
+            entry.shared.metrics.set_state(AgentState::Stopped);
+            entry.shared.fail_in_flight(
+                &AgentError::Stopped {
+                    agent: agent.to_string(),
+                },
+                &DeadLetterReason::AgentStopped,
+            );
+        }
     }
 
     /// Stops an agent and forgets it.

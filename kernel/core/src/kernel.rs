@@ -140,12 +140,17 @@ pub(crate) struct Slots {
 pub const RUNS_MAX: usize = 1_024;
 /// How long run and agent requests wait for a supervisor.
 pub const RUN_CALL_TIMEOUT_MS: u64 = 10_000;
+/// Most agents starting at once (each spawns, confines and loads a sandbox): more wait
+/// their turn instead of all timing out together when a thousand runs start at once.
+pub const AGENT_STARTS_MAX: usize = 8;
 
 /// Why a run or agent request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("run {run}: the runs supervisor is not running")]
     RunsDown { run: RunId },
+    #[error("run {run}: its supervisor did not answer within {ms} ms")]
+    Timeout { run: RunId, ms: u64 },
     #[error("run {run} is not running")]
     NoSuchRun { run: RunId },
     #[error("run {run} is already running")]
@@ -194,6 +199,8 @@ pub struct Kernel {
     pub(crate) services: Services,
     /// Parent cgroup of this kernel's agents: `runloop-k<pid>`.
     pub(crate) cgroup_parent: String,
+    /// Bounds concurrent agent starts ([`AGENT_STARTS_MAX`]).
+    pub(crate) starts: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -384,6 +391,7 @@ impl Kernel {
             agent_options: options.agents.clone(),
             services,
             cgroup_parent: format!("runloop-k{}", std::process::id()),
+            starts: tokio::sync::Semaphore::new(AGENT_STARTS_MAX),
         })
     }
 
@@ -509,6 +517,7 @@ impl Kernel {
     pub async fn stop_run(&self, run: RunId) -> Result<(), RunError> {
         let runs = self.slots.runs.get().ok_or(RunError::RunsDown { run })?;
         self.runs.lock().expect("runs lock").remove(&run);
+        self.forget_run_agents(run);
         let id = format!("run-{run}");
         supervisor_call(&runs, run, |r| SupervisorMsg::StopChild(id, r))
             .await
@@ -644,6 +653,10 @@ async fn supervisor_call(
         Ok(ractor::rpc::CallResult::Success(Err(source))) => {
             Err(RunError::Supervisor { run, source })
         }
+        Ok(ractor::rpc::CallResult::Timeout) => Err(RunError::Timeout {
+            run,
+            ms: RUN_CALL_TIMEOUT_MS,
+        }),
         _ => Err(RunError::RunsDown { run }),
     }
 }

@@ -369,6 +369,16 @@ nodes:
         let report = rx.wait_for(Option::is_some).await.unwrap().clone().unwrap();
         assert_eq!(report.status, RunStatus::Succeeded);
     }
+    // Finished runs leave no agents behind (a daemon would otherwise hit AGENTS_MAX).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !kernel.agents().await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            kernel.agents().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     stop(&kernel).await;
 }
 

@@ -444,6 +444,18 @@ impl RunState {
         };
         payload["status"] = json!(status.as_str());
         record(engine, &spec.trace_id, EventKind::NodeFinished, payload).await;
+        // A finished node is not invoked again in this run: its sandbox goes now, so a run
+        // holds only the sandboxes of its running nodes (cancelled ones are stopped by
+        // `end`).
+        if !matches!(end, NodeEnd::Cancelled)
+            && let Ok(agent) = AgentName::new(node_def.id.as_str())
+        {
+            let kernel = engine.kernel().clone();
+            let run = spec.run_id;
+            tokio::spawn(async move {
+                let _ = kernel.stop_agent_in(run, &agent).await;
+            });
+        }
         self.reasons[node] = reason.clone();
         self.plan.finish(node, end);
         engine.publish(RunProgress::NodeFinished {
@@ -651,8 +663,18 @@ fn close_budgets(engine: &Engine, trace_id: &str) {
     }
 }
 
+/// Records one event of the run. Node events are queued for the next group commit
+/// (a node's start or finish lost to a crash only makes it run again on resume);
+/// `run.finished` is awaited, and commits after everything queued before it.
 async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json) {
-    if let Err(e) = engine.recorder().write(trace_id, kind, payload).await {
+    let recorder = engine.recorder();
+    let result = match kind {
+        EventKind::NodeStarted | EventKind::NodeFinished => {
+            recorder.enqueue(trace_id, kind, payload)
+        }
+        _ => recorder.write(trace_id, kind, payload).await,
+    };
+    if let Err(e) = result {
         tracing::warn!(trace_id = %trace_id, "record {kind}: {e}");
     }
 }

@@ -3,8 +3,9 @@
 //! Everything needed to continue a run is written as it happens: `run.started` (the
 //! opening's source and digest, its directory, params, seed, run id, which process runs
 //! it), `node.started` per attempt, `node.finished` with the node's outputs and hash, and
-//! `run.finished`. The POG actor group-commits what arrives together, so concurrent nodes
-//! share one transaction instead of one fsync per crossing.
+//! `run.finished`. Node events are queued without waiting ([`Recorder::enqueue`]); the POG
+//! actor group-commits what arrives together, so nodes share transactions instead of one
+//! fsync per crossing, and `run.finished` (awaited) commits after them.
 
 use std::time::Duration;
 
@@ -73,6 +74,39 @@ impl Recorder {
                 message: "no answer".into(),
             }),
         }
+    }
+
+    /// Queues one event for the POG's next group commit without waiting for it. Events
+    /// queued (and written) from one task reach the POG in order, so a later awaited
+    /// [`Recorder::write`] commits after them. A failed commit is logged: losing a node's
+    /// start or finish to a crash only means the node runs again on resume.
+    pub fn enqueue(
+        &self,
+        trace_id: &str,
+        kind: EventKind,
+        payload: Value,
+    ) -> Result<(), RecordError> {
+        let what = kind.as_str();
+        let Some(pog) = &self.pog else {
+            return Ok(());
+        };
+        let event = new_event(kind, trace_id, payload)
+            .map_err(|message| RecordError::Invalid { what, message })?;
+        let (tx, rx) = ractor::concurrency::oneshot();
+        pog.send_message(PogMsg::Write(vec![event], tx.into()))
+            .map_err(|e| RecordError::Pog {
+                what,
+                message: e.to_string(),
+            })?;
+        let trace_id = trace_id.to_owned();
+        tokio::spawn(async move {
+            match rx.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(trace_id = %trace_id, "record {what}: {e}"),
+                Err(_) => tracing::warn!(trace_id = %trace_id, "record {what}: no answer"),
+            }
+        });
+        Ok(())
     }
 
     /// One run's events, oldest first.
