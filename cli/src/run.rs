@@ -366,7 +366,7 @@ fn print_report(report: &RunReport, source: &Source, json_out: bool) {
     }
     println!("result hash: {}", report.result_hash);
     println!(
-        "trace id: {} (rlp runs lists it; rlp trace {} once the trace ladder lands)",
+        "trace id: {} (rlp runs {} shows this run again; rlp trace comes with the trace ladder)",
         report.trace_id, report.trace_id
     );
 }

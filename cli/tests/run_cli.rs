@@ -489,3 +489,74 @@ fn daemon_runs_detach_cancel_and_survive_a_sigkill() {
     assert_eq!(node(&v, "last")["attempts"], 1);
     drop(daemon);
 }
+
+#[test]
+fn an_embedded_run_killed_mid_run_is_interrupted_and_resumes() {
+    let home = home("interrupted");
+    let socket = None;
+    let chain = write(&home, "chain.yaml", CHAIN);
+    let events = home.join("events.ndjson");
+    let mut child = rlp_command(
+        &home,
+        socket,
+        &["run", &chain, "--events", events.to_str().unwrap()],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let trace = wait_for_event(&events, |e| e["event"] == "run.started")["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for_event(&events, |e| {
+        e["event"] == "node.started" && e["node"] == "slow"
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+
+    // Its owner is gone: `rlp runs` says interrupted and how to continue.
+    let out = rlp(&home, socket, &["runs", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let listed = json_of(&out);
+    let row = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["trace_id"] == trace.as_str())
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(row["status"], "interrupted", "{listed}");
+    let text_out = rlp(&home, socket, &["runs"]);
+    assert!(
+        String::from_utf8_lossy(&text_out.stdout).contains(&format!("rlp resume {trace}")),
+        "{}",
+        text(&text_out)
+    );
+
+    let out = rlp(&home, socket, &["resume", &trace, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = json_of(&out);
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(
+        node(&v, "first")["attempts"],
+        1,
+        "finished before the kill: not run again"
+    );
+    assert_eq!(
+        node(&v, "slow")["attempts"],
+        2,
+        "running at the kill: run again"
+    );
+    // Finished now: a second resume is refused, and says why.
+    let again = rlp(&home, socket, &["resume", &trace]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("RunState"),
+        "{}",
+        text(&again)
+    );
+}

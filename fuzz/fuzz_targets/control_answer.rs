@@ -75,7 +75,9 @@ fuzz_target!(|data: &[u8]| {
                         check_answer(&bytes, &[Kind::ErrorReport]);
                         return;
                     }
-                    Step::Subscribe { reply, .. } => check_answer(&reply, &[Kind::ControlReply]),
+                    Step::Subscribe { reply, .. } | Step::Watch { reply, .. } => {
+                        check_answer(&reply, &[Kind::ControlReply]);
+                    }
                 }
             }
             if rest.is_empty() || pushed == 0 {

@@ -42,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(!errors.0.is_empty(), "an Err carries at least one error");
             for e in &errors.0 {
                 assert!(e.line >= 1 && e.col >= 1, "{e:?}");
-                assert!(e.line <= lines + 1, "line {} past the end ({lines}): {e:?}", e.line);
+                assert!(
+                    e.line <= lines + 1,
+                    "line {} past the end ({lines}): {e:?}",
+                    e.line
+                );
                 assert!(!e.message.is_empty(), "{e:?}");
             }
             let _ = errors.to_string();

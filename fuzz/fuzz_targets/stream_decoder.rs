@@ -24,7 +24,11 @@ fn one_shot(mut bytes: &[u8], limits: &Limits) -> Vec<Item> {
         match decode_frame(bytes, limits, NOW_MS) {
             Ok((frame, used)) => {
                 let again = encode_frame(&frame, limits).expect("accepted frames re-encode");
-                assert_eq!(again, &bytes[..used], "decode then encode changed the bytes");
+                assert_eq!(
+                    again,
+                    &bytes[..used],
+                    "decode then encode changed the bytes"
+                );
                 items.push(Item::Frame(again));
                 bytes = &bytes[used..];
             }
@@ -68,9 +72,15 @@ fn streamed(bytes: &[u8], chunk: usize, limits: &Limits) -> Vec<Item> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&knobs, bytes)) = data.split_first() else { return };
+    let Some((&knobs, bytes)) = data.split_first() else {
+        return;
+    };
     let chunk = usize::from(knobs & 0x3f) + 1;
     // A small cap exercises BodyTooLarge; the default one everything else.
-    let limits = if knobs & 0x40 != 0 { Limits::new(256) } else { Limits::default() };
+    let limits = if knobs & 0x40 != 0 {
+        Limits::new(256)
+    } else {
+        Limits::default()
+    };
     assert_eq!(one_shot(bytes, &limits), streamed(bytes, chunk, &limits));
 });
