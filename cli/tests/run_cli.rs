@@ -402,6 +402,39 @@ fn wait_for_event(file: &Path, pred: impl Fn(&Value) -> bool) -> Value {
     panic!("no such event in {}", file.display());
 }
 
+/// Starts `rlp run CHAIN --json --events FILE` and returns it with the run's trace id
+/// once the `slow` node has started (`first` has finished by then).
+fn run_until_slow_starts(
+    home: &Path,
+    socket: Option<&Path>,
+    chain: &str,
+    events: &Path,
+) -> (Child, String) {
+    let child = rlp_command(
+        home,
+        socket,
+        &["run", chain, "--json", "--events", events.to_str().unwrap()],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let started = wait_for_event(events, |e| e["event"] == "run.started");
+    let trace = started["trace_id"].as_str().unwrap().to_owned();
+    wait_for_event(events, |e| {
+        e["event"] == "node.started" && e["node"] == "slow"
+    });
+    (child, trace)
+}
+
+/// A run of CHAIN continued after a kill: succeeded, `first` (finished before the kill)
+/// not run again, `slow` (its start durable before it ran) run again as attempt 2.
+fn assert_continued(report: &Value) {
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(node(report, "first")["attempts"], 1, "{report}");
+    assert_eq!(node(report, "slow")["attempts"], 2, "{report}");
+}
+
 #[test]
 fn daemon_runs_detach_cancel_and_survive_a_sigkill() {
     let home = home("daemon");
@@ -441,26 +474,7 @@ fn daemon_runs_detach_cancel_and_survive_a_sigkill() {
     // SIGKILL the daemon while `slow` runs; the restarted daemon finishes the run without
     // running `first` again.
     let events = home.join("killed.ndjson");
-    let mut watcher = rlp_command(
-        &home,
-        socket,
-        &[
-            "run",
-            &chain,
-            "--json",
-            "--events",
-            events.to_str().unwrap(),
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let started = wait_for_event(&events, |e| e["event"] == "run.started");
-    let trace = started["trace_id"].as_str().unwrap().to_owned();
-    wait_for_event(&events, |e| {
-        e["event"] == "node.started" && e["node"] == "slow"
-    });
+    let (mut watcher, trace) = run_until_slow_starts(&home, socket, &chain, &events);
     nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
     daemon.0.wait().unwrap();
     let lost = watcher.wait().unwrap();
@@ -475,17 +489,7 @@ fn daemon_runs_detach_cancel_and_survive_a_sigkill() {
     let out = rlp(&home, socket, &["runs", &trace, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v = json_of(&out);
-    assert_eq!(v["status"], "succeeded", "{v}");
-    assert_eq!(
-        node(&v, "first")["attempts"],
-        1,
-        "finished before the kill: not run again"
-    );
-    assert_eq!(
-        node(&v, "slow")["attempts"],
-        2,
-        "running at the kill: run again"
-    );
+    assert_continued(&v);
     assert_eq!(node(&v, "last")["attempts"], 1);
     drop(daemon);
 }
@@ -496,22 +500,7 @@ fn an_embedded_run_killed_mid_run_is_interrupted_and_resumes() {
     let socket = None;
     let chain = write(&home, "chain.yaml", CHAIN);
     let events = home.join("events.ndjson");
-    let mut child = rlp_command(
-        &home,
-        socket,
-        &["run", &chain, "--events", events.to_str().unwrap()],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let trace = wait_for_event(&events, |e| e["event"] == "run.started")["trace_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    wait_for_event(&events, |e| {
-        e["event"] == "node.started" && e["node"] == "slow"
-    });
+    let (mut child, trace) = run_until_slow_starts(&home, socket, &chain, &events);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -540,17 +529,7 @@ fn an_embedded_run_killed_mid_run_is_interrupted_and_resumes() {
     let out = rlp(&home, socket, &["resume", &trace, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v = json_of(&out);
-    assert_eq!(v["status"], "succeeded", "{v}");
-    assert_eq!(
-        node(&v, "first")["attempts"],
-        1,
-        "finished before the kill: not run again"
-    );
-    assert_eq!(
-        node(&v, "slow")["attempts"],
-        2,
-        "running at the kill: run again"
-    );
+    assert_continued(&v);
     // Finished now: a second resume is refused, and says why.
     let again = rlp(&home, socket, &["resume", &trace]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));

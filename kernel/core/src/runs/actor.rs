@@ -663,15 +663,15 @@ fn close_budgets(engine: &Engine, trace_id: &str) {
     }
 }
 
-/// Records one event of the run. Node events are queued for the next group commit
-/// (a node's start or finish lost to a crash only makes it run again on resume);
-/// `run.finished` is awaited, and commits after everything queued before it.
+/// Records one event of the run. `node.finished` is queued for the next group commit;
+/// every other event is awaited, and the POG commits in arrival order, so when a node
+/// starts (its `node.started` durable) everything recorded before it is durable too: a
+/// crash loses at most finishes of nodes nothing has consumed yet, which run again on
+/// resume, and never an attempt (retries stay counted across crashes).
 async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json) {
     let recorder = engine.recorder();
     let result = match kind {
-        EventKind::NodeStarted | EventKind::NodeFinished => {
-            recorder.enqueue(trace_id, kind, payload)
-        }
+        EventKind::NodeFinished => recorder.enqueue(trace_id, kind, payload),
         _ => recorder.write(trace_id, kind, payload).await,
     };
     if let Err(e) = result {

@@ -3,9 +3,10 @@
 //! Everything needed to continue a run is written as it happens: `run.started` (the
 //! opening's source and digest, its directory, params, seed, run id, which process runs
 //! it), `node.started` per attempt, `node.finished` with the node's outputs and hash, and
-//! `run.finished`. Node events are queued without waiting ([`Recorder::enqueue`]); the POG
-//! actor group-commits what arrives together, so nodes share transactions instead of one
-//! fsync per crossing, and `run.finished` (awaited) commits after them.
+//! `run.finished`. `node.finished` is queued without waiting ([`Recorder::enqueue`]); the
+//! rest is awaited. The POG actor group-commits what arrives together, in arrival order,
+//! so concurrent runs share transactions instead of one fsync per crossing, and an awaited
+//! event commits after everything queued before it.
 
 use std::time::Duration;
 
