@@ -620,8 +620,6 @@ impl RunState {
     }
 }
 
-/// Appends one event to the run's record. A failed write is logged, not fatal: the run
-/// goes on, and at worst a resume repeats the step whose record is missing.
 /// Registers the run's token/µUSD budgets (the opening's policy and each node's
 /// `budget_tokens`) so its nodes' model calls are held to them.
 fn register_budgets(engine: &Engine, spec: &RunSpec) -> Result<(), ActorProcessingErr> {
@@ -663,7 +661,9 @@ fn close_budgets(engine: &Engine, trace_id: &str) {
     }
 }
 
-/// Records one event of the run. `node.finished` is queued for the next group commit;
+/// Records one event of the run. A failed write is logged, not fatal: the run goes on, and
+/// at worst a resume repeats the step whose record is missing. `node.finished` is queued
+/// for the next group commit;
 /// every other event is awaited, and the POG commits in arrival order, so when a node
 /// starts (its `node.started` durable) everything recorded before it is durable too: a
 /// crash loses at most finishes of nodes nothing has consumed yet, which run again on
