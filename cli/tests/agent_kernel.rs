@@ -4,14 +4,14 @@
 //! `cargo build -p runloop-kernel --bin runloopd -p runloop-sandbox-host`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::Duration;
+use std::process::{Command, Output};
+
+mod common;
+
+use common::runloopd;
 
 fn home(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rl-agent-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::home("rl-agent", test)
 }
 
 fn bundle(name: &str) -> String {
@@ -39,41 +39,6 @@ fn json_of(out: &Output) -> serde_json::Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-/// The real daemon, SIGTERMed (then reaped) on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
-
-fn runloopd(home: &Path, socket: &Path) -> Daemon {
-    let bin = Path::new(env!("CARGO_BIN_EXE_rlp")).with_file_name("runloopd");
-    assert!(
-        bin.is_file(),
-        "build it first: cargo build -p runloop-kernel --bin runloopd"
-    );
-    let child = Command::new(bin)
-        .arg("--socket")
-        .arg(socket)
-        .env("HOME", home)
-        .spawn()
-        .unwrap();
-    let daemon = Daemon(child);
-    for _ in 0..500 {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return daemon;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("runloopd did not listen on {}", socket.display());
 }
 
 #[test]

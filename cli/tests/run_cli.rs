@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
+use common::runloopd;
+
 fn home(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rl-run-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::home("rl-run", test)
 }
 
 fn example(name: &str) -> String {
@@ -75,47 +76,6 @@ fn node<'a>(report: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|n| n["id"] == id)
         .unwrap_or_else(|| panic!("no node {id} in {report}"))
-}
-
-/// The real daemon, SIGTERMed (then reaped) on drop.
-struct Daemon(Child);
-
-impl Daemon {
-    fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.0.id() as i32)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
-    }
-}
-
-fn runloopd(home: &Path, socket: &Path) -> Daemon {
-    let bin = Path::new(env!("CARGO_BIN_EXE_rlp")).with_file_name("runloopd");
-    assert!(
-        bin.is_file(),
-        "build it first: cargo build -p runloop-kernel --bin runloopd"
-    );
-    let _ = std::fs::remove_file(socket);
-    let child = Command::new(bin)
-        .arg("--socket")
-        .arg(socket)
-        .env("HOME", home)
-        .env_remove("RUNLOOP_BUNDLES_DIR")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon(child);
-    for _ in 0..1000 {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return daemon;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("runloopd did not listen on {}", socket.display());
 }
 
 const BROKEN: &str = "version: 0\nname: broken\nnodes:\n  - { id: a, use: \"agent:nope\" }\n  - { id: a, use: \"agent:echo\", colour: red }\n";

@@ -25,16 +25,14 @@ use runloop_openings::params::BoundParams;
 use runloop_openings::plan::{NodeEnd, NodeState, Outcome, Plan, backoff_ms};
 use runloop_openings::{Opening, hash};
 use runloop_pog::EventKind;
-use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
-use runloop_proto::payloads::{
-    AgentInput, NodeReport, NodeStatus, RunProgress, RunReport, RunStatus,
-};
+use runloop_proto::payloads::{NodeReport, NodeStatus, RunProgress, RunReport, RunStatus};
 use runloop_proto::{RunId, TraceId};
 use serde_json::{Value as Json, json};
 
 use super::Engine;
-use super::record::{RunRecord, read_record};
-use crate::agents::{AgentOpError, StartOptions};
+use super::attempt::run_attempt;
+pub use super::attempt::{AttemptError, backoff_unit};
+use super::record::{RunRecord, outputs_from_json, outputs_to_json, read_record};
 
 /// What a run's actor is built from (the same at every restart).
 #[derive(Debug, Clone)]
@@ -68,13 +66,6 @@ impl RunShared {
             started_once: AtomicBool::new(false),
         }
     }
-}
-
-/// How one attempt went wrong.
-#[derive(Debug, Clone)]
-pub struct AttemptError {
-    pub message: String,
-    pub retryable: bool,
 }
 
 /// The run actor's messages (closed).
@@ -676,159 +667,5 @@ async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json)
     };
     if let Err(e) = result {
         tracing::warn!(trace_id = %trace_id, "record {kind}: {e}");
-    }
-}
-
-/// One attempt: the node's agent instance (started if it is not running), the invoke over
-/// the bus, bounded by the node's timeout.
-async fn run_attempt(
-    engine: &Arc<Engine>,
-    spec: &RunSpec,
-    node: usize,
-    input: rmpv::Value,
-    timeout_ms: u64,
-) -> Result<Vec<(String, rmpv::Value)>, AttemptError> {
-    let kernel = engine.kernel();
-    let id = spec.opening.nodes[node].id.as_str();
-    let agent = AgentName::new(id).map_err(|e| AttemptError {
-        message: e.to_string(),
-        retryable: false,
-    })?;
-    if kernel.agent_entry(spec.run_id, &agent).is_none() {
-        let options = StartOptions {
-            name: Some(id.to_owned()),
-            handlers: None,
-        };
-        if let Err(e) = kernel
-            .start_bundle_in(spec.run_id, &spec.bundles[node], options)
-            .await
-            && !matches!(e, AgentOpError::Exists(_))
-        {
-            return Err(AttemptError {
-                message: format!("start agent: {e}"),
-                retryable: false,
-            });
-        }
-    }
-    let trace_id: TraceId = spec.trace_id.parse().map_err(|_| AttemptError {
-        message: "bad trace id".into(),
-        retryable: false,
-    })?;
-    let input = AgentInput {
-        port: "in".into(),
-        payload: input,
-    };
-    let send = kernel.send_traced(spec.run_id, &spec.opening_id, &agent, input, trace_id);
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), send).await {
-        Ok(Ok(reply)) => Ok(reply
-            .outputs
-            .into_iter()
-            .map(|o| (o.port, o.payload))
-            .collect()),
-        Ok(Err(e)) => Err(AttemptError {
-            retryable: retryable(&e),
-            message: e.to_string(),
-        }),
-        Err(_) => {
-            // The sandbox may still be busy with the invoke: a fresh instance for the next
-            // attempt.
-            let _ = kernel.stop_agent_in(spec.run_id, &agent).await;
-            Err(AttemptError {
-                message: format!("attempt timed out after {timeout_ms} ms"),
-                retryable: true,
-            })
-        }
-    }
-}
-
-/// Spec: guest trap, time limit, sandbox lost and errors the agent marks are retryable.
-fn retryable(e: &AgentOpError) -> bool {
-    use runloop_agent_actor::AgentError as E;
-    match e {
-        AgentOpError::Agent(E::Guest { retryable, .. }) => *retryable,
-        AgentOpError::Agent(E::AttemptsExhausted { .. }) => true,
-        AgentOpError::NotRunning(_) | AgentOpError::Timeout { .. } => true,
-        _ => false,
-    }
-}
-
-/// The uniform draw in `[0, 1)` for the backoff before `attempt` of `node`: keyed by the
-/// run's seed, the node and the attempt, so a resumed or replayed run waits the same
-/// whatever order its nodes ran in.
-pub fn backoff_unit(seed: u64, node: &str, attempt: u32) -> f64 {
-    let mut h = blake3::Hasher::new();
-    h.update(&seed.to_le_bytes());
-    h.update(node.as_bytes());
-    h.update(&attempt.to_le_bytes());
-    let bytes: [u8; 8] = h.finalize().as_bytes()[..8].try_into().expect("8 bytes");
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// `[[port, payload], …]` in the lossless JSON form.
-fn outputs_to_json(outputs: &[(String, rmpv::Value)]) -> Json {
-    Json::Array(
-        outputs
-            .iter()
-            .map(|(port, payload)| json!([port, msgpack_to_json(payload)]))
-            .collect(),
-    )
-}
-
-fn outputs_from_json(
-    json: Option<&Json>,
-) -> Result<Vec<(String, rmpv::Value)>, ActorProcessingErr> {
-    let Some(Json::Array(items)) = json else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let (Some(port), Some(payload)) = (item.get(0).and_then(Json::as_str), item.get(1)) else {
-            return Err("a recorded output is not [port, payload]".into());
-        };
-        let value = json_to_msgpack(payload, "outputs").map_err(|e| e.to_string())?;
-        out.push((port.to_owned(), value));
-    }
-    Ok(out)
-}
-
-/// A report from the record alone (a run not live in this process).
-pub fn report_from_record(trace_id: &str, rec: &RunRecord, unfinished: RunStatus) -> RunReport {
-    let (status, reason, result_hash) = match &rec.end {
-        Some((s, e, h)) => (
-            RunStatus::parse(s).unwrap_or(RunStatus::Failed),
-            e.clone(),
-            h.clone().unwrap_or_default(),
-        ),
-        None => (unfinished, None, String::new()),
-    };
-    let nodes = rec
-        .finished
-        .iter()
-        .map(|f| NodeReport {
-            id: f.node_id.clone(),
-            status: match f.status.as_str() {
-                "succeeded" | "ok" => NodeStatus::Succeeded,
-                "skipped" => NodeStatus::Skipped,
-                "cancelled" => NodeStatus::Cancelled,
-                _ => NodeStatus::Failed,
-            },
-            attempts: f.attempt,
-            started_at_ms: None,
-            duration_ms: f.duration_ms,
-            output_hash: None,
-            outputs_json: f.outputs.as_ref().map(Json::to_string),
-            reason: f.error.clone(),
-        })
-        .collect();
-    RunReport {
-        trace_id: trace_id.to_owned(),
-        run_id: rec.run_id.clone().unwrap_or_default(),
-        opening: rec.opening.clone(),
-        status,
-        reason,
-        started_at_ms: rec.started_ms,
-        duration_ms: 0,
-        result_hash,
-        nodes,
     }
 }

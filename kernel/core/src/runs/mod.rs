@@ -14,6 +14,7 @@
 //! run again.
 
 pub mod actor;
+pub mod attempt;
 pub mod catalog;
 pub mod control;
 pub mod record;
@@ -381,7 +382,7 @@ impl Engine {
         }
         let events = self.recorder.run_events(trace_id).await?;
         let rec = record::read_record(trace_id, &events)?;
-        let report = actor::report_from_record(trace_id, &rec, self.status_of_unfinished(&rec));
+        let report = record::report_from_record(trace_id, &rec, self.status_of_unfinished(&rec));
         Ok(watch::channel(Some(report)).1)
     }
 

@@ -13,6 +13,8 @@ use std::time::Duration;
 use ractor::ActorRef;
 use runloop_pog::{ActorName, Event, EventKind, NewEvent, Provenance, Scope};
 use runloop_pog_actor::PogMsg;
+use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
+use runloop_proto::payloads::{NodeReport, NodeStatus, RunReport, RunStatus};
 use serde_json::{Value, json};
 
 /// How long one record waits for the POG actor.
@@ -32,6 +34,11 @@ pub enum RecordError {
     #[error("run {0} has no record in the POG")]
     NotFound(String),
 }
+
+/// The answer of the POG actor once an event is committed.
+type Committed = ractor::concurrency::OneshotReceiver<
+    Result<Vec<runloop_pog::Written>, runloop_pog::WriteError>,
+>;
 
 /// Writes a run's events to the POG actor, when the kernel has one.
 #[derive(Debug, Clone)]
@@ -58,19 +65,17 @@ impl Recorder {
         payload: Value,
     ) -> Result<(), RecordError> {
         let what = kind.as_str();
-        let Some(pog) = &self.pog else {
+        let Some(committed) = self.send(trace_id, kind, payload)? else {
             return Ok(());
         };
-        let event = new_event(kind, trace_id, payload)
-            .map_err(|message| RecordError::Invalid { what, message })?;
-        let timeout = Some(Duration::from_millis(RECORD_TIMEOUT_MS));
-        match pog.call(|r| PogMsg::Write(vec![event], r), timeout).await {
-            Ok(ractor::rpc::CallResult::Success(Ok(_))) => Ok(()),
-            Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(RecordError::Pog {
+        let timeout = Duration::from_millis(RECORD_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, committed).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(RecordError::Pog {
                 what,
                 message: e.to_string(),
             }),
-            Ok(_) | Err(_) => Err(RecordError::Pog {
+            Ok(Err(_)) | Err(_) => Err(RecordError::Pog {
                 what,
                 message: "no answer".into(),
             }),
@@ -80,7 +85,7 @@ impl Recorder {
     /// Queues one event for the POG's next group commit without waiting for it. Events
     /// queued (and written) from one task reach the POG in order, so a later awaited
     /// [`Recorder::write`] commits after them. A failed commit is logged: losing a node's
-    /// start or finish to a crash only means the node runs again on resume.
+    /// finish to a crash only means the node runs again on resume.
     pub fn enqueue(
         &self,
         trace_id: &str,
@@ -88,8 +93,32 @@ impl Recorder {
         payload: Value,
     ) -> Result<(), RecordError> {
         let what = kind.as_str();
-        let Some(pog) = &self.pog else {
+        let Some(committed) = self.send(trace_id, kind, payload)? else {
             return Ok(());
+        };
+        let trace_id = trace_id.to_owned();
+        tokio::spawn(async move {
+            match committed.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(trace_id = %trace_id, "record {what}: {e}"),
+                Err(_) => tracing::warn!(trace_id = %trace_id, "record {what}: no answer"),
+            }
+        });
+        Ok(())
+    }
+
+    /// Validates one event and hands it to the POG actor's mailbox (in order with every
+    /// other event sent from this task); the receiver answers once it is committed.
+    /// `None` without a POG.
+    fn send(
+        &self,
+        trace_id: &str,
+        kind: EventKind,
+        payload: Value,
+    ) -> Result<Option<Committed>, RecordError> {
+        let what = kind.as_str();
+        let Some(pog) = &self.pog else {
+            return Ok(None);
         };
         let event = new_event(kind, trace_id, payload)
             .map_err(|message| RecordError::Invalid { what, message })?;
@@ -99,15 +128,7 @@ impl Recorder {
                 what,
                 message: e.to_string(),
             })?;
-        let trace_id = trace_id.to_owned();
-        tokio::spawn(async move {
-            match rx.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(trace_id = %trace_id, "record {what}: {e}"),
-                Err(_) => tracing::warn!(trace_id = %trace_id, "record {what}: no answer"),
-            }
-        });
-        Ok(())
+        Ok(Some(rx))
     }
 
     /// One run's events, oldest first.
@@ -263,4 +284,73 @@ pub fn read_record(trace_id: &str, events: &[Event]) -> Result<RunRecord, Record
         return Err(RecordError::NotFound(trace_id.to_owned()));
     }
     Ok(record)
+}
+
+/// `[[port, payload], …]` in the lossless JSON form.
+pub(super) fn outputs_to_json(outputs: &[(String, rmpv::Value)]) -> Value {
+    Value::Array(
+        outputs
+            .iter()
+            .map(|(port, payload)| json!([port, msgpack_to_json(payload)]))
+            .collect(),
+    )
+}
+
+pub(super) fn outputs_from_json(
+    json: Option<&Value>,
+) -> Result<Vec<(String, rmpv::Value)>, String> {
+    let Some(Value::Array(items)) = json else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let (Some(port), Some(payload)) = (item.get(0).and_then(Value::as_str), item.get(1)) else {
+            return Err("a recorded output is not [port, payload]".to_owned());
+        };
+        let value = json_to_msgpack(payload, "outputs").map_err(|e| e.to_string())?;
+        out.push((port.to_owned(), value));
+    }
+    Ok(out)
+}
+
+/// A report from the record alone (a run not live in this process).
+pub fn report_from_record(trace_id: &str, rec: &RunRecord, unfinished: RunStatus) -> RunReport {
+    let (status, reason, result_hash) = match &rec.end {
+        Some((s, e, h)) => (
+            RunStatus::parse(s).unwrap_or(RunStatus::Failed),
+            e.clone(),
+            h.clone().unwrap_or_default(),
+        ),
+        None => (unfinished, None, String::new()),
+    };
+    let nodes = rec
+        .finished
+        .iter()
+        .map(|f| NodeReport {
+            id: f.node_id.clone(),
+            status: match f.status.as_str() {
+                "succeeded" | "ok" => NodeStatus::Succeeded,
+                "skipped" => NodeStatus::Skipped,
+                "cancelled" => NodeStatus::Cancelled,
+                _ => NodeStatus::Failed,
+            },
+            attempts: f.attempt,
+            started_at_ms: None,
+            duration_ms: f.duration_ms,
+            output_hash: None,
+            outputs_json: f.outputs.as_ref().map(Value::to_string),
+            reason: f.error.clone(),
+        })
+        .collect();
+    RunReport {
+        trace_id: trace_id.to_owned(),
+        run_id: rec.run_id.clone().unwrap_or_default(),
+        opening: rec.opening.clone(),
+        status,
+        reason,
+        started_at_ms: rec.started_ms,
+        duration_ms: 0,
+        result_hash,
+        nodes,
+    }
 }
