@@ -244,9 +244,11 @@ fn a_sigkilled_invoke_takes_its_sandbox_along_and_the_next_one_sweeps_its_cgroup
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // The socket is bound before the kernel boots (and sweeps), so listening alone does
+    // not say the sweep ran: wait for it.
     for root in cgroup_roots() {
         assert!(
-            !root.join(&group).exists(),
+            eventually(Duration::from_secs(10), || !root.join(&group).exists()),
             "{} left behind",
             root.join(&group).display()
         );
@@ -304,9 +306,11 @@ fn a_sigkilled_runloopd_takes_its_sandboxes_along_and_the_next_boot_sweeps_its_c
         eventually(Duration::from_secs(30), listening),
         "runloopd did not listen"
     );
+    // The socket is bound before the kernel boots (and sweeps), so listening alone does
+    // not say the sweep ran: wait for it.
     for root in cgroup_roots() {
         assert!(
-            !root.join(&group).exists(),
+            eventually(Duration::from_secs(10), || !root.join(&group).exists()),
             "{} left behind",
             root.join(&group).display()
         );
