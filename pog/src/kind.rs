@@ -50,6 +50,14 @@ pub enum EventKind {
     CapAudit,
     /// An embedding vector for an entity (from the model broker, or the caller for now).
     EmbeddingSet,
+    /// A side effect waits for a person's decision (the confirmation gate).
+    ActionRequested,
+    /// A person (or a flag, or the timeout) decided an action request.
+    ActionDecided,
+    /// The effects journal is about to perform an effect (written before it is performed).
+    EffectIntent,
+    /// What an effect's executor did (written after it was performed).
+    EffectResult,
 }
 
 /// The JSON type a field must have.
@@ -116,6 +124,8 @@ const NODE_STATUS: &[&str] = &[
 ];
 const RUN_HOST: &[&str] = &["daemon", "embedded"];
 const DECISION: &[&str] = &["allow", "deny"];
+const ACTION_DECISION: &[&str] = &["approved", "denied", "timed_out"];
+const EFFECT_STATUS: &[&str] = &["performed", "failed"];
 
 use FieldType as T;
 
@@ -219,9 +229,50 @@ const EMBEDDING_SET: &[Field] = &[
     req("vector", T::Vector),
 ];
 
+// The confirmation gate and the effects journal. A request is keyed by its id (derived from
+// run, node, idempotency key and payload hash); `payload` is the exact payload shown.
+const ACTION_REQUESTED: &[Field] = &[
+    req("request_id", T::Str),
+    req("trace_id", T::TraceId),
+    req("node_id", T::Str),
+    req("agent", T::Str),
+    req("effect", T::Str),
+    req("idempotency_key", T::Str),
+    req("summary", T::Text),
+    req("payload_hash", T::Hex32),
+    opt("payload", T::Any),
+    req("expires_ms", T::U64),
+];
+const ACTION_DECIDED: &[Field] = &[
+    req("request_id", T::Str),
+    req("trace_id", T::TraceId),
+    req("node_id", T::Str),
+    req("decision", T::OneOf(ACTION_DECISION)),
+    req("by", T::Str),
+    req("payload_hash", T::Hex32),
+    opt("reason", T::Text),
+];
+const EFFECT_INTENT: &[Field] = &[
+    req("trace_id", T::TraceId),
+    req("node_id", T::Str),
+    req("agent", T::Str),
+    req("effect", T::Str),
+    req("idempotency_key", T::Str),
+    req("payload_hash", T::Hex32),
+];
+const EFFECT_RESULT: &[Field] = &[
+    req("trace_id", T::TraceId),
+    req("node_id", T::Str),
+    req("effect", T::Str),
+    req("idempotency_key", T::Str),
+    req("status", T::OneOf(EFFECT_STATUS)),
+    opt("receipt", T::Any),
+    opt("error", T::Text),
+];
+
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::ContactUpserted,
         EventKind::ContactRemoved,
         EventKind::NoteAdded,
@@ -235,6 +286,10 @@ impl EventKind {
         EventKind::HostcallRecorded,
         EventKind::CapAudit,
         EventKind::EmbeddingSet,
+        EventKind::ActionRequested,
+        EventKind::ActionDecided,
+        EventKind::EffectIntent,
+        EventKind::EffectResult,
     ];
 
     /// The wire / log name, e.g. `contact.upserted`.
@@ -253,6 +308,10 @@ impl EventKind {
             EventKind::HostcallRecorded => "hostcall.recorded",
             EventKind::CapAudit => "cap.audit",
             EventKind::EmbeddingSet => "embedding.set",
+            EventKind::ActionRequested => "action.requested",
+            EventKind::ActionDecided => "action.decided",
+            EventKind::EffectIntent => "effect.intent",
+            EventKind::EffectResult => "effect.result",
         }
     }
 
@@ -286,6 +345,10 @@ impl EventKind {
             EventKind::HostcallRecorded => HOSTCALL_RECORDED,
             EventKind::CapAudit => CAP_AUDIT,
             EventKind::EmbeddingSet => EMBEDDING_SET,
+            EventKind::ActionRequested => ACTION_REQUESTED,
+            EventKind::ActionDecided => ACTION_DECIDED,
+            EventKind::EffectIntent => EFFECT_INTENT,
+            EventKind::EffectResult => EFFECT_RESULT,
         }
     }
 

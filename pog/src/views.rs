@@ -105,6 +105,15 @@ pub(crate) fn entities(e: &Event) -> Vec<String> {
         ],
         EventKind::CapAudit => vec![Some(format!("agent:{}", req(p, "agent"))), run("trace_id")],
         EventKind::EmbeddingSet => vec![Some(req(p, "entity").to_owned())],
+        EventKind::ActionRequested | EventKind::ActionDecided => vec![
+            Some(format!("action:{}", req(p, "request_id"))),
+            Some(format!("node:{}/{}", req(p, "trace_id"), req(p, "node_id"))),
+            run("trace_id"),
+        ],
+        EventKind::EffectIntent | EventKind::EffectResult => vec![
+            Some(format!("node:{}/{}", req(p, "trace_id"), req(p, "node_id"))),
+            run("trace_id"),
+        ],
     };
     let mut v: Vec<String> = out.drain(..).flatten().collect();
     v.sort();
@@ -144,6 +153,11 @@ fn apply_inner(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
         | EventKind::NodeFinished
         | EventKind::HostcallRecorded
         | EventKind::CapAudit => project_run(tx, e),
+        // Read back through `entity_events` (a run's events); no view of their own.
+        EventKind::ActionRequested
+        | EventKind::ActionDecided
+        | EventKind::EffectIntent
+        | EventKind::EffectResult => Ok(()),
         // Listed, not `_`, so a new kind is a compile error here rather than a panic below.
         EventKind::ContactUpserted
         | EventKind::ContactRemoved

@@ -5,8 +5,9 @@
 //! kernel's code. The op-specific `ok` value is decoded into the op's result type.
 
 use runloop_proto::payloads::{
-    ChatMessage, ClockNowResult, ConfirmResult, HostCall, HostReply, KbQueryResult,
-    KbWriteEventResult, LogLevel, ModelCompleteResult, ModelEmbedResult, RANDOM_BYTES_MAX,
+    ChatMessage, ClockNowResult, ConfirmResult, EffectPerformResult, HostCall, HostReply,
+    KbQueryResult, KbWriteEventResult, LogLevel, ModelCompleteResult, ModelEmbedResult,
+    RANDOM_BYTES_MAX,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -218,5 +219,28 @@ impl<'h> Ctx<'h> {
             summary: summary.into(),
         })?;
         Ok(result.approved)
+    }
+
+    /// Asks the kernel to perform one side effect (`mail.send`, `artifact.save`, …) with
+    /// `payload`, exactly once per run, node and `idempotency_key`. An effect that needs a
+    /// person's yes answers `ConfirmationPending` until they decide (return the error: the
+    /// kernel invokes the node again once they have), then the result or `Declined`.
+    pub fn effect_perform<T: Serialize + ?Sized>(
+        &mut self,
+        kind: &str,
+        payload: &T,
+        idempotency_key: &str,
+    ) -> Result<EffectPerformResult, HostCallError> {
+        let op = "effect.perform";
+        // Named fields: executors read the payload as a map (`to`, `subject`, …).
+        let encode = |reason: String| HostCallError::Encode { op, reason };
+        let bytes = rmp_serde::to_vec_named(payload).map_err(|e| encode(e.to_string()))?;
+        let payload =
+            rmpv::decode::read_value(&mut bytes.as_slice()).map_err(|e| encode(e.to_string()))?;
+        self.call_typed(&HostCall::EffectPerform {
+            kind: kind.to_owned(),
+            payload,
+            idempotency_key: idempotency_key.to_owned(),
+        })
     }
 }

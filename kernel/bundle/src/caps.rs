@@ -11,9 +11,12 @@
 //! allow kb.query scopes=personal,work                # only rows of these scopes
 //! allow kb.write_event kinds=contact.seen,note scopes=personal confirm=required
 //! allow confirm.request
+//! allow effect kind=mail.send confirm=required       # one line per effect kind
+//! allow effect kind=artifact.save
 //! ```
 //!
-//! Everything not allowed is denied. Each op appears at most once; each option at most
+//! Everything not allowed is denied. Each op appears at most once, except `effect`, which
+//! appears once per effect kind ([`crate::effects::EffectKind`], closed); each option at most
 //! once per line; lists are comma-separated without spaces. Every bad line is an error
 //! naming its line number. The kernel, never the sandbox, applies the parsed [`Policy`]
 //! to each `HostCall` with [`Policy::check`].
@@ -28,6 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use runloop_proto::payloads::{HostCall, RANDOM_BYTES_MAX};
+
+use crate::effects::EffectKind;
 
 /// Most bytes of a policy file.
 pub const CAPS_BYTES_MAX: usize = 16 * 1024;
@@ -51,11 +56,12 @@ pub enum Op {
     KbQuery,
     KbWriteEvent,
     ConfirmRequest,
+    EffectPerform,
 }
 
 impl Op {
     /// Every op, in the ABI's order.
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 9] = [
         Op::ClockNow,
         Op::RandomBytes,
         Op::Log,
@@ -64,6 +70,7 @@ impl Op {
         Op::KbQuery,
         Op::KbWriteEvent,
         Op::ConfirmRequest,
+        Op::EffectPerform,
     ];
 
     /// The op's wire name, as in `HostCall::op`.
@@ -77,11 +84,20 @@ impl Op {
             Op::KbQuery => "kb.query",
             Op::KbWriteEvent => "kb.write_event",
             Op::ConfirmRequest => "confirm.request",
+            Op::EffectPerform => "effect.perform",
+        }
+    }
+
+    /// The word a policy line names the op with: the wire name, except `effect`.
+    pub fn policy_word(self) -> &'static str {
+        match self {
+            Op::EffectPerform => "effect",
+            other => other.name(),
         }
     }
 
     fn parse(word: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|op| op.name() == word)
+        Self::ALL.into_iter().find(|op| op.policy_word() == word)
     }
 
     /// The op of a host call.
@@ -95,6 +111,7 @@ impl Op {
             HostCall::KbQuery { .. } => Op::KbQuery,
             HostCall::KbWriteEvent { .. } => Op::KbWriteEvent,
             HostCall::ConfirmRequest { .. } => Op::ConfirmRequest,
+            HostCall::EffectPerform { .. } => Op::EffectPerform,
         }
     }
 }
@@ -124,6 +141,10 @@ pub enum CapsErrorKind {
     UnknownOp { op: String },
     #[error("{op} is already allowed on line {first_line}")]
     DuplicateOp { op: Op, first_line: usize },
+    #[error("effect kind {kind} is already allowed on line {first_line}")]
+    DuplicateEffect { kind: EffectKind, first_line: usize },
+    #[error("\"allow effect\" needs kind=<one of {known}>", known = EffectKind::known())]
+    MissingEffectKind,
     #[error("{word:?} is not an option (expected key=value)")]
     NotAnOption { word: String },
     #[error("{op} has no option {key:?}")]
@@ -169,6 +190,18 @@ pub enum Grant {
         scopes: Option<BTreeSet<String>>,
         confirm_required: bool,
     },
+    /// `effect`: the allowed kinds, each with its line and whether the grant itself asks
+    /// for a person's yes (`confirm=required`; the kind's class may ask too).
+    Effect {
+        kinds: BTreeMap<EffectKind, EffectGrant>,
+    },
+}
+
+/// One `allow effect kind=…` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectGrant {
+    pub line: usize,
+    pub confirm_required: bool,
 }
 
 /// A parsed policy: the grants by op, each with the line it came from.
@@ -204,6 +237,12 @@ pub enum Denied {
     KindNotAllowed { op: Op, kind: String },
     #[error("{op}: scope {scope:?} is not in the policy's scopes")]
     ScopeNotAllowed { op: Op, scope: Option<String> },
+    #[error("{op}: {kind:?} is not an effect kind (known: {known})", known = EffectKind::known())]
+    UnknownEffect { op: Op, kind: String },
+    #[error(
+        "{op}: effect kind {kind} is not allowed by the agent's policy (add \"allow effect kind={kind}\")"
+    )]
+    EffectNotAllowed { op: Op, kind: EffectKind },
 }
 
 fn in_list(list: &Option<BTreeSet<String>>, item: Option<&String>) -> bool {
@@ -247,7 +286,21 @@ impl Policy {
                 seen_header = true;
                 continue;
             }
-            let (op, grant) = parse_allow(content).map_err(at)?;
+            let (op, grant) = parse_allow(content, line).map_err(at)?;
+            if let (Grant::Effect { kinds: new }, Some((_, Grant::Effect { kinds: existing }))) =
+                (&grant, policy.grants.get_mut(&op))
+            {
+                for (kind, effect) in new {
+                    if let Some(first) = existing.get(kind) {
+                        return Err(at(CapsErrorKind::DuplicateEffect {
+                            kind: *kind,
+                            first_line: first.line,
+                        }));
+                    }
+                    existing.insert(*kind, *effect);
+                }
+                continue;
+            }
             if let Some((first_line, _)) = policy.grants.get(&op) {
                 return Err(at(CapsErrorKind::DuplicateOp {
                     op,
@@ -279,6 +332,15 @@ impl Policy {
             Some(other) => unreachable!("kb.query parsed into {other:?}"),
             None => Err(Denied::NotGranted { op: Op::KbQuery }),
         }
+    }
+
+    /// The effect kinds the policy allows, with their grants.
+    pub fn effects(&self) -> impl Iterator<Item = (EffectKind, EffectGrant)> + '_ {
+        let kinds = match self.grant(Op::EffectPerform) {
+            Some(Grant::Effect { kinds }) => Some(kinds),
+            _ => None,
+        };
+        kinds.into_iter().flatten().map(|(k, g)| (*k, *g))
     }
 
     /// The ops the policy allows, in the ABI's order.
@@ -359,6 +421,19 @@ impl Policy {
                 } else {
                     Verdict::Allowed
                 })
+            }
+            (Grant::Effect { kinds }, HostCall::EffectPerform { kind, .. }) => {
+                let Some(parsed) = EffectKind::parse(kind) else {
+                    return Err(Denied::UnknownEffect {
+                        op,
+                        kind: kind.clone(),
+                    });
+                };
+                match kinds.get(&parsed) {
+                    None => Err(Denied::EffectNotAllowed { op, kind: parsed }),
+                    Some(grant) if grant.confirm_required => Ok(Verdict::AllowedAfterConfirm),
+                    Some(_) => Ok(Verdict::Allowed),
+                }
             }
             _ => Ok(Verdict::Allowed),
         }
@@ -471,7 +546,7 @@ impl<'a> Options<'a> {
     }
 }
 
-fn parse_allow(content: &str) -> Result<(Op, Grant), CapsErrorKind> {
+fn parse_allow(content: &str, line: usize) -> Result<(Op, Grant), CapsErrorKind> {
     let words: Vec<&str> = content.split_whitespace().collect();
     let (statement, rest) = words.split_first().expect("content is not blank");
     if *statement != "allow" {
@@ -489,6 +564,7 @@ fn parse_allow(content: &str) -> Result<(Op, Grant), CapsErrorKind> {
         Op::ModelEmbed => &["models"],
         Op::KbQuery => &["scopes"],
         Op::KbWriteEvent => &["kinds", "scopes", "confirm"],
+        Op::EffectPerform => &["kind", "confirm"],
         Op::ClockNow | Op::Log | Op::ConfirmRequest => &[],
     };
     let options = Options::parse(op, option_words, keys)?;
@@ -511,6 +587,24 @@ fn parse_allow(content: &str) -> Result<(Op, Grant), CapsErrorKind> {
             scopes: options.scopes()?,
             confirm_required: options.confirm()?,
         },
+        Op::EffectPerform => {
+            let kind = options
+                .given
+                .get("kind")
+                .ok_or(CapsErrorKind::MissingEffectKind)?;
+            let parsed = EffectKind::parse(kind).ok_or_else(|| CapsErrorKind::BadValue {
+                key: "kind".into(),
+                value: (*kind).to_owned(),
+                reason: "not an effect kind (mail.send, artifact.save, artifact.delete)",
+            })?;
+            let grant = EffectGrant {
+                line,
+                confirm_required: options.confirm()?,
+            };
+            Grant::Effect {
+                kinds: BTreeMap::from([(parsed, grant)]),
+            }
+        }
         Op::ClockNow | Op::Log | Op::ConfirmRequest => Grant::Plain,
     };
     Ok((op, grant))

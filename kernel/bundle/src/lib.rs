@@ -17,6 +17,7 @@
 
 pub mod abi;
 pub mod caps;
+pub mod effects;
 pub mod manifest;
 pub mod pack;
 
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use abi::AbiError;
 pub use caps::{CapsError, Denied, Grant, Op, Policy, Verdict};
+pub use effects::{EffectClass, EffectKind};
 pub use manifest::{Digest, FileName, Manifest, ManifestError, Name, Version};
 
 /// The manifest's file name inside a bundle.

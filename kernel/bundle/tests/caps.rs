@@ -1,6 +1,7 @@
 //! policy.caps: the grammar, every bad line with its number, and the checks on host calls.
 
 use runloop_bundle::caps::{CapsErrorKind, Denied, Grant, Op, Policy, Verdict};
+use runloop_bundle::effects::EffectKind;
 use runloop_proto::payloads::{ChatMessage, HostCall, LogLevel};
 
 const FULL: &str = "\
@@ -15,6 +16,8 @@ allow model.embed models=smollm2-135m
 allow kb.query scopes=personal,work
 allow kb.write_event kinds=contact.seen,note scopes=personal confirm=required
 allow confirm.request
+allow effect kind=mail.send confirm=required
+allow effect kind=artifact.save
 ";
 
 #[test]
@@ -448,4 +451,88 @@ fn unrestricted_grants_allow_any_arguments() {
             op: Op::ConfirmRequest
         })
     );
+}
+
+fn effect(kind: &str) -> HostCall {
+    HostCall::EffectPerform {
+        kind: kind.into(),
+        payload: rmpv::Value::Nil,
+        idempotency_key: "k".into(),
+    }
+}
+
+#[test]
+fn effect_grants_are_per_kind_with_their_own_confirm() {
+    let policy = Policy::parse(FULL).unwrap();
+    let kinds: Vec<(EffectKind, bool)> = policy
+        .effects()
+        .map(|(k, g)| (k, g.confirm_required))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (EffectKind::MailSend, true),
+            (EffectKind::ArtifactSave, false)
+        ]
+    );
+    assert_eq!(
+        policy.check(&effect("mail.send")),
+        Ok(Verdict::AllowedAfterConfirm)
+    );
+    assert_eq!(policy.check(&effect("artifact.save")), Ok(Verdict::Allowed));
+    let denied = policy.check(&effect("artifact.delete")).unwrap_err();
+    assert_eq!(
+        denied,
+        Denied::EffectNotAllowed {
+            op: Op::EffectPerform,
+            kind: EffectKind::ArtifactDelete
+        }
+    );
+    assert!(
+        denied
+            .to_string()
+            .contains("allow effect kind=artifact.delete")
+    );
+    assert!(matches!(
+        policy.check(&effect("wire.transfer")),
+        Err(Denied::UnknownEffect { .. })
+    ));
+    // No effect grant at all: denied as an op.
+    let none = Policy::parse("runloop-caps 1\nallow log\n").unwrap();
+    assert_eq!(
+        none.check(&effect("mail.send")),
+        Err(Denied::NotGranted {
+            op: Op::EffectPerform
+        })
+    );
+}
+
+#[test]
+fn bad_effect_lines_name_their_line() {
+    let cases: [(&str, usize, &str); 4] = [
+        ("allow effect", 2, "needs kind="),
+        ("allow effect kind=wire.transfer", 2, "not an effect kind"),
+        (
+            "allow effect kind=mail.send confirm=maybe",
+            2,
+            "the only value",
+        ),
+        (
+            "allow effect kind=mail.send\nallow effect kind=mail.send confirm=required",
+            3,
+            "already allowed on line 2",
+        ),
+    ];
+    for (body, line, needle) in cases {
+        let text = format!("runloop-caps 1\n{body}\n");
+        let e = Policy::parse(&text).unwrap_err();
+        assert_eq!(e.line, line, "{body}: {e}");
+        assert!(e.to_string().contains(needle), "{body}: {e}");
+    }
+    assert!(matches!(
+        Policy::parse("runloop-caps 1\nallow effect kind=mail.send scopes=x\n")
+            .unwrap_err()
+            .kind,
+        CapsErrorKind::UnknownOption { .. }
+    ));
 }

@@ -201,6 +201,15 @@ pub enum HostCall {
     /// Asks a person to confirm an action; blocks until they answer or time runs out.
     #[serde(rename = "confirm.request")]
     ConfirmRequest { action: String, summary: String },
+    /// A side effect performed by the kernel through one of its executors (`mail.send`,
+    /// `artifact.save`, …), exactly once per `(run, node, idempotency_key)`. Effects of
+    /// class send/delete/spend wait for a person's yes bound to the payload's hash.
+    #[serde(rename = "effect.perform")]
+    EffectPerform {
+        kind: String,
+        payload: rmpv::Value,
+        idempotency_key: String,
+    },
 }
 
 impl HostCall {
@@ -215,6 +224,7 @@ impl HostCall {
             HostCall::KbQuery { .. } => "kb.query",
             HostCall::KbWriteEvent { .. } => "kb.write_event",
             HostCall::ConfirmRequest { .. } => "confirm.request",
+            HostCall::EffectPerform { .. } => "effect.perform",
         }
     }
 }
@@ -243,6 +253,13 @@ pub enum HostErrorCode {
     Failed,
     /// The person declined or did not answer in time.
     Declined,
+    /// The call waits for a person's decision: the kernel ends this attempt and invokes the
+    /// node again once the person has answered (the agent needs to do nothing special;
+    /// returning the error is enough).
+    ConfirmationPending,
+    /// An effect was started before a crash and its outcome is not known; it is never
+    /// redone silently (see the effects journal).
+    OutcomeUnknown,
 }
 
 /// The kernel's answer to a [`HostCall`].

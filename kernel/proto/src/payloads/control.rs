@@ -69,6 +69,40 @@ pub enum ControlCommand {
     RunList { limit: u32 },
     /// Continues an unfinished run from its record in the POG.
     RunResume { trace_id: String, watch: bool },
+    /// The actions waiting for a person's decision (`actions`).
+    ConfirmList,
+    /// One pending action with its exact payload (`action`).
+    ConfirmShow { request_id: String },
+    /// A person's decision on a pending action, bound to the payload hash they were shown
+    /// (a different hash is refused: the payload changed). `by` names the UI peer.
+    ConfirmDecide {
+        request_id: String,
+        approve: bool,
+        payload_hash: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// One action waiting for a person, as UI peers show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionInfo {
+    pub request_id: String,
+    pub trace_id: String,
+    pub node_id: String,
+    pub agent: String,
+    /// The effect kind (`mail.send`) or host call (`confirm.request`) asked for.
+    pub effect: String,
+    pub idempotency_key: String,
+    /// The kernel's one-line description of the payload.
+    pub summary: String,
+    /// BLAKE3 of the exact payload (its JCS form); a decision names it.
+    pub payload_hash: String,
+    /// The exact payload as JSON text.
+    pub payload_json: String,
+    /// When the request is denied unanswered (Unix ms, the kernel's clock).
+    pub expires_ms: u64,
 }
 
 /// Shortest interval between two streamed snapshots, in milliseconds.
@@ -149,6 +183,21 @@ pub enum ControlOutcome {
     /// One progress event of a watched run (streamed; never cached).
     RunProgress {
         event: super::run::RunProgress,
+    },
+    /// The pending actions, oldest first.
+    Actions {
+        actions: Vec<ActionInfo>,
+    },
+    /// One pending action.
+    Action {
+        action: ActionInfo,
+    },
+    /// A decision was recorded.
+    Decided {
+        request_id: String,
+        /// `approved` or `denied`.
+        decision: String,
+        by: String,
     },
     /// The request failed; `code` is a stable name (e.g. `NotQuarantined`).
     Failed {

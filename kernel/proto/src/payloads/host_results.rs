@@ -50,6 +50,18 @@ pub struct ConfirmResult {
     pub approved: bool,
 }
 
+/// `effect.perform`: what the executor did. `recalled` is true when the effects journal
+/// answered from an earlier performance (a redelivered invoke, a resumed run) instead of
+/// performing the effect again. `receipt` is the executor's own record, e.g. for
+/// `mail.send` `{message_id, path}` (Maildir) or `{message_id, smtp}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EffectPerformResult {
+    pub kind: String,
+    pub idempotency_key: String,
+    pub recalled: bool,
+    pub receipt: rmpv::Value,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

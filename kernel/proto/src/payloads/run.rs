@@ -160,6 +160,28 @@ pub enum RunProgress {
         delay_ms: u64,
         error: String,
     },
+    /// The node's effect waits for a person's yes (`rlp confirm approve <request_id>`).
+    #[serde(rename = "node.waiting")]
+    NodeWaiting {
+        ts_ms: u64,
+        trace_id: String,
+        node: String,
+        request_id: String,
+        effect: String,
+        summary: String,
+        payload_hash: String,
+        expires_ms: u64,
+    },
+    /// A person (or a flag, or the timeout) decided; the node runs again.
+    #[serde(rename = "node.decided")]
+    NodeDecided {
+        ts_ms: u64,
+        trace_id: String,
+        node: String,
+        request_id: String,
+        decision: String,
+        by: String,
+    },
     #[serde(rename = "node.skipped")]
     NodeSkipped {
         ts_ms: u64,
@@ -199,6 +221,8 @@ impl RunProgress {
             RunProgress::RunStarted { trace_id, .. }
             | RunProgress::NodeStarted { trace_id, .. }
             | RunProgress::NodeRetrying { trace_id, .. }
+            | RunProgress::NodeWaiting { trace_id, .. }
+            | RunProgress::NodeDecided { trace_id, .. }
             | RunProgress::NodeSkipped { trace_id, .. }
             | RunProgress::NodeFinished { trace_id, .. }
             | RunProgress::RunFinished { trace_id, .. } => trace_id,
