@@ -42,7 +42,7 @@ mkdir -p "$WASM_TARGET_DIR"
 WASM_TARGET_DIR="$(cd "$WASM_TARGET_DIR" && pwd -P)"
 CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 # The agent crates: every workspace member but the SDK, by directory name.
-AGENT_NAMES=(echo hostcalls panicker alloc_bomb flaky)
+AGENT_NAMES=(echo hostcalls panicker alloc_bomb flaky contact_resolver context_gatherer writer critic mailer)
 
 die() { echo "build-agents: $1" >&2; exit "${2:-1}"; }
 
