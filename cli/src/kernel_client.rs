@@ -140,9 +140,12 @@ pub async fn embedded_kernel(config: &config::Config) -> Result<Arc<Kernel>, Fai
     let defaults = KernelOptions::default();
     let broker = runloop_kernel::services::broker(config, defaults.clock.clone())
         .map_err(|e| Failure::invalid("Config", e.to_string()))?;
+    let effects = runloop_kernel::services::effects_config(config)
+        .map_err(|e| Failure::invalid("Config", e.to_string()))?;
     let options = KernelOptions {
         pog: Some(runloop_kernel::services::pog_service(config)),
         broker: Some(broker),
+        effects: Some(effects),
         ..defaults
     };
     let kernel = Kernel::boot(options)

@@ -3,6 +3,7 @@
 
 mod agent;
 mod agent_ctl;
+mod confirm;
 mod failure;
 mod input;
 mod kb;
@@ -56,6 +57,11 @@ enum Command {
     Cancel(run::CancelArgs),
     /// Continue an unfinished run from its record: finished nodes are not run again.
     Resume(run::ResumeArgs),
+    /// Actions waiting for a person's yes (runloopd): `ls`, `show <id>`, `approve <id>`,
+    /// `deny <id>`. A decision is bound to the payload hash shown; unanswered requests are
+    /// denied at their timeout.
+    #[command(subcommand)]
+    Confirm(confirm::ConfirmCommand),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +78,7 @@ fn main() -> ExitCode {
         Command::Runs(args) => run::runs(args),
         Command::Cancel(args) => run::cancel(args),
         Command::Resume(args) => run::resume(args),
+        Command::Confirm(command) => confirm::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ use runloop_openings::model::SOURCE_BYTES_MAX;
 use runloop_proto::payloads::{ControlCommand, ControlOutcome, RunProgress, RunReport, RunStatus};
 use serde_json::{Value, json};
 
+use crate::confirm::{self, Peer, RunConfirm};
 use crate::failure::{EXIT_FAILURE, Failure};
 use crate::kernel_client::{self, KernelArgs, Source};
 
@@ -50,6 +51,13 @@ pub struct RunArgs {
     /// Daemon only: print the trace id and return while the run goes on.
     #[arg(long)]
     pub detach: bool,
+    /// Approve every action of this run that needs a person's yes (for scripts; recorded
+    /// as "approved by flag --approve").
+    #[arg(long, conflicts_with = "deny")]
+    pub approve: bool,
+    /// Deny every action of this run that needs a person's yes.
+    #[arg(long)]
+    pub deny: bool,
     #[command(flatten)]
     pub kernel: KernelArgs,
 }
@@ -205,8 +213,11 @@ fn params_of(args: &RunArgs) -> Result<Value, Failure> {
 struct Progress {
     events: Option<Box<dyn Write>>,
     tty: bool,
+    json: bool,
     total: usize,
     done: usize,
+    /// How this command answers its run's confirmation requests.
+    confirm: RunConfirm,
 }
 
 impl Progress {
@@ -223,8 +234,10 @@ impl Progress {
         Ok(Self {
             events,
             tty: !json && std::io::stderr().is_terminal(),
+            json,
             total: 0,
             done: 0,
+            confirm: RunConfirm::Unattended,
         })
     }
 
@@ -259,6 +272,15 @@ impl Progress {
             } => {
                 format!("{node}: attempt {attempt} failed ({error}); retrying in {delay_ms} ms")
             }
+            RunProgress::NodeWaiting {
+                node,
+                effect,
+                request_id,
+                ..
+            } => format!("{node}: waiting for a person's yes to {effect} (request {request_id})"),
+            RunProgress::NodeDecided {
+                node, decision, by, ..
+            } => format!("{node}: {decision} by {by}; running it again"),
             RunProgress::NodeSkipped { node, reason, .. } => {
                 self.done += 1;
                 format!("{node}: skipped ({reason})")
@@ -400,6 +422,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     runloop_openings::params::bind(&opening, &params)
         .map_err(|e| Failure::invalid("InvalidParams", e.to_string()).json(args.json))?;
     let mut progress = Progress::new(args.events.as_deref(), args.json)?;
+    progress.confirm = RunConfirm::of(args.approve, args.deny);
     let rt = kernel_client::runtime()?;
     let (report, src) = rt
         .block_on(async {
@@ -465,8 +488,12 @@ async fn embedded(
     progress: &mut Progress,
 ) -> Result<RunReport, Failure> {
     let kernel = kernel_client::embedded_kernel(config).await?;
+    if let Some(effects) = kernel.effects() {
+        effects.shared.set_auto(progress.confirm.auto());
+    }
     let engine = kernel_client::embedded_engine(kernel.clone(), config);
     let mut events = engine.progress();
+    let peer = Peer::Embedded(kernel.clone());
     let started = match start {
         Start::Submit {
             source,
@@ -476,10 +503,11 @@ async fn embedded(
         Start::Resume(trace_id) => engine.resume(trace_id).await,
     };
     let result = match started {
-        Ok(s) => Ok(follow(s.report, &s.trace_id, &mut events, progress).await),
+        Ok(s) => Ok(follow(s.report, &s.trace_id, &mut events, progress, &peer).await),
         Err(e) => Err(refused(&e)),
     };
     drop(engine);
+    drop(peer);
     kernel_client::shutdown(kernel).await;
     result
 }
@@ -489,11 +517,15 @@ async fn follow(
     trace_id: &str,
     events: &mut tokio::sync::broadcast::Receiver<RunProgress>,
     progress: &mut Progress,
+    peer: &Peer,
 ) -> RunReport {
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(e) if e.trace_id() == trace_id => progress.event(&e),
+                Ok(e) if e.trace_id() == trace_id => {
+                    progress.event(&e);
+                    confirm::on_event(peer, progress.confirm, &e, progress.json).await;
+                }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,
             },
@@ -544,7 +576,11 @@ async fn through_daemon(
             .await
             .map_err(|e| Failure::io(e.to_string()))?
         {
-            Some(ControlOutcome::RunProgress { event }) => progress.event(&event),
+            Some(ControlOutcome::RunProgress { event }) => {
+                progress.event(&event);
+                let peer = Peer::Daemon(path.to_owned());
+                confirm::on_event(&peer, progress.confirm, &event, json_out).await;
+            }
             Some(ControlOutcome::RunFinished { report }) => return Ok(Some(report)),
             Some(ControlOutcome::Failed { code, message }) => {
                 return Err(refusal_failure(&code, message));
@@ -563,6 +599,7 @@ async fn through_daemon(
 pub fn resume(args: ResumeArgs) -> Result<(), Failure> {
     let config = kernel_client::load_config(&args.kernel)?;
     let mut progress = Progress::new(args.events.as_deref(), args.json)?;
+    progress.confirm = RunConfirm::of(false, false);
     let rt = kernel_client::runtime()?;
     let (report, src) = rt
         .block_on(async {

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The main job, as far as it exists today, offline and with no configuration.
-#
-# The compose_email opening needs its five agents, the confirmation gate and the effects
-# journal, which do not exist yet. Until they do, this runs the most useful things that do:
-# an opening (fan-out/fan-in over the shipped test agents, durable in a fresh state
-# directory), the committed `echo` agent through a real confined sandbox-host process in its
-# own cgroup (with host calls answered), a looping guest stopped by its time limit, the
+# The main job, offline and with no configuration: compose_email drafts an email to John
+# about the Q4 plan from the sample knowledge base, reviews it, and sends it (to a local
+# Maildir outbox) only after a person says yes. Then a few other parts on their own: the
+# `echo` agent in a real confined sandbox, a looping guest stopped by its time limit, the
 # offline model broker, and one RMP frame through encode → decode → validation.
+#
+# On a terminal, `rlp run` shows the draft and asks you; answer yes to send. Not on a
+# terminal nobody can be asked, so the first run is denied (and says how to approve), and
+# the demo then runs it again with --approve, recorded as "approved by flag".
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$RUNLOOP_ROOT"
@@ -18,9 +19,28 @@ RLP="$CARGO_TARGET_DIR/release/rlp"
 export RUNLOOP_SANDBOX_HOST="$CARGO_TARGET_DIR/release/runloop-sandbox-host"
 
 state="$(mktemp -d)"
-echo "== rlp run examples/openings/fan_out.yaml (five nodes, three in parallel, each in its own sandbox; state in $state)"
-HOME="$state" "$RLP" run examples/openings/fan_out.yaml --param text=hello
-echo "== rlp runs (the run's record is durable in that state directory's POG)"
+echo "== a fresh state directory: $state (HOME for this demo)"
+echo "== rlp kb import examples/pog/sample.ndjson (sample contacts and notes into the POG)"
+HOME="$state" "$RLP" kb import examples/pog/sample.ndjson
+echo "== rlp run examples/openings/compose_email.yaml (email John about the Q4 plan)"
+if [ -t 0 ] && [ -t 2 ]; then
+  HOME="$state" "$RLP" run examples/openings/compose_email.yaml || true
+else
+  echo "   (not on a terminal: nobody can be asked, so the send is denied and the run says why)"
+  HOME="$state" "$RLP" run examples/openings/compose_email.yaml || true
+  echo "== the same, approved by flag (as a script would): rlp run ... --approve"
+  HOME="$state" "$RLP" run examples/openings/compose_email.yaml --approve
+fi
+echo "== the outbox ($state/.runloop/outbox): what was sent"
+found=0
+for f in "$state"/.runloop/outbox/new/* "$state"/.runloop/outbox/cur/*; do
+  [ -f "$f" ] || continue
+  found=1
+  echo "--- $f"
+  cat "$f"
+done
+[ "$found" = 1 ] || echo "(empty: nothing was sent)"
+echo "== rlp runs (every run is durable in that state directory's POG)"
 HOME="$state" "$RLP" runs
 
 echo "== rlp agent invoke agents/bundles/echo (a Rust agent in its own sandbox and cgroup)"

@@ -6,10 +6,10 @@
 //! way it is counted in the agent's metrics. Allowed calls go to: the injected clock and
 //! random source (`clock.now`, `random.bytes`, `log`, via [`LocalHandler`]), the POG
 //! actor (`kb.query`, `kb.write_event`), the model broker actor (`model.*`, see
-//! [`crate::models`]), or nowhere yet (`confirm.request` and `confirm=required` grants
-//! answer `NotAvailable` while [`Services::confirm`] is empty: the confirmation gate is
-//! not part of this kernel yet). A service whose actor is not running answers
-//! `NotAvailable`. Every service is reached through the typed handles in [`Services`],
+//! [`crate::models`]), the kernel's confirmation gate (`confirm.request` and every
+//! `confirm=required` grant: [`ConfirmGate`]; a kernel without it declines) or its effects
+//! journal (`effect.perform`: [`EffectsJournal`]). A service whose actor is not running
+//! answers `NotAvailable`. Every service is reached through the typed handles in [`Services`],
 //! handed in at boot; nothing on this path looks an actor up by name.
 //!
 //! Runs on the agent's driver thread (see [`crate::driver`]); POG and broker calls are
@@ -27,7 +27,7 @@ use runloop_bundle::caps::{Policy, Verdict};
 use runloop_pog_actor::PogMsg;
 use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
 use runloop_proto::payloads::{
-    HostCall, HostErrorCode, HostReply, KbQueryResult, KbWriteEventResult,
+    ConfirmResult, HostCall, HostErrorCode, HostReply, KbQueryResult, KbWriteEventResult,
 };
 use runloop_proto::{Clock, TraceId};
 use runloop_sandbox::{CallSite, HostCallHandler, LocalHandler, RandomSource};
@@ -64,19 +64,31 @@ impl RandomSource for SharedRandom {
     }
 }
 
-/// A person's yes or no for a host call that needs one (`confirm.request`, grants with
-/// `confirm=required`). The seam the confirmation gate will fill; nothing implements it
-/// yet, so [`Services::confirm`] is `None` in every kernel today.
-pub trait ConfirmGate: Send + Sync + std::fmt::Debug {
-    /// Asks for a decision on `call`, made at `site`; the answer is the host call's reply.
-    fn decide(&self, site: &CallSite<'_>, call: &runloop_proto::payloads::HostCall) -> HostReply;
+/// What the confirmation gate says about a host call that needs a person's yes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// A person said yes to exactly this call.
+    Approved,
+    /// Nobody has answered yet: the call answers `ConfirmationPending` with this text, and
+    /// the run invokes the node again once a person decides.
+    Pending(String),
+    /// A person (or a flag, or the timeout) said no; the text says who and why.
+    Declined(String),
 }
 
-/// Exactly-once side effects (intent before, result after). The seam the effects journal
-/// will fill; nothing implements it yet, so [`Services::effects`] is `None` today.
+/// A person's yes or no for a host call that needs one (`confirm.request`, grants with
+/// `confirm=required`), from the kernel's confirmation gate.
+pub trait ConfirmGate: Send + Sync + std::fmt::Debug {
+    /// The decision on `call`, made at `site` (asking for one when there is none yet).
+    fn decide(&self, site: &CallSite<'_>, call: &HostCall) -> Confirmation;
+}
+
+/// Exactly-once side effects (intent before, result after), through the kernel's
+/// executors and, where the effect needs it, the confirmation gate.
 pub trait EffectsJournal: Send + Sync + std::fmt::Debug {
-    /// Performs (or recalls the recorded result of) one effect asked for at `site`.
-    fn perform(&self, site: &CallSite<'_>, call: &runloop_proto::payloads::HostCall) -> HostReply;
+    /// Performs (or recalls the recorded result of) one `effect.perform` asked for at
+    /// `site`; `grant_confirms` when the agent's grant says `confirm=required`.
+    fn perform(&self, site: &CallSite<'_>, call: &HostCall, grant_confirms: bool) -> HostReply;
 }
 
 /// Every service a host call can reach, as typed handles handed in at boot: the kernel's
@@ -143,15 +155,25 @@ impl HostCallHandler for KernelHandler<'_> {
                     format!("{op} denied for agent {agent}: {reason}"),
                 )
             }
-            Ok(Verdict::AllowedAfterConfirm) => match &self.services.confirm {
-                Some(gate) => gate.decide(site, &call),
-                None => err(
-                    HostErrorCode::NotAvailable,
-                    format!(
-                        "{op} needs a person's confirmation (confirm=required) and the \
-                         confirmation service is not part of this kernel yet"
+            Ok(verdict) if matches!(call, HostCall::EffectPerform { .. }) => {
+                match &self.services.effects {
+                    Some(effects) => {
+                        effects.perform(site, &call, verdict == Verdict::AllowedAfterConfirm)
+                    }
+                    None => err(
+                        HostErrorCode::NotAvailable,
+                        "effect.perform is not available: this kernel runs without the \
+                         effects service (it needs the POG)"
+                            .into(),
                     ),
-                ),
+                }
+            }
+            Ok(Verdict::AllowedAfterConfirm) => match self.confirmation(site, &call) {
+                Confirmation::Approved => self.allowed(site, call, &trace_hex),
+                Confirmation::Pending(message) => err(HostErrorCode::ConfirmationPending, message),
+                Confirmation::Declined(message) => {
+                    err(HostErrorCode::Declined, format!("{op} declined: {message}"))
+                }
             },
             Ok(Verdict::Allowed) => self.allowed(site, call, &trace_hex),
         }
@@ -167,6 +189,17 @@ fn trace_text(trace: TraceId) -> String {
 }
 
 impl KernelHandler<'_> {
+    fn confirmation(&self, site: &CallSite<'_>, call: &HostCall) -> Confirmation {
+        match &self.services.confirm {
+            Some(gate) => gate.decide(site, call),
+            None => Confirmation::Declined(format!(
+                "{} needs a person's yes and this kernel runs without the confirmation \
+                 gate (it needs the POG)",
+                call.op()
+            )),
+        }
+    }
+
     fn pog(&self) -> Option<ActorRef<PogMsg>> {
         self.services.pog.get()
     }
@@ -208,15 +241,17 @@ impl KernelHandler<'_> {
                 model,
                 input,
             ),
-            HostCall::ConfirmRequest { .. } => match &self.services.confirm {
-                Some(gate) => gate.decide(site, &call),
-                None => err(
-                    HostErrorCode::NotAvailable,
-                    "confirm.request is not available: the confirmation service is not \
-                     wired into this kernel yet"
-                        .into(),
-                ),
+            // The person's answer is the result: asked through the gate, `approved: false`
+            // when they (or the timeout) said no.
+            HostCall::ConfirmRequest { .. } => match self.confirmation(site, &call) {
+                Confirmation::Approved => ok(&ConfirmResult { approved: true }),
+                Confirmation::Declined(_) => ok(&ConfirmResult { approved: false }),
+                Confirmation::Pending(message) => err(HostErrorCode::ConfirmationPending, message),
             },
+            HostCall::EffectPerform { .. } => err(
+                HostErrorCode::NotAvailable,
+                "effect.perform is answered by the effects service".into(),
+            ),
             HostCall::KbQuery { sql, params } => self.kb_query(sql, params),
             HostCall::KbWriteEvent {
                 kind,

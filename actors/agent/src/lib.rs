@@ -37,6 +37,6 @@ pub use decorate::{
 };
 pub use driver::{Driver, Job, PIPELINE_DEPTH};
 pub use handler::{
-    ConfirmGate, EffectsJournal, KernelHandler, Services, SharedClock, SharedRandom,
+    ConfirmGate, Confirmation, EffectsJournal, KernelHandler, Services, SharedClock, SharedRandom,
 };
 pub use metrics::{AgentMetrics, AgentSnapshot, AgentState};

@@ -123,6 +123,27 @@ pub const SCHEMA: Shape = Shape::Map(&[
     // Where openings look for agent bundles after the opening's own `agents/` directory
     // (`openings-v0.md`); `~/` is the user's home.
     ("agents", Shape::Map(&[("search_dirs", Shape::ScalarList)])),
+    // Effects (`effect.perform`): where mail goes (a Maildir outbox, or SMTP), the sender,
+    // and how long a person has to answer a confirmation.
+    (
+        "effects",
+        Shape::Map(&[
+            ("outbox_dir", Shape::Scalar),
+            ("mail_from", Shape::Scalar),
+            ("confirm_timeout_ms", Shape::Scalar),
+            (
+                "smtp",
+                Shape::Map(&[
+                    ("host", Shape::Scalar),
+                    ("port", Shape::Scalar),
+                    ("security", Shape::Scalar),
+                    ("username", Shape::Scalar),
+                    ("password_env", Shape::Scalar),
+                    ("timeout_ms", Shape::Scalar),
+                ]),
+            ),
+        ]),
+    ),
 ]);
 
 /// User mode (`~/.runloop`) or system mode (`/etc/runloop`, `/var/lib/runloop`).

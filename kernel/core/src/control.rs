@@ -383,6 +383,26 @@ async fn execute(plane: &ControlPlane, command: ControlCommand) -> ControlOutcom
         ControlCommand::RunWatch { trace_id, watch: _ } => {
             crate::runs::control::wait(&plane.engine, &trace_id).await
         }
+        ControlCommand::ConfirmList => crate::effects::control::list(kernel).await,
+        ControlCommand::ConfirmShow { request_id } => {
+            crate::effects::control::show(kernel, &request_id).await
+        }
+        ControlCommand::ConfirmDecide {
+            request_id,
+            approve,
+            payload_hash,
+            by,
+            reason,
+        } => {
+            let decision = crate::effects::control::Decide {
+                request_id,
+                approve,
+                payload_hash,
+                by,
+                reason,
+            };
+            crate::effects::control::decide(kernel, decision).await
+        }
         ControlCommand::RunCancel { trace_id } => match plane.engine.cancel(&trace_id) {
             Ok(()) => ControlOutcome::RunCancelled { trace_id },
             Err(e) => failed("NoSuchRun", e.to_string()),

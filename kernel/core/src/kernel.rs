@@ -81,6 +81,11 @@ pub struct KernelOptions {
     pub quarantine_file: Option<PathBuf>,
     /// Trace, run and message ids (default: seeded from the operating system at boot).
     pub ids: Ids,
+    /// The effects journal and confirmation gate (they need the POG: without `pog` they
+    /// are not started, and effects and confirmations are declined).
+    pub effects: Option<crate::effects::EffectsConfig>,
+    /// Called after each effect's result is recorded, before the agent hears (tests).
+    pub after_effect: Option<crate::effects::AfterEffect>,
 }
 
 /// Where the kernel's POG singleton keeps its files, and its read pool size.
@@ -111,6 +116,8 @@ impl Default for KernelOptions {
             broker: None,
             quarantine_file: None,
             ids: Ids::seeded(os_seed()),
+            effects: None,
+            after_effect: None,
         }
     }
 }
@@ -133,6 +140,7 @@ pub(crate) struct Slots {
     pub(crate) dead_letters: Slot<DeadLetterMsg>,
     pog: Slot<runloop_pog_actor::PogMsg>,
     broker: Slot<runloop_broker::BrokerMsg>,
+    gate: Slot<crate::effects::gate::GateMsg>,
     runs: Slot<SupervisorMsg>,
 }
 
@@ -201,6 +209,8 @@ pub struct Kernel {
     pub(crate) cgroup_parent: String,
     /// Bounds concurrent agent starts ([`AGENT_STARTS_MAX`]).
     pub(crate) starts: tokio::sync::Semaphore,
+    /// The effects journal and confirmation gate, when this kernel has them.
+    effects: Option<crate::effects::Effects>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -242,6 +252,7 @@ fn system_children(
     options: &KernelOptions,
     slots: &Slots,
     stores: &SystemStores,
+    shared_gate: Option<&Arc<crate::effects::gate::GateShared>>,
 ) -> Vec<ChildSpec> {
     let (clock, bus, breaker) = (options.clock.clone(), options.bus, options.breaker);
     let (bus_store, breaker_store) = (stores.bus.clone(), stores.breaker.clone());
@@ -315,6 +326,19 @@ fn system_children(
             },
         ));
     }
+    if let (Some(_), Some(gate)) = (&options.pog, shared_gate) {
+        let args = crate::effects::gate::GateArgs {
+            shared: gate.clone(),
+            clock: options.clock.clone(),
+            pog: slots.pog.clone(),
+        };
+        children.push(ChildSpec::worker_published(
+            "confirm_gate",
+            Restart::Permanent,
+            slots.gate.clone(),
+            move || (crate::effects::gate::ConfirmGateActor, args.clone()),
+        ));
+    }
     if let Some(broker) = options.broker.clone() {
         children.push(ChildSpec::worker_registered(
             "broker",
@@ -337,12 +361,17 @@ impl Kernel {
         runloop_sandbox::cgroup::sweep_orphans().notice();
         let slots = Slots::default();
         let stores = SystemStores::open(&options)?;
+        let gate_shared = options
+            .effects
+            .as_ref()
+            .filter(|_| options.pog.is_some())
+            .map(|c| crate::effects::gate::GateShared::new(c.confirm_timeout_ms));
         let system = ChildSpec::supervisor(
             "system",
             Restart::Permanent,
             options.system,
             options.clock.clone(),
-            system_children(&options, &slots, &stores),
+            system_children(&options, &slots, &stores, gate_shared.as_ref()),
         );
         let runs = ChildSpec::supervisor_published(
             Restart::Permanent,
@@ -372,10 +401,27 @@ impl Kernel {
         let (router, router_task) = Router::start(&bus)
             .await
             .map_err(|e| BootError::Tree(format!("subscribe the reply router: {e}")))?;
-        let services = Services {
+        let mut services = Services {
             pog: slots.pog.clone(),
             broker: slots.broker.clone(),
             ..Services::local(SharedClock(options.clock.clone()), options.random.clone())
+        };
+        let effects = match (&options.effects, &gate_shared) {
+            (Some(config), Some(shared)) if options.pog.is_some() => {
+                let effects = crate::effects::Effects {
+                    config: Arc::new(config.clone()),
+                    shared: shared.clone(),
+                    gate: slots.gate.clone(),
+                    pog: slots.pog.clone(),
+                    clock: options.clock.clone(),
+                    runtime: tokio::runtime::Handle::current(),
+                    after_effect: options.after_effect.clone(),
+                };
+                services.effects = Some(Arc::new(effects.clone()));
+                services.confirm = Some(Arc::new(effects.clone()));
+                Some(effects)
+            }
+            _ => None,
         };
         Ok(Kernel {
             root,
@@ -392,7 +438,14 @@ impl Kernel {
             services,
             cgroup_parent: format!("runloop-k{}", std::process::id()),
             starts: tokio::sync::Semaphore::new(AGENT_STARTS_MAX),
+            effects,
         })
+    }
+
+    /// The effects journal and confirmation gate, when this kernel has them (it has a POG
+    /// and was booted with [`KernelOptions::effects`]).
+    pub fn effects(&self) -> Option<&crate::effects::Effects> {
+        self.effects.as_ref()
     }
 
     /// The kernel's id generator.

@@ -13,6 +13,7 @@ pub mod agents;
 pub mod config;
 pub mod control;
 pub mod deliver;
+pub mod effects;
 pub mod kernel;
 pub mod metrics;
 pub mod runs;

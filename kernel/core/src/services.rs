@@ -81,3 +81,46 @@ pub fn broker(
     let timer = Arc::new(runloop_broker::KernelTimer(clock));
     Ok(Arc::new(Broker::new(models, &resolver, timer)?))
 }
+
+/// The effects service from `effects` (defaults: the Maildir outbox `outbox/` and runs'
+/// artifacts under the mode's state dir, sender `Runloop <runloop@localhost>`, 120 s to
+/// answer a confirmation). A bad section is bad input.
+pub fn effects_config(config: &Config) -> Result<crate::effects::EffectsConfig, ServiceError> {
+    let bad = |message: String| ServiceError::Section {
+        section: "effects",
+        message,
+    };
+    let mut effects = crate::effects::EffectsConfig::in_state_dir(&config.mode.state_dir());
+    let text = |key: &str| section(config.tree(), &["effects", key]).and_then(Value::as_str);
+    if let Some(dir) = text("outbox_dir") {
+        effects.outbox = config.mode.expand(dir);
+    }
+    if let Some(from) = text("mail_from") {
+        let mailbox = runloop_mail::Mailbox::new(from);
+        // The sender is checked as the one recipient of a probe message.
+        let probe = runloop_mail::MailPayload {
+            to: vec![mailbox.clone()],
+            cc: Vec::new(),
+            subject: "probe".into(),
+            body: String::new(),
+        };
+        probe
+            .validate()
+            .map_err(|e| bad(format!("mail_from {from:?}: {e}")))?;
+        effects.mail_from = mailbox;
+    }
+    if let Some(value) = section(config.tree(), &["effects", "confirm_timeout_ms"]) {
+        let ms = value
+            .as_u64()
+            .filter(|ms| (1..=86_400_000).contains(ms))
+            .ok_or_else(|| bad("confirm_timeout_ms: a number of ms in 1..=86400000".into()))?;
+        effects.confirm_timeout_ms = ms;
+    }
+    if let Some(smtp) = section(config.tree(), &["effects", "smtp"]).cloned() {
+        let smtp: runloop_mail::SmtpConfig =
+            serde_norway::from_value(smtp).map_err(|e| bad(format!("smtp: {e}")))?;
+        smtp.validate().map_err(|e| bad(format!("smtp: {e}")))?;
+        effects.smtp = Some(smtp);
+    }
+    Ok(effects)
+}

@@ -105,9 +105,12 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
     let defaults = KernelOptions::default();
     let broker = runloop_kernel::services::broker(&config, defaults.clock.clone())
         .map_err(|e| (2, e.to_string()))?;
+    let effects =
+        runloop_kernel::services::effects_config(&config).map_err(|e| (2, e.to_string()))?;
     let options = KernelOptions {
         pog: Some(runloop_kernel::services::pog_service(&config)),
         broker: Some(broker),
+        effects: Some(effects),
         quarantine_file: Some(runloop_kernel::services::quarantine_file(&config)),
         ..defaults
     };

@@ -140,6 +140,7 @@ impl Actor for RunActor {
             state.restore(&record)?;
         }
         register_budgets(&engine, &shared.spec)?;
+        register_confirm_policy(&engine, &shared.spec);
         Ok(state)
     }
 
@@ -152,6 +153,7 @@ impl Actor for RunActor {
             && let Some(engine) = state.shared.engine.upgrade()
         {
             close_budgets(&engine, &state.shared.spec.trace_id);
+            close_confirmations(&engine, &state.shared.spec.trace_id);
         }
         Ok(())
     }
@@ -339,7 +341,7 @@ impl RunState {
         let engine = engine.clone();
         let me = myself.clone();
         tokio::spawn(async move {
-            let result = run_attempt(&engine, &spec, node, input, timeout_ms).await;
+            let result = attempt_until_decided(&engine, &spec, node, input, timeout_ms).await;
             let _ = me.cast(RunMsg::Done {
                 node,
                 attempt,
@@ -640,6 +642,93 @@ fn register_budgets(engine: &Engine, spec: &RunSpec) -> Result<(), ActorProcessi
     let trace: TraceId = spec.trace_id.parse()?;
     engine.kernel().run_budgets().register(trace, limits)?;
     Ok(())
+}
+
+/// Tells the effects service which of the run's effects need a person's yes.
+fn register_confirm_policy(engine: &Engine, spec: &RunSpec) {
+    if let Some(effects) = engine.kernel().effects() {
+        let opening = &spec.opening;
+        let policy = crate::effects::gate::RunConfirmPolicy {
+            confirm_external: opening.policy.confirm_external,
+            confirm_nodes: opening
+                .nodes
+                .iter()
+                .filter(|n| n.require_human_confirm)
+                .map(|n| n.id.to_string())
+                .collect(),
+        };
+        effects.shared.register_run(&spec.trace_id, policy);
+    }
+}
+
+/// Forgets a finished run's confirmation policy; its requests still pending are denied
+/// (the run ended before anyone answered).
+fn close_confirmations(engine: &Engine, trace_id: &str) {
+    if let Some(effects) = engine.kernel().effects() {
+        effects.shared.forget_run(trace_id);
+        if let Some(gate) = effects.gate.get() {
+            let _ = gate.cast(crate::effects::gate::GateMsg::WithdrawRun {
+                trace_id: trace_id.to_owned(),
+                reason: "the run ended before anyone answered".into(),
+            });
+        }
+    }
+}
+
+/// Runs attempts of `node` until one ends without waiting for a person: an attempt whose
+/// effect answered `ConfirmationPending` is not counted; the node waits for the decision
+/// (published as `node.waiting` / `node.decided`) and is invoked again with the same
+/// input, and its effect then finds the decision recorded.
+async fn attempt_until_decided(
+    engine: &Arc<Engine>,
+    spec: &RunSpec,
+    node: usize,
+    input: rmpv::Value,
+    timeout_ms: u64,
+) -> Result<Vec<(String, rmpv::Value)>, AttemptError> {
+    let node_id = spec.opening.nodes[node].id.to_string();
+    loop {
+        let result = run_attempt(engine, spec, node, input.clone(), timeout_ms).await;
+        let Some(effects) = engine.kernel().effects() else {
+            return result;
+        };
+        let Some(request_id) = effects.shared.take_waiting(&spec.trace_id, &node_id) else {
+            return result;
+        };
+        let Some(gate) = effects.gate.get() else {
+            return result;
+        };
+        let pending = effects.shared.subscribe().borrow().clone();
+        if let Some(request) = pending.iter().find(|r| r.request_id == request_id) {
+            engine.publish(RunProgress::NodeWaiting {
+                ts_ms: engine.kernel().clock().now_ms(),
+                trace_id: spec.trace_id.clone(),
+                node: node_id.clone(),
+                request_id: request_id.clone(),
+                effect: request.effect.clone(),
+                summary: request.summary.clone(),
+                payload_hash: request.payload_hash.clone(),
+                expires_ms: request.expires_ms,
+            });
+        }
+        // No timeout here: the gate decides every request by its expiry.
+        let decided = gate
+            .call(
+                |reply| crate::effects::gate::GateMsg::Wait(request_id.clone(), reply),
+                None,
+            )
+            .await;
+        if let Ok(ractor::rpc::CallResult::Success(Some(decision))) = decided {
+            engine.publish(RunProgress::NodeDecided {
+                ts_ms: engine.kernel().clock().now_ms(),
+                trace_id: spec.trace_id.clone(),
+                node: node_id.clone(),
+                request_id,
+                decision: decision.decision.as_str().to_owned(),
+                by: decision.by,
+            });
+        }
+    }
 }
 
 /// Forgets a finished run's budgets, here and in the broker.

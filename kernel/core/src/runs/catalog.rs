@@ -127,9 +127,14 @@ pub fn facts(bundle: &Bundle) -> AgentFacts {
             .iter()
             .map(|p| p.as_str().to_owned())
             .collect(),
-        // No host call performs a send/delete/spend effect yet (the effects executors
-        // come with the confirmation issue), so no agent needs a person's yes today.
-        external_effects: Vec::new(),
+        // The send/delete/spend kinds its policy grants: such a node needs
+        // `require_human_confirm: true` while the run confirms external effects.
+        external_effects: bundle
+            .policy()
+            .effects()
+            .filter(|(kind, _)| kind.class().is_external())
+            .map(|(kind, _)| kind.name().to_owned())
+            .collect(),
     }
 }
 

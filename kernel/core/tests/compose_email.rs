@@ -1,0 +1,508 @@
+//! compose_email end to end through real sandboxes, the real POG (sample data imported),
+//! the offline model provider, the confirmation gate and the effects journal with its
+//! Maildir outbox: approve → one message; deny, timeout → nothing sent; a decision bound to
+//! another payload hash is refused; SIGKILL of the mailer's sandbox after the effect → one
+//! message, not two; an effect kind outside the capabilities is denied and audited; every
+//! effect kind of class send/delete/spend needs a recorded yes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::options;
+use runloop_broker::{Broker, ModelsConfig, SecretResolver, SecretsConfig};
+use runloop_kernel::effects::gate::{AutoDecide, GateMsg};
+use runloop_kernel::effects::{AfterEffect, EffectsConfig};
+use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
+use runloop_kernel::{Kernel, KernelOptions, PogService};
+use runloop_pog::PogConfig;
+use runloop_proto::payloads::{RunProgress, RunReport, RunStatus};
+use serde_json::{Value, json};
+
+/// The POG actor's name is registered once per process: one kernel with a POG at a time.
+static ONE_POG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn opening() -> String {
+    std::fs::read_to_string(repo().join("examples/openings/compose_email.yaml")).unwrap()
+}
+
+/// Imports `examples/pog/sample.ndjson` into a fresh POG in `dir`.
+fn seed(dir: &Path) {
+    use runloop_pog::import::{ImportContext, Parsed, parse_ndjson};
+    let cfg = PogConfig::in_dir(dir);
+    let mut store = runloop_pog::Store::open(&cfg, Arc::new(runloop_pog::SystemClock)).unwrap();
+    let provenance = runloop_pog::Provenance::from_json(&json!({
+        "trace_id": "0".repeat(32), "opening_id": "test.import", "agent": "test",
+        "inputs_hash": "0".repeat(64),
+    }))
+    .unwrap();
+    let ctx = ImportContext {
+        provenance,
+        actor: runloop_pog::ActorName::new("user").unwrap(),
+        scope: runloop_pog::Scope::new("personal").unwrap(),
+        csv_kind: runloop_pog::EventKind::NoteAdded,
+    };
+    let file = std::fs::File::open(repo().join("examples/pog/sample.ndjson")).unwrap();
+    let Parsed { events, .. } = parse_ndjson(file, &ctx).unwrap();
+    store.write_batch(events).unwrap();
+}
+
+fn offline_broker() -> Arc<Broker> {
+    let secrets = SecretResolver::with_env(SecretsConfig::default(), Default::default());
+    let clock = Arc::new(runloop_broker::SystemClock);
+    Arc::new(Broker::new(ModelsConfig::default(), &secrets, clock).unwrap())
+}
+
+struct Setup {
+    kernel: Arc<Kernel>,
+    engine: Arc<Engine>,
+    state: tempfile::TempDir,
+}
+
+impl Setup {
+    fn outbox(&self) -> PathBuf {
+        self.state.path().join("outbox")
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(dir) = std::fs::read_dir(self.outbox().join(sub)) {
+                for entry in dir.flatten() {
+                    out.push(std::fs::read_to_string(entry.path()).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    async fn stop(self) {
+        self.kernel.root().stop(Some("test over".into()));
+        while ractor::registry::where_is("runloop.pog").is_some()
+            || ractor::registry::where_is("runloop.broker").is_some()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn setup(
+    tag: &str,
+    auto: AutoDecide,
+    timeout_ms: u64,
+    search: Vec<PathBuf>,
+    after_effect: Option<AfterEffect>,
+) -> Setup {
+    let state = tempfile::tempdir().unwrap();
+    let pog_dir = state.path().join("pog");
+    seed(&pog_dir);
+    let mut effects = EffectsConfig::in_state_dir(state.path());
+    effects.confirm_timeout_ms = timeout_ms;
+    let opts = KernelOptions {
+        pog: Some(PogService {
+            config: PogConfig::in_dir(&pog_dir),
+            read_conns: 2,
+        }),
+        broker: Some(offline_broker()),
+        effects: Some(effects),
+        after_effect,
+        // One `.cwasm` cache for the file: the five agents compile once, not per test.
+        ..options("compose-email")
+    };
+    let _ = tag;
+    let kernel = Arc::new(Kernel::boot(opts).await.unwrap());
+    kernel.effects().unwrap().shared.set_auto(auto);
+    let mut search_dirs = search;
+    search_dirs.push(repo().join("agents/bundles"));
+    let engine = Engine::new(
+        kernel.clone(),
+        EngineConfig {
+            search_dirs,
+            host: RunHost::Daemon,
+        },
+    );
+    Setup {
+        kernel,
+        engine,
+        state,
+    }
+}
+
+/// Runs compose_email; `on_waiting` answers each `node.waiting` event.
+async fn run<F, Fut>(setup: &Setup, mut on_waiting: F) -> (RunReport, Vec<RunProgress>)
+where
+    F: FnMut(RunProgress) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut events = setup.engine.progress();
+    let submitted = setup
+        .engine
+        .submit(&opening(), Path::new("/nonexistent"), &json!({}))
+        .await
+        .unwrap();
+    let mut report = submitted.report.clone();
+    let mut seen = Vec::new();
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) if e.trace_id() == submitted.trace_id => {
+                    seen.push(e.clone());
+                    if matches!(e, RunProgress::NodeWaiting { .. }) {
+                        on_waiting(e).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            },
+            _ = report.wait_for(Option::is_some) => break,
+        }
+    }
+    let report = report.borrow().clone().unwrap();
+    (report, seen)
+}
+
+fn send_result(report: &RunReport) -> Value {
+    let send = report.nodes.iter().find(|n| n.id == "send").unwrap();
+    let outputs: Value = serde_json::from_str(send.outputs_json.as_deref().unwrap()).unwrap();
+    outputs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o[0] == "result")
+        .map(|o| o[1].clone())
+        .unwrap_or(Value::Null)
+}
+
+async fn run_events(kernel: &Kernel, trace: &str) -> Vec<runloop_pog::Event> {
+    runloop_kernel::runs::record::Recorder::new(kernel.pog())
+        .run_events(trace)
+        .await
+        .unwrap()
+}
+
+fn kinds(events: &[runloop_pog::Event], kind: &str) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e.kind.as_str() == kind)
+        .map(|e| e.payload.clone())
+        .collect()
+}
+
+async fn no_answer(_: RunProgress) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_sends_exactly_one_cited_message_to_the_resolved_address() {
+    let _one = ONE_POG.lock().await;
+    let approve = AutoDecide::Approve {
+        by: "flag --approve".into(),
+    };
+    let s = setup("ce-approve", approve, 60_000, vec![], None).await;
+    let (report, _) = run(&s, no_answer).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let result = send_result(&report);
+    assert_eq!(result["status"], "sent", "{result}");
+    let messages = s.messages();
+    assert_eq!(messages.len(), 1, "one message in the outbox");
+    let msg = &messages[0];
+    assert!(msg.contains("john.smith@example.com"), "{msg}");
+    assert!(msg.contains("Subject:"), "{msg}");
+    assert!(msg.contains("[1]"), "the body cites: {msg}");
+    assert!(
+        msg.contains(result["message_id"].as_str().unwrap()),
+        "{msg}"
+    );
+    let events = run_events(&s.kernel, &report.trace_id).await;
+    let requested = kinds(&events, "action.requested");
+    let decided = kinds(&events, "action.decided");
+    assert_eq!(requested.len(), 1);
+    assert_eq!(decided.len(), 1);
+    assert_eq!(decided[0]["decision"], "approved");
+    assert_eq!(decided[0]["by"], "flag --approve");
+    assert_eq!(decided[0]["payload_hash"], requested[0]["payload_hash"]);
+    assert_eq!(kinds(&events, "effect.intent").len(), 1);
+    assert_eq!(kinds(&events, "effect.result")[0]["status"], "performed");
+    assert_eq!(kinds(&events, "email.sent").len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_and_timed_out_send_nothing_and_say_why() {
+    let _one = ONE_POG.lock().await;
+    let deny = AutoDecide::Deny {
+        by: "no terminal".into(),
+        reason: "rlp run is not on a terminal".into(),
+    };
+    let s = setup("ce-deny", deny, 60_000, vec![], None).await;
+    let (report, _) = run(&s, no_answer).await;
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    let result = send_result(&report);
+    assert_eq!(result["status"], "declined", "{result}");
+    let reason = result["reason"].as_str().unwrap();
+    assert!(reason.contains("denied by no terminal"), "{reason}");
+    assert!(s.messages().is_empty());
+    let events = run_events(&s.kernel, &report.trace_id).await;
+    assert!(kinds(&events, "effect.intent").is_empty());
+    s.stop().await;
+
+    // Nobody answers: denied at the timeout.
+    let s = setup("ce-timeout", AutoDecide::Ask, 1_000, vec![], None).await;
+    let (report, events) = run(&s, no_answer).await;
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    assert!(
+        events.iter().any(
+            |e| matches!(e, RunProgress::NodeDecided { decision, .. } if decision == "timed_out")
+        ),
+        "{events:?}"
+    );
+    let result = send_result(&report);
+    assert_eq!(result["status"], "declined", "{result}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not answered in time"),
+        "{result}"
+    );
+    assert!(s.messages().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_for_another_payload_is_refused_and_the_shown_one_is_sent() {
+    let _one = ONE_POG.lock().await;
+    let s = setup("ce-stale", AutoDecide::Ask, 60_000, vec![], None).await;
+    let gate = s.kernel.effects().unwrap().gate.get().unwrap();
+    let decide = |request_id: String, hash: String| {
+        let gate = gate.clone();
+        async move {
+            gate.call(
+                |reply| GateMsg::Decide {
+                    request_id,
+                    approve: true,
+                    payload_hash: hash,
+                    by: "tty".into(),
+                    reason: None,
+                    reply,
+                },
+                None,
+            )
+            .await
+            .unwrap()
+            .unwrap()
+        }
+    };
+    let (report, _) = run(&s, |e| {
+        let decide = &decide;
+        async move {
+            let RunProgress::NodeWaiting {
+                request_id,
+                payload_hash,
+                ..
+            } = e
+            else {
+                return;
+            };
+            // The person saw another payload: refused, and the request still waits.
+            let stale = decide(request_id.clone(), "0".repeat(64)).await;
+            let e = stale.unwrap_err();
+            assert!(e.to_string().contains("needs a new yes"), "{e}");
+            decide(request_id, payload_hash).await.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(s.messages().len(), 1);
+    s.stop().await;
+}
+
+/// The pid of this process's sandbox child that serves agent `node` (its cgroup is
+/// `<run>.<node>-<generation>`).
+fn sandbox_of(node: &str) -> Option<i32> {
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if pid.parse::<i32>().is_err() {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let ppid = after.split_whitespace().nth(1).unwrap_or("");
+        if ppid != me {
+            continue;
+        }
+        let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        if cgroup.contains(&format!(".{node}-")) {
+            return pid.parse().ok();
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_mailer_after_the_effect_sends_one_message_not_two() {
+    let _one = ONE_POG.lock().await;
+    let fired = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let hook: AfterEffect = {
+        let (fired, killed) = (fired.clone(), killed.clone());
+        Arc::new(move |site| {
+            if fired.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            if let Some(pid) = sandbox_of(site.agent) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                killed.store(true, Ordering::SeqCst);
+            }
+        })
+    };
+    let approve = AutoDecide::Approve { by: "test".into() };
+    let s = setup("ce-kill", approve, 60_000, vec![], Some(hook)).await;
+    let (report, _) = run(&s, no_answer).await;
+    assert!(
+        killed.load(Ordering::SeqCst),
+        "the hook found and killed the sandbox"
+    );
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let result = send_result(&report);
+    assert_eq!(result["status"], "sent");
+    assert_eq!(
+        result["recalled"], true,
+        "the redelivered invoke got the recorded result"
+    );
+    assert_eq!(s.messages().len(), 1, "one message, not two");
+    let events = run_events(&s.kernel, &report.trace_id).await;
+    assert_eq!(kinds(&events, "effect.intent").len(), 1);
+    assert_eq!(kinds(&events, "effect.result").len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_effect_kind_outside_the_capabilities_is_denied_and_audited() {
+    let _one = ONE_POG.lock().await;
+    // The mailer bundle with a policy that grants no effect.
+    let agents = tempfile::tempdir().unwrap();
+    let copy = agents.path().join("mailer");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(repo().join("agents/bundles/mailer")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(copy.join("policy.caps"), "runloop-caps 1\nallow log\n").unwrap();
+    let approve = AutoDecide::Approve { by: "test".into() };
+    let s = setup(
+        "ce-caps",
+        approve,
+        60_000,
+        vec![agents.path().to_owned()],
+        None,
+    )
+    .await;
+    let (report, _) = run(&s, no_answer).await;
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    let send = report.nodes.iter().find(|n| n.id == "send").unwrap();
+    let reason = send.reason.as_deref().unwrap_or("");
+    assert!(reason.contains("effect.perform"), "{reason}");
+    assert!(s.messages().is_empty());
+    let events = run_events(&s.kernel, &report.trace_id).await;
+    let audits = kinds(&events, "cap.audit");
+    assert!(
+        audits
+            .iter()
+            .any(|a| a["cap"] == "effect.perform" && a["decision"] == "deny"),
+        "{audits:?}"
+    );
+    assert!(kinds(&events, "action.requested").is_empty());
+    s.stop().await;
+}
+
+/// Every effect kind of class send/delete/spend, asked for directly through the effects
+/// journal (as an agent's host call would be, after its capabilities allowed it): none is
+/// performed without a recorded yes — declined by a "no", pending while nobody answered —
+/// and a local kind runs without one. Walks `EffectKind::ALL`, so a new kind is covered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_send_delete_or_spend_effect_runs_without_a_recorded_yes() {
+    use runloop_agent_actor::EffectsJournal;
+    use runloop_bundle::EffectKind;
+    use runloop_proto::payloads::{HostCall, HostErrorCode, HostReply};
+
+    let _one = ONE_POG.lock().await;
+    let deny = AutoDecide::Deny {
+        by: "test".into(),
+        reason: "walk".into(),
+    };
+    let s = setup("ce-walk", deny, 60_000, vec![], None).await;
+    let effects = s.kernel.effects().unwrap().clone();
+    let trace = runloop_proto::TraceId(0x7777_0000_0000_0000_0000_0000_0000_0001);
+    let policy = runloop_kernel::effects::gate::RunConfirmPolicy {
+        confirm_external: true,
+        confirm_nodes: Default::default(),
+    };
+    effects.shared.register_run(&trace.to_string(), policy);
+    let mut external = 0;
+    for (i, kind) in EffectKind::ALL.into_iter().enumerate() {
+        for auto in [
+            AutoDecide::Deny {
+                by: "test".into(),
+                reason: "walk".into(),
+            },
+            AutoDecide::Ask,
+        ] {
+            effects.shared.set_auto(auto.clone());
+            let payload = runloop_proto::json::json_to_msgpack(
+                &runloop_kernel::effects::exec::example_payload(kind),
+                "",
+            )
+            .unwrap();
+            let call = HostCall::EffectPerform {
+                kind: kind.name().into(),
+                payload,
+                idempotency_key: format!("walk-{i}-{}", matches!(auto, AutoDecide::Ask)),
+            };
+            let effects = effects.clone();
+            let reply = tokio::task::spawn_blocking(move || {
+                let site = runloop_sandbox::CallSite {
+                    agent: "walker",
+                    invoke_id: 1,
+                    trace_id: trace,
+                    call_id: 0,
+                };
+                effects.perform(&site, &call, false)
+            })
+            .await
+            .unwrap();
+            match (kind.class().is_external(), &auto, reply) {
+                (true, AutoDecide::Ask, HostReply::Err { code, .. }) => {
+                    assert_eq!(code, HostErrorCode::ConfirmationPending, "{kind}");
+                }
+                (true, _, HostReply::Err { code, message }) => {
+                    assert_eq!(code, HostErrorCode::Declined, "{kind}: {message}");
+                }
+                (false, _, HostReply::Ok(_)) => {}
+                (_, _, other) => panic!("{kind} under {auto:?}: {other:?}"),
+            }
+        }
+        external += usize::from(kind.class().is_external());
+    }
+    assert!(external >= 2, "mail.send and artifact.delete at least");
+    let events = run_events(&s.kernel, &trace.to_string()).await;
+    let intents = kinds(&events, "effect.intent");
+    assert!(
+        intents
+            .iter()
+            .all(|i| EffectKind::parse(i["effect"].as_str().unwrap())
+                .is_some_and(|k| !k.class().is_external())),
+        "only local effects were performed: {intents:?}"
+    );
+    s.stop().await;
+}
