@@ -82,6 +82,10 @@ struct GuestState {
     log_bytes: u64,
     pending_reply: Option<Vec<u8>>,
     fail_message: Option<String>,
+    /// When the invoke's wall time runs out. Time blocked in host calls (a model, a
+    /// person's confirmation) is added to it: the limit is on the guest's own time, as the
+    /// kernel's watchdog counts it too.
+    deadline: Instant,
 }
 
 /// Caps linear memory; crossing it aborts with `MemoryLimit` rather than a bare -1.
@@ -303,6 +307,7 @@ impl Agent {
             log_bytes: 0,
             pending_reply: None,
             fail_message: None,
+            deadline: started + Duration::from_millis(limits.invoke_wall_ms_max),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -313,10 +318,9 @@ impl Agent {
         // The deadline is an instant on the monotonic clock; the ticker's ticks only make
         // wasmtime look at it. Its sleeps run late on a loaded machine, so counting them
         // would stretch a 20 s limit by seconds, past the kernel's watchdog.
-        let deadline = started + Duration::from_millis(limits.invoke_wall_ms_max);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
+        store.epoch_deadline_callback(move |ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
                 UpdateDeadline::Interrupt
             } else {
                 UpdateDeadline::Continue(1)
@@ -601,8 +605,10 @@ fn import_host_call(
     let trace = state.trace;
     let conn = state.conn.as_mut().expect("conn lent for the invoke");
     let conn_err = |e| wasmtime::Error::new(Abort::Conn(e));
+    let asked = Instant::now();
     conn.send(trace, &request).map_err(conn_err)?;
     let frame = conn.recv_reply().map_err(conn_err)?;
+    state.deadline += asked.elapsed();
     let got = frame.body().kind();
     if got != Kind::HostCallResponse {
         return Err(conn_err(ConnError::Unexpected {

@@ -1,0 +1,568 @@
+//! compose_email's wall time in a real kernel — offline model provider, the confirmation
+//! gate on auto-approve (no person's wait) — cold and warm, beside its five agents' own
+//! invoke times measured in the same process.
+//!
+//! Run: `cargo build -p runloop-sandbox-host --release` (alone, so it has no cranelift),
+//! then `cargo bench -p runloop-kernel --bench compose_email`. The sandbox binary is
+//! `$RUNLOOP_SANDBOX_HOST`, else `<target>/release/runloop-sandbox-host`. `COMPOSE_RUNS`
+//! (default 10) sets the warm runs and the rounds of each standalone measurement. Results
+//! are written up in `perf/openings.md`.
+//!
+//! One state directory (POG seeded with `examples/pog/sample.ndjson`, Maildir outbox,
+//! `.cwasm` cache), two kernels booted on it one after the other:
+//!
+//! - **Cold**: kernel A's first run, with an empty `.cwasm` cache: it compiles the five
+//!   agents. **Cold, compiled**: kernel B's first run after A stopped (fresh process state,
+//!   the `.cwasm` cache and the OS page cache warm).
+//! - **Warm**: `COMPOSE_RUNS` further runs on B, one at a time, wall time from `submit` to
+//!   the report; per node, the report's `duration_ms` (start of its sandbox + invoke).
+//! - **Agents' own time**: each node's exact input, rebuilt from a warm run's report with
+//!   the engine's own plan (`Plan::input`), sent to the five agents started in a run of
+//!   their own on B, under a fresh trace each (its confirmation policy and budgets
+//!   registered as the engine does, so the mailer really sends). *Fresh*: start the
+//!   sandbox, then its first invoke (what a node does). *Warm*: round trips to running
+//!   agents — the agents' own time.
+//!
+//! Every message the mailer sends lands in the outbox: one per run, and one per standalone
+//! invoke of the mailer; both counts are asserted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runloop_actors::names::{AgentName, OpeningId};
+use runloop_agent_actor::RunLimits;
+use runloop_broker::config::Limit;
+use runloop_broker::{Broker, ModelsConfig, SecretResolver, SecretsConfig};
+use runloop_kernel::agents::{AgentOptions, StartOptions};
+use runloop_kernel::effects::EffectsConfig;
+use runloop_kernel::effects::gate::{AutoDecide, RunConfirmPolicy};
+use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
+use runloop_kernel::{Kernel, KernelOptions, PogService};
+use runloop_openings::Opening;
+use runloop_openings::plan::{NodeEnd, Plan};
+use runloop_pog::PogConfig;
+use runloop_proto::RunId;
+use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
+use runloop_proto::payloads::{AgentInput, RunReport, RunStatus};
+use serde_json::{Value, json};
+
+/// The design target: compose_email, warm, offline, without the person's wait.
+const TARGET_MS: f64 = 50.0;
+/// The opening's nodes, in declaration order.
+const NODES: [&str; 5] = ["contact", "context", "draft", "review", "send"];
+/// The POG's and the broker's actor names: one kernel holding them at a time.
+const SINGLETONS: [&str; 2] = ["runloop.pog", "runloop.broker"];
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn program() -> PathBuf {
+    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    target.join("release/runloop-sandbox-host")
+}
+
+fn opening_source() -> String {
+    std::fs::read_to_string(repo().join("examples/openings/compose_email.yaml"))
+        .expect("read compose_email.yaml")
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    s[s.len() / 2]
+}
+
+/// Nearest-rank 90th percentile.
+fn p90(samples: &[f64]) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    s[(s.len() * 9).div_ceil(10) - 1]
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// Imports `examples/pog/sample.ndjson` into a fresh POG in `dir` (as the compose_email
+/// test does).
+fn seed(dir: &Path) {
+    use runloop_pog::import::{ImportContext, Parsed, parse_ndjson};
+    let cfg = PogConfig::in_dir(dir);
+    let mut store = runloop_pog::Store::open(&cfg, Arc::new(runloop_pog::SystemClock)).unwrap();
+    let provenance = runloop_pog::Provenance::from_json(&json!({
+        "trace_id": "0".repeat(32), "opening_id": "bench.import", "agent": "bench",
+        "inputs_hash": "0".repeat(64),
+    }))
+    .unwrap();
+    let ctx = ImportContext {
+        provenance,
+        actor: runloop_pog::ActorName::new("user").unwrap(),
+        scope: runloop_pog::Scope::new("personal").unwrap(),
+        csv_kind: runloop_pog::EventKind::NoteAdded,
+    };
+    let file = std::fs::File::open(repo().join("examples/pog/sample.ndjson")).unwrap();
+    let Parsed { events, .. } = parse_ndjson(file, &ctx).unwrap();
+    store.write_batch(events).unwrap();
+}
+
+fn offline_broker() -> Arc<Broker> {
+    let secrets = SecretResolver::with_env(SecretsConfig::default(), Default::default());
+    let clock = Arc::new(runloop_broker::SystemClock);
+    Arc::new(Broker::new(ModelsConfig::default(), &secrets, clock).unwrap())
+}
+
+/// A kernel on `state` (POG, offline broker, effects with the outbox there, `.cwasm`
+/// cache there), the gate approving every request at once.
+async fn boot(program: &Path, state: &Path) -> (Arc<Kernel>, Arc<Engine>) {
+    let options = KernelOptions {
+        agents: AgentOptions {
+            sandbox_host: Some(program.to_owned()),
+            cwasm_dir: Some(state.join("cwasm")),
+            ..AgentOptions::default()
+        },
+        pog: Some(PogService {
+            config: PogConfig::in_dir(state.join("pog")),
+            read_conns: 2,
+        }),
+        broker: Some(offline_broker()),
+        effects: Some(EffectsConfig::in_state_dir(state)),
+        ..KernelOptions::default()
+    };
+    let kernel = Arc::new(Kernel::boot(options).await.expect("boot"));
+    kernel
+        .effects()
+        .expect("effects")
+        .shared
+        .set_auto(AutoDecide::Approve {
+            by: "bench".into(),
+        });
+    let engine = Engine::new(
+        kernel.clone(),
+        EngineConfig {
+            search_dirs: vec![repo().join("agents/bundles")],
+            host: RunHost::Daemon,
+        },
+    );
+    (kernel, engine)
+}
+
+/// Stops a kernel's tree and waits until its singletons' names are free for the next one.
+async fn stop(kernel: Arc<Kernel>, engine: Arc<Engine>) {
+    drop(engine);
+    kernel.root().stop(Some("bench phase over".into()));
+    while SINGLETONS
+        .iter()
+        .any(|n| ractor::registry::where_is((*n).to_owned()).is_some())
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Messages in the Maildir outbox.
+fn outbox_len(state: &Path) -> usize {
+    ["new", "cur"]
+        .iter()
+        .filter_map(|sub| std::fs::read_dir(state.join("outbox").join(sub)).ok())
+        .map(|dir| dir.flatten().count())
+        .sum()
+}
+
+/// One run of compose_email, submit to report; panics unless it sent its message.
+async fn run_once(engine: &Engine) -> (f64, RunReport) {
+    let source = opening_source();
+    let started = Instant::now();
+    let submitted = engine
+        .submit(&source, Path::new("/nonexistent"), &json!({}))
+        .await
+        .expect("submit");
+    let mut rx = submitted.report.clone();
+    let report = rx
+        .wait_for(Option::is_some)
+        .await
+        .expect("report")
+        .clone()
+        .expect("finished");
+    let wall = ms(started);
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let result = outputs(&report, "send")
+        .into_iter()
+        .find(|(port, _)| port == "result")
+        .map(|(_, v)| msgpack_to_json(&v))
+        .expect("send.result");
+    assert_eq!(result["status"], "sent", "{result}");
+    (wall, report)
+}
+
+/// A node's outputs from the report, as the engine held them.
+fn outputs(report: &RunReport, node: &str) -> Vec<(String, rmpv::Value)> {
+    let n = report.nodes.iter().find(|n| n.id == node).expect("node");
+    let json: Value = serde_json::from_str(n.outputs_json.as_deref().expect("outputs")).unwrap();
+    json.as_array()
+        .expect("[[port, payload], …]")
+        .iter()
+        .map(|o| {
+            let port = o[0].as_str().expect("port").to_owned();
+            (port, json_to_msgpack(&o[1], "outputs").expect("msgpack"))
+        })
+        .collect()
+}
+
+fn node_ms(report: &RunReport, node: &str) -> f64 {
+    let n = report.nodes.iter().find(|n| n.id == node).expect("node");
+    n.duration_ms.expect("a finished node has a duration") as f64
+}
+
+/// contact and context run side by side, then draft → review → send.
+fn critical_path(t: impl Fn(&str) -> f64) -> f64 {
+    t("contact").max(t("context")) + t("draft") + t("review") + t("send")
+}
+
+/// Each node's input of its first attempt, rebuilt from a finished run's report by the
+/// engine's own plan, and the opening's budgets (as the engine registers them).
+fn node_inputs(engine: &Engine, report: &RunReport) -> (Vec<rmpv::Value>, RunLimits) {
+    let opening: Opening = engine
+        .validate(&opening_source(), Path::new("/nonexistent"))
+        .expect("valid");
+    let bound = runloop_openings::params::bind(&opening, &json!({})).expect("params");
+    let limits = RunLimits {
+        run: Limit {
+            tokens: opening.policy.budget_tokens,
+            usd_micros: opening.policy.budget_usd_micros,
+        },
+        nodes: opening
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let tokens = n.budget_tokens?;
+                Some((
+                    n.id.to_string(),
+                    Limit {
+                        tokens: Some(tokens),
+                        usd_micros: None,
+                    },
+                ))
+            })
+            .collect(),
+    };
+    let ids: Vec<String> = opening.nodes.iter().map(|n| n.id.to_string()).collect();
+    assert_eq!(ids, NODES, "the opening's nodes");
+    let mut plan = Plan::new(Arc::new(opening));
+    for _round in 0..=NODES.len() {
+        let step = plan.step();
+        assert!(step.skipped.is_empty(), "{:?}", step.skipped);
+        if step.run.is_empty() {
+            break;
+        }
+        for node in step.run {
+            let outputs = outputs(report, NODES[node]);
+            plan.finish(node, NodeEnd::Succeeded { outputs });
+        }
+    }
+    assert!(plan.is_done(), "every node replayed");
+    let inputs = (0..NODES.len())
+        .map(|i| plan.input(i, 1, &bound))
+        .collect();
+    (inputs, limits)
+}
+
+/// The five agents in a run of their own, invoked as the engine invokes nodes.
+struct Agents {
+    kernel: Arc<Kernel>,
+    run: RunId,
+    opening: OpeningId,
+    inputs: Vec<rmpv::Value>,
+    limits: RunLimits,
+    mailer_sends: usize,
+}
+
+impl Agents {
+    async fn start_run(&mut self) {
+        self.run = self.kernel.ids().run_id();
+        self.kernel
+            .start_run(self.run, &self.opening)
+            .await
+            .expect("start run");
+    }
+
+    /// Starts node `i`'s agent (named as the node, as the engine names it); its ms.
+    async fn start(&self, i: usize) -> f64 {
+        let bundle = repo().join("agents/bundles").join(agent_of(i));
+        let options = StartOptions {
+            name: Some(NODES[i].to_owned()),
+            handlers: None,
+        };
+        let t = Instant::now();
+        self.kernel
+            .start_bundle_in(self.run, &bundle, options)
+            .await
+            .expect("start agent");
+        ms(t)
+    }
+
+    /// One invoke of node `i` with its recorded input, under a fresh trace whose budgets
+    /// and confirmation policy are registered as a run's; wall ms and the agent actor's
+    /// own `round_trip_us`.
+    async fn invoke(&mut self, i: usize) -> (f64, u64) {
+        let trace = self.kernel.ids().trace_id();
+        let trace_text = trace.to_string();
+        let effects = self.kernel.effects().expect("effects");
+        let budgets = self.kernel.run_budgets();
+        budgets.register(trace, self.limits.clone()).expect("budgets");
+        let policy = RunConfirmPolicy {
+            confirm_external: true,
+            confirm_nodes: ["send".to_owned()].into_iter().collect(),
+        };
+        effects.shared.register_run(&trace_text, policy);
+        let agent = AgentName::new(NODES[i]).unwrap();
+        let input = AgentInput {
+            port: "in".into(),
+            payload: self.inputs[i].clone(),
+        };
+        let t = Instant::now();
+        let reply = self
+            .kernel
+            .send_traced(self.run, &self.opening, &agent, input, trace)
+            .await
+            .unwrap_or_else(|e| panic!("invoke {}: {e}", NODES[i]));
+        let wall = ms(t);
+        effects.shared.forget_run(&trace_text);
+        budgets.remove(trace);
+        assert!(!reply.outputs.is_empty(), "{} answered nothing", NODES[i]);
+        if NODES[i] == "send" {
+            let result = msgpack_to_json(&reply.outputs[0].payload);
+            assert_eq!(result["status"], "sent", "{result}");
+            self.mailer_sends += 1;
+        }
+        (wall, reply.round_trip_us)
+    }
+
+    async fn stop_run(&self) {
+        self.kernel.stop_run(self.run).await.expect("stop run");
+    }
+}
+
+fn agent_of(i: usize) -> &'static str {
+    ["contact_resolver", "context_gatherer", "writer", "critic", "mailer"][i]
+}
+
+/// Per node: samples of one measurement.
+type PerNode = [Vec<f64>; 5];
+
+/// `rounds` times: a new run, each agent started, then its first invoke (what a node of a
+/// run does, one after the other here). Returns (start ms, first invoke ms) per node.
+async fn fresh(agents: &mut Agents, rounds: usize) -> (PerNode, PerNode) {
+    let (mut starts, mut firsts) = (PerNode::default(), PerNode::default());
+    for _ in 0..rounds {
+        agents.start_run().await;
+        for i in 0..NODES.len() {
+            starts[i].push(agents.start(i).await);
+            firsts[i].push(agents.invoke(i).await.0);
+        }
+        agents.stop_run().await;
+    }
+    (starts, firsts)
+}
+
+/// The agents running; one warm-up invoke each, then `rounds` rounds of one invoke per
+/// agent. Returns (wall ms, round_trip ms) per node.
+async fn warm(agents: &mut Agents, rounds: usize) -> (PerNode, PerNode) {
+    agents.start_run().await;
+    for i in 0..NODES.len() {
+        agents.start(i).await;
+        agents.invoke(i).await;
+    }
+    let (mut walls, mut trips) = (PerNode::default(), PerNode::default());
+    for _ in 0..rounds {
+        for i in 0..NODES.len() {
+            let (wall, us) = agents.invoke(i).await;
+            walls[i].push(wall);
+            trips[i].push(us as f64 / 1e3);
+        }
+    }
+    agents.stop_run().await;
+    (walls, trips)
+}
+
+/// What the runs measured.
+struct Runs {
+    cold: f64,
+    cold_compiled: f64,
+    walls: Vec<f64>,
+    reports: Vec<RunReport>,
+}
+
+/// What the standalone agents measured, per node.
+struct Standalone {
+    starts: PerNode,
+    firsts: PerNode,
+    walls: PerNode,
+    trips: PerNode,
+}
+
+fn print_table(runs: &Runs, alone: &Standalone) {
+    let n = runs.walls.len();
+    let per_node = |i: usize| -> Vec<f64> {
+        runs.reports
+            .iter()
+            .map(|r| node_ms(r, NODES[i]))
+            .collect()
+    };
+    let paths: Vec<f64> = runs
+        .reports
+        .iter()
+        .map(|r| critical_path(|id| node_ms(r, id)))
+        .collect();
+    let between: Vec<f64> = runs.walls.iter().zip(&paths).map(|(w, p)| w - p).collect();
+    let own = |i: usize| median(&alone.walls[i]);
+    let own_sum: f64 = (0..NODES.len()).map(own).sum();
+    let own_path = critical_path(|id| own(NODES.iter().position(|n| *n == id).unwrap()));
+    let warm = median(&runs.walls);
+    let verdict = if warm <= TARGET_MS {
+        "**met**"
+    } else {
+        "**not met**"
+    };
+    println!();
+    println!("| figure | measured |");
+    println!("| --- | --- |");
+    println!(
+        "| cold run (empty `.cwasm` cache: compiles the five agents) | {:.0} ms |",
+        runs.cold
+    );
+    println!(
+        "| cold, compiled (first run after a kernel restart, `.cwasm` cache warm) | {:.0} ms |",
+        runs.cold_compiled
+    );
+    println!(
+        "| warm run, median / p90 of {n} | **{warm:.1} ms** / {:.1} ms |",
+        p90(&runs.walls)
+    );
+    println!(
+        "| node durations on the critical path (contact‖context → draft → review → send), median | {:.1} ms |",
+        median(&paths)
+    );
+    println!(
+        "| → engine between nodes (run wall − critical path, per run), median | {:.1} ms |",
+        median(&between)
+    );
+    println!(
+        "| sum of the five agents' own invoke times (warm agents, median each) | **{own_sum:.1} ms** |"
+    );
+    println!("| the same on the critical path (contact‖context) | {own_path:.1} ms |");
+    println!(
+        "| → engine + sandbox starts (warm median − agents' sum) | {:.1} ms |",
+        warm - own_sum
+    );
+    println!("| target: warm, offline, no person's wait | ≤ {TARGET_MS:.0} ms — {verdict} |");
+    println!();
+    println!(
+        "| node (agent) | duration_ms in runs, median | sandbox start, median | first invoke in it, median | warm invoke, median | of which the agent actor's round_trip_us |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (i, node) in NODES.iter().enumerate() {
+        println!(
+            "| {node} ({}) | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} ms | {:.2} ms |",
+            agent_of(i),
+            median(&per_node(i)),
+            median(&alone.starts[i]),
+            median(&alone.firsts[i]),
+            median(&alone.walls[i]),
+            median(&alone.trips[i]),
+        );
+    }
+    println!();
+}
+
+async fn bench(program: &Path, state: &Path, rounds: usize) {
+    // Kernel A, empty `.cwasm` cache: the first run compiles the five agents.
+    let (kernel, engine) = boot(program, state).await;
+    let (cold, _) = run_once(&engine).await;
+    println!("cold run: {cold:.0} ms");
+    stop(kernel, engine).await;
+
+    // Kernel B on the same state: the cache is warm, the process is new.
+    let (kernel, engine) = boot(program, state).await;
+    let (cold_compiled, _) = run_once(&engine).await;
+    println!("cold, compiled: {cold_compiled:.0} ms");
+    let mut walls = Vec::new();
+    let mut reports = Vec::new();
+    for _ in 0..rounds {
+        let (wall, report) = run_once(&engine).await;
+        walls.push(wall);
+        reports.push(report);
+    }
+    println!("warm runs: {walls:.1?} ms");
+    let runs_done = 2 + rounds;
+    assert_eq!(
+        outbox_len(state),
+        runs_done,
+        "one message per run: the effect performed once per run"
+    );
+
+    let (inputs, limits) = node_inputs(&engine, &reports[0]);
+    let mut agents = Agents {
+        kernel: kernel.clone(),
+        run: RunId::STANDALONE,
+        opening: OpeningId::new("compose-agents").unwrap(),
+        inputs,
+        limits,
+        mailer_sends: 0,
+    };
+    let (starts, firsts) = fresh(&mut agents, rounds).await;
+    let (own_walls, trips) = warm(&mut agents, rounds).await;
+    assert_eq!(
+        outbox_len(state),
+        runs_done + agents.mailer_sends,
+        "one message per run and per standalone mailer invoke"
+    );
+    println!(
+        "outbox: {} messages = {runs_done} runs + {} standalone mailer invokes",
+        outbox_len(state),
+        agents.mailer_sends
+    );
+    drop(agents);
+    stop(kernel, engine).await;
+
+    let runs = Runs {
+        cold,
+        cold_compiled,
+        walls,
+        reports,
+    };
+    let alone = Standalone {
+        starts,
+        firsts,
+        walls: own_walls,
+        trips,
+    };
+    print_table(&runs, &alone);
+}
+
+fn main() {
+    let program = program();
+    assert!(program.is_file(), "build it first: {}", program.display());
+    let rounds = env_usize("COMPOSE_RUNS", 10);
+    assert!(rounds >= 1, "COMPOSE_RUNS ≥ 1");
+    let state = tempfile::tempdir().unwrap();
+    seed(&state.path().join("pog"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench(&program, state.path(), rounds));
+}
