@@ -99,11 +99,23 @@ async fn setup(
     search: Vec<PathBuf>,
     after_effect: Option<AfterEffect>,
 ) -> Setup {
+    setup_with(tag, auto, timeout_ms, search, after_effect, None).await
+}
+
+async fn setup_with(
+    tag: &str,
+    auto: AutoDecide,
+    timeout_ms: u64,
+    search: Vec<PathBuf>,
+    after_effect: Option<AfterEffect>,
+    smtp: Option<runloop_mail::SmtpConfig>,
+) -> Setup {
     let state = tempfile::tempdir().unwrap();
     let pog_dir = state.path().join("pog");
     seed(&pog_dir);
     let mut effects = EffectsConfig::in_state_dir(state.path());
     effects.confirm_timeout_ms = timeout_ms;
+    effects.smtp = smtp;
     let opts = KernelOptions {
         pog: Some(PogService {
             config: PogConfig::in_dir(&pog_dir),
@@ -504,5 +516,178 @@ async fn no_send_delete_or_spend_effect_runs_without_a_recorded_yes() {
                 .is_some_and(|k| !k.class().is_external())),
         "only local effects were performed: {intents:?}"
     );
+    s.stop().await;
+}
+
+/// An effect whose intent is in the journal without a result (the kernel died mid-effect)
+/// is reported as `OutcomeUnknown` and not performed again; a key reused for another
+/// payload is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_effect_with_an_unknown_outcome_is_reported_never_redone() {
+    use runloop_agent_actor::EffectsJournal;
+    use runloop_bundle::EffectKind;
+    use runloop_proto::payloads::{HostCall, HostErrorCode, HostReply};
+
+    let _one = ONE_POG.lock().await;
+    let s = setup("ce-unknown", AutoDecide::Ask, 60_000, vec![], None).await;
+    let effects = s.kernel.effects().unwrap().clone();
+    let trace = runloop_proto::TraceId(0x5555_0000_0000_0000_0000_0000_0000_0002);
+    let save = runloop_kernel::effects::exec::example_payload(EffectKind::ArtifactSave);
+    let hash = runloop_kernel::effects::payload_hash(&save).unwrap();
+    // What a crash between the intent and the result leaves.
+    runloop_kernel::runs::record::Recorder::new(s.kernel.pog())
+        .write(
+            &trace.to_string(),
+            runloop_pog::EventKind::EffectIntent,
+            json!({
+                "trace_id": trace.to_string(), "node_id": "saver", "agent": "saver",
+                "effect": "artifact.save", "idempotency_key": "save-1", "payload_hash": hash,
+            }),
+        )
+        .await
+        .unwrap();
+    let perform = |key: &'static str, payload: Value| {
+        let effects = effects.clone();
+        async move {
+            let call = HostCall::EffectPerform {
+                kind: "artifact.save".into(),
+                payload: runloop_proto::json::json_to_msgpack(&payload, "").unwrap(),
+                idempotency_key: key.into(),
+            };
+            tokio::task::spawn_blocking(move || {
+                let site = runloop_sandbox::CallSite {
+                    agent: "saver",
+                    invoke_id: 1,
+                    trace_id: trace,
+                    call_id: 0,
+                };
+                effects.perform(&site, &call, false)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    match perform("save-1", save.clone()).await {
+        HostReply::Err { code, message } => {
+            assert_eq!(code, HostErrorCode::OutcomeUnknown, "{message}");
+            assert!(message.contains("not redone"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let artifact = s.state.path().join("runs").join(trace.to_string());
+    assert!(!artifact.exists(), "not performed: {}", artifact.display());
+
+    // A fresh key performs; the same key again recalls; the key with another payload is
+    // refused.
+    let HostReply::Ok(first) = perform("save-2", save.clone()).await else {
+        panic!("save-2 performs");
+    };
+    let first = runloop_proto::json::msgpack_to_json(&first);
+    assert_eq!(first["recalled"], false, "{first}");
+    let HostReply::Ok(again) = perform("save-2", save.clone()).await else {
+        panic!("save-2 recalls");
+    };
+    assert_eq!(
+        runloop_proto::json::msgpack_to_json(&again)["recalled"],
+        true
+    );
+    let other = json!({"name": "draft.txt", "content": "another draft"});
+    match perform("save-2", other).await {
+        HostReply::Err { code, message } => {
+            assert_eq!(code, HostErrorCode::InvalidRequest, "{message}");
+            assert!(message.contains("different"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    s.stop().await;
+}
+
+/// A real SMTP server (aiosmtpd on loopback, `packaging/scripts/smtp-server.sh`), stopped
+/// by its pid when dropped.
+struct SmtpServer {
+    pid: u32,
+    port: u16,
+    received: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let received = dir.path().join("received");
+        let script = repo().join("packaging/scripts/smtp-server.sh");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(&received)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} start failed (run `packaging/scripts/smtp-server.sh install`): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let field = |key: &str| -> String {
+            stdout
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {stdout:?}"))
+                .to_owned()
+        };
+        Self {
+            pid: field("pid=").parse().unwrap(),
+            port: field("port=").parse().unwrap(),
+            received,
+            _dir: dir,
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let maildir = runloop_mail::Maildir::open(&self.received).unwrap();
+        maildir
+            .messages()
+            .unwrap()
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(repo().join("packaging/scripts/smtp-server.sh"))
+            .arg("stop")
+            .arg(self.pid.to_string())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_smtp_configured_the_approved_message_reaches_a_real_smtp_server_once() {
+    let _one = ONE_POG.lock().await;
+    let server = SmtpServer::start();
+    let smtp = runloop_mail::SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        security: runloop_mail::SmtpSecurity::None,
+        username: None,
+        password_env: None,
+        timeout_ms: 10_000,
+    };
+    let approve = AutoDecide::Approve { by: "test".into() };
+    let s = setup_with("ce-smtp", approve, 60_000, vec![], None, Some(smtp)).await;
+    let (report, _) = run(&s, no_answer).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let result = send_result(&report);
+    assert_eq!(result["status"], "sent", "{result}");
+    let received = server.messages();
+    assert_eq!(received.len(), 1, "one message reached the server");
+    let message_id = result["message_id"].as_str().unwrap();
+    assert!(received[0].contains(message_id), "{}", received[0]);
+    assert!(received[0].contains("john.smith@example.com"));
+    assert!(s.messages().is_empty(), "the outbox is not used with SMTP");
     s.stop().await;
 }

@@ -127,7 +127,10 @@ async fn a_real_model_drafts_the_email_through_the_broker() {
     assert!(provider.starts_with("local (openai-compatible"), "{draft}");
     assert_eq!(draft["model"]["model"], "smollm2-135m", "{draft}");
     assert_eq!(draft["to"][0]["email"], "john.smith@example.com", "{draft}");
-    assert!(draft["model"]["tokens_out"].as_u64().unwrap() > 0, "{draft}");
+    assert!(
+        draft["model"]["tokens_out"].as_u64().unwrap() > 0,
+        "{draft}"
+    );
     assert!(draft["body"].as_str().unwrap().len() > 20, "{draft}");
     // Nothing left the machine: the send (if the review passed) was denied.
     let outbox = state.path().join("outbox/new");
