@@ -221,3 +221,40 @@ fn through_the_daemon_the_request_waits_survives_a_sigkill_and_is_approved_once(
     drop(daemon);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// On a terminal (a pty from util-linux's `script`), `rlp run` shows the draft and asks;
+/// the person's `yes` is recorded as by `tty` and the message is sent once.
+#[test]
+fn on_a_terminal_rlp_run_shows_the_draft_and_sends_after_yes() {
+    let home = common::home("rl-confirm", "tty");
+    import(&home);
+    let command = format!("{} run {}", env!("CARGO_BIN_EXE_rlp"), opening());
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", &home)
+        .env_remove("RUNLOOP__RUNTIME__SOCKET_PATH")
+        .env_remove("RUNLOOP_BUNDLES_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux's `script` gives rlp a terminal");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // Typed ahead: the terminal holds it until rlp asks.
+        stdin.write_all(b"yes\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(shown.contains("Approve?"), "{shown}");
+    assert!(
+        shown.contains("subject: Q4 plan"),
+        "the draft is shown: {shown}"
+    );
+    assert!(shown.contains("approved by tty"), "{shown}");
+    assert!(shown.contains("trace id:"), "{shown}");
+    assert_eq!(outbox(&home).len(), 1);
+    let _ = std::fs::remove_dir_all(&home);
+}
