@@ -218,6 +218,8 @@ struct Progress {
     done: usize,
     /// How this command answers its run's confirmation requests.
     confirm: RunConfirm,
+    /// The person's (or flag's, or timeout's) decisions on the run's requests, as seen.
+    decisions: Vec<Value>,
 }
 
 impl Progress {
@@ -238,6 +240,7 @@ impl Progress {
             total: 0,
             done: 0,
             confirm: RunConfirm::Unattended,
+            decisions: Vec::new(),
         })
     }
 
@@ -247,6 +250,18 @@ impl Progress {
         {
             let _ = writeln!(out, "{line}");
             let _ = out.flush();
+        }
+        if let RunProgress::NodeDecided {
+            node,
+            decision,
+            by,
+            reason,
+            ..
+        } = event
+        {
+            self.decisions.push(json!({
+                "node": node, "decision": decision, "by": by, "reason": reason,
+            }));
         }
         if !self.tty {
             return;
@@ -280,7 +295,7 @@ impl Progress {
             } => format!("{node}: waiting for a person's yes to {effect} (request {request_id})"),
             RunProgress::NodeDecided {
                 node, decision, by, ..
-            } => format!("{node}: {decision} by {by}; running it again"),
+            } => format!("{node}: {decision} by {by}"),
             RunProgress::NodeSkipped { node, reason, .. } => {
                 self.done += 1;
                 format!("{node}: skipped ({reason})")
@@ -312,7 +327,7 @@ impl Progress {
     }
 }
 
-fn print_report(report: &RunReport, source: &Source, json_out: bool) {
+fn print_report(report: &RunReport, source: &Source, json_out: bool, decisions: &[Value]) {
     if json_out {
         let nodes: Vec<Value> = report
             .nodes
@@ -351,6 +366,9 @@ fn print_report(report: &RunReport, source: &Source, json_out: bool) {
         if let Some(r) = &report.reason {
             out["reason"] = json!(r);
         }
+        if !decisions.is_empty() {
+            out["decisions"] = json!(decisions);
+        }
         for (k, v) in source.json_fields() {
             out[k] = v;
         }
@@ -383,6 +401,19 @@ fn print_report(report: &RunReport, source: &Source, json_out: bool) {
         }
         if let Some(r) = &n.reason {
             line.push_str(&format!("  ({r})"));
+        }
+        println!("{line}");
+    }
+    for d in decisions {
+        let text = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+        let mut line = format!(
+            "decision: {} {} by {}",
+            text("node"),
+            text("decision"),
+            text("by")
+        );
+        if let Some(reason) = d["reason"].as_str() {
+            line.push_str(&format!(" — {reason}"));
         }
         println!("{line}");
     }
@@ -463,7 +494,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .map_err(|f| f.json(args.json))?;
     match report {
         Some(report) => {
-            print_report(&report, &src, args.json);
+            print_report(&report, &src, args.json, &progress.decisions);
             exit_for(&report)
         }
         None => Ok(()),
@@ -623,7 +654,7 @@ pub fn resume(args: ResumeArgs) -> Result<(), Failure> {
         })
         .map_err(|f| f.json(args.json))?;
     let report = report.expect("resume waits for the end");
-    print_report(&report, &src, args.json);
+    print_report(&report, &src, args.json, &progress.decisions);
     exit_for(&report)
 }
 
@@ -660,7 +691,7 @@ fn show(args: &RunsArgs, trace_id: &str) -> Result<(), Failure> {
             Ok::<_, Failure>((report, place))
         })
         .map_err(|f| f.json(args.json))?;
-    print_report(&report, &src, args.json);
+    print_report(&report, &src, args.json, &progress.decisions);
     exit_for(&report)
 }
 

@@ -99,6 +99,13 @@ fn embedded_runs_deny_without_a_terminal_and_approve_or_deny_by_flag() {
     let reason = result["reason"].as_str().unwrap();
     assert!(reason.contains("not on a terminal"), "{reason}");
     assert!(reason.contains("--approve"), "{reason}");
+    let decisions = report["decisions"]
+        .as_array()
+        .expect("the report lists decisions");
+    assert_eq!(decisions.len(), 1, "{report}");
+    assert_eq!(decisions[0]["node"], "send");
+    assert_eq!(decisions[0]["decision"], "denied");
+    assert_eq!(decisions[0]["by"], "no terminal");
     assert!(outbox(&home).is_empty());
 
     // --deny: denied by the flag.

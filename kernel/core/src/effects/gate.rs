@@ -150,6 +150,8 @@ pub struct RunConfirmPolicy {
 #[derive(Debug)]
 pub struct GateShared {
     waiting_nodes: Mutex<HashMap<(String, String), String>>,
+    /// Decisions made at once (auto mode) for a node's call, for the run to report.
+    decided_nodes: Mutex<HashMap<(String, String), Vec<ActionDecision>>>,
     runs: Mutex<HashMap<String, RunConfirmPolicy>>,
     pending_tx: watch::Sender<Vec<ActionRequest>>,
     auto: Mutex<AutoDecide>,
@@ -165,6 +167,7 @@ impl GateShared {
         let (pending_tx, _) = watch::channel(Vec::new());
         Arc::new(Self {
             waiting_nodes: Mutex::new(HashMap::new()),
+            decided_nodes: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
             pending_tx,
             auto: Mutex::new(AutoDecide::Ask),
@@ -197,6 +200,22 @@ impl GateShared {
         lock(&self.waiting_nodes).remove(&(trace.to_owned(), node.to_owned()))
     }
 
+    /// Notes a decision made at once on a call of `node` (no wait), for the run's report.
+    pub fn note_decided(&self, trace: &str, node: &str, decision: ActionDecision) {
+        let mut map = lock(&self.decided_nodes);
+        let list = map.entry((trace.into(), node.into())).or_default();
+        if list.len() < 64 {
+            list.push(decision);
+        }
+    }
+
+    /// The decisions made at once on `node`'s calls since last asked.
+    pub fn take_decided(&self, trace: &str, node: &str) -> Vec<ActionDecision> {
+        lock(&self.decided_nodes)
+            .remove(&(trace.to_owned(), node.to_owned()))
+            .unwrap_or_default()
+    }
+
     pub fn register_run(&self, trace: &str, policy: RunConfirmPolicy) {
         lock(&self.runs).insert(trace.to_owned(), policy);
     }
@@ -204,6 +223,7 @@ impl GateShared {
     pub fn forget_run(&self, trace: &str) {
         lock(&self.runs).remove(trace);
         lock(&self.waiting_nodes).retain(|(t, _), _| t != trace);
+        lock(&self.decided_nodes).retain(|(t, _), _| t != trace);
     }
 
     pub fn run_policy(&self, trace: &str) -> Option<RunConfirmPolicy> {

@@ -258,10 +258,14 @@ impl Effects {
             timeout,
         ));
         match asked {
-            Ok(ractor::rpc::CallResult::Success(Ok(Some(decided)))) => match decided.decision {
-                Decision::Approved => Confirmation::Approved,
-                _ => Confirmation::Declined(decided.describe()),
-            },
+            Ok(ractor::rpc::CallResult::Success(Ok(Some(decided)))) => {
+                self.shared
+                    .note_decided(ask.trace, ask.node, decided.clone());
+                match decided.decision {
+                    Decision::Approved => Confirmation::Approved,
+                    _ => Confirmation::Declined(decided.describe()),
+                }
+            }
             Ok(ractor::rpc::CallResult::Success(Ok(None))) => {
                 self.shared.mark_waiting(ask.trace, ask.node, &id);
                 Confirmation::Pending(format!(

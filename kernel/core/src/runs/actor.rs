@@ -692,6 +692,17 @@ async fn attempt_until_decided(
         let Some(effects) = engine.kernel().effects() else {
             return result;
         };
+        for decided in effects.shared.take_decided(&spec.trace_id, &node_id) {
+            engine.publish(RunProgress::NodeDecided {
+                ts_ms: engine.kernel().clock().now_ms(),
+                trace_id: spec.trace_id.clone(),
+                node: node_id.clone(),
+                request_id: decided.request_id,
+                decision: decided.decision.as_str().to_owned(),
+                by: decided.by,
+                reason: decided.reason,
+            });
+        }
         let Some(request_id) = effects.shared.take_waiting(&spec.trace_id, &node_id) else {
             return result;
         };
@@ -726,6 +737,7 @@ async fn attempt_until_decided(
                 request_id,
                 decision: decision.decision.as_str().to_owned(),
                 by: decision.by,
+                reason: decision.reason,
             });
         }
     }

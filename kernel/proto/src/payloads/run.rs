@@ -179,8 +179,11 @@ pub enum RunProgress {
         trace_id: String,
         node: String,
         request_id: String,
+        /// `approved`, `denied` or `timed_out`.
         decision: String,
         by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     #[serde(rename = "node.skipped")]
     NodeSkipped {
