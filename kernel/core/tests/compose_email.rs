@@ -32,26 +32,6 @@ fn opening() -> String {
     std::fs::read_to_string(repo().join("examples/openings/compose_email.yaml")).unwrap()
 }
 
-/// Imports `examples/pog/sample.ndjson` into a fresh POG in `dir`.
-fn seed(dir: &Path) {
-    use runloop_pog::import::{ImportContext, Parsed, parse_ndjson};
-    let cfg = PogConfig::in_dir(dir);
-    let mut store = runloop_pog::Store::open(&cfg, Arc::new(runloop_pog::SystemClock)).unwrap();
-    let provenance = runloop_pog::Provenance::from_json(&json!({
-        "trace_id": "0".repeat(32), "opening_id": "test.import", "agent": "test",
-        "inputs_hash": "0".repeat(64),
-    }))
-    .unwrap();
-    let ctx = ImportContext {
-        provenance,
-        actor: runloop_pog::ActorName::new("user").unwrap(),
-        scope: runloop_pog::Scope::new("personal").unwrap(),
-        csv_kind: runloop_pog::EventKind::NoteAdded,
-    };
-    let file = std::fs::File::open(repo().join("examples/pog/sample.ndjson")).unwrap();
-    let Parsed { events, .. } = parse_ndjson(file, &ctx).unwrap();
-    store.write_batch(events).unwrap();
-}
 
 fn offline_broker() -> Arc<Broker> {
     let secrets = SecretResolver::with_env(SecretsConfig::default(), Default::default());
@@ -112,7 +92,7 @@ async fn setup_with(
 ) -> Setup {
     let state = tempfile::tempdir().unwrap();
     let pog_dir = state.path().join("pog");
-    seed(&pog_dir);
+    common::seed_sample_pog(&pog_dir);
     let mut effects = EffectsConfig::in_state_dir(state.path());
     effects.confirm_timeout_ms = timeout_ms;
     effects.smtp = smtp;

@@ -5,7 +5,6 @@
 //! server cannot start.
 
 #[path = "../../../actors/broker/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod model_server;
 
 mod common;
@@ -27,25 +26,6 @@ fn repo() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn seed(dir: &Path) {
-    use runloop_pog::import::{ImportContext, Parsed, parse_ndjson};
-    let mut store =
-        runloop_pog::Store::open(&PogConfig::in_dir(dir), Arc::new(runloop_pog::SystemClock))
-            .unwrap();
-    let ctx = ImportContext {
-        provenance: runloop_pog::Provenance::from_json(&json!({
-            "trace_id": "0".repeat(32), "opening_id": "test.import", "agent": "test",
-            "inputs_hash": "0".repeat(64),
-        }))
-        .unwrap(),
-        actor: runloop_pog::ActorName::new("user").unwrap(),
-        scope: runloop_pog::Scope::new("personal").unwrap(),
-        csv_kind: runloop_pog::EventKind::NoteAdded,
-    };
-    let file = std::fs::File::open(repo().join("examples/pog/sample.ndjson")).unwrap();
-    let Parsed { events, .. } = parse_ndjson(file, &ctx).unwrap();
-    store.write_batch(events).unwrap();
-}
 
 fn broker(base_url: &str) -> Broker {
     let mut config = ModelsConfig {
@@ -77,7 +57,7 @@ async fn a_real_model_drafts_the_email_through_the_broker() {
     let server = model_server::RealServer::start();
     let state = tempfile::tempdir().unwrap();
     let pog = state.path().join("pog");
-    seed(&pog);
+    common::seed_sample_pog(&pog);
     let options = KernelOptions {
         pog: Some(PogService {
             config: PogConfig::in_dir(&pog),

@@ -34,6 +34,8 @@ use crate::runs::record::Recorder;
 pub const TICK_MS: u64 = 250;
 /// Most requests waiting at once.
 pub const PENDING_MAX: usize = 4_096;
+/// Most decisions kept in the gate's cache.
+pub const DECIDED_CACHE_MAX: usize = 16_384;
 /// Default time a person has to answer.
 pub const CONFIRM_TIMEOUT_MS_DEFAULT: u64 = 120_000;
 
@@ -333,6 +335,10 @@ impl GateState {
         self.record(&request.trace_id, EventKind::ActionDecided, payload)
             .await?;
         self.pending.remove(&made.request_id);
+        // A cache only: the POG has every decision, and callers read it there first.
+        if self.decided.len() >= DECIDED_CACHE_MAX {
+            self.decided.clear();
+        }
         self.decided.insert(made.request_id.clone(), made.clone());
         for waiter in self.waiters.remove(&made.request_id).unwrap_or_default() {
             let _ = waiter.send(Some(made.clone()));

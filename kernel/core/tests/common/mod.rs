@@ -53,3 +53,27 @@ pub fn outputs_json(outputs: &[AgentOutput]) -> Vec<serde_json::Value> {
         .map(|o| runloop_proto::json::msgpack_to_json(&o.payload))
         .collect()
 }
+
+/// Imports the sample contacts and notes (`examples/pog/sample.ndjson`) into a fresh POG
+/// in `dir`, as `rlp kb import` would.
+pub fn seed_sample_pog(dir: &Path) {
+    use runloop_pog::import::{ImportContext, Parsed, parse_ndjson};
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cfg = runloop_pog::PogConfig::in_dir(dir);
+    let clock = std::sync::Arc::new(runloop_pog::SystemClock);
+    let mut store = runloop_pog::Store::open(&cfg, clock).unwrap();
+    let provenance = runloop_pog::Provenance::from_json(&serde_json::json!({
+        "trace_id": "0".repeat(32), "opening_id": "test.import", "agent": "test",
+        "inputs_hash": "0".repeat(64),
+    }))
+    .unwrap();
+    let ctx = ImportContext {
+        provenance,
+        actor: runloop_pog::ActorName::new("user").unwrap(),
+        scope: runloop_pog::Scope::new("personal").unwrap(),
+        csv_kind: runloop_pog::EventKind::NoteAdded,
+    };
+    let file = std::fs::File::open(repo.join("examples/pog/sample.ndjson")).unwrap();
+    let Parsed { events, .. } = parse_ndjson(file, &ctx).unwrap();
+    store.write_batch(events).unwrap();
+}
