@@ -432,3 +432,43 @@ fn agents_search_dirs_expand_home_and_must_be_a_list() {
     let err = load(&options(&home, "version: 1\nagents:\n  dirs: []\n")).unwrap_err();
     assert!(err.to_string().contains("agents.dirs"), "{err}");
 }
+
+#[test]
+fn the_effects_section_defaults_under_the_state_dir_and_refuses_bad_values() {
+    use runloop_kernel::services::effects_config;
+    let home = home("effects");
+    let defaults = effects_config(&load(&options(&home, "")).unwrap()).unwrap();
+    assert_eq!(defaults.outbox, home.join(".runloop/outbox"));
+    assert_eq!(defaults.runs_dir, home.join(".runloop/runs"));
+    assert!(defaults.smtp.is_none());
+    assert_eq!(defaults.confirm_timeout_ms, 120_000);
+
+    let set = "effects:\n  outbox_dir: ~/mail/out\n  mail_from: me@example.org\n  \
+               confirm_timeout_ms: 5000\n  smtp: { host: 127.0.0.1, port: 2525, security: none }\n";
+    let config = effects_config(&load(&options(&home, set)).unwrap()).unwrap();
+    assert_eq!(config.outbox, home.join("mail/out"));
+    assert_eq!(config.mail_from.email, "me@example.org");
+    assert_eq!(config.confirm_timeout_ms, 5000);
+    assert_eq!(config.smtp.unwrap().port, 2525);
+
+    for (bad, needle) in [
+        ("effects:\n  mail_from: not-an-address\n", "mail_from"),
+        ("effects:\n  confirm_timeout_ms: 0\n", "confirm_timeout_ms"),
+        (
+            "effects:\n  smtp: { host: h, port: 25, security: plaintext }\n",
+            "smtp",
+        ),
+        (
+            "effects:\n  smtp: { host: h, port: 25, security: none, username: u, password_env: P }\n",
+            "smtp",
+        ),
+    ] {
+        let e = effects_config(&load(&options(&home, bad)).unwrap()).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("effects") && text.contains(needle),
+            "{bad}: {text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&home);
+}
