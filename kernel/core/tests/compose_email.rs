@@ -32,7 +32,6 @@ fn opening() -> String {
     std::fs::read_to_string(repo().join("examples/openings/compose_email.yaml")).unwrap()
 }
 
-
 fn offline_broker() -> Arc<Broker> {
     let secrets = SecretResolver::with_env(SecretsConfig::default(), Default::default());
     let clock = Arc::new(runloop_broker::SystemClock);
@@ -669,5 +668,89 @@ async fn with_smtp_configured_the_approved_message_reaches_a_real_smtp_server_on
     assert!(received[0].contains(message_id), "{}", received[0]);
     assert!(received[0].contains("john.smith@example.com"));
     assert!(s.messages().is_empty(), "the outbox is not used with SMTP");
+    s.stop().await;
+}
+
+/// A yes is bound to the payload it was given for: the same effect asked again with
+/// another payload (same key) is a new request that needs its own yes, and nothing is
+/// performed until it gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_payload_after_approval_needs_a_new_yes() {
+    use runloop_agent_actor::EffectsJournal;
+    use runloop_bundle::EffectKind;
+    use runloop_proto::payloads::{HostCall, HostErrorCode, HostReply};
+
+    let _one = ONE_POG.lock().await;
+    let s = setup("ce-changed", AutoDecide::Ask, 60_000, vec![], None).await;
+    let effects = s.kernel.effects().unwrap().clone();
+    let trace = runloop_proto::TraceId(0x6666_0000_0000_0000_0000_0000_0000_0003);
+    let policy = runloop_kernel::effects::gate::RunConfirmPolicy {
+        confirm_external: true,
+        confirm_nodes: Default::default(),
+    };
+    effects.shared.register_run(&trace.to_string(), policy);
+    let perform = |payload: Value| {
+        let effects = effects.clone();
+        async move {
+            let call = HostCall::EffectPerform {
+                kind: "mail.send".into(),
+                payload: runloop_proto::json::json_to_msgpack(&payload, "").unwrap(),
+                idempotency_key: "mail-1".into(),
+            };
+            tokio::task::spawn_blocking(move || {
+                let site = runloop_sandbox::CallSite {
+                    agent: "send",
+                    invoke_id: 1,
+                    trace_id: trace,
+                    call_id: 0,
+                };
+                effects.perform(&site, &call, false)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let shown = runloop_kernel::effects::exec::example_payload(EffectKind::MailSend);
+    let HostReply::Err { code, .. } = perform(shown.clone()).await else {
+        panic!("waits for a yes");
+    };
+    assert_eq!(code, HostErrorCode::ConfirmationPending);
+    let pending = effects.shared.subscribe().borrow().clone();
+    assert_eq!(pending.len(), 1);
+    let approved = pending[0].clone();
+    let gate = effects.gate.get().unwrap();
+    gate.call(
+        |reply| GateMsg::Decide {
+            request_id: approved.request_id.clone(),
+            approve: true,
+            payload_hash: approved.payload_hash.clone(),
+            by: "tty".into(),
+            reason: None,
+            reply,
+        },
+        None,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    // Another body under the same key: not covered by that yes.
+    let mut changed = shown.clone();
+    changed["body"] = json!("Hi John,\n\nSomething else entirely.\n");
+    let HostReply::Err { code, message } = perform(changed).await else {
+        panic!("a changed payload is not performed on the old yes");
+    };
+    assert_eq!(code, HostErrorCode::ConfirmationPending, "{message}");
+    let pending = effects.shared.subscribe().borrow().clone();
+    assert_eq!(pending.len(), 1, "a new request");
+    assert_ne!(pending[0].request_id, approved.request_id);
+    assert_ne!(pending[0].payload_hash, approved.payload_hash);
+    assert!(s.messages().is_empty(), "nothing sent");
+
+    // The payload the person approved goes through, once.
+    let HostReply::Ok(_) = perform(shown).await else {
+        panic!("the approved payload is sent");
+    };
+    assert_eq!(s.messages().len(), 1);
     s.stop().await;
 }
