@@ -26,7 +26,6 @@ fn repo() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-
 fn broker(base_url: &str) -> Broker {
     let mut config = ModelsConfig {
         default: "local:smollm2-135m".into(),
