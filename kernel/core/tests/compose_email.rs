@@ -732,6 +732,7 @@ async fn a_changed_payload_after_approval_needs_a_new_yes() {
     )
     .await
     .unwrap()
+    .unwrap()
     .unwrap();
 
     // Another body under the same key: not covered by that yes.
