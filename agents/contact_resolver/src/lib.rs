@@ -19,16 +19,22 @@
 //!    (two for more than five chars; a transposition is one edit) of a name word or the
 //!    whole name.
 //!
-//! One candidate → emitted. Several → a non-retryable failure naming them
-//! (`2 contacts match "Smith": John Smith <…>, Sam Smith <…>; name one exactly`); asking
-//! the person to choose is the kernel's job. None → a failure naming the recipient. A
-//! single match without an address fails too: there is nobody to write to.
+//! One candidate → emitted. Several → the person is asked, one candidate at a time (at most
+//! five, best first), through `confirm.request` (`choose.recipient`: "is the recipient
+//! Sam Smith <…>?"); the first yes is emitted with `matched_by: "chosen"`. While nobody
+//! has answered, the call answers `ConfirmationPending` and the resolver returns it (the
+//! run invokes it again once the person decided). When nobody can be asked (no terminal,
+//! a flag — `--approve` never answers a question —, no gate) or every candidate got a no:
+//! a non-retryable failure naming them (`2 contacts match "Smith": John Smith <…>, Sam
+//! Smith <…>; name one exactly`). None → a failure naming the recipient. A single match
+//! without an address fails too: there is nobody to write to.
 
 mod matching;
 
 use matching::{Contact, ambiguity, fts_query, is_close_match, is_name_word_match, normalise};
 use runloop_agent_sdk::{
-    Agent, AgentError, AgentInput, Ctx, KbQueryResult, Value, export_agent, from_payload,
+    Agent, AgentError, AgentInput, Ctx, HostErrorCode, KbQueryResult, Value, export_agent,
+    from_payload,
 };
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +142,43 @@ fn candidates(
     Ok(("close", close))
 }
 
+/// Asks the person about each candidate (with an address, at most five) in turn; the
+/// first yes wins. `Ok(None)`: every answer was no, or nobody can be asked.
+fn choose<'c>(
+    ctx: &mut Ctx<'_>,
+    recipient: &str,
+    several: &'c [Contact],
+) -> Result<Option<&'c Contact>, AgentError> {
+    let asked: Vec<&Contact> = several
+        .iter()
+        .filter(|c| c.email.as_deref().is_some_and(|e| !e.is_empty()))
+        .take(matching::CANDIDATES_SHOWN_MAX)
+        .collect();
+    for (i, candidate) in asked.iter().enumerate() {
+        let question = format!(
+            "{} contacts match {recipient:?}; is the recipient {}? (candidate {} of {})",
+            several.len(),
+            candidate.display(),
+            i + 1,
+            asked.len()
+        );
+        match ctx.confirm("choose.recipient", question) {
+            Ok(true) => return Ok(Some(candidate)),
+            Ok(false) => continue,
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(HostErrorCode::NotAvailable | HostErrorCode::CapabilityDenied)
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
 impl Agent for ContactResolver {
     fn handle(&mut self, ctx: &mut Ctx<'_>, input: AgentInput) -> Result<(), AgentError> {
         let with: With = from_payload(with_of(&input.payload))
@@ -152,7 +195,7 @@ impl Agent for ContactResolver {
                 recipient.len()
             )));
         }
-        let (tier, found) = candidates(ctx, recipient)?;
+        let (mut tier, found) = candidates(ctx, recipient)?;
         let contact = match found.as_slice() {
             [] => {
                 return Err(AgentError::new(format!(
@@ -161,7 +204,13 @@ impl Agent for ContactResolver {
                 )));
             }
             [one] => one,
-            several => return Err(AgentError::new(ambiguity(recipient, several))),
+            several => match choose(ctx, recipient, several)? {
+                Some(chosen) => {
+                    tier = "chosen";
+                    chosen
+                }
+                None => return Err(AgentError::new(ambiguity(recipient, several))),
+            },
         };
         let Some(email) = contact.email.as_deref().filter(|e| !e.is_empty()) else {
             return Err(AgentError::new(format!(

@@ -9,7 +9,7 @@ pub(crate) const PREFIX_CHARS_MIN: usize = 3;
 /// Most words taken from the recipient for the full-text query.
 pub(crate) const FTS_TERMS_MAX: usize = 16;
 /// Most candidates named in an ambiguity message.
-const CANDIDATES_SHOWN_MAX: usize = 5;
+pub(crate) const CANDIDATES_SHOWN_MAX: usize = 5;
 
 /// One contact row: what the agent emits when it is the only match.
 #[derive(Debug, Clone, PartialEq, Eq)]

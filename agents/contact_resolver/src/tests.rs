@@ -111,6 +111,13 @@ fn assert_inert(fts: &str) -> Vec<String> {
 
 fn pog(rows: Vec<Row>) -> impl FnMut(&HostCall) -> HostReply {
     move |call| {
+        if let HostCall::ConfirmRequest { .. } = call {
+            // A kernel without a gate: nobody can be asked.
+            return HostReply::Err {
+                code: HostErrorCode::NotAvailable,
+                message: "no confirmation gate".into(),
+            };
+        }
         let HostCall::KbQuery { sql, params } = call else {
             panic!("unexpected host call {call:?}");
         };
@@ -334,4 +341,70 @@ fn bad_input_and_refused_queries_fail() {
         .invoke(&mut ContactResolver, &typo)
         .unwrap_err();
     assert!(err.message().contains("unknown field"), "{}", err.message());
+}
+
+/// The pog stand-in, with a person who answers the questions: yes to the candidate whose
+/// summary contains `yes_to`, no to the others; `pending` answers nothing yet.
+fn asking(yes_to: Option<&'static str>, pending: bool) -> impl FnMut(&HostCall) -> HostReply {
+    let mut pog = pog(sample_contacts());
+    move |call| match call {
+        HostCall::ConfirmRequest { action, summary } => {
+            assert_eq!(action, "choose.recipient");
+            if pending {
+                return HostReply::Err {
+                    code: HostErrorCode::ConfirmationPending,
+                    message: "waits for a person".into(),
+                };
+            }
+            let approved = yes_to.is_some_and(|name| summary.contains(name));
+            let value = runloop_agent_sdk::Value::Map(vec![("approved".into(), approved.into())]);
+            HostReply::Ok(value)
+        }
+        other => pog(other),
+    }
+}
+
+#[test]
+fn several_candidates_are_put_to_the_person_one_at_a_time() {
+    let mut host = TestHost::new(asking(Some("Sam Smith"), false));
+    host.invoke(&mut ContactResolver, &invoke("Smith")).unwrap();
+    let out = &host.outputs()[0];
+    assert_eq!(
+        field(&out.payload, "contact_id").as_str(),
+        Some("sam-smith")
+    );
+    assert_eq!(field(&out.payload, "matched_by").as_str(), Some("chosen"));
+    let questions: Vec<&HostCall> = host
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, HostCall::ConfirmRequest { .. }))
+        .collect();
+    assert_eq!(
+        questions.len(),
+        2,
+        "John Smith first (no), then Sam Smith (yes)"
+    );
+
+    // Every answer no: the failure names the candidates.
+    let mut host = TestHost::new(asking(None, false));
+    let err = host
+        .invoke(&mut ContactResolver, &invoke("Smith"))
+        .unwrap_err();
+    assert!(
+        err.message().starts_with("2 contacts match \"Smith\""),
+        "{}",
+        err.message()
+    );
+
+    // Nobody has answered yet: the pending error goes back to the kernel.
+    let mut host = TestHost::new(asking(None, true));
+    let err = host
+        .invoke(&mut ContactResolver, &invoke("Smith"))
+        .unwrap_err();
+    assert!(
+        err.message().contains("ConfirmationPending"),
+        "{}",
+        err.message()
+    );
+    assert!(host.outputs().is_empty());
 }

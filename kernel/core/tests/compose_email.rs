@@ -126,7 +126,20 @@ async fn setup_with(
 }
 
 /// Runs compose_email; `on_waiting` answers each `node.waiting` event.
-async fn run<F, Fut>(setup: &Setup, mut on_waiting: F) -> (RunReport, Vec<RunProgress>)
+async fn run<F, Fut>(setup: &Setup, on_waiting: F) -> (RunReport, Vec<RunProgress>)
+where
+    F: FnMut(RunProgress) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    run_with(setup, json!({}), on_waiting).await
+}
+
+/// [`run`] with params.
+async fn run_with<F, Fut>(
+    setup: &Setup,
+    params: Value,
+    mut on_waiting: F,
+) -> (RunReport, Vec<RunProgress>)
 where
     F: FnMut(RunProgress) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -134,7 +147,7 @@ where
     let mut events = setup.engine.progress();
     let submitted = setup
         .engine
-        .submit(&opening(), Path::new("/nonexistent"), &json!({}))
+        .submit(&opening(), Path::new("/nonexistent"), &params)
         .await
         .unwrap();
     let mut report = submitted.report.clone();
@@ -753,5 +766,73 @@ async fn a_changed_payload_after_approval_needs_a_new_yes() {
         panic!("the approved payload is sent");
     };
     assert_eq!(s.messages().len(), 1);
+    s.stop().await;
+}
+
+/// Several contacts match: the resolver puts each to the person in turn (a question a
+/// flag never answers); the person's yes to the second one decides the recipient, and the
+/// send then waits for its own yes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_person_chooses_among_several_matching_contacts() {
+    let _one = ONE_POG.lock().await;
+    let s = setup("ce-choose", AutoDecide::Ask, 60_000, vec![], None).await;
+    let gate = s.kernel.effects().unwrap().gate.get().unwrap();
+    let asked = std::sync::Mutex::new(Vec::new());
+    let (report, _) = run_with(&s, json!({"recipient": "Smith"}), |e| {
+        let gate = gate.clone();
+        let asked = &asked;
+        async move {
+            let RunProgress::NodeWaiting {
+                request_id,
+                payload_hash,
+                summary,
+                node,
+                ..
+            } = e
+            else {
+                return;
+            };
+            asked.lock().unwrap().push((node.clone(), summary.clone()));
+            // No to John Smith, yes to Sam Smith, yes to the send.
+            let approve = node == "send" || summary.contains("Sam Smith");
+            gate.call(
+                |reply| GateMsg::Decide {
+                    request_id,
+                    approve,
+                    payload_hash,
+                    by: "tty".into(),
+                    reason: None,
+                    reply,
+                },
+                None,
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        }
+    })
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let asked = asked.into_inner().unwrap();
+    let nodes: Vec<&str> = asked.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(nodes, ["contact", "contact", "send"], "{asked:?}");
+    assert!(asked[0].1.contains("John Smith"), "{asked:?}");
+    let sent = s.messages();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains("sam.smith@example.com"), "{}", sent[0]);
+    s.stop().await;
+
+    // --approve does not answer the question: the resolver fails naming the candidates.
+    let approve = AutoDecide::Approve {
+        by: "flag --approve".into(),
+    };
+    let s = setup("ce-choose-flag", approve, 60_000, vec![], None).await;
+    let (report, _) = run_with(&s, json!({"recipient": "Smith"}), no_answer).await;
+    assert_eq!(report.status, RunStatus::Failed, "{report:?}");
+    let contact = report.nodes.iter().find(|n| n.id == "contact").unwrap();
+    let reason = contact.reason.as_deref().unwrap_or("");
+    assert!(reason.contains("2 contacts match \"Smith\""), "{reason}");
+    assert!(s.messages().is_empty());
     s.stop().await;
 }

@@ -34,6 +34,9 @@ use crate::runs::record::Recorder;
 pub const TICK_MS: u64 = 250;
 /// Most requests waiting at once.
 pub const PENDING_MAX: usize = 4_096;
+/// The `effect` of a request that is an agent's question (`confirm.request`), not an
+/// action: flags never approve it.
+pub const QUESTION: &str = "confirm.request";
 /// Most decisions kept in the gate's cache.
 pub const DECIDED_CACHE_MAX: usize = 16_384;
 /// Default time a person has to answer.
@@ -112,7 +115,8 @@ pub enum AutoDecide {
     /// Requests wait for a UI peer.
     #[default]
     Ask,
-    /// Every request is approved at once (`--approve`).
+    /// Every action is approved at once (`--approve`); an agent's question
+    /// (`confirm.request`) is denied, since a flag cannot answer it.
     Approve { by: String },
     /// Every request is denied at once (`--deny`, or no terminal to ask).
     Deny { by: String, reason: String },
@@ -384,6 +388,15 @@ impl GateState {
                 // An expiry already past (the daemon was down) is handled at once.
                 self.tick().await;
                 Ok(None)
+            }
+            // A flag approves actions, never answers an agent's question (which contact
+            // did you mean?): a question is denied, and only a person answers it.
+            AutoDecide::Approve { by } if request.effect == QUESTION => {
+                let reason = "--approve approves actions, it does not answer an agent's \
+                              questions; answer on a terminal or with `rlp confirm`";
+                self.decide(&request, Decision::Denied, by, Some(reason.into()))
+                    .await
+                    .map(Some)
             }
             AutoDecide::Approve { by } => self
                 .decide(&request, Decision::Approved, by, None)
