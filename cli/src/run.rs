@@ -52,7 +52,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub detach: bool,
     /// Approve every action of this run that needs a person's yes (for scripts; recorded
-    /// as "approved by flag --approve").
+    /// as "approved by flag --approve"). An agent's question (which contact did you mean?)
+    /// is never answered by a flag: it is denied.
     #[arg(long, conflicts_with = "deny")]
     pub approve: bool,
     /// Deny every action of this run that needs a person's yes.
