@@ -198,6 +198,46 @@ fn kinds(events: &[runloop_pog::Event], kind: &str) -> Vec<Value> {
         .collect()
 }
 
+/// One `effect.perform` asked straight of the effects journal by `agent` in run `trace`, as
+/// the agent's host call would be once its capabilities allowed it (on a blocking thread:
+/// the journal waits on the POG and the gate).
+async fn perform_direct(
+    effects: &runloop_kernel::effects::Effects,
+    trace: runloop_proto::TraceId,
+    agent: &'static str,
+    kind: &str,
+    payload: &Value,
+    key: &str,
+) -> runloop_proto::payloads::HostReply {
+    use runloop_agent_actor::EffectsJournal;
+    let call = runloop_proto::payloads::HostCall::EffectPerform {
+        kind: kind.into(),
+        payload: runloop_proto::json::json_to_msgpack(payload, "").unwrap(),
+        idempotency_key: key.into(),
+    };
+    let effects = effects.clone();
+    tokio::task::spawn_blocking(move || {
+        let site = runloop_sandbox::CallSite {
+            agent,
+            invoke_id: 1,
+            trace_id: trace,
+            call_id: 0,
+        };
+        effects.perform(&site, &call, false)
+    })
+    .await
+    .unwrap()
+}
+
+/// Registers `trace` as a run whose external effects need a yes.
+fn register_run(effects: &runloop_kernel::effects::Effects, trace: runloop_proto::TraceId) {
+    let policy = runloop_kernel::effects::gate::RunConfirmPolicy {
+        confirm_external: true,
+        confirm_nodes: Default::default(),
+    };
+    effects.shared.register_run(&trace.to_string(), policy);
+}
+
 async fn no_answer(_: RunProgress) {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,9 +476,8 @@ async fn an_effect_kind_outside_the_capabilities_is_denied_and_audited() {
 /// and a local kind runs without one. Walks `EffectKind::ALL`, so a new kind is covered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_send_delete_or_spend_effect_runs_without_a_recorded_yes() {
-    use runloop_agent_actor::EffectsJournal;
     use runloop_bundle::EffectKind;
-    use runloop_proto::payloads::{HostCall, HostErrorCode, HostReply};
+    use runloop_proto::payloads::{HostErrorCode, HostReply};
 
     let _one = ONE_POG.lock().await;
     let deny = AutoDecide::Deny {
@@ -448,11 +487,7 @@ async fn no_send_delete_or_spend_effect_runs_without_a_recorded_yes() {
     let s = setup("ce-walk", deny, 60_000, vec![], None).await;
     let effects = s.kernel.effects().unwrap().clone();
     let trace = runloop_proto::TraceId(0x7777_0000_0000_0000_0000_0000_0000_0001);
-    let policy = runloop_kernel::effects::gate::RunConfirmPolicy {
-        confirm_external: true,
-        confirm_nodes: Default::default(),
-    };
-    effects.shared.register_run(&trace.to_string(), policy);
+    register_run(&effects, trace);
     let mut external = 0;
     for (i, kind) in EffectKind::ALL.into_iter().enumerate() {
         for auto in [
@@ -463,28 +498,10 @@ async fn no_send_delete_or_spend_effect_runs_without_a_recorded_yes() {
             AutoDecide::Ask,
         ] {
             effects.shared.set_auto(auto.clone());
-            let payload = runloop_proto::json::json_to_msgpack(
-                &runloop_kernel::effects::exec::example_payload(kind),
-                "",
-            )
-            .unwrap();
-            let call = HostCall::EffectPerform {
-                kind: kind.name().into(),
-                payload,
-                idempotency_key: format!("walk-{i}-{}", matches!(auto, AutoDecide::Ask)),
-            };
-            let effects = effects.clone();
-            let reply = tokio::task::spawn_blocking(move || {
-                let site = runloop_sandbox::CallSite {
-                    agent: "walker",
-                    invoke_id: 1,
-                    trace_id: trace,
-                    call_id: 0,
-                };
-                effects.perform(&site, &call, false)
-            })
-            .await
-            .unwrap();
+            let payload = runloop_kernel::effects::exec::example_payload(kind);
+            let key = format!("walk-{i}-{}", matches!(auto, AutoDecide::Ask));
+            let reply =
+                perform_direct(&effects, trace, "walker", kind.name(), &payload, &key).await;
             match (kind.class().is_external(), &auto, reply) {
                 (true, AutoDecide::Ask, HostReply::Err { code, .. }) => {
                     assert_eq!(code, HostErrorCode::ConfirmationPending, "{kind}");
@@ -516,9 +533,8 @@ async fn no_send_delete_or_spend_effect_runs_without_a_recorded_yes() {
 /// payload is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_effect_with_an_unknown_outcome_is_reported_never_redone() {
-    use runloop_agent_actor::EffectsJournal;
     use runloop_bundle::EffectKind;
-    use runloop_proto::payloads::{HostCall, HostErrorCode, HostReply};
+    use runloop_proto::payloads::{HostErrorCode, HostReply};
 
     let _one = ONE_POG.lock().await;
     let s = setup("ce-unknown", AutoDecide::Ask, 60_000, vec![], None).await;
@@ -540,24 +556,7 @@ async fn an_effect_with_an_unknown_outcome_is_reported_never_redone() {
         .unwrap();
     let perform = |key: &'static str, payload: Value| {
         let effects = effects.clone();
-        async move {
-            let call = HostCall::EffectPerform {
-                kind: "artifact.save".into(),
-                payload: runloop_proto::json::json_to_msgpack(&payload, "").unwrap(),
-                idempotency_key: key.into(),
-            };
-            tokio::task::spawn_blocking(move || {
-                let site = runloop_sandbox::CallSite {
-                    agent: "saver",
-                    invoke_id: 1,
-                    trace_id: trace,
-                    call_id: 0,
-                };
-                effects.perform(&site, &call, false)
-            })
-            .await
-            .unwrap()
-        }
+        async move { perform_direct(&effects, trace, "saver", "artifact.save", &payload, key).await }
     };
     match perform("save-1", save.clone()).await {
         HostReply::Err { code, message } => {
@@ -594,73 +593,10 @@ async fn an_effect_with_an_unknown_outcome_is_reported_never_redone() {
     s.stop().await;
 }
 
-/// A real SMTP server (aiosmtpd on loopback, `packaging/scripts/smtp-server.sh`), stopped
-/// by its pid when dropped.
-struct SmtpServer {
-    pid: u32,
-    port: u16,
-    received: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl SmtpServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let received = dir.path().join("received");
-        let script = repo().join("packaging/scripts/smtp-server.sh");
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(&received)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{} start failed (run `packaging/scripts/smtp-server.sh install`): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let field = |key: &str| -> String {
-            stdout
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in {stdout:?}"))
-                .to_owned()
-        };
-        Self {
-            pid: field("pid=").parse().unwrap(),
-            port: field("port=").parse().unwrap(),
-            received,
-            _dir: dir,
-        }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let maildir = runloop_mail::Maildir::open(&self.received).unwrap();
-        maildir
-            .messages()
-            .unwrap()
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(repo().join("packaging/scripts/smtp-server.sh"))
-            .arg("stop")
-            .arg(self.pid.to_string())
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_smtp_configured_the_approved_message_reaches_a_real_smtp_server_once() {
     let _one = ONE_POG.lock().await;
-    let server = SmtpServer::start();
+    let server = common::SmtpServer::start();
     let smtp = runloop_mail::SmtpConfig {
         host: "127.0.0.1".into(),
         port: server.port,
@@ -689,39 +625,17 @@ async fn with_smtp_configured_the_approved_message_reaches_a_real_smtp_server_on
 /// performed until it gets one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_payload_after_approval_needs_a_new_yes() {
-    use runloop_agent_actor::EffectsJournal;
     use runloop_bundle::EffectKind;
-    use runloop_proto::payloads::{HostCall, HostErrorCode, HostReply};
+    use runloop_proto::payloads::{HostErrorCode, HostReply};
 
     let _one = ONE_POG.lock().await;
     let s = setup("ce-changed", AutoDecide::Ask, 60_000, vec![], None).await;
     let effects = s.kernel.effects().unwrap().clone();
     let trace = runloop_proto::TraceId(0x6666_0000_0000_0000_0000_0000_0000_0003);
-    let policy = runloop_kernel::effects::gate::RunConfirmPolicy {
-        confirm_external: true,
-        confirm_nodes: Default::default(),
-    };
-    effects.shared.register_run(&trace.to_string(), policy);
+    register_run(&effects, trace);
     let perform = |payload: Value| {
         let effects = effects.clone();
-        async move {
-            let call = HostCall::EffectPerform {
-                kind: "mail.send".into(),
-                payload: runloop_proto::json::json_to_msgpack(&payload, "").unwrap(),
-                idempotency_key: "mail-1".into(),
-            };
-            tokio::task::spawn_blocking(move || {
-                let site = runloop_sandbox::CallSite {
-                    agent: "send",
-                    invoke_id: 1,
-                    trace_id: trace,
-                    call_id: 0,
-                };
-                effects.perform(&site, &call, false)
-            })
-            .await
-            .unwrap()
-        }
+        async move { perform_direct(&effects, trace, "send", "mail.send", &payload, "mail-1").await }
     };
     let shown = runloop_kernel::effects::exec::example_payload(EffectKind::MailSend);
     let HostReply::Err { code, .. } = perform(shown.clone()).await else {

@@ -77,3 +77,72 @@ pub fn seed_sample_pog(dir: &Path) {
     let Parsed { events, .. } = parse_ndjson(file, &ctx).unwrap();
     store.write_batch(events).unwrap();
 }
+
+/// A real SMTP server (aiosmtpd on loopback, `packaging/scripts/smtp-server.sh`), stopped
+/// by its pid when dropped.
+pub struct SmtpServer {
+    pub pid: u32,
+    pub port: u16,
+    pub received: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let received = dir.path().join("received");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join("packaging/scripts/smtp-server.sh");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(&received)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} start failed (run `packaging/scripts/smtp-server.sh install`): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let field = |key: &str| -> String {
+            stdout
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {stdout:?}"))
+                .to_owned()
+        };
+        Self {
+            pid: field("pid=").parse().unwrap(),
+            port: field("port=").parse().unwrap(),
+            received,
+            _dir: dir,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        let maildir = runloop_mail::Maildir::open(&self.received).unwrap();
+        maildir
+            .messages()
+            .unwrap()
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../..")
+                    .join("packaging/scripts/smtp-server.sh"),
+            )
+            .arg("stop")
+            .arg(self.pid.to_string())
+            .status();
+    }
+}
