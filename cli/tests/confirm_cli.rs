@@ -7,14 +7,14 @@
 //! Needs `runloopd` and `runloop-sandbox-host` built next to `rlp`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 
-use common::runloopd;
+use common::{json_of, rlp, runloopd, text};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -25,31 +25,6 @@ fn opening() -> String {
         .join("examples/openings/compose_email.yaml")
         .display()
         .to_string()
-}
-
-fn rlp(home: &Path, socket: Option<&Path>, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rlp"));
-    c.args(args)
-        .env("HOME", home)
-        .env_remove("RUNLOOP__RUNTIME__SOCKET_PATH")
-        .env_remove("RUNLOOP_BUNDLES_DIR");
-    if let Some(socket) = socket {
-        c.env("RUNLOOP__RUNTIME__SOCKET_PATH", socket);
-    }
-    c.output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout {}\nstderr {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
 }
 
 fn import(home: &Path) {

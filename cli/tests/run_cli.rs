@@ -7,14 +7,14 @@
 //! `cargo build -p runloop-kernel --bin runloopd -p runloop-sandbox-host`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 
-use common::runloopd;
+use common::{json_of, rlp, rlp_command, runloopd, text};
 
 fn home(test: &str) -> PathBuf {
     common::home("rl-run", test)
@@ -26,37 +26,6 @@ fn example(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-/// `rlp` with its own `HOME`; `socket` names the daemon's (None: the default under that
-/// `HOME`, where no daemon listens, so commands run embedded).
-fn rlp_command(home: &Path, socket: Option<&Path>, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rlp"));
-    c.args(args)
-        .env("HOME", home)
-        .env_remove("RUNLOOP__RUNTIME__SOCKET_PATH")
-        .env_remove("RUNLOOP_BUNDLES_DIR");
-    if let Some(socket) = socket {
-        c.env("RUNLOOP__RUNTIME__SOCKET_PATH", socket);
-    }
-    c
-}
-
-fn rlp(home: &Path, socket: Option<&Path>, args: &[&str]) -> Output {
-    rlp_command(home, socket, args).output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout {}\nstderr {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> String {

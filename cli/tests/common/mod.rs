@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// A fresh, empty directory for one test, used as its `HOME`.
@@ -54,4 +54,35 @@ pub fn runloopd(home: &Path, socket: &Path) -> Daemon {
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("runloopd did not listen on {}", socket.display());
+}
+
+/// `rlp` with its own `HOME`; `socket` names the daemon's (None: the default under that
+/// `HOME`, where no daemon listens, so commands run embedded).
+pub fn rlp_command(home: &Path, socket: Option<&Path>, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rlp"));
+    c.args(args)
+        .env("HOME", home)
+        .env_remove("RUNLOOP__RUNTIME__SOCKET_PATH")
+        .env_remove("RUNLOOP_BUNDLES_DIR");
+    if let Some(socket) = socket {
+        c.env("RUNLOOP__RUNTIME__SOCKET_PATH", socket);
+    }
+    c
+}
+
+pub fn rlp(home: &Path, socket: Option<&Path>, args: &[&str]) -> Output {
+    rlp_command(home, socket, args).output().unwrap()
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout {}\nstderr {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
 }
