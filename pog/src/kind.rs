@@ -58,6 +58,10 @@ pub enum EventKind {
     EffectIntent,
     /// What an effect's executor did (written after it was performed).
     EffectResult,
+    /// One crossing of a run (an invoke, a host call, a record write, a retry, a person's
+    /// decision) with its participants, size and times; invokes and host calls carry
+    /// their exact request and reply, which replay answers from.
+    CrossingRecorded,
 }
 
 /// The JSON type a field must have.
@@ -269,10 +273,36 @@ const EFFECT_RESULT: &[Field] = &[
     opt("receipt", T::Any),
     opt("error", T::Text),
 ];
+const CROSSING_STATUS: &[&str] = &["ok", "error"];
+const CROSSING_RECORDED: &[Field] = &[
+    req("trace_id", T::TraceId),
+    req("seq", T::U64),
+    req("from", T::Str),
+    req("to", T::Str),
+    req("kind", T::Str),
+    opt("node_id", T::Str),
+    // Which invoke of the node (0-based) and which host call within it (the sandbox's
+    // call id, from 0).
+    opt("invoke", T::U64),
+    opt("call", T::U64),
+    req("bytes", T::U64),
+    opt("reply_bytes", T::U64),
+    req("start_ms", T::U64),
+    req("end_ms", T::U64),
+    req("status", T::OneOf(CROSSING_STATUS)),
+    opt("detail", T::Text),
+    // The exact message and answer in the lossless JSON form (invokes and host calls).
+    opt("request", T::Any),
+    opt("reply", T::Any),
+    opt("request_hash", T::Hex32),
+    // The agent's bundle as it ran (invokes): its wasm digest and directory.
+    opt("bundle_digest", T::Hex32),
+    opt("bundle", T::Text),
+];
 
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::ContactUpserted,
         EventKind::ContactRemoved,
         EventKind::NoteAdded,
@@ -290,6 +320,7 @@ impl EventKind {
         EventKind::ActionDecided,
         EventKind::EffectIntent,
         EventKind::EffectResult,
+        EventKind::CrossingRecorded,
     ];
 
     /// The wire / log name, e.g. `contact.upserted`.
@@ -312,6 +343,7 @@ impl EventKind {
             EventKind::ActionDecided => "action.decided",
             EventKind::EffectIntent => "effect.intent",
             EventKind::EffectResult => "effect.result",
+            EventKind::CrossingRecorded => "crossing.recorded",
         }
     }
 
@@ -349,6 +381,7 @@ impl EventKind {
             EventKind::ActionDecided => ACTION_DECIDED,
             EventKind::EffectIntent => EFFECT_INTENT,
             EventKind::EffectResult => EFFECT_RESULT,
+            EventKind::CrossingRecorded => CROSSING_RECORDED,
         }
     }
 

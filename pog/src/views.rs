@@ -114,6 +114,10 @@ pub(crate) fn entities(e: &Event) -> Vec<String> {
             Some(format!("node:{}/{}", req(p, "trace_id"), req(p, "node_id"))),
             run("trace_id"),
         ],
+        EventKind::CrossingRecorded => vec![
+            s(p, "node_id").map(|n| format!("node:{}/{n}", req(p, "trace_id"))),
+            run("trace_id"),
+        ],
     };
     let mut v: Vec<String> = out.drain(..).flatten().collect();
     v.sort();
@@ -157,7 +161,8 @@ fn apply_inner(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
         EventKind::ActionRequested
         | EventKind::ActionDecided
         | EventKind::EffectIntent
-        | EventKind::EffectResult => Ok(()),
+        | EventKind::EffectResult
+        | EventKind::CrossingRecorded => Ok(()),
         // Listed, not `_`, so a new kind is a compile error here rather than a panic below.
         EventKind::ContactUpserted
         | EventKind::ContactRemoved

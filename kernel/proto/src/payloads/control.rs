@@ -69,6 +69,13 @@ pub enum ControlCommand {
     RunList { limit: u32 },
     /// Continues an unfinished run from its record in the POG.
     RunResume { trace_id: String, watch: bool },
+    /// One run's recorded crossings as a ladder's data (`trace`).
+    TraceShow { trace_id: String },
+    /// The most recent runs that have a record, newest first (`traces`).
+    TraceList { limit: u32 },
+    /// Re-executes every node of a recorded run in fresh sandboxes, answering each host
+    /// call from the recording, and compares outputs (`replayed`). Performs no effect.
+    RunReplay { trace_id: String },
     /// The actions waiting for a person's decision (`actions`).
     ConfirmList,
     /// One pending action with its exact payload (`action`).
@@ -179,6 +186,18 @@ pub enum ControlOutcome {
     },
     Runs {
         runs: Vec<super::run::RunSummary>,
+    },
+    /// A run's crossings.
+    Trace {
+        view: super::trace::TraceView,
+    },
+    /// Recent traces, newest first.
+    Traces {
+        traces: Vec<super::trace::TraceSummary>,
+    },
+    /// A replay's verdict.
+    Replayed {
+        report: super::trace::ReplayReport,
     },
     /// One progress event of a watched run (streamed; never cached).
     RunProgress {

@@ -9,6 +9,7 @@ mod host_results;
 mod run;
 mod sandbox;
 mod status;
+mod trace;
 
 pub use self::agent::*;
 pub use self::control::*;
@@ -17,3 +18,4 @@ pub use self::host_results::*;
 pub use self::run::*;
 pub use self::sandbox::*;
 pub use self::status::*;
+pub use self::trace::*;
