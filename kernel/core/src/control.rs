@@ -383,6 +383,15 @@ async fn execute(plane: &ControlPlane, command: ControlCommand) -> ControlOutcom
         ControlCommand::RunWatch { trace_id, watch: _ } => {
             crate::runs::control::wait(&plane.engine, &trace_id).await
         }
+        ControlCommand::TraceShow { trace_id } => {
+            crate::trace::control::show(&plane.engine, &trace_id).await
+        }
+        ControlCommand::TraceList { limit } => {
+            crate::trace::control::list(&plane.engine, limit as usize).await
+        }
+        ControlCommand::RunReplay { trace_id } => {
+            crate::trace::control::replay(&plane.engine, &trace_id).await
+        }
         ControlCommand::ConfirmList => crate::effects::control::list(kernel).await,
         ControlCommand::ConfirmShow { request_id } => {
             crate::effects::control::show(kernel, &request_id).await

@@ -6,6 +6,7 @@
 //! - [`control`]: the control socket (RMP frames only, SO_PEERCRED, idempotent requests);
 //! - [`metrics`]: the kernel process's own CPU and RSS;
 //! - [`services`]: the POG and model broker singletons `runloopd` starts, from config.
+//! - [`trace`]: recording a run's crossings, the ladder's data, replay.
 //!
 //! Boundary: the kernel wires actors together; it holds no actor logic of its own.
 
@@ -18,5 +19,6 @@ pub mod kernel;
 pub mod metrics;
 pub mod runs;
 pub mod services;
+pub mod trace;
 
 pub use kernel::{Kernel, KernelOptions, PogService};

@@ -750,3 +750,76 @@ async fn the_person_chooses_among_several_matching_contacts() {
     assert!(s.messages().is_empty());
     s.stop().await;
 }
+
+/// A sent email and a denied one replay identically from their recordings, node by node:
+/// the outbox is unchanged afterwards (no effect is performed again), no person is asked,
+/// and the ladder's data shows the gate and the effects journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_and_denied_runs_replay_identically_with_the_outbox_unchanged() {
+    let _one = ONE_POG.lock().await;
+    let approve = AutoDecide::Approve {
+        by: "flag --approve".into(),
+    };
+    let s = setup("ce-replay", approve, 60_000, vec![], None).await;
+    let (sent, _) = run(&s, no_answer).await;
+    assert_eq!(send_result(&sent)["status"], "sent", "{sent:?}");
+    s.kernel
+        .effects()
+        .unwrap()
+        .shared
+        .set_auto(AutoDecide::Deny {
+            by: "flag --deny".into(),
+            reason: "not today".into(),
+        });
+    let (denied, _) = run(&s, no_answer).await;
+    assert_eq!(denied.status, RunStatus::Failed, "{denied:?}");
+    let outbox_before = s.messages();
+    assert_eq!(outbox_before.len(), 1);
+    // Whatever a person would say now is not asked: replay answers from the record.
+    s.kernel.effects().unwrap().shared.set_auto(AutoDecide::Ask);
+    for report in [&sent, &denied] {
+        let r = runloop_kernel::trace::replay(&s.engine, &report.trace_id)
+            .await
+            .unwrap();
+        assert!(r.identical, "{r:#?}");
+        assert_eq!(r.effects_performed, 0);
+        let send = r.nodes.iter().find(|n| n.id == "send").unwrap();
+        assert!(send.invokes >= 1 && send.host_calls >= 1, "{send:?}");
+    }
+    assert_eq!(s.messages(), outbox_before, "the outbox is unchanged");
+    let events = run_events(&s.kernel, &sent.trace_id).await;
+    assert_eq!(
+        kinds(&events, "email.sent").len(),
+        1,
+        "no second email.sent"
+    );
+    let view = match runloop_kernel::trace::control::show(&s.engine, &sent.trace_id).await {
+        runloop_proto::payloads::ControlOutcome::Trace { view } => view,
+        other => panic!("{other:?}"),
+    };
+    let ids: Vec<&str> = view.participants.iter().map(|p| p.id.as_str()).collect();
+    for want in [
+        "rlp",
+        "run",
+        "agent:send",
+        "broker",
+        "pog",
+        "gate",
+        "effects",
+    ] {
+        assert!(ids.contains(&want), "{want} missing from {ids:?}");
+    }
+    let kinds_seen: Vec<&str> = view.crossings.iter().map(|c| c.kind.as_str()).collect();
+    for want in [
+        "confirm.ask",
+        "confirm.decision",
+        "effect.perform",
+        "kb.query",
+    ] {
+        assert!(
+            kinds_seen.contains(&want),
+            "{want} missing from {kinds_seen:?}"
+        );
+    }
+    s.stop().await;
+}

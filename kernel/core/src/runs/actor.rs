@@ -44,6 +44,10 @@ pub struct RunSpec {
     pub params: BoundParams,
     /// The bundle directory of each node, in node order.
     pub bundles: Vec<PathBuf>,
+    /// Each node's bundle's wasm digest (hex), in node order, as recorded with its invokes.
+    pub digests: Vec<String>,
+    /// Each node's share of the run's recording, in node order.
+    pub tapes: Vec<Arc<crate::trace::NodeTape>>,
     pub seed: u64,
     /// Continued from the record (not a fresh run).
     pub resumed: bool,
@@ -104,6 +108,8 @@ pub struct RunState {
     ended: bool,
     /// Set when restoring found the run already failed.
     restored_failure: Option<String>,
+    /// The run's first start (not a resume or a restart): its submission is recorded.
+    fresh: bool,
 }
 
 impl Actor for RunActor {
@@ -129,9 +135,11 @@ impl Actor for RunActor {
             run_started_ms: engine.kernel().clock().now_ms(),
             ended: false,
             restored_failure: None,
+            fresh: false,
             shared: shared.clone(),
         };
         let restore = shared.started_once.swap(true, Ordering::SeqCst) || shared.spec.resumed;
+        state.fresh = !restore;
         let step = state.plan.step();
         state.queue.extend(step.run);
         if restore && engine.recorder().is_durable() {
@@ -181,6 +189,21 @@ impl Actor for RunActor {
                 .collect(),
             resumed: spec.resumed,
         });
+        if state.fresh {
+            let bytes = spec.params.to_json().to_string().len() as u64;
+            engine.crossings().simple(
+                &spec.trace_id,
+                "rlp",
+                "run",
+                "run.submit",
+                None,
+                bytes,
+                state.run_started_ms,
+                state.run_started_ms,
+                None,
+                false,
+            );
+        }
         let deadline = Duration::from_millis(spec.opening.policy.timeout_ms);
         let me = myself.clone();
         tokio::spawn(async move {
@@ -376,6 +399,22 @@ impl RunState {
                 if e.retryable && attempt < retry.max_attempts {
                     let unit = backoff_unit(self.spec().seed, &self.node_id(node), attempt + 1);
                     let delay = backoff_ms(retry, attempt + 1, unit);
+                    engine.crossings().simple(
+                        &self.spec().trace_id,
+                        "run",
+                        "run",
+                        "node.retry",
+                        Some(&self.node_id(node)),
+                        0,
+                        now,
+                        now + delay,
+                        Some(&format!(
+                            "attempt {attempt} failed, attempt {} in {delay} ms: {}",
+                            attempt + 1,
+                            e.message
+                        )),
+                        false,
+                    );
                     engine.publish(RunProgress::NodeRetrying {
                         ts_ms: now,
                         trace_id: self.spec().trace_id.clone(),
@@ -558,6 +597,21 @@ impl RunState {
             result_hash: result_hash.clone(),
         });
         let report = self.report(status, reason, duration, result_hash);
+        let report_bytes = rmp_serde::to_vec_named(&report).map_or(0, |b| b.len() as u64);
+        let last = engine.crossings().simple(
+            &spec.trace_id,
+            "run",
+            "rlp",
+            "run.report",
+            None,
+            report_bytes,
+            now,
+            now,
+            Some(status.as_str()),
+            status != RunStatus::Succeeded,
+        );
+        engine.crossings().flush(&spec.trace_id, last).await;
+        engine.crossings().close(&spec.trace_id);
         engine.finished(report);
         myself.stop(None);
     }
@@ -762,10 +816,30 @@ fn close_budgets(engine: &Engine, trace_id: &str) {
 /// resume, and never an attempt (retries stay counted across crashes).
 async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json) {
     let recorder = engine.recorder();
+    let node = payload
+        .get("node_id")
+        .and_then(Json::as_str)
+        .map(str::to_owned);
+    let bytes = payload.to_string().len() as u64;
+    let started = engine.kernel().clock().now_ms();
     let result = match kind {
         EventKind::NodeFinished => recorder.enqueue(trace_id, kind, payload),
         _ => recorder.write(trace_id, kind, payload).await,
     };
+    // The write is a crossing of its own: run → POG, awaited (or queued) as timed here.
+    let error = result.as_ref().err().map(ToString::to_string);
+    engine.crossings().simple(
+        trace_id,
+        "run",
+        "pog",
+        &format!("pog.write {kind}"),
+        node.as_deref(),
+        bytes,
+        started,
+        engine.kernel().clock().now_ms(),
+        error.as_deref(),
+        error.is_some(),
+    );
     if let Err(e) = result {
         tracing::warn!(trace_id = %trace_id, "record {kind}: {e}");
     }

@@ -9,9 +9,12 @@ use runloop_actors::names::AgentName;
 use runloop_proto::TraceId;
 use runloop_proto::payloads::AgentInput;
 
+use serde_json::json;
+
 use super::Engine;
 use super::actor::RunSpec;
 use crate::agents::{AgentOpError, StartOptions};
+use crate::trace::tape::{agent_participant, detail, outputs_value, value_bytes};
 
 /// How one attempt went wrong.
 #[derive(Debug, Clone)]
@@ -35,10 +38,15 @@ pub(super) async fn run_attempt(
         message: e.to_string(),
         retryable: false,
     })?;
+    let tape = &spec.tapes[node];
     if kernel.agent_entry(spec.run_id, &agent).is_none() {
+        // Every host call of the node's instance is recorded on its tape.
         let options = StartOptions {
             name: Some(id.to_owned()),
-            handlers: None,
+            handlers: Some(Arc::new(runloop_agent_actor::RecordingHandlers {
+                sink: tape.clone(),
+                clock: kernel.clock().clone(),
+            })),
         };
         if let Err(e) = kernel
             .start_bundle_in(spec.run_id, &spec.bundles[node], options)
@@ -59,27 +67,78 @@ pub(super) async fn run_attempt(
         port: "in".into(),
         payload: input,
     };
+    let (invoke, seq) = tape.begin();
+    let started_ms = kernel.clock().now_ms();
+    let recorded_input = tape.log().is_recording().then(|| {
+        let bytes = value_bytes(&input.payload);
+        (bytes.len(), hex::encode(bytes))
+    });
     let send = kernel.send_traced(spec.run_id, &spec.opening_id, &agent, input, trace_id);
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), send).await {
-        Ok(Ok(reply)) => Ok(reply
-            .outputs
-            .into_iter()
-            .map(|o| (o.port, o.payload))
-            .collect()),
-        Ok(Err(e)) => Err(AttemptError {
-            retryable: retryable(&e),
-            message: e.to_string(),
-        }),
-        Err(_) => {
-            // The sandbox may still be busy with the invoke: a fresh instance for the next
-            // attempt.
-            let _ = kernel.stop_agent_in(spec.run_id, &agent).await;
-            Err(AttemptError {
-                message: format!("attempt timed out after {timeout_ms} ms"),
-                retryable: true,
-            })
+    let result: Result<Vec<(String, rmpv::Value)>, AttemptError> =
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), send).await {
+            Ok(Ok(reply)) => Ok(reply
+                .outputs
+                .into_iter()
+                .map(|o| (o.port, o.payload))
+                .collect()),
+            Ok(Err(e)) => Err(AttemptError {
+                retryable: retryable(&e),
+                message: e.to_string(),
+            }),
+            Err(_) => {
+                // The sandbox may still be busy with the invoke: a fresh instance for the next
+                // attempt.
+                let _ = kernel.stop_agent_in(spec.run_id, &agent).await;
+                let ended = kernel.clock().now_ms();
+                tape.log().simple(
+                    &spec.trace_id,
+                    "run",
+                    &agent_participant(id),
+                    "node.timeout",
+                    Some(id),
+                    0,
+                    ended,
+                    ended,
+                    Some(&format!("attempt timed out after {timeout_ms} ms")),
+                    true,
+                );
+                Err(AttemptError {
+                    message: format!("attempt timed out after {timeout_ms} ms"),
+                    retryable: true,
+                })
+            }
+        };
+    if let Some((bytes, request)) = recorded_input {
+        let mut p = json!({
+            "trace_id": spec.trace_id,
+            "seq": seq,
+            "from": "run",
+            "to": agent_participant(id),
+            "kind": "agent.invoke",
+            "node_id": id,
+            "invoke": invoke,
+            "bytes": bytes,
+            "start_ms": started_ms,
+            "end_ms": kernel.clock().now_ms().max(started_ms),
+            "status": "ok",
+            "request": request,
+            "bundle_digest": spec.digests[node],
+            "bundle": spec.bundles[node].display().to_string(),
+        });
+        match &result {
+            Ok(outputs) => {
+                let bytes = value_bytes(&outputs_value(outputs));
+                p["reply_bytes"] = json!(bytes.len());
+                p["reply"] = json!(hex::encode(bytes));
+            }
+            Err(e) => {
+                p["status"] = json!("error");
+                p["detail"] = json!(detail(&e.message));
+            }
         }
+        tape.log().write(&spec.trace_id, p);
     }
+    result
 }
 
 /// Spec: guest trap, time limit, sandbox lost and errors the agent marks are retryable.

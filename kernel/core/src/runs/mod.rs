@@ -118,6 +118,7 @@ pub struct Engine {
     kernel: Arc<Kernel>,
     config: EngineConfig,
     recorder: Recorder,
+    crossings: Arc<crate::trace::CrossingLog>,
     live: Mutex<HashMap<String, LiveRun>>,
     recent: Mutex<VecDeque<RunReport>>,
     progress: broadcast::Sender<RunProgress>,
@@ -133,11 +134,13 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     pub fn new(kernel: Arc<Kernel>, config: EngineConfig) -> Arc<Engine> {
         let recorder = Recorder::new(kernel.pog());
+        let crossings = Arc::new(crate::trace::CrossingLog::new(kernel.pog()));
         let (progress, _) = broadcast::channel(PROGRESS_EVENTS_MAX);
         Arc::new_cyclic(|me| Engine {
             kernel,
             config,
             recorder,
+            crossings,
             live: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::new()),
             progress,
@@ -193,7 +196,7 @@ impl Engine {
         self.recorder
             .write(&trace_id, EventKind::RunStarted, payload)
             .await?;
-        let spec = self.spec(trace_id, run_id, opening, bound, dir, seed, false)?;
+        let spec = self.spec(trace_id, run_id, opening, bound, dir, seed, false, &[])?;
         self.start(spec).await
     }
 
@@ -256,6 +259,7 @@ impl Engine {
             &dir,
             seed,
             true,
+            &events,
         )?;
         self.start(spec).await
     }
@@ -301,18 +305,39 @@ impl Engine {
         dir: &Path,
         seed: u64,
         resumed: bool,
+        resumed_from: &[runloop_pog::Event],
     ) -> Result<RunSpec, SubmitError> {
         let catalog = self.catalog(dir);
         let mut bundles = Vec::with_capacity(opening.nodes.len());
+        let mut digests = Vec::with_capacity(opening.nodes.len());
         for node in &opening.nodes {
-            let (path, _) = catalog
-                .resolve(&node.agent)
-                .map_err(|e| SubmitError::BadRecord {
-                    trace_id: trace_id.clone(),
-                    message: e.to_string(),
-                })?;
+            let (path, bundle) =
+                catalog
+                    .resolve(&node.agent)
+                    .map_err(|e| SubmitError::BadRecord {
+                        trace_id: trace_id.clone(),
+                        message: e.to_string(),
+                    })?;
             bundles.push(path);
+            digests.push(bundle.manifest().wasm_blake3().to_hex());
         }
+        // A resumed run goes on numbering its crossings and its nodes' invokes after the
+        // ones recorded.
+        let (next_seq, next_invokes) = next_numbers(resumed_from);
+        self.crossings.open(&trace_id, next_seq);
+        let tapes = opening
+            .nodes
+            .iter()
+            .map(|node| {
+                let next = next_invokes.get(node.id.as_str()).copied().unwrap_or(0);
+                Arc::new(crate::trace::NodeTape::new(
+                    self.crossings.clone(),
+                    &trace_id,
+                    node.id.as_str(),
+                    next,
+                ))
+            })
+            .collect();
         let opening_id = OpeningId::new(&opening.name).map_err(|e| SubmitError::BadRecord {
             trace_id: trace_id.clone(),
             message: e.to_string(),
@@ -324,6 +349,8 @@ impl Engine {
             opening: Arc::new(opening),
             params,
             bundles,
+            digests,
+            tapes,
             seed,
             resumed,
         })
@@ -463,6 +490,11 @@ impl Engine {
         let _ = self.progress.send(event);
     }
 
+    /// Where runs record their crossings (for the trace and replay).
+    pub fn crossings(&self) -> &Arc<crate::trace::CrossingLog> {
+        &self.crossings
+    }
+
     pub(crate) fn recorder(&self) -> &Recorder {
         &self.recorder
     }
@@ -509,4 +541,28 @@ fn process_alive(pid: u32) -> bool {
         return false;
     };
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// The next crossing seq of a run and the next invoke number of each of its nodes, after
+/// what `events` recorded (empty for a fresh run).
+fn next_numbers(events: &[runloop_pog::Event]) -> (u64, HashMap<String, u64>) {
+    let mut seq = 0;
+    let mut invokes: HashMap<String, u64> = HashMap::new();
+    for e in events {
+        if e.kind != EventKind::CrossingRecorded {
+            continue;
+        }
+        let p = &e.payload;
+        if let Some(s) = p.get("seq").and_then(serde_json::Value::as_u64) {
+            seq = seq.max(s + 1);
+        }
+        if let (Some(node), Some(i)) = (
+            p.get("node_id").and_then(serde_json::Value::as_str),
+            p.get("invoke").and_then(serde_json::Value::as_u64),
+        ) {
+            let next = invokes.entry(node.to_owned()).or_insert(0);
+            *next = (*next).max(i + 1);
+        }
+    }
+    (seq, invokes)
 }
