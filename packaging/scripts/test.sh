@@ -11,6 +11,8 @@ echo "== setup: the real model server for the broker's integration tests"
 bash packaging/scripts/model-server.sh install
 echo "== setup: the real SMTP server (aiosmtpd) for runloop-mail's integration tests"
 bash packaging/scripts/smtp-server.sh install
+echo "== setup: Mermaid's parser and the Trace Event Format checker for runloop-client's trace tests"
+bash packaging/scripts/trace-tools.sh install
 echo "== setup: the wasm toolchain for building agents"
 bash packaging/scripts/setup-wasm-toolchain.sh
 
