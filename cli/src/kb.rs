@@ -652,6 +652,23 @@ fn import(
     })
 }
 
+/// Imports an NDJSON file of events (an export) into the POG at `cfg`: `(rows, appended,
+/// duplicates)`.
+pub(crate) fn import_ndjson(
+    cfg: &PogConfig,
+    file: &Path,
+) -> Result<(usize, usize, usize), KbError> {
+    match import(cfg, file, Some(FormatArg::Ndjson), "note.added", "default")? {
+        KbReport::Imported {
+            rows,
+            appended,
+            duplicates,
+            ..
+        } => Ok((rows, appended, duplicates)),
+        _ => Err(failed("import answered something else".to_owned())),
+    }
+}
+
 fn export(cfg: &PogConfig, out: Option<PathBuf>, from: u64) -> Result<KbReport, KbError> {
     let reads = open(cfg)?.reads();
     let mut sink: Box<dyn Write> = match &out {

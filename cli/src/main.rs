@@ -12,6 +12,7 @@ mod model;
 mod rmp;
 mod run;
 mod status;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,15 @@ enum Command {
     /// denied at their timeout.
     #[command(subcommand)]
     Confirm(confirm::ConfirmCommand),
+    /// A run's crossings as a ladder (sequence diagram): one column per participant (rlp,
+    /// the run, each agent, broker, POG, gate), one row per message with its kind,
+    /// latency and size. `--format json|mermaid|chrome` for tools; without an id, the
+    /// recent runs. Exit 0, 1 not found or unavailable, 2 bad input.
+    Trace(trace::TraceArgs),
+    /// Re-run every node of a recorded run in fresh sandboxes, answering each host call
+    /// from the recording (no model, person or effect is asked again), and compare outputs
+    /// node by node. Exit 0 only when every node is identical.
+    Replay(trace::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +89,12 @@ fn main() -> ExitCode {
         Command::Cancel(args) => run::cancel(args),
         Command::Resume(args) => run::resume(args),
         Command::Confirm(command) => confirm::run(command),
+        Command::Trace(args) => trace::trace(args),
+        Command::Replay(args) => match trace::replay(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(failure::EXIT_FAILURE),
+            Err(f) => Err(f),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

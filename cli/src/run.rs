@@ -65,7 +65,10 @@ pub struct RunArgs {
 
 /// `rlp runs`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct RunsArgs {
+    #[command(subcommand)]
+    pub action: Option<RunsAction>,
     /// Show this one run (32 hex digits) in full, as `rlp run` prints it at its end; a run
     /// still going on runloopd is followed to its end first. Exit 0 when it succeeded, 1
     /// otherwise.
@@ -81,6 +84,36 @@ pub struct RunsArgs {
     pub events: Option<PathBuf>,
     #[command(flatten)]
     pub kernel: KernelArgs,
+}
+
+/// `rlp runs export|import`.
+#[derive(Debug, clap::Subcommand)]
+pub enum RunsAction {
+    /// Write one run's recorded events (its start, nodes, every crossing and the exact
+    /// host-call answers) as NDJSON, to replay or trace it on another machine with the
+    /// same bundles. Reads the POG files directly (works with or without runloopd).
+    Export {
+        /// The run's trace id (32 hex digits).
+        trace_id: String,
+        /// Write here instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
+    /// Append an exported run to this machine's POG (importing a file twice appends
+    /// nothing); then `rlp trace <id>` and `rlp replay <id>` work here. Refused while
+    /// runloopd runs (it owns the POG's writer).
+    Import {
+        /// The NDJSON file `rlp runs export` wrote.
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
 }
 
 /// `rlp cancel`.
@@ -719,6 +752,18 @@ fn refusal_failure(code: &str, message: String) -> Failure {
 
 /// `rlp runs`.
 pub fn runs(args: RunsArgs) -> Result<(), Failure> {
+    match &args.action {
+        Some(RunsAction::Export {
+            trace_id,
+            out,
+            json,
+            kernel,
+        }) => return crate::trace::export(kernel, trace_id, out.clone(), *json),
+        Some(RunsAction::Import { file, json, kernel }) => {
+            return crate::trace::import(kernel, file, *json);
+        }
+        None => {}
+    }
     if let Some(trace_id) = &args.trace_id {
         return show(&args, trace_id);
     }
