@@ -14,18 +14,10 @@ use serde_json::Value;
 
 mod common;
 
-use common::{json_of, rlp, rlp_command, runloopd, text};
+use common::{example, json_of, rlp, rlp_command, runloopd, text};
 
 fn home(test: &str) -> PathBuf {
     common::home("rl-run", test)
-}
-
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/openings")
-        .join(name)
-        .display()
-        .to_string()
 }
 
 fn write(dir: &Path, name: &str, body: &str) -> String {

@@ -5,18 +5,8 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{json_of, rlp, text};
+use common::{example, json_of, rlp, text};
 use serde_json::Value;
-
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/openings")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 #[test]
 fn trace_replay_export_and_import_of_a_real_run() {

@@ -86,3 +86,12 @@ pub fn text(out: &Output) -> String {
 pub fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
 }
+
+/// The path of an example opening in `examples/openings`.
+pub fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/openings")
+        .join(name)
+        .display()
+        .to_string()
+}

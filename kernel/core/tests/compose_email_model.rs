@@ -1,8 +1,9 @@
 //! compose_email's draft written by a REAL model: llama.cpp's server with SmolLM2-135M
 //! (packaging/scripts/model-server.sh, the same real server the broker's tests start), as
 //! an OpenAI-compatible provider of the broker in the kernel's tree. The send is denied
-//! (the test is about the draft), so nothing leaves. Fails, naming the script, when the
-//! server cannot start.
+//! (the test is about the draft), so nothing leaves. The run then replays identically with
+//! the server stopped (every model answer from the recording). Fails, naming the script,
+//! when the server cannot start.
 
 #[path = "../../../actors/broker/tests/common/mod.rs"]
 mod model_server;
@@ -115,6 +116,19 @@ async fn a_real_model_drafts_the_email_through_the_broker() {
     let outbox = state.path().join("outbox/new");
     let sent = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
     assert_eq!(sent, 0);
-    kernel.root().stop(Some("test over".into()));
+    // Replay with the model server gone: the draft comes back byte for byte from the
+    // recording (a live call could not be answered now), and nothing is sent.
     drop(server);
+    let replay = runloop_kernel::trace::replay(&engine, &report.trace_id)
+        .await
+        .unwrap();
+    assert!(replay.identical, "{replay:#?}");
+    let draft = replay.nodes.iter().find(|n| n.id == "draft").unwrap();
+    assert!(
+        draft.host_calls >= 1,
+        "the model call was answered: {draft:?}"
+    );
+    let sent = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(sent, 0);
+    kernel.root().stop(Some("test over".into()));
 }

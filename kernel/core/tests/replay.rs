@@ -348,6 +348,37 @@ async fn a_changed_bundle_is_named_and_the_node_diverges_at_its_call() {
     stop(&kernel).await;
 }
 
+/// A module that makes the same (no) host calls but answers differently: no divergence,
+/// the output differs, and the first differing output is shown as a diff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_output_is_shown_as_a_diff() {
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let agents = tempfile::tempdir().unwrap();
+    copy_dir(&bundles_dir().join("echo"), &agents.path().join("echo"));
+    let (kernel, engine) = boot(pog.path(), vec![agents.path().to_owned()]).await;
+    let report = run(&engine, CHAIN, json!({"word": "diff"})).await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    let dir = agents.path().join("echo");
+    std::fs::remove_dir_all(&dir).unwrap();
+    copy_dir(&bundles_dir().join("flaky"), &dir);
+    let r = replay(&engine, &report.trace_id).await;
+    assert!(!r.identical);
+    let a = r.nodes.iter().find(|n| n.id == "a").unwrap();
+    assert!(a.bundle_changed.is_some(), "{a:?}");
+    assert!(a.diverged_at.is_none(), "{a:?}");
+    assert_ne!(a.replayed_hash, a.recorded_hash);
+    assert!(!a.replayed_hash.is_empty());
+    let diff = a.diff.as_deref().expect("a diff");
+    assert!(diff.starts_with("--- recorded\n+++ replayed"), "{diff}");
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('-') && l.contains("with")),
+        "{diff}"
+    );
+    stop(&kernel).await;
+}
+
 /// Editing a recorded crossing in the SQLite file behind the store's back fails the POG's
 /// verification at exactly that event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

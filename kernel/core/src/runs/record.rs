@@ -175,7 +175,12 @@ impl Recorder {
     }
 }
 
-fn new_event(kind: EventKind, trace_id: &str, payload: Value) -> Result<NewEvent, String> {
+/// One event of a run, written by the kernel under the run's trace id.
+pub(crate) fn new_event(
+    kind: EventKind,
+    trace_id: &str,
+    payload: Value,
+) -> Result<NewEvent, String> {
     let provenance = Provenance::from_json(&json!({
         "trace_id": trace_id,
         "opening_id": "run",

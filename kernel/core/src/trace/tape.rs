@@ -11,11 +11,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use runloop_agent_actor::{HostCallRecord, RecordSink};
-use runloop_pog::{ActorName, EventKind, NewEvent, Provenance, Scope};
+use runloop_pog::EventKind;
 use runloop_pog_actor::PogMsg;
 use runloop_proto::json::msgpack_to_json;
 use runloop_proto::payloads::{HostCall, HostReply, ParticipantKind};
 use serde_json::{Value, json};
+
+use crate::runs::record::new_event;
 
 /// Answers once a crossing is committed.
 pub type Committed = ractor::concurrency::OneshotReceiver<
@@ -174,7 +176,7 @@ impl CrossingLog {
             return None;
         }
         let pog = self.pog.as_ref()?;
-        let event = match crossing_event(trace_id, payload) {
+        let event = match new_event(EventKind::CrossingRecorded, trace_id, payload) {
             Ok(e) => e,
             Err(e) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -252,26 +254,6 @@ impl CrossingLog {
         }
         self.send(trace_id, p)
     }
-}
-
-fn crossing_event(trace_id: &str, payload: Value) -> Result<NewEvent, String> {
-    let provenance = Provenance::from_json(&json!({
-        "trace_id": trace_id,
-        "opening_id": "run",
-        "agent": "kernel",
-        "inputs_hash": "0".repeat(64),
-    }))
-    .map_err(|e| e.to_string())?;
-    let actor = ActorName::new("kernel").map_err(|e| e.to_string())?;
-    NewEvent::new(
-        EventKind::CrossingRecorded,
-        actor,
-        Scope::default_scope(),
-        payload,
-        provenance,
-        None,
-    )
-    .map_err(|e| e.to_string())
 }
 
 /// One node's recording: which invoke it is on, and the sink its host calls go to.
