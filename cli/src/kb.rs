@@ -610,6 +610,18 @@ fn import(
     };
     let input =
         std::fs::File::open(file).map_err(|e| invalid(format!("{}: {e}", file.display())))?;
+    import_from(cfg, input, file, format, kind, scope)
+}
+
+/// [`import`] of an already opened input (`file` names it in messages).
+fn import_from(
+    cfg: &PogConfig,
+    input: impl std::io::Read,
+    file: &Path,
+    format: ImportFormat,
+    kind: &str,
+    scope: &str,
+) -> Result<KbReport, KbError> {
     // The parser streams the file, bounded as it reads; `inputs_hash` becomes the file's hash.
     let provenance = Provenance::from_json(&json!({
         "trace_id": new_trace_id().to_string(), "opening_id": "cli.import", "agent": "rlp",
@@ -652,13 +664,22 @@ fn import(
     })
 }
 
-/// Imports an NDJSON file of events (an export) into the POG at `cfg`: `(rows, appended,
-/// duplicates)`.
+/// Imports NDJSON events (an export, already read from `file`) into the POG at `cfg`:
+/// `(rows, appended, duplicates)`.
 pub(crate) fn import_ndjson(
     cfg: &PogConfig,
+    text: &str,
     file: &Path,
 ) -> Result<(usize, usize, usize), KbError> {
-    match import(cfg, file, Some(FormatArg::Ndjson), "note.added", "default")? {
+    let report = import_from(
+        cfg,
+        text.as_bytes(),
+        file,
+        ImportFormat::Ndjson,
+        "note.added",
+        "default",
+    )?;
+    match report {
         KbReport::Imported {
             rows,
             appended,

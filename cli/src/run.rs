@@ -104,8 +104,8 @@ pub enum RunsAction {
         kernel: KernelArgs,
     },
     /// Append an exported run to this machine's POG (importing a file twice appends
-    /// nothing); then `rlp trace <id>` and `rlp replay <id>` work here. Refused while
-    /// runloopd runs (it owns the POG's writer).
+    /// nothing); then `rlp trace <id>` and `rlp replay <id>` work here. Through runloopd
+    /// when it runs (files up to 7 MiB), else straight into the POG.
     Import {
         /// The NDJSON file `rlp runs export` wrote.
         file: PathBuf,

@@ -12,6 +12,10 @@ use serde_json::json;
 use crate::failure::Failure;
 use crate::kernel_client::{self, KernelArgs, Source};
 
+/// Largest export file `rlp runs import` sends through runloopd's socket (a control frame
+/// carries at most 8 MiB).
+const IMPORT_VIA_DAEMON_BYTES_MAX: u64 = 7 * 1024 * 1024;
+
 /// Width used when neither `--width`, `$COLUMNS` nor the terminal says.
 const DEFAULT_WIDTH: usize = 80;
 
@@ -400,29 +404,105 @@ pub fn export(
 pub fn import(kernel: &KernelArgs, file: &std::path::Path, json: bool) -> Result<(), Failure> {
     let config = kernel_client::load_config(kernel).map_err(|f| f.json(json))?;
     let rt = kernel_client::runtime().map_err(|f| f.json(json))?;
-    if let Source::Daemon(path) = rt
+    // The runs the file holds, checked before anything is written.
+    let runs = runs_in(file).map_err(|f| f.json(json))?;
+    if let Source::Daemon(_) = rt
         .block_on(kernel_client::find_daemon(&config))
         .map_err(|f| f.json(json))?
     {
-        let mut f = Failure::io(format!(
-            "runloopd is running (socket {}): it owns the POG's writer; stop it, import, and start it again",
-            path.display()
-        ));
-        f.name = "DaemonRunning".into();
-        return Err(f.json(json));
+        return import_via_daemon(kernel, file, json);
     }
-    // The runs the file holds, checked before anything is written.
-    let runs = runs_in(file).map_err(|f| f.json(json))?;
     let cfg = runloop_kernel::services::pog_service(&config).config;
-    let (rows, appended, duplicates) = crate::kb::import_ndjson(&cfg, file).map_err(|e| {
-        let mut f = if e.code == 2 {
-            Failure::invalid(e.kind, e.message)
-        } else {
-            Failure::io(e.message)
-        };
-        f.name = e.kind.to_owned();
-        f.json(json)
-    })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::io(format!("{}: {e}", file.display())).json(json))?;
+    // A run already in this POG is not imported again.
+    let known: Vec<String> = match runloop_pog::Reads::open_read_only(&cfg, 1) {
+        Ok(reads) => runs
+            .iter()
+            .filter(|t| {
+                runloop_pog::parse_trace_id(t)
+                    .ok()
+                    .and_then(|id| reads.run_events(&id).ok())
+                    .is_some_and(|ev| {
+                        ev.iter()
+                            .any(|e| e.kind == runloop_pog::EventKind::RunStarted)
+                    })
+            })
+            .cloned()
+            .collect(),
+        // No POG here yet: nothing is known.
+        Err(_) => Vec::new(),
+    };
+    let (text, skipped) = runloop_kernel::trace::control::without_runs(&text, &known);
+    let (rows, appended, duplicates) = if text.trim().is_empty() {
+        (0, 0, 0)
+    } else {
+        crate::kb::import_ndjson(&cfg, &text, file).map_err(|e| {
+            let mut f = if e.code == 2 {
+                Failure::invalid(e.kind, e.message)
+            } else {
+                Failure::io(e.message)
+            };
+            f.name = e.kind.to_owned();
+            f.json(json)
+        })?
+    };
+    print_imported(
+        json,
+        rows as u64 + skipped,
+        appended as u64,
+        duplicates as u64 + skipped,
+        &runs,
+    );
+    Ok(())
+}
+
+/// runloopd owns the POG's writer: the file goes through its socket, in one request.
+fn import_via_daemon(
+    kernel: &KernelArgs,
+    file: &std::path::Path,
+    json: bool,
+) -> Result<(), Failure> {
+    let size = std::fs::metadata(file)
+        .map_err(|e| Failure::io(format!("{}: {e}", file.display())).json(json))?
+        .len();
+    if size > IMPORT_VIA_DAEMON_BYTES_MAX {
+        return Err(Failure::invalid(
+            "TooLarge",
+            format!(
+                "{}: {size} bytes is over the {IMPORT_VIA_DAEMON_BYTES_MAX} one control request may carry; stop runloopd and import again (straight into the POG)",
+                file.display()
+            ),
+        )
+        .json(json));
+    }
+    let ndjson = std::fs::read_to_string(file)
+        .map_err(|e| Failure::io(format!("{}: {e}", file.display())).json(json))?;
+    let (_, outcome) = kernel_client::ask(kernel, ControlCommand::RunImport { ndjson })
+        .map_err(|f| f.json(json))?;
+    match outcome {
+        ControlOutcome::Imported {
+            rows,
+            appended,
+            duplicates,
+            runs,
+        } => {
+            print_imported(json, rows, appended, duplicates, &runs);
+            Ok(())
+        }
+        ControlOutcome::Failed { code, message } => {
+            let mut f = match code.as_str() {
+                "NotARun" | "BadInput" => Failure::invalid(&code, message),
+                _ => Failure::io(message),
+            };
+            f.name = code;
+            Err(f.json(json))
+        }
+        other => Err(unexpected(&other).json(json)),
+    }
+}
+
+fn print_imported(json: bool, rows: u64, appended: u64, duplicates: u64, runs: &[String]) {
     if json {
         println!(
             "{}",
@@ -438,7 +518,6 @@ pub fn import(kernel: &KernelArgs, file: &std::path::Path, json: bool) -> Result
             runs[0], runs[0]
         );
     }
-    Ok(())
 }
 
 /// The trace ids of the runs an export file starts (`run.started` lines); refused when

@@ -1,7 +1,8 @@
 //! `rlp trace`, `rlp replay` and `rlp runs export|import` end to end: a real embedded run
 //! (real sandboxes, the real POG in a temp `HOME`), its ladder in every format, its replay,
 //! and the same replay on "another machine" (a second `HOME`) after export and import;
-//! with a daemon, the same answers through its socket; bad input exits 2, unknown runs 1.
+//! with a daemon, the same answers through its socket, and an import through a daemon that
+//! owns the POG; bad input exits 2, unknown runs 1.
 
 mod common;
 
@@ -145,12 +146,30 @@ fn trace_replay_export_and_import_of_a_real_run() {
     let out = rlp(&home, Some(&socket), &["replay", &trace, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(json_of(&out)["identical"], true);
-    let out = rlp(
-        &home,
-        Some(&socket),
-        &["runs", "import", file.to_str().unwrap(), "--json"],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(json_of(&out)["error"], "DaemonRunning");
+    // The run is already here: importing it through the daemon appends nothing.
+    let args = ["runs", "import", file.to_str().unwrap(), "--json"];
+    let out = rlp(&home, Some(&socket), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json_of(&out)["appended"], 0);
+    // A third HOME with its own daemon gets the run through that daemon (it owns the
+    // POG's writer) and replays it identically.
+    let third = common::home("rlp-trace", "third");
+    let socket3 = third.join("d.sock");
+    let daemon3 = common::runloopd(&third, &socket3);
+    let out = rlp(&third, Some(&socket3), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let imported = json_of(&out);
+    assert_eq!(imported["runs"][0], trace.as_str());
+    assert_eq!(imported["duplicates"], 0);
+    assert!(imported["appended"].as_u64().unwrap() > 10);
+    let out = rlp(&third, Some(&socket3), &["replay", &trace, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json_of(&out)["identical"], true);
+    let bad = ["runs", "import", not_a_run.to_str().unwrap(), "--json"];
+    let out = rlp(&third, Some(&socket3), &bad);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(json_of(&out)["error"], "NotARun");
+    drop(daemon3);
+    let _ = std::fs::remove_dir_all(&third);
     let _ = std::fs::remove_dir_all(&other);
 }

@@ -392,6 +392,9 @@ async fn execute(plane: &ControlPlane, command: ControlCommand) -> ControlOutcom
         ControlCommand::RunReplay { trace_id } => {
             crate::trace::control::replay(&plane.engine, &trace_id).await
         }
+        ControlCommand::RunImport { ndjson } => {
+            crate::trace::control::import(&plane.engine, &ndjson).await
+        }
         ControlCommand::ConfirmList => crate::effects::control::list(kernel).await,
         ControlCommand::ConfirmShow { request_id } => {
             crate::effects::control::show(kernel, &request_id).await

@@ -76,6 +76,9 @@ pub enum ControlCommand {
     /// Re-executes every node of a recorded run in fresh sandboxes, answering each host
     /// call from the recording, and compares outputs (`replayed`). Performs no effect.
     RunReplay { trace_id: String },
+    /// Appends an exported run's events (the NDJSON `rlp runs export` writes) to the POG
+    /// the daemon owns (`imported`); events already there are not appended again.
+    RunImport { ndjson: String },
     /// The actions waiting for a person's decision (`actions`).
     ConfirmList,
     /// One pending action with its exact payload (`action`).
@@ -198,6 +201,13 @@ pub enum ControlOutcome {
     /// A replay's verdict.
     Replayed {
         report: super::trace::ReplayReport,
+    },
+    /// An import's counts and the runs (trace ids) the file started.
+    Imported {
+        rows: u64,
+        appended: u64,
+        duplicates: u64,
+        runs: Vec<String>,
     },
     /// One progress event of a watched run (streamed; never cached).
     RunProgress {
