@@ -1,6 +1,6 @@
 //! The client side of the control socket: one request per connection, answered by one
 //! `control.reply.v1`; or a `subscribe` that keeps the connection and reads a stream of
-//! `event.status.v1` / `event.run.v1` frames.
+//! `event.status.v1` / `event.run.v1` / `event.progress.v1` frames.
 //!
 //! A daemon whose connection limits are reached refuses with an `error.report.v1` whose
 //! code is [`BUSY_CODE`] before reading anything; [`request`] then tries again (same
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use runloop_proto::payloads::{
     ControlCommand, ControlOutcome, ControlReply, ControlRequest, ErrorReport, RunEvent,
-    StatusSnapshot,
+    RunProgress, StatusSnapshot,
 };
 use runloop_proto::{
     Body, Clock, Frame, FrameError, Kind, MsgId, StreamDecoder, SystemClock, TraceId,
@@ -254,7 +254,10 @@ fn read_reply(path: &Path, frame: &Frame) -> Result<ControlReply, ClientError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusItem {
     Snapshot(Box<StatusSnapshot>),
+    /// An agent started, stopped, restarted, was parked or released.
     Event(RunEvent),
+    /// A run's progress (any run of the daemon), as it happens.
+    Progress(Box<RunProgress>),
 }
 
 /// A status stream from `subscribe`; dropping it closes the connection, which ends the
@@ -295,11 +298,14 @@ impl Subscription {
             Kind::RunEvent => Ok(Some(StatusItem::Event(
                 frame.body().payload_as().map_err(bad)?,
             ))),
+            Kind::RunProgress => Ok(Some(StatusItem::Progress(Box::new(
+                frame.body().payload_as().map_err(bad)?,
+            )))),
             Kind::ErrorReport => Err(refused(&self.conn.path, &frame)?),
             other => Err(ClientError::Unexpected {
                 path: self.conn.path.clone(),
                 kind: other.type_name(),
-                wanted: "a status snapshot or run event",
+                wanted: "a status snapshot, an agent event or run progress",
             }),
         }
     }

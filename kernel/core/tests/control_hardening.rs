@@ -182,6 +182,7 @@ async fn subscribe_streams_typed_snapshots_and_events_and_is_cleaned_up() {
                 );
                 started = true;
             }
+            StatusItem::Progress(p) => panic!("no run was submitted, yet: {p:?}"),
         }
     }
     assert!(

@@ -448,3 +448,76 @@ edges:
     assert!(kernel.run_budgets().is_empty());
     stop(&kernel).await;
 }
+
+/// A `subscribe` stream carries every run's progress as it happens (what agtop's plan
+/// and log panes show), `run.started` with the DAG's edges, up to `run.finished`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_subscriber_sees_each_runs_progress_with_its_edges() {
+    use runloop_client::{StatusItem, subscribe};
+    use runloop_kernel::control::{ControlLimits, ControlPlane, PeerPolicy, serve};
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let (kernel, engine) = engine("sub-progress", pog.path()).await;
+    let plane = Arc::new(ControlPlane::with_engine(
+        engine.clone(),
+        PeerPolicy::same_uid().unwrap(),
+        ControlLimits::default(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rmp.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let (stop_server, rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve(listener, plane.clone(), rx));
+    let mut sub = subscribe(&path, "sub-progress", 100).await.unwrap();
+    // The stream is open once its first snapshot arrives; a run submitted after that is
+    // seen from its start.
+    loop {
+        if let StatusItem::Snapshot(_) = sub.next().await.unwrap().unwrap() {
+            break;
+        }
+    }
+    // The run goes on its own task: a subscriber that stops reading is cut off by the
+    // daemon's write timeout, so this one keeps reading.
+    let running = tokio::spawn({
+        let engine = engine.clone();
+        async move { run(&engine, FAN).await.0 }
+    });
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !matches!(seen.last(), Some(RunProgress::RunFinished { .. })) {
+        let item = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .expect("run.finished within 30 s")
+            .unwrap()
+            .expect("the stream goes on");
+        if let StatusItem::Progress(event) = item {
+            seen.push(*event);
+        }
+    }
+    let report = running.await.unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert!(seen.iter().all(|e| e.trace_id() == report.trace_id));
+    let RunProgress::RunStarted { nodes, edges, .. } = &seen[0] else {
+        panic!("first: {:?}", seen[0]);
+    };
+    assert_eq!(nodes, &["a", "b", "c", "d"]);
+    let pair = |a: &str, b: &str| [a.to_owned(), b.to_owned()];
+    assert_eq!(
+        edges,
+        &[
+            pair("a", "b"),
+            pair("a", "c"),
+            pair("b", "d"),
+            pair("c", "d")
+        ]
+    );
+    let finished = seen
+        .iter()
+        .filter(|e| matches!(e, RunProgress::NodeFinished { .. }))
+        .count();
+    assert_eq!(finished, 4, "{seen:?}");
+    drop(sub);
+    stop_server.send(true).unwrap();
+    server.await.unwrap();
+    stop(&kernel).await;
+}

@@ -94,6 +94,9 @@ registry! {
     StatusSnapshot => "event.status.v1", Event, StatusSnapshot;
     /// `runloopd` → a `subscribe` client: one change in what the kernel runs.
     RunEvent => "event.run.v1", Event, RunEvent;
+    /// `runloopd` → a `subscribe` client: one run's progress (a run or node started,
+    /// retrying, waiting for a person, decided, skipped or finished), as `--events` writes it.
+    RunProgress => "event.progress.v1", Event, RunProgress;
     /// Kernel → sandbox-host: protocol version, agent, module and limits (handshake).
     SandboxHello => "control.hello.v1", Control, SandboxHello;
     /// Sandbox-host → kernel: module loaded, confinement in force, ready for invokes.

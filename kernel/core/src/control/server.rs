@@ -363,15 +363,18 @@ impl Drop for Subscribed<'_> {
     }
 }
 
-/// Streams a snapshot every `interval_ms`, each preceded by the run events seen since the
-/// previous one, until the client closes (or sends anything), a write fails or stalls
-/// past [`STREAM_WRITE_TIMEOUT_MS`], or the daemon shuts down.
+/// Streams a snapshot every `interval_ms`, each preceded by the agent events seen since the
+/// previous one, and every run's progress events (`event.progress.v1`) as they happen,
+/// until the client closes (or sends anything), a write fails or stalls past
+/// [`STREAM_WRITE_TIMEOUT_MS`], or the daemon shuts down. A subscriber too slow for the
+/// progress events misses some (the broadcast lags), never the snapshots.
 async fn stream_status(
     mut stream: UnixStream,
     plane: &ControlPlane,
     interval_ms: u64,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Ended> {
+    use tokio::sync::broadcast::error::RecvError;
     let _counted = Subscribed::new(plane);
     let write_timeout = Duration::from_millis(STREAM_WRITE_TIMEOUT_MS);
     let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
@@ -379,9 +382,23 @@ async fn stream_status(
     let mut seq = 0u64;
     let mut previous: Option<HashMap<String, AgentStatus>> = None;
     let mut probe = [0u8; SUBSCRIBER_READ_BYTES];
+    let mut progress = plane.engine().progress();
+    let mut progress_open = true;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            event = progress.recv(), if progress_open => {
+                match event {
+                    Ok(event) => {
+                        let trace = super::trace_id_of(event.trace_id());
+                        let bytes = plane.frame(Body::from_payload(&event), trace);
+                        write_within(&mut stream, &bytes, write_timeout).await?;
+                    }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => progress_open = false,
+                }
+                continue;
+            }
             // A subscriber sends nothing after `subscribe`: EOF, an error or stray bytes
             // all end the stream.
             _ = stream.read(&mut probe) => return Err(Ended::Io),

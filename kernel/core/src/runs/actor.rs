@@ -187,6 +187,7 @@ impl Actor for RunActor {
                 .iter()
                 .map(|n| n.id.to_string())
                 .collect(),
+            edges: edges_of(&spec.opening),
             resumed: spec.resumed,
         });
         if state.fresh {
@@ -843,4 +844,19 @@ async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json)
     if let Err(e) = result {
         tracing::warn!(trace_id = %trace_id, "record {kind}: {e}");
     }
+}
+
+/// The opening's edges as `[from, to]` node ids, one per distinct pair, in edge order.
+fn edges_of(opening: &Opening) -> Vec<[String; 2]> {
+    let mut out: Vec<[String; 2]> = Vec::new();
+    for edge in &opening.edges {
+        let pair = [
+            opening.nodes[edge.from_node].id.to_string(),
+            opening.nodes[edge.to_node].id.to_string(),
+        ];
+        if !out.contains(&pair) {
+            out.push(pair);
+        }
+    }
+    out
 }

@@ -140,6 +140,10 @@ pub enum RunProgress {
         run_id: String,
         opening: String,
         nodes: Vec<String>,
+        /// The DAG's edges as `[from, to]` node ids, in the opening's order (one per
+        /// distinct pair); absent from files written before edges were reported.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        edges: Vec<[String; 2]>,
         /// Continued from the log after a restart.
         resumed: bool,
     },
@@ -215,6 +219,21 @@ pub enum RunProgress {
         duration_ms: u64,
         result_hash: String,
     },
+}
+
+impl crate::registry::PayloadExample for RunProgress {
+    fn example() -> Self {
+        RunProgress::NodeFinished {
+            ts_ms: 1_763_766_000_450,
+            trace_id: "3f9c2a7e5b1d4c8fa0e6b2d9c4f1a873".into(),
+            node: "draft".into(),
+            status: NodeStatus::Succeeded,
+            attempts: 1,
+            duration_ms: 42,
+            output_hash: Some("9b".repeat(32)),
+            reason: None,
+        }
+    }
 }
 
 impl RunProgress {
