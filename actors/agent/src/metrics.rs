@@ -40,12 +40,8 @@ pub struct AgentSnapshot {
     pub last_error: Option<String>,
     /// CPU time of the current sandbox (user + system), microseconds.
     pub cpu_us: u64,
-    /// CPU time charged to the agent's cgroup (all sandboxes of this instance), µs.
-    pub cgroup_cpu_us: Option<u64>,
     /// Resident memory of the current sandbox, KiB.
     pub rss_kb: u64,
-    /// Memory charged to the agent's cgroup, bytes.
-    pub cgroup_memory_bytes: Option<u64>,
 }
 
 /// One agent's metrics; cheap to clone.
@@ -124,10 +120,6 @@ impl AgentMetrics {
             snap.rss_kb = rss_kb;
             snap.cpu_us = cpu_us;
         }
-        if let Some(path) = &snap.cgroup {
-            snap.cgroup_cpu_us = cgroup_cpu_us(path);
-            snap.cgroup_memory_bytes = cgroup_memory_bytes(path);
-        }
         snap
     }
 }
@@ -144,29 +136,6 @@ pub fn proc_usage(pid: Option<u32>) -> Option<(u64, u64)> {
     let hz = procfs::ticks_per_second().max(1);
     let cpu_us = (stat.utime + stat.stime).saturating_mul(1_000_000) / hz;
     Some((rss_kb, cpu_us))
-}
-
-fn read_u64(path: &str) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// CPU charged to a cgroup (v1 `cpuacct.usage` ns, v2 `cpu.stat` usage_usec), µs.
-fn cgroup_cpu_us(path: &str) -> Option<u64> {
-    if let Some(ns) = read_u64(&format!("/sys/fs/cgroup/cpuacct/{path}/cpuacct.usage")) {
-        return Some(ns / 1_000);
-    }
-    let stat = std::fs::read_to_string(format!("/sys/fs/cgroup/{path}/cpu.stat")).ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("usage_usec "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// Memory charged to a cgroup (v1 `memory.usage_in_bytes`, v2 `memory.current`).
-fn cgroup_memory_bytes(path: &str) -> Option<u64> {
-    read_u64(&format!(
-        "/sys/fs/cgroup/memory/{path}/memory.usage_in_bytes"
-    ))
-    .or_else(|| read_u64(&format!("/sys/fs/cgroup/{path}/memory.current")))
 }
 
 #[cfg(test)]

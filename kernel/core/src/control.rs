@@ -419,6 +419,9 @@ async fn execute(plane: &ControlPlane, command: ControlCommand) -> ControlOutcom
             Ok(()) => ControlOutcome::RunCancelled { trace_id },
             Err(e) => failed("NoSuchRun", e.to_string()),
         },
+        ControlCommand::RunShow { trace_id } => {
+            crate::runs::control::state(&plane.engine, &trace_id).await
+        }
         ControlCommand::RunList { limit } => match plane.engine.list(limit as usize).await {
             Ok(runs) => ControlOutcome::Runs { runs },
             Err(e) => failed("Unavailable", e.to_string()),

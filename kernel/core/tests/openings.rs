@@ -516,6 +516,74 @@ async fn a_status_subscriber_sees_each_runs_progress_with_its_edges() {
         .filter(|e| matches!(e, RunProgress::NodeFinished { .. }))
         .count();
     assert_eq!(finished, 4, "{seen:?}");
+    // A monitor that starts late asks for the run's state: the same plan, rebuilt from
+    // the record, with every node's end and the run's.
+    let reply = runloop_client::request(
+        &path,
+        "show-1",
+        runloop_proto::payloads::ControlCommand::RunShow {
+            trace_id: report.trace_id.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let runloop_proto::payloads::ControlOutcome::RunState { events } = reply.outcome else {
+        panic!("run_show: {:?}", reply.outcome);
+    };
+    let mut first = events[0].clone();
+    if let RunProgress::RunStarted { ts_ms, .. } = &mut first {
+        // The record's time of the start, not the engine's: not compared.
+        *ts_ms = 0;
+    }
+    assert_eq!(
+        first,
+        RunProgress::RunStarted {
+            ts_ms: 0,
+            trace_id: report.trace_id.clone(),
+            run_id: report.run_id.clone(),
+            opening: "fan".into(),
+            nodes: nodes.clone(),
+            edges: edges.clone(),
+            resumed: false,
+        }
+    );
+    let ends: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunProgress::NodeFinished { node, status, .. } if *status == NodeStatus::Succeeded => {
+                Some(node.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends.len(), 4, "{events:?}");
+    assert!(
+        matches!(
+            events.last(),
+            Some(RunProgress::RunFinished {
+                status: RunStatus::Succeeded,
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    let unknown = runloop_client::request(
+        &path,
+        "show-2",
+        runloop_proto::payloads::ControlCommand::RunShow {
+            trace_id: "0".repeat(32),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            unknown.outcome,
+            runloop_proto::payloads::ControlOutcome::Failed { .. }
+        ),
+        "{:?}",
+        unknown.outcome
+    );
     drop(sub);
     stop_server.send(true).unwrap();
     server.await.unwrap();

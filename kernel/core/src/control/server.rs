@@ -23,7 +23,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runloop_client::wire::{BUSY_CODE, FRAME_DEADLINE_CODE, READ_CHUNK_BYTES, limits};
+use runloop_client::wire::{
+    BUSY_CODE, CONTROL_BODY_BYTES_MAX, FRAME_DEADLINE_CODE, READ_CHUNK_BYTES, limits,
+};
 use runloop_proto::payloads::{ActorInfo, ActorNode, AgentStatus, RunEvent, StatusSnapshot};
 use runloop_proto::{Body, StreamDecoder, TraceId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -413,17 +415,72 @@ async fn stream_status(
             }
         }
         seq += 1;
-        let snapshot = StatusSnapshot {
+        let mut snapshot = StatusSnapshot {
             seq,
             taken_at_ms: plane.kernel.clock.now_ms(),
             tree,
+            agents_cut: 0,
         };
-        frames.push(plane.frame(Body::from_payload(&snapshot), TraceId(0)));
+        frames.push(plane.frame(fitted(&mut snapshot), TraceId(0)));
         for bytes in frames {
             write_within(&mut stream, &bytes, write_timeout).await?;
         }
         previous = Some(agents);
     }
+}
+
+/// Largest snapshot body streamed: the control body cap less room for the frame's own
+/// envelope.
+const SNAPSHOT_BODY_BYTES_MAX: usize = CONTROL_BODY_BYTES_MAX as usize - 4_096;
+/// Most rounds of cutting a snapshot down to size.
+const FIT_ROUNDS_MAX: usize = 16;
+
+fn body_len(body: &Body) -> usize {
+    let mut out = Vec::new();
+    body.encode(&mut out);
+    out.len()
+}
+
+/// The snapshot's body, fitted into one control frame: while it is too big, each run's
+/// agents are cut to the share that fits (the last ones first) and `agents_cut` says
+/// how many are missing. Thousands of agents with long paths would otherwise make a
+/// frame over the cap (≈ 360 B per agent: the cap is reached near 2,900 agents).
+pub(crate) fn fitted(snapshot: &mut StatusSnapshot) -> Body {
+    let mut body = Body::from_payload(&*snapshot);
+    for _ in 0..FIT_ROUNDS_MAX {
+        let len = body_len(&body);
+        if len <= SNAPSHOT_BODY_BYTES_MAX {
+            break;
+        }
+        // Keep a bit less than the share that fits, so few rounds are needed.
+        let keep = SNAPSHOT_BODY_BYTES_MAX as f64 / len as f64 * 0.9;
+        let mut cut = 0u64;
+        let mut stack = vec![&mut snapshot.tree];
+        while let Some(node) = stack.pop() {
+            let agents = node
+                .children
+                .iter()
+                .filter(|c| matches!(c.info, Some(ActorInfo::Agent(_))))
+                .count();
+            if agents > 0 {
+                let kept = ((agents as f64 * keep) as usize).min(agents.saturating_sub(1));
+                let mut seen = 0usize;
+                let before = node.children.len();
+                node.children.retain(|c| {
+                    if !matches!(c.info, Some(ActorInfo::Agent(_))) {
+                        return true;
+                    }
+                    seen += 1;
+                    seen <= kept
+                });
+                cut += (before - node.children.len()) as u64;
+            }
+            stack.extend(node.children.iter_mut());
+        }
+        snapshot.agents_cut += cut;
+        body = Body::from_payload(&*snapshot);
+    }
+    body
 }
 
 /// The agents in a status tree, by name.
@@ -494,6 +551,76 @@ mod tests {
             owner: 1,
             held: Mutex::new((0, HashMap::new())),
         })
+    }
+
+    /// 4,000 agents with long bundle paths do not fit one control frame: the snapshot is
+    /// cut to fit, says how many agents are missing, and encodes into a frame.
+    #[test]
+    fn a_snapshot_too_big_for_a_frame_is_cut_to_fit_and_says_so() {
+        use runloop_proto::payloads::{ActorKind, ActorRunState};
+        let node = |name: String, info: Option<ActorInfo>, children| ActorNode {
+            name,
+            kind: ActorKind::Worker,
+            state: ActorRunState::Running,
+            restarts: 0,
+            last_error: None,
+            info,
+            children,
+        };
+        let agent = |i: usize| {
+            let name = format!("agent-{i}");
+            node(
+                name.clone(),
+                Some(ActorInfo::Agent(AgentStatus {
+                    name,
+                    bundle: format!("/home/someone/projects/agents/bundles/{i:0>200}"),
+                    state: "running".into(),
+                    sandbox_pid: Some(4_000 + i as u32),
+                    restarts: 0,
+                    breaker: "closed".into(),
+                    quarantine: None,
+                    cpu_ms: 1,
+                    rss_kb: 2,
+                    cgroup: Some(format!("runloop/agent-{i}")),
+                    messages_in: 0,
+                    messages_out: 0,
+                    errors: 0,
+                    denied: 0,
+                    redelivered: 0,
+                    last_error: None,
+                })),
+                vec![],
+            )
+        };
+        let runs = (0..4)
+            .map(|r| {
+                node(
+                    format!("run-{r}"),
+                    None,
+                    (0..1_000).map(|i| agent(r * 1_000 + i)).collect(),
+                )
+            })
+            .collect();
+        let mut snapshot = StatusSnapshot {
+            seq: 1,
+            taken_at_ms: 1,
+            tree: node("root".into(), None, vec![node("runs".into(), None, runs)]),
+            agents_cut: 0,
+        };
+        assert!(body_len(&Body::from_payload(&snapshot)) > SNAPSHOT_BODY_BYTES_MAX);
+        let body = fitted(&mut snapshot);
+        assert!(body_len(&body) <= SNAPSHOT_BODY_BYTES_MAX);
+        let kept = agents_of(&snapshot.tree).len() as u64;
+        assert!(snapshot.agents_cut > 0 && kept > 1_000, "kept {kept}");
+        assert_eq!(kept + snapshot.agents_cut, 4_000);
+        assert_eq!(body.payload_as::<StatusSnapshot>().unwrap(), snapshot);
+        // It goes into a control frame (frame_of panics over the cap).
+        let _ = runloop_client::wire::frame_of(body, 1, TraceId(0), runloop_proto::MsgId(1));
+        // A snapshot that fits is left whole.
+        let mut small = <StatusSnapshot as runloop_proto::registry::PayloadExample>::example();
+        let whole = small.clone();
+        fitted(&mut small);
+        assert_eq!(small, whole);
     }
 
     /// Other uids can fill neither their own cap nor the owner's reserved slots.

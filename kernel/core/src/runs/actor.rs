@@ -847,7 +847,7 @@ async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json)
 }
 
 /// The opening's edges as `[from, to]` node ids, one per distinct pair, in edge order.
-fn edges_of(opening: &Opening) -> Vec<[String; 2]> {
+pub(crate) fn edges_of(opening: &Opening) -> Vec<[String; 2]> {
     let mut out: Vec<[String; 2]> = Vec::new();
     for edge in &opening.edges {
         let pair = [

@@ -58,6 +58,14 @@ pub async fn resume(engine: &Engine, trace_id: &str) -> ControlOutcome {
     }
 }
 
+/// A run's progress so far, from its record (`run_show`).
+pub async fn state(engine: &Engine, trace_id: &str) -> ControlOutcome {
+    match engine.progress_so_far(trace_id).await {
+        Ok(events) => ControlOutcome::RunState { events },
+        Err(e) => refusal(&e),
+    }
+}
+
 pub async fn wait(engine: &Engine, trace_id: &str) -> ControlOutcome {
     let mut rx = match engine.watch(trace_id).await {
         Ok(rx) => rx,

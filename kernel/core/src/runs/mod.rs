@@ -413,6 +413,65 @@ impl Engine {
         Ok(watch::channel(Some(report)).1)
     }
 
+    /// A run's progress so far, rebuilt from its record as progress events: `run.started`
+    /// (nodes and edges from the recorded source), each node's highest attempt started
+    /// and its end, and `run.finished` once the run ended. Events carry the run's start
+    /// time where the record keeps no other.
+    pub async fn progress_so_far(&self, trace_id: &str) -> Result<Vec<RunProgress>, SubmitError> {
+        let events = self.recorder.run_events(trace_id).await?;
+        let rec = record::read_record(trace_id, &events)?;
+        let opening = rec.source.as_deref().and_then(|source| {
+            let dir = rec.dir.as_deref().unwrap_or("/");
+            self.validate(source, Path::new(dir)).ok()
+        });
+        let ts_ms = rec.started_ms;
+        let trace = || trace_id.to_owned();
+        let mut out = vec![RunProgress::RunStarted {
+            ts_ms,
+            trace_id: trace(),
+            run_id: rec.run_id.clone().unwrap_or_default(),
+            opening: rec.opening.clone(),
+            nodes: opening
+                .as_ref()
+                .map(|o| o.nodes.iter().map(|n| n.id.to_string()).collect())
+                .unwrap_or_default(),
+            edges: opening.as_ref().map(actor::edges_of).unwrap_or_default(),
+            resumed: false,
+        }];
+        for (node, attempt) in &rec.attempts {
+            out.push(RunProgress::NodeStarted {
+                ts_ms,
+                trace_id: trace(),
+                node: node.clone(),
+                attempt: *attempt,
+            });
+        }
+        let report = record::report_from_record(trace_id, &rec, self.status_of_unfinished(&rec));
+        for node in &report.nodes {
+            out.push(RunProgress::NodeFinished {
+                ts_ms,
+                trace_id: trace(),
+                node: node.id.clone(),
+                status: node.status,
+                attempts: node.attempts,
+                duration_ms: node.duration_ms.unwrap_or(0),
+                output_hash: node.output_hash.clone(),
+                reason: node.reason.clone(),
+            });
+        }
+        if rec.end.is_some() {
+            out.push(RunProgress::RunFinished {
+                ts_ms,
+                trace_id: trace(),
+                status: report.status,
+                reason: report.reason.clone(),
+                duration_ms: report.duration_ms,
+                result_hash: report.result_hash.clone(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Cancels a live run.
     pub fn cancel(&self, trace_id: &str) -> Result<(), SubmitError> {
         let live = self.live.lock().expect("live lock");

@@ -67,6 +67,9 @@ pub enum ControlCommand {
     RunCancel { trace_id: String },
     /// Recent and running runs (`runs`).
     RunList { limit: u32 },
+    /// One run's progress so far, from its record, as the events `--events` would have
+    /// written (`run_state`): for a monitor that starts while the run runs. Never waits.
+    RunShow { trace_id: String },
     /// Continues an unfinished run from its record in the POG.
     RunResume { trace_id: String, watch: bool },
     /// One run's recorded crossings as a ladder's data (`trace`).
@@ -189,6 +192,11 @@ pub enum ControlOutcome {
     },
     Runs {
         runs: Vec<super::run::RunSummary>,
+    },
+    /// A run's progress so far (`run.started` with its nodes and edges, each node's
+    /// latest attempt started or finished, `run.finished` once it ended).
+    RunState {
+        events: Vec<super::run::RunProgress>,
     },
     /// A run's crossings.
     Trace {

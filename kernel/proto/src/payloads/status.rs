@@ -73,12 +73,20 @@ pub struct StatusSnapshot {
     pub taken_at_ms: u64,
     /// The supervisor tree, each node with its typed [`ActorInfo`].
     pub tree: ActorNode,
+    /// Agents left out of `tree` so the snapshot fits one control frame (1 MiB).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub agents_cut: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PayloadExample for StatusSnapshot {
     fn example() -> Self {
         StatusSnapshot {
             seq: 3,
+            agents_cut: 0,
             taken_at_ms: 1_763_766_000_000,
             tree: ActorNode {
                 name: "metrics".into(),
