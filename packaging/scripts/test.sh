@@ -13,6 +13,11 @@ echo "== setup: the real SMTP server (aiosmtpd) for runloop-mail's integration t
 bash packaging/scripts/smtp-server.sh install
 echo "== setup: Mermaid's parser and the Trace Event Format checker for runloop-client's trace tests"
 bash packaging/scripts/trace-tools.sh install
+echo "== setup: tmux for agtop's terminal tests (tui/tests/e2e_tmux.rs, bad_stream.rs)"
+if ! command -v tmux >/dev/null 2>&1; then
+    SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends tmux
+fi
 echo "== setup: the wasm toolchain for building agents"
 bash packaging/scripts/setup-wasm-toolchain.sh
 

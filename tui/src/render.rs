@@ -1,0 +1,1021 @@
+//! Drawing the app's state with ratatui, on any backend (the terminal in `agtop`,
+//! `TestBackend` in the golden tests): header, actor table, detail pane, status line and
+//! key footer; the help overlay, the confirmation and yes/no modals, the run picker and
+//! the trace pane. Colour only when [`App::color`]; the selection is shown reversed either
+//! way, so it stays visible without colour. Fits 80×24.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line as TextLine, Span};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Paragraph, Row as TableRow, Table, TableState, Wrap,
+};
+use runloop_client::trace::{LadderOptions, ladder};
+use runloop_proto::payloads::ActorInfo;
+
+use crate::app::{App, Overlay, Pane, Pick, Source};
+use crate::model::{Row, Sample};
+use crate::runs::{NodeState, RunView};
+use crate::view::{Column, Line, Mode};
+
+/// Rows of the detail pane, its top border included.
+const DETAIL_ROWS: u16 = 9;
+/// Cells of a table row's CPU sparkline (wide terminals only).
+const ROW_SPARK_COLS: u16 = 12;
+/// Longest output text the artifacts pane shows per port, in characters.
+const ARTIFACT_CHARS_MAX: usize = 2_000;
+/// Below this width the table drops the message and breaker columns and the CPU
+/// sparkline.
+const WIDE_COLS: u16 = 110;
+/// From this width the table shows an RSS sparkline as well.
+const SPARK_RSS_COLS: u16 = 150;
+/// Sparkline glyphs, lowest first.
+const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+/// Most payload lines the confirmation modal shows.
+const PAYLOAD_LINES_MAX: usize = 40;
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame<'_>, app: &App) {
+    let [header, body, status, footer] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Min(4),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    draw_header(frame, header, app);
+    if app.zoom {
+        draw_pane(frame, body, app);
+    } else {
+        let rows = match app.pane {
+            Pane::Detail => DETAIL_ROWS.min(body.height / 2),
+            _ => (body.height / 2).max(DETAIL_ROWS.min(body.height)),
+        };
+        let [table, pane] =
+            Layout::vertical([Constraint::Min(2), Constraint::Length(rows)]).areas(body);
+        draw_table(frame, table, app);
+        draw_pane(frame, pane, app);
+    }
+    let status_text = match &app.filter_input {
+        Some(text) => format!("filter: {text}_   (enter keeps it, esc clears)"),
+        None => app.status.clone(),
+    };
+    frame.render_widget(
+        Paragraph::new(status_text).style(app.accent(Color::Yellow)),
+        status,
+    );
+    frame.render_widget(Paragraph::new(footer_text(app)).style(app.dim()), footer);
+    match &app.overlay {
+        Overlay::None => {}
+        Overlay::Help => draw_help(frame, app),
+        Overlay::Confirm { index } => draw_confirm(frame, app, *index),
+        Overlay::Ask { question, .. } => draw_ask(frame, app, question),
+        Overlay::Runs { pick, index } => draw_runs(frame, app, *pick, *index),
+    }
+}
+
+impl App {
+    fn accent(&self, color: Color) -> Style {
+        if self.color {
+            Style::new().fg(color)
+        } else {
+            Style::new()
+        }
+    }
+
+    fn dim(&self) -> Style {
+        if self.color {
+            Style::new().fg(Color::DarkGray)
+        } else {
+            Style::new()
+        }
+    }
+
+    fn selection(&self) -> Style {
+        if self.color {
+            Style::new()
+                .bg(Color::Blue)
+                .fg(Color::White)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().add_modifier(Modifier::REVERSED)
+        }
+    }
+
+    fn state_style(&self, state: &str) -> Style {
+        match state {
+            "running" => self.accent(Color::Green),
+            "restarting" | "starting" => self.accent(Color::Yellow),
+            "quarantined" | "stopped" => self.accent(Color::Red),
+            _ => Style::new(),
+        }
+    }
+}
+
+fn footer_text(app: &App) -> &'static str {
+    match &app.overlay {
+        Overlay::Confirm { .. } => " y approve  n deny  ↑↓ other request  esc close",
+        Overlay::Ask { .. } => " y yes  n no",
+        Overlay::Runs { .. } => " ↑↓ choose  enter pick  esc close",
+        Overlay::Help => " any key closes the help",
+        Overlay::None if app.zoom => {
+            " ↑↓ PgUp/Dn scroll  esc unzoom  1-5 pane  R run  f follow  ? help  q quit"
+        }
+        Overlay::None => {
+            " q quit ? help ↑↓ move ⏎ fold t tree s sort / filter a confirm 1-5 pane z zoom"
+        }
+    }
+}
+
+/// `HH:MM:SS` UTC of a Unix time in milliseconds.
+pub fn clock_text(ms: u64) -> String {
+    let s = ms / 1_000 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3_600, s / 60 % 60, s % 60)
+}
+
+/// A size in KiB as people read it.
+pub fn size_text(kb: u64) -> String {
+    match kb {
+        0..1_024 => format!("{kb}K"),
+        1_024..1_048_576 => format!("{:.1}M", kb as f64 / 1_024.0),
+        _ => format!("{:.1}G", kb as f64 / 1_048_576.0),
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+}
+
+/// A sparkline of the last `width` values, scaled to the largest of them (at least `floor`).
+pub fn sparkline(values: &[f64], width: usize, floor: f64) -> String {
+    if values.is_empty() {
+        return String::new();
+    }
+    let tail = &values[values.len().saturating_sub(width)..];
+    let max = tail.iter().copied().fold(floor, f64::max);
+    tail.iter()
+        .map(|&v| {
+            let i = if max <= 0.0 {
+                0.0
+            } else {
+                (v / max * 7.0).round()
+            };
+            SPARKS[(i.clamp(0.0, 7.0)) as usize]
+        })
+        .collect()
+}
+
+/// The last minute before `now_ms` in `cols` equal buckets, each the largest value in it
+/// (0 where there is no sample), oldest first.
+pub fn minute(
+    history: &[Sample],
+    now_ms: u64,
+    cols: usize,
+    value: impl Fn(&Sample) -> f64,
+) -> Vec<f64> {
+    let window = crate::model::HISTORY_WINDOW_MS;
+    if cols == 0 || history.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![0.0_f64; cols];
+    let start = now_ms.saturating_sub(window);
+    for sample in history
+        .iter()
+        .filter(|s| s.at_ms > start && s.at_ms <= now_ms)
+    {
+        let i = ((sample.at_ms - start - 1) * cols as u64 / window) as usize;
+        let slot = &mut out[i.min(cols - 1)];
+        *slot = slot.max(value(sample));
+    }
+    out
+}
+
+fn draw_header(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    let h = app.monitor.header();
+    let title = TextLine::from(vec![
+        Span::styled(
+            "agtop",
+            app.accent(Color::Cyan).add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(match &app.source {
+            Source::Daemon(socket) => format!("  runloopd at {socket}"),
+            Source::Events(file) => format!("  events from {file} (no daemon)"),
+        }),
+        Span::raw(if !app.live() {
+            String::new()
+        } else if h.seq == 0 {
+            "  waiting for the first snapshot".to_owned()
+        } else {
+            format!("  #{} {}", h.seq, clock_text(h.taken_at_ms))
+        }),
+    ]);
+    // Figures by importance; those that do not fit the width are left out.
+    let mut figures = Vec::new();
+    figures.extend([
+        format!(
+            "kernel {}% {}",
+            pct(h.kernel_cpu_pct),
+            h.kernel_rss_kb.map_or_else(|| "-".into(), size_text)
+        ),
+        format!(
+            "agents {} ({} running, {} parked)",
+            h.agents_total, h.agents_running, h.agents_parked
+        ),
+        format!("runs {}", h.runs_running.max(app.runs.running() as u64)),
+        format!("pending {}", app.actions.len()),
+    ]);
+    if let Some([one, five, fifteen]) = app.load {
+        figures.push(format!("load {one:.2} {five:.2} {fifteen:.2}"));
+    }
+    figures.push(format!("bus drops {}", opt(h.bus_dropped)));
+    if !app.live() {
+        figures = vec![
+            format!(
+                "runs {} ({} running)",
+                app.runs.runs().len(),
+                app.runs.running()
+            ),
+            format!("events {}", app.runs.logged()),
+        ];
+    }
+    if let Some((r, max, q)) = h.scheduler {
+        figures.push(format!("permits {r}/{max} queued {q}"));
+    }
+    if h.agents_cut > 0 {
+        figures.insert(0, format!("{} agents not sent (over 1 MiB)", h.agents_cut));
+    }
+    if h.rows_cut > 0 {
+        figures.insert(0, format!("{} rows cut", h.rows_cut));
+    }
+    let mut text = String::new();
+    for f in figures {
+        if text.chars().count() + f.chars().count() + 3 > area.width as usize {
+            break;
+        }
+        if !text.is_empty() {
+            text.push_str(" · ");
+        }
+        text.push_str(&f);
+    }
+    let second = vec![Span::raw(text)];
+    frame.render_widget(Paragraph::new(vec![title, TextLine::from(second)]), area);
+}
+
+fn columns(width: u16) -> Vec<(Column, u16)> {
+    let wide = width >= WIDE_COLS;
+    Column::ALL
+        .iter()
+        .filter(|c| wide || !matches!(c, Column::MsgsIn | Column::MsgsOut | Column::Breaker))
+        .map(|&c| {
+            let w = match c {
+                Column::Name => 0,
+                Column::Kind => 6,
+                Column::State => 11,
+                Column::Pid => 7,
+                Column::Cpu => 6,
+                Column::Rss => 7,
+                Column::MsgsIn | Column::MsgsOut => 7,
+                Column::Errors | Column::Restarts => 4,
+                Column::Breaker => 9,
+            };
+            (c, w)
+        })
+        .collect()
+}
+
+fn cell_text(row: &Row, column: Column, line: &Line, mode: Mode) -> String {
+    let (indent, folded) = (line.indent, line.collapsed);
+    match column {
+        Column::Name => {
+            let mark = match (mode, row.has_children, folded) {
+                (Mode::Flat, ..) | (_, false, _) => "",
+                (_, true, true) => "▸ ",
+                (_, true, false) => "▾ ",
+            };
+            format!("{}{mark}{}", " ".repeat(indent), row.name)
+        }
+        Column::Kind => row.kind.as_str().into(),
+        Column::State => row.state.clone(),
+        Column::Pid => opt(row.pid),
+        Column::Cpu => pct(row.cpu_pct),
+        Column::Rss => row.rss_kb.map_or_else(|| "-".into(), size_text),
+        Column::MsgsIn => opt(row.msgs_in),
+        Column::MsgsOut => opt(row.msgs_out),
+        Column::Errors => opt(row.errors),
+        Column::Restarts => row.restarts.to_string(),
+        Column::Breaker => row.breaker.clone().unwrap_or_else(|| "-".into()),
+    }
+}
+
+fn draw_table(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    let cols = columns(area.width);
+    let titles: Vec<String> = cols
+        .iter()
+        .map(|&(c, _)| {
+            let mark = match app.view.sort {
+                Some(s) if s.column == c && s.descending => "▼",
+                Some(s) if s.column == c => "▲",
+                _ => "",
+            };
+            format!("{}{mark}", c.title())
+        })
+        .collect();
+    // Sparklines of the last minute on wide terminals: CPU from WIDE_COLS, RSS as well
+    // from SPARK_RSS_COLS.
+    let sparks = match area.width {
+        w if w >= SPARK_RSS_COLS => 2,
+        w if w >= WIDE_COLS => 1,
+        _ => 0,
+    };
+    let header = TableRow::new(
+        titles
+            .into_iter()
+            .chain(
+                ["CPU 60s".to_owned(), "RSS 60s".to_owned()]
+                    .into_iter()
+                    .take(sparks),
+            )
+            .map(Cell::from),
+    )
+    .style(Style::new().add_modifier(Modifier::BOLD));
+    let lines = app.lines();
+    let rows_data = app.monitor.rows();
+    let now = app.monitor.header().taken_at_ms;
+    // Only the rows that fit are built (a thousand agents would cost a frame budget):
+    // the window ends at the selection when it is below the first screenful, as the
+    // table widget itself would scroll with a fresh state.
+    let visible = usize::from(area.height.saturating_sub(2)).max(1);
+    let selected = app.selected_index(&lines);
+    let offset = selected.map_or(0, |i| (i + 1).saturating_sub(visible));
+    let rows = lines.iter().skip(offset).take(visible).map(|l| {
+        let row = &rows_data[l.row];
+        let mut cells: Vec<Cell<'_>> = cols
+            .iter()
+            .map(|&(c, _)| {
+                let text = cell_text(row, c, l, app.view.mode);
+                match c {
+                    Column::State => Cell::from(text).style(app.state_style(&row.state)),
+                    _ => Cell::from(text),
+                }
+            })
+            .collect();
+        if sparks > 0 {
+            let history: Vec<Sample> = app.monitor.history(&row.key).copied().collect();
+            // Actors without their own figures (supervisors, workers) get no line.
+            let history = if row.cpu_ms.is_some() || row.rss_kb.is_some() {
+                history
+            } else {
+                Vec::new()
+            };
+            let cpu = minute(&history, now, ROW_SPARK_COLS as usize, |s| s.cpu_pct);
+            cells.push(
+                Cell::from(sparkline(&cpu, ROW_SPARK_COLS as usize, 1.0))
+                    .style(app.accent(Color::Green)),
+            );
+            if sparks > 1 {
+                let rss = minute(&history, now, ROW_SPARK_COLS as usize, |s| s.rss_kb as f64);
+                cells.push(
+                    Cell::from(sparkline(&rss, ROW_SPARK_COLS as usize, 1.0))
+                        .style(app.accent(Color::Magenta)),
+                );
+            }
+        }
+        TableRow::new(cells)
+    });
+    let widths = cols
+        .iter()
+        .map(|&(_, w)| {
+            if w == 0 {
+                Constraint::Min(12)
+            } else {
+                Constraint::Length(w)
+            }
+        })
+        .chain((0..sparks).map(|_| Constraint::Length(ROW_SPARK_COLS)))
+        .collect::<Vec<_>>();
+    let mode = match app.view.mode {
+        Mode::Tree => "tree",
+        Mode::Flat => "flat",
+    };
+    let filter = match app.view.filter() {
+        "" => String::new(),
+        f => format!(" filter \"{f}\""),
+    };
+    let title = format!(" actors: {} shown, {mode}{filter} ", lines.len());
+    let table = Table::new(rows, widths)
+        .header(header)
+        .column_spacing(1)
+        .row_highlight_style(app.selection())
+        // A mark as well as the style: the selection shows without colour or reverse video.
+        .highlight_symbol("> ")
+        .block(Block::new().borders(Borders::TOP).title(title));
+    let mut state = TableState::default().with_selected(selected.map(|i| i - offset));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn detail_lines(app: &App, row: &Row, width: usize) -> Vec<TextLine<'static>> {
+    let parent = row
+        .parent
+        .as_deref()
+        .map_or("", |p| p.rsplit('/').next().unwrap_or(p));
+    let mut out = vec![TextLine::from(vec![
+        Span::styled(row.name.clone(), Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(format!(
+            "  {}  {}  pid {}  restarts {}  under {parent}",
+            row.kind.as_str(),
+            row.state,
+            opt(row.pid),
+            row.restarts
+        )),
+    ])];
+    match &row.info {
+        Some(ActorInfo::Agent(a)) => {
+            out.push(TextLine::from(format!(
+                "cpu {}% ({} ms)  rss {}  in {} out {}  errors {}  denied {}  redeliv {}",
+                pct(row.cpu_pct),
+                a.cpu_ms,
+                size_text(a.rss_kb),
+                a.messages_in,
+                a.messages_out,
+                a.errors,
+                a.denied,
+                a.redelivered
+            )));
+            out.push(TextLine::from(format!(
+                "breaker {}  bundle {}  cgroup {}",
+                a.breaker,
+                a.bundle,
+                a.cgroup.as_deref().unwrap_or("-")
+            )));
+            if let Some(q) = &a.quarantine {
+                out.push(TextLine::styled(
+                    format!("quarantined: {q}"),
+                    app.accent(Color::Red),
+                ));
+            }
+            if let Some((path, u)) = &app.cgroup
+                && Some(path) == a.cgroup.as_ref()
+            {
+                out.push(TextLine::from(cgroup_text(u)));
+            }
+        }
+        Some(info) => out.push(TextLine::from(info_text(info))),
+        None => {}
+    }
+    if let Some(e) = &row.last_error {
+        out.push(TextLine::styled(
+            format!("last error: {e}"),
+            app.accent(Color::Red),
+        ));
+    }
+    let history: Vec<Sample> = app.monitor.history(&row.key).copied().collect();
+    if !history.is_empty() {
+        let spark_width = width.saturating_sub(24).clamp(8, 60);
+        let cpu: Vec<f64> = history.iter().map(|s| s.cpu_pct).collect();
+        let rss: Vec<f64> = history.iter().map(|s| s.rss_kb as f64).collect();
+        let max_cpu = cpu.iter().copied().fold(0.0, f64::max);
+        out.push(TextLine::from(format!(
+            "cpu 60s {} max {max_cpu:.1}%",
+            sparkline(&cpu, spark_width, 1.0)
+        )));
+        let max_rss = history.iter().map(|s| s.rss_kb).max().unwrap_or(0);
+        out.push(TextLine::from(format!(
+            "rss 60s {} max {}",
+            sparkline(&rss, spark_width, 1.0),
+            size_text(max_rss)
+        )));
+    }
+    // The agent's own lines from the log, newest last.
+    if let Some(ActorInfo::Agent(a)) = &row.info {
+        let needle = format!("agent {} ", a.name);
+        let mine: Vec<&str> = app
+            .runs
+            .log()
+            .iter()
+            .rev()
+            .filter(|l| l.text.starts_with(&needle))
+            .take(3)
+            .map(|l| l.text.as_str())
+            .collect();
+        out.extend(
+            mine.into_iter()
+                .rev()
+                .map(|t| TextLine::styled(format!("log: {t}"), app.dim())),
+        );
+    }
+    out
+}
+
+/// A cgroup's limits and usage in one line.
+pub fn cgroup_text(u: &crate::cgroup::CgroupUsage) -> String {
+    let bytes = |b: u64| size_text(b / 1_024);
+    let mem = match (u.memory_bytes, u.memory_max) {
+        (Some(used), Some(max)) => format!("{} of {}", bytes(used), bytes(max)),
+        (Some(used), None) => format!("{} (no limit)", bytes(used)),
+        (None, _) => "-".into(),
+    };
+    let cpu = match u.cpu_quota {
+        Some((quota, period)) if period > 0 => {
+            format!("{:.0}% of a core", quota as f64 * 100.0 / period as f64)
+        }
+        _ => "no quota".into(),
+    };
+    let pids = match (u.pids, u.pids_max) {
+        (Some(n), Some(max)) => format!("{n} of {max}"),
+        (Some(n), None) => format!("{n} (no limit)"),
+        (None, _) => "-".into(),
+    };
+    format!(
+        "cgroup {}: memory {mem}  cpu {cpu}  pids {pids}",
+        if u.v2 { "v2" } else { "v1" }
+    )
+}
+
+/// One line about a system actor's own figures.
+fn info_text(info: &ActorInfo) -> String {
+    match info {
+        ActorInfo::Supervisor { strategy } => format!("strategy {strategy:?}"),
+        ActorInfo::Bus(b) => format!(
+            "topics {}  subscribers {}  published {}  delivered {}  dropped {}  rejected {}",
+            b.topics, b.subscribers, b.published, b.delivered, b.dropped, b.rejected
+        ),
+        ActorInfo::Scheduler(s) => format!(
+            "permits {}/{}  queued {}  openings {}",
+            s.running, s.concurrency_max, s.queued, s.openings
+        ),
+        ActorInfo::Quarantine { parked } => format!("parked agents {parked}"),
+        ActorInfo::DeadLetters { records, dropped } => {
+            format!("dead letters kept {records}  dropped {dropped}")
+        }
+        ActorInfo::Kernel { cpu_ms, rss_kb } => {
+            format!(
+                "kernel process: cpu {cpu_ms} ms  rss {}",
+                size_text(*rss_kb)
+            )
+        }
+        ActorInfo::Agent(a) => format!("agent {}", a.name),
+        ActorInfo::EmptySlot => {
+            "empty slot: runloopd starts this actor, this kernel does not".into()
+        }
+    }
+}
+
+/// The pane's tabs as its title; the shown one bracketed (visible without colour too).
+fn pane_title(app: &App, extra: &str) -> TextLine<'static> {
+    let mut spans = vec![Span::raw(" ")];
+    for (i, pane) in Pane::ALL.iter().enumerate() {
+        let text = format!("{} {}", i + 1, pane.title());
+        if *pane == app.pane {
+            spans.push(Span::styled(
+                format!("[{text}]"),
+                app.accent(Color::Cyan).add_modifier(Modifier::BOLD),
+            ));
+        } else {
+            spans.push(Span::styled(format!(" {text} "), app.dim()));
+        }
+    }
+    if !extra.is_empty() {
+        spans.push(Span::raw(format!(" {extra} ")));
+    }
+    TextLine::from(spans)
+}
+
+fn draw_pane(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    let run = app.shown_run();
+    let extra = match (app.pane, run) {
+        (Pane::Detail, _) => String::new(),
+        (Pane::Log, _) if app.follow => "following".into(),
+        (Pane::Log, _) => format!("line {}", app.scroll + 1),
+        (_, Some(r)) => format!(
+            "{} {} {}{}",
+            r.opening,
+            short(&r.trace_id),
+            r.status.as_str(),
+            r.duration_ms
+                .map_or_else(String::new, |d| format!(" {}", ms_text(d)))
+        ),
+        (_, None) => String::new(),
+    };
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(pane_title(app, &extra));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let lines = match app.pane {
+        Pane::Detail => match app.selected_row() {
+            Some(row) => detail_lines(app, row, inner.width as usize),
+            None if app.live() => vec![TextLine::from("no actors yet")],
+            None => vec![TextLine::from("no actors: agtop is reading an events file")],
+        },
+        Pane::Log => log_lines(app, inner.height as usize),
+        _ => match run {
+            None => vec![TextLine::from(if app.live() {
+                "no runs yet: start one with `rlp run <opening.yaml>`"
+            } else {
+                "no run events read yet"
+            })],
+            Some(run) => match app.pane {
+                Pane::Plan => plan_lines(app, run),
+                Pane::Trace => trace_lines(app, run, inner.width as usize),
+                _ => artifact_lines(app, run),
+            },
+        },
+    };
+    let scroll = if app.pane == Pane::Log { 0 } else { app.scroll };
+    frame.render_widget(Paragraph::new(lines).scroll((scroll, 0)), inner);
+}
+
+/// The first eight digits of a trace id.
+fn short(trace_id: &str) -> &str {
+    trace_id.get(..8).unwrap_or(trace_id)
+}
+
+/// A duration as people read it.
+pub fn ms_text(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1_000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, ms / 1_000 % 60),
+    }
+}
+
+impl App {
+    fn node_style(&self, state: NodeState) -> Style {
+        match state {
+            NodeState::Succeeded => self.accent(Color::Green),
+            NodeState::Running => self.accent(Color::Cyan),
+            NodeState::Confirming | NodeState::Retrying => self.accent(Color::Yellow),
+            NodeState::Failed | NodeState::Cancelled => self.accent(Color::Red),
+            NodeState::Waiting | NodeState::Skipped => self.dim(),
+        }
+    }
+}
+
+/// The DAG: one line per node in plan order, indented by depth, with its state, attempt,
+/// duration, the nodes it needs, and what it waits for or why it ended.
+fn plan_lines(app: &App, run: &RunView) -> Vec<TextLine<'static>> {
+    let order = run.plan_order();
+    if order.is_empty() {
+        return vec![TextLine::from(
+            "no plan yet: the run's nodes arrive with its run.started event",
+        )];
+    }
+    let name_width = order
+        .iter()
+        .map(|(d, n)| d * 2 + n.id.chars().count() + 2)
+        .max()
+        .unwrap_or(8)
+        .min(40);
+    let mut out = Vec::with_capacity(order.len() + 1);
+    if let Some(reason) = &run.reason {
+        out.push(TextLine::styled(
+            format!("reason: {reason}"),
+            app.accent(Color::Red),
+        ));
+    }
+    for (depth, node) in order {
+        let name = format!("{}{} {}", "  ".repeat(depth), node.state.mark(), node.id);
+        let attempt = if node.attempt == 0 {
+            "-".to_owned()
+        } else {
+            format!("#{}", node.attempt)
+        };
+        let took = node.duration_ms.map_or_else(|| "-".into(), ms_text);
+        let needs = run.needs(&node.id);
+        let needs = if needs.is_empty() {
+            String::new()
+        } else {
+            format!("← {}", needs.join(", "))
+        };
+        let mut spans = vec![
+            Span::styled(format!("{name:<name_width$}"), app.node_style(node.state)),
+            Span::raw(format!(
+                " {:<10} {attempt:>3} {took:>8}  {needs}",
+                node.state.as_str()
+            )),
+        ];
+        if let Some(note) = &node.note {
+            spans.push(Span::styled(format!("  {note}"), app.dim()));
+        }
+        out.push(TextLine::from(spans));
+    }
+    out
+}
+
+/// The log's lines that fit `rows`: the newest when following, else from the scroll.
+fn log_lines(app: &App, rows: usize) -> Vec<TextLine<'static>> {
+    let log = app.runs.log();
+    if log.is_empty() {
+        return vec![TextLine::from("no events yet")];
+    }
+    let start = if app.follow {
+        log.len().saturating_sub(rows)
+    } else {
+        (app.scroll as usize).min(log.len().saturating_sub(1))
+    };
+    log.iter()
+        .skip(start)
+        .take(rows)
+        .map(|l| {
+            let ts = l.ts_ms.map_or_else(|| "--:--:--".into(), clock_text);
+            let run = l.trace_id.as_deref().map_or("agent   ", short);
+            TextLine::from(vec![
+                Span::styled(format!("{ts} {run:<8} "), app.dim()),
+                Span::raw(l.text.clone()),
+            ])
+        })
+        .collect()
+}
+
+fn trace_lines(app: &App, run: &RunView, width: usize) -> Vec<TextLine<'static>> {
+    let view = app
+        .trace
+        .as_ref()
+        .filter(|t| t.trace_id == run.trace_id)
+        .and_then(|t| t.view.as_ref());
+    let Some(view) = view else {
+        return vec![TextLine::from(if app.live() {
+            "asking the daemon for the trace…"
+        } else {
+            "no trace without a daemon: `rlp trace <id>` reads it from the POG"
+        })];
+    };
+    ladder(
+        view,
+        &LadderOptions {
+            width,
+            relative: false,
+            // The ladder's colours are ANSI escapes; ratatui draws styles, not escapes.
+            color: false,
+        },
+    )
+    .lines()
+    .map(|l| TextLine::from(l.to_owned()))
+    .collect()
+}
+
+/// Each node's outputs, port by port, as compact JSON cut to a readable length.
+fn artifact_lines(app: &App, run: &RunView) -> Vec<TextLine<'static>> {
+    let mut out = Vec::new();
+    if !run.reported {
+        out.push(TextLine::styled(
+            if run.status == runloop_proto::payloads::RunStatus::Running {
+                "outputs arrive with the run's report when it ends; hashes so far:"
+            } else {
+                "asking the daemon for the run's report…"
+            },
+            app.dim(),
+        ));
+    }
+    for node in &run.nodes {
+        let head = format!(
+            "{} {} {}",
+            node.state.mark(),
+            node.id,
+            node.output_hash.as_deref().map_or_else(
+                || "-".into(),
+                |h| format!("blake3 {}", h.get(..16).unwrap_or(h))
+            )
+        );
+        out.push(TextLine::styled(
+            head,
+            app.node_style(node.state).add_modifier(Modifier::BOLD),
+        ));
+        let Some(json) = &node.outputs_json else {
+            continue;
+        };
+        let ports: Vec<(String, serde_json::Value)> =
+            serde_json::from_str(json).unwrap_or_default();
+        if ports.is_empty() {
+            out.push(TextLine::from(format!(
+                "  {}",
+                cut_chars(json, ARTIFACT_CHARS_MAX)
+            )));
+        }
+        for (port, value) in ports {
+            let text = match &value {
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            let text = cut_chars(&text, ARTIFACT_CHARS_MAX);
+            let mut lines = text.lines();
+            out.push(TextLine::from(format!(
+                "  {port}: {}",
+                lines.next().unwrap_or("")
+            )));
+            out.extend(lines.map(|l| TextLine::from(format!("    {l}"))));
+        }
+    }
+    out
+}
+
+fn cut_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max).collect();
+    out.push('…');
+    out
+}
+
+/// A centred box of at most `width`×`height` cells, cleared.
+fn modal(frame: &mut Frame<'_>, width: u16, height: u16, title: String, app: &App) -> Rect {
+    let area = frame.area();
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    let rect = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .title(title)
+        .border_style(app.accent(Color::Cyan));
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    inner
+}
+
+const HELP: &[(&str, &str)] = &[
+    (
+        "↑ ↓  j k",
+        "move (PgUp PgDn by ten); scroll the pane when zoomed",
+    ),
+    ("enter space", "fold or unfold the selected node"),
+    ("t", "tree or flat list"),
+    ("s / S", "sort by the next column / reverse"),
+    ("/", "filter by name, state or kind (esc clears)"),
+    ("1-5 tab", "pane: detail, plan, log, trace, artifacts"),
+    ("p l T o", "plan, log, trace, artifacts (outputs)"),
+    ("R", "which run the panes show (default: newest running)"),
+    ("z", "zoom the pane to the whole screen (esc back)"),
+    ("[ ]", "scroll the pane; f follows the log's tail"),
+    ("a", "pending confirmations: y approve, n deny"),
+    ("x", "stop the selected agent (asks first)"),
+    ("r", "release the selected agent from quarantine"),
+    ("c", "cancel a running run (asks first)"),
+    ("?", "this help"),
+    ("q", "quit"),
+];
+
+fn draw_help(frame: &mut Frame<'_>, app: &App) {
+    let inner = modal(frame, 64, HELP.len() as u16 + 4, " keys ".into(), app);
+    let mut lines: Vec<TextLine<'_>> = HELP
+        .iter()
+        .map(|(k, what)| TextLine::from(format!("{k:<12} {what}")))
+        .collect();
+    lines.push(TextLine::from(""));
+    lines.push(TextLine::from(if app.color {
+        "Colours on (NO_COLOR turns them off). Any key closes this."
+    } else {
+        "Colours off (NO_COLOR is set). Any key closes this."
+    }));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_confirm(frame: &mut Frame<'_>, app: &App, index: usize) {
+    let Some(a) = app.actions.get(index) else {
+        return;
+    };
+    let title = format!(
+        " confirm {}/{}: {} ",
+        index + 1,
+        app.actions.len(),
+        a.effect
+    );
+    let now = app.monitor.header().taken_at_ms;
+    let expires = if now == 0 {
+        clock_text(a.expires_ms)
+    } else {
+        format!(
+            "{} (in {} s)",
+            clock_text(a.expires_ms),
+            a.expires_ms.saturating_sub(now) / 1_000
+        )
+    };
+    let mut lines = vec![
+        TextLine::from(format!("request  {}", a.request_id)),
+        TextLine::from(format!(
+            "effect   {}  by agent {} (node {})",
+            a.effect, a.agent, a.node_id
+        )),
+        TextLine::from(format!("run      {}", a.trace_id)),
+        TextLine::styled(
+            format!("summary  {}", a.summary),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        TextLine::from(format!("hash     {}", a.payload_hash)),
+        TextLine::from(format!("expires  {expires}")),
+        TextLine::from("payload:"),
+    ];
+    let pretty = serde_json::from_str::<serde_json::Value>(&a.payload_json)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| a.payload_json.clone());
+    lines.extend(
+        pretty
+            .lines()
+            .take(PAYLOAD_LINES_MAX)
+            .map(|l| TextLine::from(format!("  {l}"))),
+    );
+    let area = frame.area();
+    let width = area.width.saturating_sub(4).min(100);
+    let height = (lines.len() as u16 + 4).min(area.height.saturating_sub(2));
+    let inner = modal(frame, width, height, title, app);
+    let [body, keys] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
+    frame.render_widget(
+        Paragraph::new("y approve   n deny   esc later").style(app.accent(Color::Yellow)),
+        keys,
+    );
+}
+
+fn draw_ask(frame: &mut Frame<'_>, app: &App, question: &str) {
+    let inner = modal(frame, 60, 5, " are you sure? ".into(), app);
+    let lines = vec![
+        TextLine::from(question.to_owned()),
+        TextLine::from(""),
+        TextLine::from("y yes   n no"),
+    ];
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+}
+
+fn draw_runs(frame: &mut Frame<'_>, app: &App, pick: Pick, index: usize) {
+    let runs = app.pickable(pick);
+    let title = match pick {
+        Pick::Show => " show which run? ",
+        Pick::Cancel => " cancel which run? ",
+    };
+    let inner = modal(frame, 76, runs.len() as u16 + 2, title.into(), app);
+    let rows = runs.iter().map(|r| {
+        TableRow::new([
+            r.trace_id.clone(),
+            r.opening.clone(),
+            r.status.as_str().to_owned(),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(32),
+            Constraint::Min(8),
+            Constraint::Length(11),
+        ],
+    )
+    .row_highlight_style(app.selection());
+    let mut state = TableState::default().with_selected(Some(index));
+    frame.render_stateful_widget(table, inner, &mut state);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales_to_the_window_and_keeps_the_tail() {
+        assert_eq!(sparkline(&[0.0, 50.0, 100.0], 10, 1.0), "▁▅█");
+        assert_eq!(sparkline(&[100.0, 0.0, 0.0], 2, 1.0), "▁▁");
+        // A floor keeps tiny noise from filling the line.
+        assert_eq!(sparkline(&[0.1, 0.1], 2, 1.0), "▂▂");
+        assert_eq!(sparkline(&[], 5, 1.0), "");
+    }
+
+    #[test]
+    fn a_minute_in_buckets_keeps_each_buckets_peak_and_drops_older_samples() {
+        let s = |at_ms: u64, cpu_pct: f64| Sample {
+            at_ms,
+            cpu_pct,
+            rss_kb: 0,
+        };
+        let now = 100_000;
+        // 60 s in 6 buckets of 10 s: (40, 50], (50, 60], … (90, 100].
+        let history = [
+            s(39_000, 99.0),
+            s(45_000, 10.0),
+            s(49_000, 30.0),
+            s(95_000, 5.0),
+            s(100_000, 7.0),
+        ];
+        assert_eq!(
+            minute(&history, now, 6, |x| x.cpu_pct),
+            vec![30.0, 0.0, 0.0, 0.0, 0.0, 7.0]
+        );
+        assert!(minute(&[], now, 6, |x| x.cpu_pct).is_empty());
+        assert_eq!(sparkline(&[], 6, 1.0), "");
+    }
+
+    #[test]
+    fn sizes_and_clock() {
+        assert_eq!(size_text(512), "512K");
+        assert_eq!(size_text(51_200), "50.0M");
+        assert_eq!(size_text(3 * 1_048_576), "3.0G");
+        assert_eq!(clock_text(1_763_766_000_000), "23:00:00");
+    }
+}
