@@ -159,6 +159,8 @@ pub struct App {
     pub load: Option<[f64; 3]>,
     /// The selected agent's cgroup limits and usage, read by the live loop.
     pub cgroup: Option<(String, CgroupUsage)>,
+    /// Fold the tree below the root when the first snapshot arrives (`--collapsed`).
+    pub start_collapsed: bool,
     pub color: bool,
 }
 
@@ -287,6 +289,10 @@ impl App {
 
     pub fn on_snapshot(&mut self, snapshot: &StatusSnapshot) {
         self.monitor.apply(snapshot);
+        if self.start_collapsed && !self.monitor.rows().is_empty() {
+            self.view.collapse_all(self.monitor.rows());
+            self.start_collapsed = false;
+        }
     }
 
     pub fn on_event(&mut self, event: &RunEvent) {
@@ -835,6 +841,36 @@ mod tests {
         assert!(!app.zoom);
         app.on_key(Key::Down);
         assert_ne!(app.selected_row().unwrap().key, before, "unzoomed: ↓ moves");
+    }
+
+    #[test]
+    fn the_tree_can_start_collapsed() {
+        let mut app = App::new("/tmp/rmp.sock".into(), false);
+        app.start_collapsed = true;
+        app.on_snapshot(&crate::fixtures::snapshot(
+            1,
+            1_000,
+            crate::fixtures::tree(0, 0),
+        ));
+        let names: Vec<&str> = app
+            .lines()
+            .iter()
+            .map(|l| app.monitor.rows()[l.row].name.as_str())
+            .collect();
+        assert_eq!(names, ["root", "system", "runs"]);
+        // Only the first snapshot folds: what the person unfolds stays unfolded.
+        select(&mut app, "runs");
+        app.on_key(Key::Enter);
+        app.on_snapshot(&crate::fixtures::snapshot(
+            2,
+            2_000,
+            crate::fixtures::tree(0, 0),
+        ));
+        assert_eq!(
+            app.lines().len(),
+            5,
+            "runs unfolded: its two run supervisors show"
+        );
     }
 
     #[test]

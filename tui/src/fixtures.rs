@@ -65,6 +65,8 @@ pub fn agent(name: &str, state: &str, cpu_ms: u64, rss_kb: u64) -> AgentStatus {
         denied: 0,
         redelivered: 0,
         last_error: None,
+        tokens: 0,
+        usd_micros: 0,
     }
 }
 
@@ -125,6 +127,8 @@ pub fn tree(writer_cpu_ms: u64, kernel_cpu_ms: u64) -> ActorNode {
     writer.errors = 1;
     writer.restarts = 1;
     writer.last_error = Some("model.complete: timed out after 1200ms".into());
+    writer.tokens = 1_284;
+    writer.usd_micros = 77;
     let critic = agent("critic", "starting", 4, 9_216);
     let mut parked = agent("scraper", "quarantined", 880, 0);
     parked.breaker = "open".into();

@@ -34,6 +34,9 @@ struct Args {
     /// user's ~/.runloop/sock/rmp.sock, else /run/runloop/rmp.sock).
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Start with the tree folded below the root (`enter` unfolds a node; `t` flat list).
+    #[arg(long)]
+    collapsed: bool,
     /// Milliseconds between two status snapshots (the daemon clamps it to 100..=60000).
     #[arg(long, default_value_t = 1_000)]
     interval_ms: u64,
@@ -94,7 +97,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = App::new(socket.display().to_string(), color);
+    let mut app = App::new(socket.display().to_string(), color);
+    app.start_collapsed = args.collapsed;
     let config = LiveConfig {
         socket,
         interval_ms: args.interval_ms,

@@ -60,6 +60,9 @@ pub struct Row {
     pub cpu_ms: Option<u64>,
     pub rss_kb: Option<u64>,
     pub msgs_in: Option<u64>,
+    /// Model tokens and their cost in µUSD the broker accounted to this agent's name.
+    pub tokens: Option<u64>,
+    pub usd_micros: Option<u64>,
     pub msgs_out: Option<u64>,
     pub errors: Option<u64>,
     pub restarts: u64,
@@ -274,6 +277,8 @@ fn row_of(node: &ActorNode, key: String, parent: Option<&str>, depth: usize) -> 
         cpu_ms: None,
         rss_kb: None,
         msgs_in: None,
+        tokens: None,
+        usd_micros: None,
         msgs_out: None,
         errors: None,
         restarts: u64::from(node.restarts),
@@ -289,6 +294,8 @@ fn row_of(node: &ActorNode, key: String, parent: Option<&str>, depth: usize) -> 
             row.cpu_ms = Some(a.cpu_ms);
             row.rss_kb = Some(a.rss_kb);
             row.msgs_in = Some(a.messages_in);
+            row.tokens = Some(a.tokens);
+            row.usd_micros = Some(a.usd_micros);
             row.msgs_out = Some(a.messages_out);
             row.errors = Some(a.errors);
             row.restarts = row.restarts.max(a.restarts);

@@ -270,7 +270,12 @@ fn columns(width: u16) -> Vec<(Column, u16)> {
     let wide = width >= WIDE_COLS;
     Column::ALL
         .iter()
-        .filter(|c| wide || !matches!(c, Column::MsgsIn | Column::MsgsOut | Column::Breaker))
+        .filter(|c| {
+            wide || !matches!(
+                c,
+                Column::MsgsIn | Column::MsgsOut | Column::Breaker | Column::Tokens | Column::Cost
+            )
+        })
         .map(|&c| {
             let w = match c {
                 Column::Name => 0,
@@ -282,6 +287,8 @@ fn columns(width: u16) -> Vec<(Column, u16)> {
                 Column::MsgsIn | Column::MsgsOut => 7,
                 Column::Errors | Column::Restarts => 4,
                 Column::Breaker => 9,
+                Column::Tokens => 8,
+                Column::Cost => 8,
             };
             (c, w)
         })
@@ -309,6 +316,8 @@ fn cell_text(row: &Row, column: Column, line: &Line, mode: Mode) -> String {
         Column::Errors => opt(row.errors),
         Column::Restarts => row.restarts.to_string(),
         Column::Breaker => row.breaker.clone().unwrap_or_else(|| "-".into()),
+        Column::Tokens => opt(row.tokens),
+        Column::Cost => opt(row.usd_micros),
     }
 }
 
@@ -446,6 +455,12 @@ fn detail_lines(app: &App, row: &Row, width: usize) -> Vec<TextLine<'static>> {
                 a.denied,
                 a.redelivered
             )));
+            if a.tokens > 0 || a.usd_micros > 0 {
+                out.push(TextLine::from(format!(
+                    "model: {} tokens, {} µUSD (all agents named {})",
+                    a.tokens, a.usd_micros, a.name
+                )));
+            }
             out.push(TextLine::from(format!(
                 "breaker {}  bundle {}  cgroup {}",
                 a.breaker,

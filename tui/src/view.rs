@@ -23,10 +23,12 @@ pub enum Column {
     Errors,
     Restarts,
     Breaker,
+    Tokens,
+    Cost,
 }
 
 impl Column {
-    pub const ALL: [Column; 11] = [
+    pub const ALL: [Column; 13] = [
         Column::Name,
         Column::Kind,
         Column::State,
@@ -38,6 +40,8 @@ impl Column {
         Column::Errors,
         Column::Restarts,
         Column::Breaker,
+        Column::Tokens,
+        Column::Cost,
     ];
 
     pub fn title(self) -> &'static str {
@@ -53,6 +57,8 @@ impl Column {
             Column::Errors => "ERR",
             Column::Restarts => "RST",
             Column::Breaker => "BREAKER",
+            Column::Tokens => "TOKENS",
+            Column::Cost => "µUSD",
         }
     }
 
@@ -83,6 +89,8 @@ impl Column {
             Column::Errors => a.errors.cmp(&b.errors),
             Column::Restarts => a.restarts.cmp(&b.restarts),
             Column::Breaker => a.breaker.cmp(&b.breaker),
+            Column::Tokens => a.tokens.cmp(&b.tokens),
+            Column::Cost => a.usd_micros.cmp(&b.usd_micros),
         }
     }
 }
@@ -135,6 +143,14 @@ impl ViewState {
     }
 
     /// Folds an expanded node or unfolds a folded one.
+    /// Folds every row that has children below the root (the tree starts collapsed:
+    /// root, then `system` and `runs` folded).
+    pub fn collapse_all(&mut self, rows: &[Row]) {
+        for row in rows.iter().filter(|r| r.has_children && r.depth >= 1) {
+            self.collapsed.insert(row.key.clone());
+        }
+    }
+
     pub fn toggle_collapsed(&mut self, key: &str) {
         if !self.collapsed.remove(key) {
             self.collapsed.insert(key.to_owned());

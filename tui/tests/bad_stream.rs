@@ -4,7 +4,8 @@
 //! magic after the `subscribed` reply, its second an oversized frame, its third a good
 //! snapshot. agtop
 //! names each error with its RMP name in the status line, keeps running, subscribes
-//! again, and draws the good snapshot.
+//! again, and draws the good snapshot. And an `--events` file with a bad line: the plan
+//! drawn, the bad line counted; a missing file refused with exit 1.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -257,4 +258,68 @@ fn bad_and_oversized_frames_are_reported_and_agtop_subscribes_again() {
         assert!(Instant::now() < deadline, "agtop did not quit on q");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `agtop --events FILE`: the run's plan from the file, a bad line named by its number,
+/// and a missing file refused before the terminal is touched.
+#[test]
+fn an_events_file_is_shown_and_its_bad_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.ndjson");
+    let mut text = String::new();
+    for (i, event) in runloop_tui::fixtures::progress().iter().enumerate() {
+        if i == 3 {
+            text.push_str("{\"event\":\"node.exploded\"}\n");
+        }
+        text.push_str(&serde_json::to_string(event).unwrap());
+        text.push('\n');
+    }
+    std::fs::write(&file, text).unwrap();
+
+    let tmux = Tmux {
+        server: format!("agtop-events-{}", std::process::id()),
+    };
+    let command = format!(
+        "{} --events {}",
+        env!("CARGO_BIN_EXE_agtop"),
+        file.display()
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "agtop",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(started.status.success(), "tmux: {started:?}");
+    let screen = tmux.wait_for("end of the events: 14 lines, 1 not taken");
+    assert!(
+        screen.contains("events from") && screen.contains("(no daemon)"),
+        "{screen}"
+    );
+    assert!(
+        screen.lines().any(|l| l.contains("send")
+            && l.contains("confirming")
+            && l.contains("← draft, review")),
+        "the plan:\n{screen}"
+    );
+    tmux.run(&["send-keys", "-t", "agtop", "3"]);
+    let screen = tmux.wait_for("[3 log]");
+    assert!(screen.contains("draft: attempt 1 failed"), "{screen}");
+    tmux.run(&["send-keys", "-t", "agtop", "q"]);
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_agtop"))
+        .args(["--events", "/nonexistent/run.ndjson"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("--events /nonexistent/run.ndjson") && err.contains("No such file"),
+        "{err}"
+    );
 }

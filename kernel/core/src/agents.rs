@@ -532,11 +532,56 @@ impl Kernel {
             .map(|((_, k), v)| (k.clone(), v.clone()))
             .collect();
         entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let spend = self.spend_by_agent().await;
         let mut out = Vec::with_capacity(entries.len());
         for (name, entry) in entries {
-            out.push(self.agent_status(&name, &entry).await);
+            let mut status = self.agent_status(&name, &entry).await;
+            add_spend(&mut status, &spend);
+            out.push(status);
         }
         out
+    }
+
+    /// Every agent of every run with its status, keyed by its run supervisor's name
+    /// (`run-<id>`) and its own name — what the status tree's agent nodes show. The
+    /// broker's spend per agent name is read once for all of them.
+    pub(crate) async fn agents_by_run(
+        &self,
+    ) -> std::collections::HashMap<(String, String), AgentStatus> {
+        let entries: Vec<_> = self
+            .agents
+            .lock()
+            .expect("agents lock")
+            .iter()
+            .map(|((run, name), v)| (*run, name.clone(), v.clone()))
+            .collect();
+        let spend = self.spend_by_agent().await;
+        let mut out = std::collections::HashMap::with_capacity(entries.len());
+        for (run, name, entry) in entries {
+            let mut status = self.agent_status(&name, &entry).await;
+            add_spend(&mut status, &spend);
+            out.insert((format!("run-{run}"), name.as_str().to_owned()), status);
+        }
+        out
+    }
+
+    /// Tokens and µUSD the broker accounted per agent name (empty without a broker).
+    async fn spend_by_agent(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        let Some(broker) = self.broker() else {
+            return Default::default();
+        };
+        match ractor::call_t!(
+            broker,
+            runloop_broker::BrokerMsg::Stats,
+            SPEND_CALL_TIMEOUT_MS
+        ) {
+            Ok(stats) => stats
+                .by_agent
+                .into_iter()
+                .map(|(k, c)| (k, (c.tokens_in + c.tokens_out, c.cost_usd_micros)))
+                .collect(),
+            Err(_) => Default::default(),
+        }
     }
 
     /// The metrics handle of an agent (tests and benches read counters from it).
@@ -586,7 +631,20 @@ impl Kernel {
             denied: snap.denied,
             redelivered: snap.redelivered,
             last_error: snap.last_error,
+            tokens: 0,
+            usd_micros: 0,
         }
+    }
+}
+
+/// How long a status waits for the broker's accounting.
+const SPEND_CALL_TIMEOUT_MS: u64 = 500;
+
+/// The broker's spend for this agent's name (agents of the same name share it).
+fn add_spend(status: &mut AgentStatus, spend: &std::collections::BTreeMap<String, (u64, u64)>) {
+    if let Some((tokens, usd_micros)) = spend.get(&status.name) {
+        status.tokens = *tokens;
+        status.usd_micros = *usd_micros;
     }
 }
 

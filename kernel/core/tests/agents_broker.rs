@@ -54,5 +54,15 @@ async fn model_host_calls_are_answered_by_the_broker_in_the_tree() {
     let stats = broker.stats();
     let asker = stats.by_agent.get("asker").expect("accounted to the agent");
     assert_eq!(asker.requests, 2, "{stats:?}");
+    // The agent's status carries what the broker accounted to it (agtop's columns).
+    let status = kernel.agents().await;
+    let listed = status.iter().find(|a| a.name == "asker").unwrap();
+    assert_eq!(
+        listed.tokens,
+        asker.tokens_in + asker.tokens_out,
+        "{listed:?}"
+    );
+    assert!(listed.tokens > 0, "{listed:?}");
+    assert_eq!(listed.usd_micros, asker.cost_usd_micros, "{listed:?}");
     kernel.shutdown().await;
 }

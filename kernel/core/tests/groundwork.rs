@@ -152,6 +152,28 @@ async fn the_same_bundle_in_two_runs_is_two_instances() {
         }
     }
     assert_ne!(pids[0], pids[1], "two sandboxes");
+    // The status tree shows each run's own instance with its own figures (agtop's rows).
+    let tree = kernel.status().await;
+    let runs = tree.children.iter().find(|c| c.name == "runs").unwrap();
+    for (run, pid) in [one, two].iter().zip(&pids) {
+        let sup = runs
+            .children
+            .iter()
+            .find(|c| c.name == format!("run-{run}"))
+            .unwrap_or_else(|| panic!("run-{run} in {runs:?}"));
+        let echo = sup
+            .children
+            .iter()
+            .find(|c| c.name == "agent-echo")
+            .unwrap();
+        match &echo.info {
+            Some(runloop_proto::payloads::ActorInfo::Agent(a)) => {
+                assert_eq!(a.sandbox_pid, Some(*pid), "{a:?}");
+                assert_eq!(a.messages_in, 1, "{a:?}");
+            }
+            other => panic!("no agent details for run {run}: {other:?}"),
+        }
+    }
     // The standalone run does not see them.
     assert!(kernel.agents().await.is_empty());
     let err = kernel.send(&name("echo"), input("x")).await.unwrap_err();

@@ -588,6 +588,8 @@ mod tests {
                     denied: 0,
                     redelivered: 0,
                     last_error: None,
+                    tokens: 0,
+                    usd_micros: 0,
                 })),
                 vec![],
             )

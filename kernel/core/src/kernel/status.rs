@@ -65,16 +65,15 @@ impl Kernel {
     /// Each `agent-<name>` node gets the agent's status (state, pid, breaker, quarantine,
     /// CPU, RSS, messages, errors).
     async fn add_agent_details(&self, runs: &mut ActorNode) {
-        let agents = self.agents().await;
+        let mut agents = self.agents_by_run().await;
         for run in &mut runs.children {
             for node in &mut run.children {
                 let Some(name) = node.name.strip_prefix("agent-") else {
                     continue;
                 };
-                let Some(a) = agents.iter().find(|a| a.name == name) else {
-                    continue;
-                };
-                node.info = Some(ActorInfo::Agent(a.clone()));
+                if let Some(a) = agents.remove(&(run.name.clone(), name.to_owned())) {
+                    node.info = Some(ActorInfo::Agent(a));
+                }
             }
         }
     }

@@ -271,6 +271,12 @@ pub struct AgentStatus {
     pub redelivered: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Model tokens (in + out) the broker accounted to agents of this name.
+    #[serde(default)]
+    pub tokens: u64,
+    /// What those calls cost, in millionths of a US dollar.
+    #[serde(default)]
+    pub usd_micros: u64,
 }
 
 /// An actor in the tree.
