@@ -127,20 +127,43 @@ impl AgentMetrics {
 /// `(VmRSS KiB, utime+stime µs)` of a live process (`None`: this process), or `None`
 /// when /proc cannot say (the process is gone).
 pub fn proc_usage(pid: Option<u32>) -> Option<(u64, u64)> {
-    let process = match pid {
-        Some(pid) => procfs::process::Process::new(i32::try_from(pid).ok()?).ok()?,
-        None => procfs::process::Process::myself().ok()?,
+    // One read of `/proc/<pid>/stat` (a status of a thousand agents reads a thousand of
+    // them, so no directory handle first).
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
     };
-    let stat = process.stat().ok()?;
-    let rss_kb = stat.rss.saturating_mul(procfs::page_size()) / 1024;
+    let text = std::fs::read_to_string(path).ok()?;
+    let (utime, stime, rss_pages) = stat_fields(&text)?;
+    let rss_kb = rss_pages.saturating_mul(procfs::page_size()) / 1024;
     let hz = procfs::ticks_per_second().max(1);
-    let cpu_us = (stat.utime + stat.stime).saturating_mul(1_000_000) / hz;
+    let cpu_us = (utime + stime).saturating_mul(1_000_000) / hz;
     Some((rss_kb, cpu_us))
+}
+
+/// `(utime, stime, rss)` of a `/proc/<pid>/stat` line: fields 14, 15 and 24, counted
+/// after the command name in parentheses (which may itself hold spaces and parentheses).
+fn stat_fields(text: &str) -> Option<(u64, u64, u64)> {
+    let rest = &text[text.rfind(')')? + 1..];
+    // `rest` starts at field 3 (state).
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some((field(14)?, field(15)?, field(24)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    7 3 0 0 20 0 1 0 100 1000000 512 18446744073709551615";
+        assert_eq!(stat_fields(line), Some((7, 3, 512)));
+        assert_eq!(stat_fields("4242 (x) S 1"), None);
+        let me = proc_usage(None).expect("this process");
+        assert!(me.0 > 0, "{me:?}");
+    }
 
     #[test]
     fn counters_survive_clones_and_usage_comes_from_proc() {

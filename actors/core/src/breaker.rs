@@ -246,6 +246,9 @@ pub enum BreakerMsg {
     Admit(AgentName, RpcReplyPort<Result<Admission, BreakerError>>),
     Record(AgentName, CallOutcome, RpcReplyPort<()>),
     Snapshot(AgentName, RpcReplyPort<BreakerSnapshot>),
+    /// Every agent's breaker at once (a status of a thousand agents asks once, not a
+    /// thousand times); agents without one are closed.
+    SnapshotAll(RpcReplyPort<HashMap<AgentName, BreakerSnapshot>>),
     /// Forgets an agent's breaker (the agent was removed).
     Forget(AgentName, RpcReplyPort<()>),
 }
@@ -374,6 +377,13 @@ impl Actor for BreakerActor {
                 };
                 let _ = reply.send(snap);
             }
+            BreakerMsg::SnapshotAll(reply) => {
+                let all = breakers
+                    .iter_mut()
+                    .map(|(agent, breaker)| (agent.clone(), breaker.snapshot(now_ms)))
+                    .collect();
+                let _ = reply.send(all);
+            }
             BreakerMsg::Forget(agent, reply) => {
                 breakers.remove(&agent);
                 let _ = reply.send(());
@@ -449,5 +459,10 @@ impl BreakerHandle {
     pub async fn forget(&self, agent: &AgentName) {
         let agent = agent.clone();
         let _ = self.ask(|r| BreakerMsg::Forget(agent, r)).await;
+    }
+
+    /// Every agent's breaker that has one (`None` when the actor is down).
+    pub async fn snapshot_all(&self) -> Option<HashMap<AgentName, BreakerSnapshot>> {
+        self.ask(BreakerMsg::SnapshotAll).await
     }
 }

@@ -533,9 +533,10 @@ impl Kernel {
             .collect();
         entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         let spend = self.spend_by_agent().await;
+        let gates = self.gate_states().await;
         let mut out = Vec::with_capacity(entries.len());
         for (name, entry) in entries {
-            let mut status = self.agent_status(&name, &entry).await;
+            let mut status = Self::agent_status_from(&name, &entry, &gates);
             add_spend(&mut status, &spend);
             out.push(status);
         }
@@ -556,9 +557,10 @@ impl Kernel {
             .map(|((run, name), v)| (*run, name.clone(), v.clone()))
             .collect();
         let spend = self.spend_by_agent().await;
+        let gates = self.gate_states().await;
         let mut out = std::collections::HashMap::with_capacity(entries.len());
         for (run, name, entry) in entries {
-            let mut status = self.agent_status(&name, &entry).await;
+            let mut status = Self::agent_status_from(&name, &entry, &gates);
             add_spend(&mut status, &spend);
             out.insert((format!("run-{run}"), name.as_str().to_owned()), status);
         }
@@ -600,7 +602,6 @@ impl Kernel {
     }
 
     async fn agent_status(&self, name: &AgentName, entry: &AgentEntry) -> AgentStatus {
-        let snap = entry.shared.metrics.snapshot();
         let breaker = match self.breakers() {
             Some(b) => breaker_state(&b, name).await,
             None => "unknown".into(),
@@ -609,6 +610,48 @@ impl Kernel {
             Some(q) => q.check(name).await.ok().flatten().map(|r| r.message),
             None => None,
         };
+        Self::status_of(name, entry, breaker, quarantine)
+    }
+
+    /// Every agent's breaker state and quarantine reason, one call to each actor.
+    async fn gate_states(&self) -> GateStates {
+        let breakers = match self.breakers() {
+            Some(b) => b.snapshot_all().await,
+            None => None,
+        };
+        let parked = match self.quarantine() {
+            Some(q) => q
+                .list()
+                .await
+                .ok()
+                .map(|records| records.into_iter().map(|r| (r.agent, r.message)).collect()),
+            None => None,
+        };
+        GateStates { breakers, parked }
+    }
+
+    /// An agent's status from the batched breaker and quarantine states.
+    fn agent_status_from(name: &AgentName, entry: &AgentEntry, gates: &GateStates) -> AgentStatus {
+        let breaker = match &gates.breakers {
+            Some(all) => all
+                .get(name)
+                .map_or_else(|| "closed".to_owned(), |s| s.state.to_string()),
+            None => "unknown".into(),
+        };
+        let quarantine = gates
+            .parked
+            .as_ref()
+            .and_then(|parked| parked.get(name).cloned());
+        Self::status_of(name, entry, breaker, quarantine)
+    }
+
+    fn status_of(
+        name: &AgentName,
+        entry: &AgentEntry,
+        breaker: String,
+        quarantine: Option<String>,
+    ) -> AgentStatus {
+        let snap = entry.shared.metrics.snapshot();
         let state = if quarantine.is_some() {
             AgentState::Quarantined
         } else {
@@ -635,6 +678,14 @@ impl Kernel {
             usd_micros: 0,
         }
     }
+}
+
+/// The breaker and quarantine states of every agent, read once per status; `None` where
+/// the actor is down (breaker `unknown`; nobody shown parked).
+struct GateStates {
+    breakers:
+        Option<std::collections::HashMap<AgentName, runloop_actors::breaker::BreakerSnapshot>>,
+    parked: Option<std::collections::HashMap<AgentName, String>>,
 }
 
 /// How long a status waits for the broker's accounting.
