@@ -225,10 +225,12 @@ impl App {
         if let Some(cmd) = self.trace_wanted() {
             out.push(cmd);
         }
-        // The shown run's state from its record while it runs: fills in a plan agtop did
-        // not see start, and whatever events a slow stream missed.
+        // The shown run's state from its record, once, when agtop did not see it start:
+        // live events keep it current after that (the daemon rebuilds it from the POG and
+        // validates the opening for each ask, so not every second).
         if let Some(run) = self.shown_run()
             && run.status == RunStatus::Running
+            && !run.planned
         {
             out.push(ControlCommand::RunShow {
                 trace_id: run.trace_id.clone(),
@@ -310,18 +312,7 @@ impl App {
         match outcome {
             ControlOutcome::Actions { mut actions } => {
                 actions.truncate(LIST_ITEMS_MAX);
-                let pending: Vec<(String, String, String, String)> = actions
-                    .iter()
-                    .map(|a| {
-                        (
-                            a.trace_id.clone(),
-                            a.node_id.clone(),
-                            a.request_id.clone(),
-                            a.effect.clone(),
-                        )
-                    })
-                    .collect();
-                self.runs.on_pending(&pending);
+                self.runs.on_pending(&actions);
                 self.actions = actions;
                 if let Overlay::Confirm { index } = &mut self.overlay {
                     if self.actions.is_empty() {
@@ -780,6 +771,26 @@ mod tests {
         assert!(polls.contains(&ControlCommand::TraceShow {
             trace_id: "bb".into()
         }));
+        // Its plan, once: agtop did not see it start.
+        let show = ControlCommand::RunShow {
+            trace_id: "bb".into(),
+        };
+        assert!(polls.contains(&show));
+        app.on_outcome(ControlOutcome::RunState {
+            events: vec![RunProgress::RunStarted {
+                ts_ms: 1,
+                trace_id: "bb".into(),
+                run_id: "r1".into(),
+                opening: "compose_email".into(),
+                nodes: vec!["send".into()],
+                edges: vec![],
+                resumed: false,
+            }],
+        });
+        assert!(
+            !app.poll_commands().contains(&show),
+            "live events keep it current"
+        );
         // A finished run's report (its outputs) is asked for once.
         assert!(polls.contains(&ControlCommand::RunWatch {
             trace_id: "aa".into(),

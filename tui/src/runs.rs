@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use runloop_proto::payloads::{
-    NodeStatus, RunEvent, RunProgress, RunReport, RunStatus, RunSummary,
+    ActionInfo, NodeStatus, RunEvent, RunProgress, RunReport, RunStatus, RunSummary,
 };
 
 /// Most runs kept; the oldest finished ones are forgotten first.
@@ -110,6 +110,8 @@ pub struct RunView {
     pub edges: Vec<[String; 2]>,
     /// The final report was folded in (outputs known).
     pub reported: bool,
+    /// Its `run.started` (nodes and edges) was seen, live or from `run_show`.
+    pub planned: bool,
     /// When it was last touched, by the events' clock (for forgetting old runs).
     touched_ms: u64,
 }
@@ -127,6 +129,7 @@ impl RunView {
             nodes: Vec::new(),
             edges: Vec::new(),
             reported: false,
+            planned: false,
             touched_ms: 0,
         }
     }
@@ -322,6 +325,7 @@ impl Runs {
                     run.node_mut(id);
                 }
                 run.edges = edges.clone();
+                run.planned = true;
             }
             RunProgress::NodeStarted {
                 node,
@@ -438,6 +442,7 @@ impl Runs {
                     if run.edges.is_empty() {
                         run.edges = edges.clone();
                     }
+                    run.planned = true;
                 }
                 RunProgress::NodeStarted { node, attempt, .. } => {
                     if let Some(n) = run.node_mut(node)
@@ -471,12 +476,12 @@ impl Runs {
 
     /// The pending confirmations: a node whose request is listed waits for a person; one
     /// whose request is no longer listed was decided (it runs on).
-    pub fn on_pending(&mut self, pending: &[(String, String, String, String)]) {
+    pub fn on_pending(&mut self, pending: &[ActionInfo]) {
         for run in &mut self.runs {
             for n in &mut run.nodes {
                 if n.state == NodeState::Confirming
                     && let Some(request) = &n.request
-                    && !pending.iter().any(|(_, _, r, _)| r == request)
+                    && !pending.iter().any(|a| &a.request_id == request)
                 {
                     n.state = NodeState::Running;
                     n.request = None;
@@ -484,7 +489,14 @@ impl Runs {
                 }
             }
         }
-        for (trace_id, node, request, effect) in pending {
+        for ActionInfo {
+            trace_id,
+            node_id: node,
+            request_id: request,
+            effect,
+            ..
+        } in pending
+        {
             let Some(i) = self.runs.iter().position(|r| &r.trace_id == trace_id) else {
                 continue;
             };
@@ -810,12 +822,10 @@ mod tests {
             .unwrap();
         assert_eq!(send.state, NodeState::Running);
         // Listed again (a new request): waiting once more.
-        runs.on_pending(&[(
-            crate::fixtures::RUN.into(),
-            "send".into(),
-            "cf-2".into(),
-            "mail.send".into(),
-        )]);
+        runs.on_pending(&[ActionInfo {
+            request_id: "cf-2".into(),
+            ..crate::fixtures::action()
+        }]);
         let send = runs
             .get(crate::fixtures::RUN)
             .unwrap()

@@ -192,6 +192,22 @@ impl Tmux {
         }
     }
 
+    /// Starts `command` in the session `agtop` of a `width`×`height` window.
+    fn start(&self, width: &str, height: &str, command: &str) {
+        let started = self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "agtop",
+            "-x",
+            width,
+            "-y",
+            height,
+            command,
+        ]);
+        assert!(started.status.success(), "tmux: {started:?}");
+    }
+
     fn alive(&self) -> bool {
         self.run(&["has-session", "-t", "agtop"]).status.success()
     }
@@ -226,18 +242,7 @@ fn bad_and_oversized_frames_are_reported_and_agtop_subscribes_again() {
         env!("CARGO_BIN_EXE_agtop"),
         socket.display()
     );
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "agtop",
-        "-x",
-        "200",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(started.status.success(), "tmux: {started:?}");
+    tmux.start("200", "30", &command);
 
     let screen = tmux.wait_for("InvalidMagic");
     assert!(screen.contains("status stream:"), "{screen}");
@@ -284,18 +289,7 @@ fn an_events_file_is_shown_and_its_bad_lines_are_named() {
         env!("CARGO_BIN_EXE_agtop"),
         file.display()
     );
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "agtop",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(started.status.success(), "tmux: {started:?}");
+    tmux.start("120", "30", &command);
     let screen = tmux.wait_for("end of the events: 14 lines, 1 not taken");
     assert!(
         screen.contains("events from") && screen.contains("(no daemon)"),
