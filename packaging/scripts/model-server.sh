@@ -100,7 +100,9 @@ cmd_start() {
     fi
     # Our process says it bound the port (so /health cannot be another server's), then
     # /health answers. The venv's python, not curl: one less tool a fresh machine must have.
-    if grep -aq "^$READY_LINE" "$log" && "$VENV/bin/python" -c 'import sys,urllib.request;urllib.request.urlopen(sys.argv[1],timeout=2)' \
+    # Anywhere on a line: llama.cpp's native logger writes to the same file unsynchronised,
+    # so its timestamp prefix can land in front of the Python line.
+    if grep -aqF "$READY_LINE http://127.0.0.1:$port" "$log" && "$VENV/bin/python" -c 'import sys,urllib.request;urllib.request.urlopen(sys.argv[1],timeout=2)' \
         "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
       echo "pid=$pid port=$port"; return 0
     fi
