@@ -15,6 +15,7 @@ pub fn snapshot(seq: u64, taken_at_ms: u64, tree: ActorNode) -> StatusSnapshot {
     StatusSnapshot {
         seq,
         taken_at_ms,
+        usage_at_ms: 0,
         tree,
         agents_cut: 0,
     }

@@ -104,9 +104,18 @@ pub struct Header {
 pub struct Monitor {
     rows: Vec<Row>,
     header: Header,
-    /// Previous `(taken_at_ms, cpu_ms)` per key, for CPU % deltas.
-    last_cpu: HashMap<String, (u64, u64)>,
+    /// Previous reading per key, for CPU % deltas.
+    last_cpu: HashMap<String, CpuReading>,
     history: HashMap<String, VecDeque<Sample>>,
+}
+
+/// A row's last CPU counter reading and the rate it gave.
+#[derive(Debug, Clone, Copy)]
+struct CpuReading {
+    /// The snapshot's `usage_at_ms` (its `taken_at_ms` when it gives none).
+    at_ms: u64,
+    cpu_ms: u64,
+    cpu_pct: Option<f64>,
 }
 
 /// CPU in percent of one core from two counter readings; `None` when time did not move
@@ -151,17 +160,31 @@ impl Monitor {
         let mut rows = Vec::new();
         let mut cut = 0u64;
         flatten(&snapshot.tree, None, 0, &mut rows, &mut cut);
+        // The daemon reads the agents' counters once per sampling period and repeats them
+        // in the snapshots between: a rate is taken between two readings, and a snapshot
+        // that repeats one keeps the rate it gave.
+        let usage_at = match snapshot.usage_at_ms {
+            0 => now,
+            at => at,
+        };
         for row in &mut rows {
             let Some(cpu_ms) = row.cpu_ms else { continue };
-            row.cpu_pct = self
-                .last_cpu
-                .get(&row.key)
-                .and_then(|&prev| cpu_percent(prev, (now, cpu_ms)));
-            self.last_cpu.insert(row.key.clone(), (now, cpu_ms));
+            let prev = self.last_cpu.get(&row.key).copied();
+            if let Some(prev) = prev.filter(|p| p.at_ms == usage_at) {
+                row.cpu_pct = prev.cpu_pct;
+                continue;
+            }
+            row.cpu_pct = prev.and_then(|p| cpu_percent((p.at_ms, p.cpu_ms), (usage_at, cpu_ms)));
+            let reading = CpuReading {
+                at_ms: usage_at,
+                cpu_ms,
+                cpu_pct: row.cpu_pct,
+            };
+            self.last_cpu.insert(row.key.clone(), reading);
             let ring = self.history.entry(row.key.clone()).or_default();
             if let Some(cpu_pct) = row.cpu_pct {
                 ring.push_back(Sample {
-                    at_ms: now,
+                    at_ms: usage_at,
                     cpu_pct,
                     rss_kb: row.rss_kb.unwrap_or(0),
                 });
@@ -354,6 +377,29 @@ mod tests {
         assert_eq!(h.agents_parked, 1);
         assert_eq!(h.runs_running, 1);
         assert_eq!(h.bus_dropped, Some(3));
+    }
+
+    /// Snapshots every 250 ms repeating the daemon's once-a-second counter readings give
+    /// the rate between readings, held in between — not 0, 0, 0 and then four times it.
+    #[test]
+    fn cpu_is_a_rate_between_readings_and_held_while_a_reading_repeats() {
+        let key = "root/runs/run-r0000000000000001/agent-writer";
+        let mut m = Monitor::new();
+        let mut seq = 0;
+        let mut at = |m: &mut Monitor, taken: u64, usage: u64, cpu: u64| {
+            seq += 1;
+            let mut s = snapshot(seq, taken, tree(cpu, 1_000));
+            s.usage_at_ms = usage;
+            m.apply(&s);
+            m.row(key).unwrap().cpu_pct
+        };
+        assert_eq!(at(&mut m, 10_000, 10_000, 100), None);
+        assert_eq!(at(&mut m, 10_250, 10_000, 100), None, "the same reading");
+        assert_eq!(at(&mut m, 11_000, 11_000, 600), Some(50.0));
+        assert_eq!(at(&mut m, 11_250, 11_000, 600), Some(50.0), "held");
+        assert_eq!(at(&mut m, 11_500, 11_000, 600), Some(50.0), "held");
+        assert_eq!(at(&mut m, 12_000, 12_000, 600), Some(0.0), "idle since");
+        assert_eq!(m.history(key).count(), 2, "one sample per reading");
     }
 
     #[test]

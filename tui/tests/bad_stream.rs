@@ -61,6 +61,7 @@ fn snapshot(last_error: Option<String>) -> StatusSnapshot {
         seq: 1,
         agents_cut: 0,
         taken_at_ms: now_ms(),
+        usage_at_ms: 0,
         tree: ActorNode {
             name: "root".into(),
             kind: ActorKind::Supervisor,

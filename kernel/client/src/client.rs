@@ -1,6 +1,7 @@
 //! The client side of the control socket: one request per connection, answered by one
 //! `control.reply.v1`; or a `subscribe` that keeps the connection and reads a stream of
-//! `event.status.v1` / `event.run.v1` / `event.progress.v1` frames.
+//! `event.status.v1` / `event.status_delta.v1` / `event.run.v1` / `event.progress.v1`
+//! frames. The stream's deltas are applied here: a subscriber sees whole snapshots.
 //!
 //! A daemon whose connection limits are reached refuses with an `error.report.v1` whose
 //! code is [`BUSY_CODE`] before reading anything; [`request`] then tries again (same
@@ -9,11 +10,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use runloop_proto::payloads::{
-    ControlCommand, ControlOutcome, ControlReply, ControlRequest, ErrorReport, RunEvent,
-    RunProgress, StatusSnapshot,
+    ControlCommand, ControlOutcome, ControlReply, ControlRequest, DeltaError, ErrorReport,
+    RunEvent, RunProgress, StatusDelta, StatusSnapshot,
 };
 use runloop_proto::{
     Body, Clock, Frame, FrameError, Kind, MsgId, StreamDecoder, SystemClock, TraceId,
@@ -75,6 +77,8 @@ pub enum ClientError {
         kind: &'static str,
         wanted: &'static str,
     },
+    #[error("subscribe {path}: a status delta does not apply: {source}")]
+    Delta { path: PathBuf, source: DeltaError },
     #[error("subscribe {path}: the daemon answered {outcome:?}")]
     NotSubscribed {
         path: PathBuf,
@@ -253,7 +257,10 @@ fn read_reply(path: &Path, frame: &Frame) -> Result<ControlReply, ClientError> {
 /// One item of a status stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusItem {
-    Snapshot(Box<StatusSnapshot>),
+    /// The whole snapshot, sent whole or rebuilt from a delta. The subscription keeps
+    /// its own reference as the next delta's base; drop this one before the next
+    /// [`Subscription::next`] and the rebuild moves it instead of copying it.
+    Snapshot(Arc<StatusSnapshot>),
     /// An agent started, stopped, restarted, was parked or released.
     Event(RunEvent),
     /// A run's progress (any run of the daemon), as it happens.
@@ -266,6 +273,8 @@ pub enum StatusItem {
 pub struct Subscription {
     conn: Conn,
     interval_ms: u64,
+    /// The last snapshot: the next delta's base.
+    last: Option<Arc<StatusSnapshot>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -292,9 +301,18 @@ impl Subscription {
             source,
         };
         match frame.body().kind() {
-            Kind::StatusSnapshot => Ok(Some(StatusItem::Snapshot(Box::new(
-                frame.body().payload_as().map_err(bad)?,
-            )))),
+            Kind::StatusSnapshot => {
+                let snapshot: Arc<StatusSnapshot> =
+                    Arc::new(frame.body().payload_as().map_err(bad)?);
+                self.last = Some(snapshot.clone());
+                Ok(Some(StatusItem::Snapshot(snapshot)))
+            }
+            Kind::StatusDelta => {
+                let delta: StatusDelta = frame.body().payload_as().map_err(bad)?;
+                let snapshot = Arc::new(self.rebuild(delta)?);
+                self.last = Some(snapshot.clone());
+                Ok(Some(StatusItem::Snapshot(snapshot)))
+            }
             Kind::RunEvent => Ok(Some(StatusItem::Event(
                 frame.body().payload_as().map_err(bad)?,
             ))),
@@ -305,9 +323,25 @@ impl Subscription {
             other => Err(ClientError::Unexpected {
                 path: self.conn.path.clone(),
                 kind: other.type_name(),
-                wanted: "a status snapshot, an agent event or run progress",
+                wanted: "a status snapshot or delta, an agent event or run progress",
             }),
         }
+    }
+
+    /// The snapshot `delta` makes of the last one (moved out when no one else holds it).
+    fn rebuild(&mut self, delta: StatusDelta) -> Result<StatusSnapshot, ClientError> {
+        let failed = |source| ClientError::Delta {
+            path: self.conn.path.clone(),
+            source,
+        };
+        let Some(last) = self.last.take() else {
+            return Err(failed(DeltaError::Base {
+                want: delta.base_seq,
+                have: 0,
+            }));
+        };
+        let base = Arc::try_unwrap(last).unwrap_or_else(|shared| (*shared).clone());
+        delta.apply(base).map_err(failed)
     }
 }
 
@@ -375,7 +409,11 @@ pub async fn subscribe(
         };
         let reply = read_reply(path, &frame)?;
         match reply.outcome {
-            ControlOutcome::Subscribed { interval_ms } => Ok(Subscription { conn, interval_ms }),
+            ControlOutcome::Subscribed { interval_ms } => Ok(Subscription {
+                conn,
+                interval_ms,
+                last: None,
+            }),
             outcome => Err(ClientError::NotSubscribed {
                 path: path.to_owned(),
                 outcome: Box::new(outcome),

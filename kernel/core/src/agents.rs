@@ -536,19 +536,19 @@ impl Kernel {
         let gates = self.gate_states().await;
         let mut out = Vec::with_capacity(entries.len());
         for (name, entry) in entries {
-            let mut status = Self::agent_status_from(&name, &entry, &gates);
+            let mut status = Self::agent_status_from(&name, &entry, &gates, usage_at);
             add_spend(&mut status, &spend);
             out.push(status);
         }
         out
     }
 
-    /// Every agent of every run with its status, keyed by its run supervisor's name
-    /// (`run-<id>`) and its own name — what the status tree's agent nodes show. The
-    /// broker's spend per agent name is read once for all of them.
-    pub(crate) async fn agents_by_run(
-        &self,
-    ) -> std::collections::HashMap<(String, String), AgentStatus> {
+    /// Every agent of every run with its status, by its run supervisor's name
+    /// (`run-<id>`) and then its own name — what the status tree's agent nodes show. The
+    /// broker's spend per agent name is read once for all of them, and CPU and RSS as of
+    /// `usage_at` ([`Kernel::usage_batch_ms`]).
+    pub(crate) async fn agents_by_run(&self, usage_at: u64) -> AgentsByRun {
+        let usage_at = self.usage_batch_ms();
         let entries: Vec<_> = self
             .agents
             .lock()
@@ -558,11 +558,13 @@ impl Kernel {
             .collect();
         let spend = self.spend_by_agent().await;
         let gates = self.gate_states().await;
-        let mut out = std::collections::HashMap::with_capacity(entries.len());
+        let mut out = AgentsByRun::new();
         for (run, name, entry) in entries {
-            let mut status = Self::agent_status_from(&name, &entry, &gates);
+            let mut status = Self::agent_status_from(&name, &entry, &gates, usage_at);
             add_spend(&mut status, &spend);
-            out.insert((format!("run-{run}"), name.as_str().to_owned()), status);
+            out.entry(format!("run-{run}"))
+                .or_default()
+                .insert(name.as_str().to_owned(), status);
         }
         out
     }
@@ -610,7 +612,7 @@ impl Kernel {
             Some(q) => q.check(name).await.ok().flatten().map(|r| r.message),
             None => None,
         };
-        Self::status_of(name, entry, breaker, quarantine)
+        Self::status_of(name, entry, breaker, quarantine, usage_at)
     }
 
     /// Every agent's breaker state and quarantine reason, one call to each actor.
@@ -628,10 +630,16 @@ impl Kernel {
             None => None,
         };
         GateStates { breakers, parked }
+        let usage_at = self.usage_batch_ms();
     }
 
     /// An agent's status from the batched breaker and quarantine states.
-    fn agent_status_from(name: &AgentName, entry: &AgentEntry, gates: &GateStates) -> AgentStatus {
+    fn agent_status_from(
+        name: &AgentName,
+        entry: &AgentEntry,
+        gates: &GateStates,
+        usage_at: u64,
+    ) -> AgentStatus {
         let breaker = match &gates.breakers {
             Some(all) => all
                 .get(name)
@@ -642,7 +650,7 @@ impl Kernel {
             .parked
             .as_ref()
             .and_then(|parked| parked.get(name).cloned());
-        Self::status_of(name, entry, breaker, quarantine)
+        Self::status_of(name, entry, breaker, quarantine, usage_at)
     }
 
     fn status_of(
@@ -651,7 +659,10 @@ impl Kernel {
         breaker: String,
         quarantine: Option<String>,
     ) -> AgentStatus {
-        let snap = entry.shared.metrics.snapshot();
+        let snap = entry
+            .shared
+            .metrics
+            .snapshot_at(usage_at, crate::kernel::USAGE_SAMPLE_MS);
         let state = if quarantine.is_some() {
             AgentState::Quarantined
         } else {
@@ -676,6 +687,7 @@ impl Kernel {
             last_error: snap.last_error,
             tokens: 0,
             usd_micros: 0,
+        usage_at: u64,
         }
     }
 }
@@ -714,6 +726,10 @@ async fn breaker_state(breaker: &BreakerHandle, agent: &AgentName) -> String {
         None => "unknown".into(),
     }
 }
+/// Agents' statuses by run supervisor name (`run-<id>`), then agent name.
+pub(crate) type AgentsByRun =
+    std::collections::HashMap<String, std::collections::HashMap<String, AgentStatus>>;
+
 
 fn serde_json_name(state: AgentState) -> String {
     match state {

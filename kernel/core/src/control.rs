@@ -12,9 +12,11 @@
 //! [`ControlPlane::respond`] is the one entry point from bytes to answers (the socket
 //! server and the fuzz target both drive it); [`server`] owns the socket: connection
 //! limits with slots reserved for the owner, the whole-frame deadline, `subscribe`
-//! streams, and the drain on shutdown. The client half lives in `runloop-client`.
+//! streams, and the drain on shutdown; [`sampler`] builds the status snapshots all
+//! `subscribe` streams share. The client half lives in `runloop-client`.
 
 mod cache;
+mod sampler;
 pub mod server;
 
 use std::io;
@@ -94,6 +96,8 @@ pub struct ControlPlane {
     executed: AtomicU64,
     /// `subscribe` streams open now.
     subscribers: AtomicUsize,
+    /// The status snapshots every `subscribe` stream shares.
+    sampler: Arc<sampler::Sampler>,
 }
 
 /// What one request frame asks the connection to do next.
@@ -146,6 +150,7 @@ impl ControlPlane {
             ids: MsgIdGen::default(),
             executed: AtomicU64::new(0),
             subscribers: AtomicUsize::new(0),
+            sampler: Arc::new(sampler::Sampler::default()),
         }
     }
 

@@ -267,7 +267,7 @@ impl Pump {
                     });
                     let err = self.parked_or(stopped).await;
                     let parked = matches!(err, AgentOpError::Agent(AgentError::Quarantined { .. }));
-                    let state = self.entry.shared.metrics.snapshot().state;
+                    let state = self.entry.shared.metrics.state();
                     if !parked && tries < SEND_TRIES_MAX && state != AgentState::Stopped {
                         failed = Some(actor.get_id());
                         continue;
@@ -305,7 +305,7 @@ impl Pump {
             {
                 return Ok(actor);
             }
-            let state = self.entry.shared.metrics.snapshot().state;
+            let state = self.entry.shared.metrics.state();
             if matches!(state, AgentState::Stopped | AgentState::Quarantined)
                 || tokio::time::Instant::now() >= deadline
             {

@@ -55,6 +55,8 @@ use runloop_sandbox::OsRandom;
 
 mod status;
 
+pub use self::status::USAGE_SAMPLE_MS;
+
 /// How long status waits for the tree's snapshot and each actor's detail.
 pub const STATUS_TIMEOUT_MS: u64 = 2_000;
 /// How long shutdown waits for the tree to stop.
@@ -201,6 +203,9 @@ pub struct Kernel {
     pub(crate) ids: Ids,
     /// Completes senders waiting for agents' answers from the bus (`None`: the bus did
     /// not take the router's subscriptions at boot).
+    /// When the agents' current CPU and RSS readings were taken, by `clock` (ms; 0: never):
+    /// see [`Kernel::usage_batch_ms`].
+    pub(crate) usage_batch: std::sync::atomic::AtomicU64,
     pub(crate) router: Option<Router>,
     router_task: Option<tokio::task::JoinHandle<()>>,
     pub(crate) agent_options: AgentOptions,
@@ -437,6 +442,7 @@ impl Kernel {
             agent_options: options.agents.clone(),
             services,
             cgroup_parent: format!("runloop-k{}", std::process::id()),
+            usage_batch: std::sync::atomic::AtomicU64::new(0),
             starts: tokio::sync::Semaphore::new(AGENT_STARTS_MAX),
             effects,
         })

@@ -100,6 +100,30 @@ impl Body {
         Self::new(P::KIND, value, None)
     }
 
+    /// How many bytes [`Body::from_payload`]`(payload)` encodes to, counted by one
+    /// serialization pass that builds nothing: a sender checks a size bound before paying
+    /// for the body (a 1,000-agent status is ≈ 380 KB).
+    pub fn encoded_len_of<P: KindPayload + Serialize>(payload: &P) -> usize {
+        /// Counts what is written.
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        rmp_serde::encode::write_named(&mut count, payload).expect("payload types serialize");
+        // The map, the `type` key and name and the `payload` key around it; `rmp-serde`
+        // writes every number and length in its shortest form, as the body does.
+        let mut envelope = Vec::new();
+        write_parts(P::KIND.type_name(), &Value::Nil, None, &mut envelope);
+        envelope.len() - 1 + count.0
+    }
+
     /// The same body with `meta` attached.
     pub fn with_meta(mut self, meta: Vec<(Value, Value)>) -> Result<Self, FrameError> {
         for (k, v) in &meta {

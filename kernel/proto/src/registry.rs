@@ -92,6 +92,9 @@ registry! {
     ControlReply => "control.reply.v1", Control, ControlReply;
     /// `runloopd` → a `subscribe` client: one whole status snapshot, typed per actor.
     StatusSnapshot => "event.status.v1", Event, StatusSnapshot;
+    /// `runloopd` → a `subscribe` client: the next status snapshot, as the edits of the
+    /// one sent before it (the client rebuilds the whole snapshot).
+    StatusDelta => "event.status_delta.v1", Event, StatusDelta;
     /// `runloopd` → a `subscribe` client: one change in what the kernel runs.
     RunEvent => "event.run.v1", Event, RunEvent;
     /// `runloopd` → a `subscribe` client: one run's progress (a run or node started,

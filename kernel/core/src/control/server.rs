@@ -19,21 +19,22 @@
 //! connections and streams see the same signal between frames and close, and shutdown
 //! waits up to [`DRAIN_TIMEOUT_MS`] for answers still being computed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use runloop_client::wire::{
     BUSY_CODE, CONTROL_BODY_BYTES_MAX, FRAME_DEADLINE_CODE, READ_CHUNK_BYTES, limits,
 };
-use runloop_proto::payloads::{ActorInfo, ActorNode, AgentStatus, RunEvent, StatusSnapshot};
-use runloop_proto::{Body, StreamDecoder, TraceId};
+use runloop_proto::payloads::{ActorInfo, StatusSnapshot};
+use runloop_proto::{Body, StreamDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::sampler::{Sampler, Tick};
 use super::{ControlPlane, Step};
 
 /// Most connections served at once (subscribers included).
@@ -240,7 +241,7 @@ async fn write_within(
 
 async fn serve_connection(
     mut stream: UnixStream,
-    plane: &ControlPlane,
+    plane: &Arc<ControlPlane>,
     uid: u32,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Ended> {
@@ -365,30 +366,35 @@ impl Drop for Subscribed<'_> {
     }
 }
 
-/// Streams a snapshot every `interval_ms`, each preceded by the agent events seen since the
-/// previous one, and every run's progress events (`event.progress.v1`) as they happen,
-/// until the client closes (or sends anything), a write fails or stalls past
-/// [`STREAM_WRITE_TIMEOUT_MS`], or the daemon shuts down. A subscriber too slow for the
-/// progress events misses some (the broadcast lags), never the snapshots.
+/// Streams the shared sampler's status every `interval_ms` ([`super::sampler`]): the
+/// whole snapshot first, then per snapshot the agent events seen since the one before and
+/// a delta (`event.status_delta.v1`) the client rebuilds the next snapshot from; and every
+/// run's progress events (`event.progress.v1`) as they happen. Until the client closes
+/// (or sends anything), a write fails or stalls past [`STREAM_WRITE_TIMEOUT_MS`], or the
+/// daemon shuts down. A subscriber too slow for the progress events misses some (the
+/// broadcast lags), never a snapshot's changes.
 async fn stream_status(
     mut stream: UnixStream,
-    plane: &ControlPlane,
+    plane: &Arc<ControlPlane>,
     interval_ms: u64,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Ended> {
     use tokio::sync::broadcast::error::RecvError;
     let _counted = Subscribed::new(plane);
     let write_timeout = Duration::from_millis(STREAM_WRITE_TIMEOUT_MS);
-    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seq = 0u64;
-    let mut previous: Option<HashMap<String, AgentStatus>> = None;
+    let interval = Duration::from_millis(interval_ms);
+    let (_member, mut ticks) = Sampler::join(plane, interval_ms);
+    let mut sent: Option<(Arc<Tick>, Instant)> = None;
     let mut probe = [0u8; SUBSCRIBER_READ_BYTES];
     let mut progress = plane.engine().progress();
     let mut progress_open = true;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            changed = ticks.changed() => {
+                if changed.is_err() {
+                    return Err(Ended::Shutdown);
+                }
+            }
             event = progress.recv(), if progress_open => {
                 match event {
                     Ok(event) => {
@@ -406,51 +412,43 @@ async fn stream_status(
             _ = stream.read(&mut probe) => return Err(Ended::Io),
             _ = shutdown.changed() => return Err(Ended::Shutdown),
         }
-        let tree = plane.kernel.status().await;
-        let agents = agents_of(&tree);
-        let mut frames = Vec::new();
-        if let Some(previous) = &previous {
-            for event in run_events(previous, &agents) {
-                frames.push(plane.frame(Body::from_payload(&event), TraceId(0)));
+        let Some(tick) = ticks.borrow_and_update().clone() else {
+            continue;
+        };
+        if let Some((last, at)) = &sent {
+            // A stream slower than the sampler takes the tick closest to its interval.
+            let half_period = Duration::from_millis(tick.period_ms / 2);
+            if tick.snapshot.seq <= last.snapshot.seq
+                || Instant::now() + half_period < *at + interval
+            {
+                continue;
             }
         }
-        seq += 1;
-        let mut snapshot = StatusSnapshot {
-            seq,
-            taken_at_ms: plane.kernel.clock.now_ms(),
-            tree,
-            agents_cut: 0,
-        };
-        frames.push(plane.frame(fitted(&mut snapshot), TraceId(0)));
+        let frames = tick.frames_after(plane, sent.as_ref().map(|(last, _)| &**last));
         for bytes in frames {
             write_within(&mut stream, &bytes, write_timeout).await?;
         }
-        previous = Some(agents);
+        sent = Some((tick, Instant::now()));
     }
 }
 
 /// Largest snapshot body streamed: the control body cap less room for the frame's own
 /// envelope.
-const SNAPSHOT_BODY_BYTES_MAX: usize = CONTROL_BODY_BYTES_MAX as usize - 4_096;
+pub(crate) const SNAPSHOT_BODY_BYTES_MAX: usize = CONTROL_BODY_BYTES_MAX as usize - 4_096;
 /// Most rounds of cutting a snapshot down to size.
 const FIT_ROUNDS_MAX: usize = 16;
 
-fn body_len(body: &Body) -> usize {
-    let mut out = Vec::new();
-    body.encode(&mut out);
-    out.len()
-}
-
-/// The snapshot's body, fitted into one control frame: while it is too big, each run's
-/// agents are cut to the share that fits (the last ones first) and `agents_cut` says
-/// how many are missing. Thousands of agents with long paths would otherwise make a
-/// frame over the cap (≈ 360 B per agent: the cap is reached near 2,900 agents).
-pub(crate) fn fitted(snapshot: &mut StatusSnapshot) -> Body {
-    let mut body = Body::from_payload(&*snapshot);
+/// Cuts the snapshot to fit one control frame: while its body is too big, each run's
+/// agents are cut to the share that fits (the last ones first) and `agents_cut` says how
+/// many are missing. Thousands of agents with long paths would otherwise make a frame
+/// over the cap (≈ 380 B per agent: the cap is reached near 2,700 agents). The size is
+/// counted without building the body ([`Body::encoded_len_of`]); the body is built once,
+/// when a stream sends it.
+pub(crate) fn fitted(snapshot: &mut StatusSnapshot) {
     for _ in 0..FIT_ROUNDS_MAX {
-        let len = body_len(&body);
+        let len = Body::encoded_len_of(&*snapshot);
         if len <= SNAPSHOT_BODY_BYTES_MAX {
-            break;
+            return;
         }
         // Keep a bit less than the share that fits, so few rounds are needed.
         let keep = SNAPSHOT_BODY_BYTES_MAX as f64 / len as f64 * 0.9;
@@ -478,67 +476,17 @@ pub(crate) fn fitted(snapshot: &mut StatusSnapshot) -> Body {
             stack.extend(node.children.iter_mut());
         }
         snapshot.agents_cut += cut;
-        body = Body::from_payload(&*snapshot);
     }
-    body
-}
-
-/// The agents in a status tree, by name.
-fn agents_of(tree: &ActorNode) -> HashMap<String, AgentStatus> {
-    let mut out = HashMap::new();
-    let mut stack = vec![tree];
-    while let Some(node) = stack.pop() {
-        if let Some(ActorInfo::Agent(agent)) = &node.info {
-            out.insert(agent.name.clone(), agent.clone());
-        }
-        stack.extend(node.children.iter());
-    }
-    out
-}
-
-/// What changed between two snapshots' agents, in name order.
-fn run_events(
-    before: &HashMap<String, AgentStatus>,
-    after: &HashMap<String, AgentStatus>,
-) -> Vec<RunEvent> {
-    let mut names: Vec<&String> = before
-        .keys()
-        .chain(after.keys())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    names.sort();
-    let mut events = Vec::new();
-    for name in names {
-        let agent = name.clone();
-        match (before.get(name), after.get(name)) {
-            (None, Some(_)) => events.push(RunEvent::AgentStarted { agent }),
-            (Some(_), None) => events.push(RunEvent::AgentStopped { agent }),
-            (Some(old), Some(new)) => {
-                if new.restarts > old.restarts {
-                    events.push(RunEvent::AgentRestarted {
-                        agent: agent.clone(),
-                        restarts: new.restarts,
-                    });
-                }
-                match (&old.quarantine, &new.quarantine) {
-                    (None, Some(reason)) => events.push(RunEvent::AgentQuarantined {
-                        agent,
-                        reason: reason.clone(),
-                    }),
-                    (Some(_), None) => events.push(RunEvent::AgentReleased { agent }),
-                    _ => {}
-                }
-            }
-            (None, None) => unreachable!("a name from one of the two maps"),
-        }
-    }
-    events
+    assert!(
+        Body::encoded_len_of(&*snapshot) <= SNAPSHOT_BODY_BYTES_MAX,
+        "a snapshot cut {FIT_ROUNDS_MAX} times fits a frame"
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runloop_proto::TraceId;
 
     fn admission() -> Arc<Admission> {
         Arc::new(Admission {
@@ -557,7 +505,7 @@ mod tests {
     /// cut to fit, says how many agents are missing, and encodes into a frame.
     #[test]
     fn a_snapshot_too_big_for_a_frame_is_cut_to_fit_and_says_so() {
-        use runloop_proto::payloads::{ActorKind, ActorRunState};
+        use runloop_proto::payloads::{ActorKind, ActorNode, ActorRunState, AgentStatus};
         let node = |name: String, info: Option<ActorInfo>, children| ActorNode {
             name,
             kind: ActorKind::Worker,
@@ -606,13 +554,17 @@ mod tests {
         let mut snapshot = StatusSnapshot {
             seq: 1,
             taken_at_ms: 1,
+            usage_at_ms: 0,
             tree: node("root".into(), None, vec![node("runs".into(), None, runs)]),
             agents_cut: 0,
         };
-        assert!(body_len(&Body::from_payload(&snapshot)) > SNAPSHOT_BODY_BYTES_MAX);
-        let body = fitted(&mut snapshot);
-        assert!(body_len(&body) <= SNAPSHOT_BODY_BYTES_MAX);
-        let kept = agents_of(&snapshot.tree).len() as u64;
+        assert!(Body::encoded_len_of(&snapshot) > SNAPSHOT_BODY_BYTES_MAX);
+        fitted(&mut snapshot);
+        let body = Body::from_payload(&snapshot);
+        let mut encoded = Vec::new();
+        body.encode(&mut encoded);
+        assert!(encoded.len() <= SNAPSHOT_BODY_BYTES_MAX);
+        let kept = super::super::sampler::agents_of(&snapshot.tree).len() as u64;
         assert!(snapshot.agents_cut > 0 && kept > 1_000, "kept {kept}");
         assert_eq!(kept + snapshot.agents_cut, 4_000);
         assert_eq!(body.payload_as::<StatusSnapshot>().unwrap(), snapshot);

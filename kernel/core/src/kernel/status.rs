@@ -13,6 +13,11 @@ use runloop_proto::payloads::{
 use super::{Kernel, STATUS_TIMEOUT_MS};
 use crate::metrics::{MetricsMsg, ProcessSample};
 
+/// How long an agent's CPU and RSS reading (from `/proc/<sandbox pid>/stat`) serves every
+/// status asked for: CPU % over a shorter window is mostly the 10 ms clock tick's noise,
+/// and a thousand agents read every 250 ms was half of a status stream's cost.
+pub const USAGE_SAMPLE_MS: u64 = 1_000;
+
 impl Kernel {
     /// Samples the kernel process.
     pub async fn sample(&self) -> Option<ProcessSample> {
@@ -24,8 +29,37 @@ impl Kernel {
         }
     }
 
+    /// When the agents' CPU and RSS readings are taken, by the kernel's clock: the batch
+    /// time of the last [`USAGE_SAMPLE_MS`] period, or now once that is as old (or the clock
+    /// went back). Every agent's reading is reused within one batch and read again in the
+    /// next, so all readings of a status carry this one time, and a CPU % is the rate
+    /// between two batches (see `StatusSnapshot::usage_at_ms`).
+    pub(crate) fn usage_batch_ms(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let now = self.clock.now_ms();
+        let batch = self.usage_batch.load(Ordering::Acquire);
+        if batch != 0 && batch <= now && now - batch < USAGE_SAMPLE_MS {
+            return batch;
+        }
+        // Two statuses at once start one batch between them.
+        match self
+            .usage_batch
+            .compare_exchange(batch, now, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => now,
+            Err(theirs) => theirs,
+        }
+    }
+
     /// The tree with each actor's state and a one-line detail per system actor.
     pub async fn status(&self) -> ActorNode {
+        self.status_sampled().await.0
+    }
+
+    /// [`Kernel::status`], and when its agents' CPU and RSS were read
+    /// ([`Kernel::usage_batch_ms`]).
+    pub async fn status_sampled(&self) -> (ActorNode, u64) {
+        let usage_at = self.usage_batch_ms();
         let tree = snapshot(&self.root, STATUS_TIMEOUT_MS).await;
         let mut root = match tree {
             Some(tree) => supervisor_node(&tree, ActorRunState::Running, 0, None),
@@ -40,7 +74,7 @@ impl Kernel {
             },
         };
         if let Some(runs) = root.children.iter_mut().find(|c| c.name == "runs") {
-            self.add_agent_details(runs).await;
+            self.add_agent_details(runs, usage_at).await;
         }
         if let Some(system) = root.children.iter_mut().find(|c| c.name == "system") {
             self.add_details(system).await;
@@ -59,19 +93,22 @@ impl Kernel {
                 });
             }
         }
-        root
+        (root, usage_at)
     }
 
     /// Each `agent-<name>` node gets the agent's status (state, pid, breaker, quarantine,
     /// CPU, RSS, messages, errors).
-    async fn add_agent_details(&self, runs: &mut ActorNode) {
-        let mut agents = self.agents_by_run().await;
+    async fn add_agent_details(&self, runs: &mut ActorNode, usage_at: u64) {
+        let mut agents = self.agents_by_run(usage_at).await;
         for run in &mut runs.children {
+            let Some(mut of_run) = agents.remove(run.name.as_str()) else {
+                continue;
+            };
             for node in &mut run.children {
                 let Some(name) = node.name.strip_prefix("agent-") else {
                     continue;
                 };
-                if let Some(a) = agents.remove(&(run.name.clone(), name.to_owned())) {
+                if let Some(a) = of_run.remove(name) {
                     node.info = Some(ActorInfo::Agent(a));
                 }
             }

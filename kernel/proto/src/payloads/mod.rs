@@ -9,6 +9,7 @@ mod host_results;
 mod run;
 mod sandbox;
 mod status;
+mod status_delta;
 mod trace;
 
 pub use self::agent::*;
@@ -18,4 +19,5 @@ pub use self::host_results::*;
 pub use self::run::*;
 pub use self::sandbox::*;
 pub use self::status::*;
+pub use self::status_delta::*;
 pub use self::trace::*;

@@ -1,6 +1,7 @@
 //! Typed status: what each actor of a kernel is doing, as data. `rlp status` and agtop turn
 //! it into text at the edge; the kernel never formats it. Streamed by the control plane's
-//! `subscribe` command as `event.status.v1` (a whole snapshot) and `event.run.v1` (one
+//! `subscribe` command as `event.status.v1` (a whole snapshot), `event.status_delta.v1`
+//! (the next snapshot as what changed, [`super::StatusDelta`]) and `event.run.v1` (one
 //! change seen between two snapshots).
 
 use serde::{Deserialize, Serialize};
@@ -70,10 +71,18 @@ pub struct SchedulerInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusSnapshot {
-    /// 1 for the first snapshot of a subscription, then one more per snapshot.
+    /// The daemon's count of the snapshots it took for its `subscribe` streams (shared
+    /// by all of them, from 1 when the first stream starts the sampler): it goes up along
+    /// a stream, by one per snapshot or more where the stream skipped some.
     pub seq: u64,
     /// When it was taken, by the kernel's clock (ms since the Unix epoch).
     pub taken_at_ms: u64,
+    /// When the agents' CPU and RSS in it were read from `/proc`, by the same clock: the
+    /// kernel reads them at most once per sampling period (1 s) and reuses them in the
+    /// snapshots between, so CPU % is a rate between two different `usage_at_ms`. 0: the
+    /// same as `taken_at_ms` (a sender that does not say).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub usage_at_ms: u64,
     /// The supervisor tree, each node with its typed [`ActorInfo`].
     pub tree: ActorNode,
     /// Agents left out of `tree` so the snapshot fits one control frame (1 MiB).
@@ -91,6 +100,7 @@ impl PayloadExample for StatusSnapshot {
             seq: 3,
             agents_cut: 0,
             taken_at_ms: 1_763_766_000_000,
+            usage_at_ms: 1_763_766_000_000,
             tree: ActorNode {
                 name: "metrics".into(),
                 kind: ActorKind::Worker,

@@ -1,0 +1,292 @@
+//! The status sampler: one status snapshot per period for every `subscribe` stream, not
+//! one per stream.
+//!
+//! Lifecycle: the first stream to join starts the sampler's task; the task builds a
+//! [`Tick`] (the snapshot, cut to fit one frame; the delta from the tick before and the
+//! agent events between them, each encoded once) every period — the shortest interval
+//! any open stream asked for — and publishes it on a `watch` channel. When the last
+//! stream leaves, the task ends and the last tick is dropped. Joining and the task's exit
+//! check take the same lock, so no stream is left without a sampler.
+//!
+//! Each stream sends what its subscriber lacks: the whole snapshot first (encoded once
+//! per tick, by the first stream that needs it), then per tick the shared agent events
+//! and delta. A stream slower than the sampler (a longer interval, or a subscriber that
+//! fell behind) computes its own events and delta from the tick it sent last; a delta
+//! that would not fit one frame is sent as the whole snapshot instead. Shared frames are
+//! the same bytes on every stream, message id included (one message, many readers).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use runloop_proto::payloads::{
+    ActorInfo, ActorNode, AgentStatus, RunEvent, StatusDelta, StatusSnapshot,
+};
+use runloop_proto::{Body, TraceId};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use super::ControlPlane;
+use super::server::{SNAPSHOT_BODY_BYTES_MAX, fitted};
+
+/// One period's status, shared by every stream.
+#[derive(Debug)]
+pub(crate) struct Tick {
+    /// As streamed (cut to fit one frame); `seq` counts the sampler's ticks.
+    pub(crate) snapshot: StatusSnapshot,
+    /// The sampler's period when it was built.
+    pub(crate) period_ms: u64,
+    /// The whole snapshot's frame, encoded by the first stream that sends it.
+    full: OnceLock<Vec<u8>>,
+    /// The delta from the tick before (`None`: the first tick, or it does not fit a frame).
+    delta: Option<Vec<u8>>,
+    /// The agent events between the tick before and this one, as frames.
+    events: Vec<Vec<u8>>,
+}
+
+impl Tick {
+    /// The frames a stream sends for this tick after having sent `last` (`None`: nothing
+    /// yet): the agent events since `last`, then the delta from it or the whole snapshot.
+    pub(crate) fn frames_after(&self, plane: &ControlPlane, last: Option<&Tick>) -> Vec<Vec<u8>> {
+        let Some(last) = last else {
+            return vec![self.full(plane).clone()];
+        };
+        if last.snapshot.seq + 1 == self.snapshot.seq {
+            let mut frames = self.events.clone();
+            frames.push(match &self.delta {
+                Some(delta) => delta.clone(),
+                None => self.full(plane).clone(),
+            });
+            return frames;
+        }
+        // This stream skipped ticks: its own events and delta, from the tick it sent.
+        let mut frames = event_frames(plane, &last.snapshot, &self.snapshot);
+        frames.push(match delta_frame(plane, &last.snapshot, &self.snapshot) {
+            Some(delta) => delta,
+            None => self.full(plane).clone(),
+        });
+        frames
+    }
+
+    fn full(&self, plane: &ControlPlane) -> &Vec<u8> {
+        self.full
+            .get_or_init(|| plane.frame(Body::from_payload(&self.snapshot), TraceId(0)))
+    }
+}
+
+/// The streams' intervals and the task's state.
+#[derive(Debug, Default)]
+struct Members {
+    /// Each open stream's interval, by its id.
+    intervals: BTreeMap<u64, u64>,
+    next_id: u64,
+    running: bool,
+}
+
+/// The shared sampler of a control plane.
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    members: Mutex<Members>,
+    ticks: watch::Sender<Option<Arc<Tick>>>,
+    /// A stream joined (it may ask a shorter period) or left (it may be the last).
+    members_changed: Notify,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Self {
+            members: Mutex::new(Members::default()),
+            ticks: watch::Sender::new(None),
+            members_changed: Notify::new(),
+        }
+    }
+}
+
+/// A stream's place in the sampler; leaving when dropped.
+#[derive(Debug)]
+pub(crate) struct Member<'a> {
+    sampler: &'a Sampler,
+    id: u64,
+}
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        let mut members = self.sampler.members.lock().expect("sampler lock");
+        members.intervals.remove(&self.id);
+        drop(members);
+        self.sampler.members_changed.notify_one();
+    }
+}
+
+impl Sampler {
+    /// Joins a stream that wants a snapshot every `interval_ms`, starting the sampler if
+    /// it is not running. The receiver sees the latest tick at once, if there is one.
+    pub(crate) fn join(
+        plane: &Arc<ControlPlane>,
+        interval_ms: u64,
+    ) -> (Member<'_>, watch::Receiver<Option<Arc<Tick>>>) {
+        let sampler = &plane.sampler;
+        let mut members = sampler.members.lock().expect("sampler lock");
+        let id = members.next_id;
+        members.next_id += 1;
+        members.intervals.insert(id, interval_ms);
+        if !members.running {
+            members.running = true;
+            tokio::spawn(run(Arc::downgrade(plane), sampler.clone()));
+        }
+        drop(members);
+        sampler.members_changed.notify_one();
+        let mut ticks = sampler.ticks.subscribe();
+        ticks.mark_changed();
+        (Member { sampler, id }, ticks)
+    }
+
+    /// The shortest interval asked for; `None` (and the sampler marked stopped, its last
+    /// tick dropped) when no stream is open.
+    fn period_ms(&self) -> Option<u64> {
+        let mut members = self.members.lock().expect("sampler lock");
+        let period = members.intervals.values().min().copied();
+        if period.is_none() {
+            members.running = false;
+            self.ticks.send_replace(None);
+        }
+        period
+    }
+}
+
+/// The sampler's task: a tick per period while any stream is open. It holds the plane
+/// (and so the kernel) only while it builds a tick, and ends as soon as the last stream
+/// leaves, so a daemon shutting down is not kept waiting for it.
+async fn run(plane: Weak<ControlPlane>, sampler: Arc<Sampler>) {
+    let mut last: Option<Arc<Tick>> = None;
+    // Ticks keep to a schedule (the next one a period after the last one was due, not
+    // after it woke), so timer lateness does not add up into a slower rate.
+    let mut started = Instant::now();
+    while let Some(period_ms) = sampler.period_ms() {
+        let Some(plane) = plane.upgrade() else {
+            return;
+        };
+        let seq = last.as_ref().map_or(1, |t| t.snapshot.seq + 1);
+        let tick = Arc::new(build(&plane, last.as_deref(), seq, period_ms).await);
+        drop(plane);
+        sampler.ticks.send_replace(Some(tick.clone()));
+        last = Some(tick);
+        // Until the period is over; a stream joining may shorten it.
+        loop {
+            let Some(period_ms) = sampler.period_ms() else {
+                return;
+            };
+            let due = started + Duration::from_millis(period_ms);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {
+                    // A tick that overran its period starts the schedule again from now.
+                    let slack = Duration::from_millis(period_ms / 2);
+                    started = due.max(Instant::now().checked_sub(slack).unwrap_or(due));
+                    break;
+                }
+                _ = sampler.members_changed.notified() => {}
+            }
+        }
+    }
+}
+
+/// One tick: the kernel's status, cut to fit a frame, and what changed since `last`.
+async fn build(plane: &ControlPlane, last: Option<&Tick>, seq: u64, period_ms: u64) -> Tick {
+    let (tree, usage_at_ms) = plane.kernel.status_sampled().await;
+    let mut snapshot = StatusSnapshot {
+        seq,
+        taken_at_ms: plane.kernel.clock.now_ms(),
+        usage_at_ms,
+        tree,
+        agents_cut: 0,
+    };
+    fitted(&mut snapshot);
+    let (delta, events) = match last {
+        Some(last) => (
+            delta_frame(plane, &last.snapshot, &snapshot),
+            event_frames(plane, &last.snapshot, &snapshot),
+        ),
+        None => (None, Vec::new()),
+    };
+    Tick {
+        snapshot,
+        period_ms,
+        full: OnceLock::new(),
+        delta,
+        events,
+    }
+}
+
+/// The delta from `base` to `new` as a frame; `None` when it would not fit one.
+fn delta_frame(
+    plane: &ControlPlane,
+    base: &StatusSnapshot,
+    new: &StatusSnapshot,
+) -> Option<Vec<u8>> {
+    let delta = StatusDelta::between(base, new);
+    if Body::encoded_len_of(&delta) > SNAPSHOT_BODY_BYTES_MAX {
+        return None;
+    }
+    Some(plane.frame(Body::from_payload(&delta), TraceId(0)))
+}
+
+fn event_frames(plane: &ControlPlane, base: &StatusSnapshot, new: &StatusSnapshot) -> Vec<Vec<u8>> {
+    run_events(&agents_of(&base.tree), &agents_of(&new.tree))
+        .iter()
+        .map(|event| plane.frame(Body::from_payload(event), TraceId(0)))
+        .collect()
+}
+
+/// The agents in a status tree, by name.
+pub(crate) fn agents_of(tree: &ActorNode) -> HashMap<&str, &AgentStatus> {
+    let mut out = HashMap::new();
+    let mut stack = vec![tree];
+    while let Some(node) = stack.pop() {
+        if let Some(ActorInfo::Agent(agent)) = &node.info {
+            out.insert(agent.name.as_str(), agent);
+        }
+        stack.extend(node.children.iter());
+    }
+    out
+}
+
+/// What changed between two snapshots' agents, in name order.
+pub(crate) fn run_events(
+    before: &HashMap<&str, &AgentStatus>,
+    after: &HashMap<&str, &AgentStatus>,
+) -> Vec<RunEvent> {
+    let mut names: Vec<&str> = before
+        .keys()
+        .chain(after.keys())
+        .copied()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    names.sort_unstable();
+    let mut events = Vec::new();
+    for name in names {
+        let agent = || name.to_owned();
+        match (before.get(name), after.get(name)) {
+            (None, Some(_)) => events.push(RunEvent::AgentStarted { agent: agent() }),
+            (Some(_), None) => events.push(RunEvent::AgentStopped { agent: agent() }),
+            (Some(old), Some(new)) => {
+                if new.restarts > old.restarts {
+                    events.push(RunEvent::AgentRestarted {
+                        agent: agent(),
+                        restarts: new.restarts,
+                    });
+                }
+                match (&old.quarantine, &new.quarantine) {
+                    (None, Some(reason)) => events.push(RunEvent::AgentQuarantined {
+                        agent: agent(),
+                        reason: reason.clone(),
+                    }),
+                    (Some(_), None) => events.push(RunEvent::AgentReleased { agent: agent() }),
+                    _ => {}
+                }
+            }
+            (None, None) => unreachable!("a name from one of the two maps"),
+        }
+    }
+    events
+}
