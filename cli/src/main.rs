@@ -4,6 +4,7 @@
 mod agent;
 mod agent_ctl;
 mod confirm;
+mod drill;
 mod failure;
 mod input;
 mod kb;
@@ -72,6 +73,13 @@ enum Command {
     /// from the recording (no model, person or effect is asked again), and compare outputs
     /// node by node. Exit 0 only when every node is identical.
     Replay(trace::ReplayArgs),
+    /// Fault-injection drills: each boots a kernel of its own, runs the compose_email
+    /// opening and the agents it needs in real sandboxes, breaks one thing (a SIGKILLed
+    /// sandbox, a wasm or cgroup OOM, a spinning guest, hostile frames, a crash loop) and
+    /// reports detect and restore times, messages lost and effects done twice. `ls`,
+    /// `run <name> [--repeat N]`, `all`. Exit 0 only when every drill run passed.
+    #[command(subcommand)]
+    Drill(drill::DrillCommand),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +98,11 @@ fn main() -> ExitCode {
         Command::Resume(args) => run::resume(args),
         Command::Confirm(command) => confirm::run(command),
         Command::Trace(args) => trace::trace(args),
+        Command::Drill(command) => match drill::run(command) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(drill::EXIT_DRILL_FAILED),
+            Err(f) => Err(f),
+        },
         Command::Replay(args) => match trace::replay(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(failure::EXIT_FAILURE),

@@ -2,7 +2,7 @@
 # The one command that runs Runloop's tests. It installs what the tests need (idempotent:
 # the real model server for the broker, the Debian wasm toolchain for the agents), checks
 # that the committed agent bundles rebuild to their recorded digests, then runs every test
-# of both workspaces (the kernel's and the agents').
+# of both workspaces (the kernel's and the agents'), the embedded example and a 3-minute soak.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$RUNLOOP_ROOT"
@@ -32,3 +32,6 @@ cargo test --workspace --locked
 
 echo "== example: examples/embedded_echo.rs (boot a kernel, start echo, send one message)"
 cargo run --locked --quiet -p runloop-kernel --example embedded_echo
+
+echo "== soak: 3 minutes of compose_email runs with random faults (rlp drill soak; docs/drills.md)"
+cargo run --locked --quiet -p runloop-cli -- drill soak --minutes 3

@@ -373,7 +373,7 @@ impl Agents {
         let bundle = repo().join("agents/bundles").join(agent_of(i));
         let options = StartOptions {
             name: Some(NODES[i].to_owned()),
-            handlers: None,
+            ..StartOptions::default()
         };
         let t = Instant::now();
         self.kernel

@@ -143,7 +143,7 @@ async fn direct_nodes(kernel: &Kernel, n: usize) {
         let name = format!("n{i}");
         let options = StartOptions {
             name: Some(name.clone()),
-            handlers: None,
+            ..StartOptions::default()
         };
         kernel
             .start_bundle_in(run, &echo, options)

@@ -441,10 +441,11 @@ impl Actor for AgentActor {
                     park(&myself, state, reason).await;
                     return Ok(());
                 }
+                let cause = oom_cause(&shared.config, state.confined.cgroup.as_ref());
                 let text = if idle {
-                    format!("sandbox died while idle: {error}")
+                    format!("sandbox died while idle: {error}{cause}")
                 } else {
-                    format!("sandbox failed mid-invoke: {error}")
+                    format!("sandbox failed mid-invoke: {error}{cause}")
                 };
                 shared.metrics.error(text.clone());
                 shared.metrics.set_state(AgentState::Restarting);
@@ -478,6 +479,25 @@ impl Actor for AgentActor {
     }
 }
 
+/// `" (out of memory: …)"` when the instance's cgroup OOM-killed it (its group is fresh per
+/// instance, so any OOM kill it counts is this instance's), else `""`. A SIGKILL says only
+/// "killed"; the cgroup says why.
+fn oom_cause(config: &AgentConfig, group: Option<&AgentCgroup>) -> String {
+    let Some(stats) = group.and_then(|g| g.stats().ok()) else {
+        return String::new();
+    };
+    if stats.oom_kills == 0 {
+        return String::new();
+    }
+    let limit = config
+        .cgroup
+        .as_ref()
+        .and_then(|c| c.limits.memory_bytes_max)
+        .map(|b| format!(" of {} MiB", b >> 20))
+        .unwrap_or_default();
+    format!(" (out of memory: the cgroup's OOM killer, memory limit{limit})")
+}
+
 /// Hands what the previous instance left unanswered to the fresh driver, oldest first;
 /// invokes past their attempts are answered with an error and dead-lettered.
 fn redeliver(shared: &AgentShared, state: &AgentActorState) {
@@ -486,7 +506,7 @@ fn redeliver(shared: &AgentShared, state: &AgentActorState) {
     for (trace_id, msg_id, pending) in redelivery.exhausted {
         let last_error = shared
             .metrics
-            .snapshot()
+            .counters()
             .last_error
             .unwrap_or_else(|| "sandbox died".into());
         shared.dead_letter(

@@ -293,6 +293,13 @@ impl Broker {
         self.lock().cache.len()
     }
 
+    /// Model calls holding a budget reservation now, and today's spend with what they
+    /// reserved (a drill checks a failed call gave its reservation back).
+    pub fn reserved(&self) -> (usize, crate::budget::Spend) {
+        let inner = self.lock();
+        (inner.budgets.reservations_open(), inner.budgets.day_spend())
+    }
+
     /// Forgets a finished run's budgets.
     pub fn close_run(&self, run: &str) {
         self.lock().budgets.close_run(run);

@@ -290,6 +290,11 @@ impl Budgets {
         self.openings.get(opening).copied().unwrap_or_default()
     }
 
+    /// Reservations not yet reconciled or released (calls in flight).
+    pub fn reservations_open(&self) -> usize {
+        self.reservations.len()
+    }
+
     /// Spent (plus reserved) so far today.
     pub fn day_spend(&self) -> Spend {
         self.day_spend

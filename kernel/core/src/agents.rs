@@ -96,6 +96,13 @@ pub struct StartOptions {
     pub name: Option<String>,
     /// Wraps the kernel's host-call handler (recording, replay, faults); default: none.
     pub handlers: Option<Arc<dyn HandlerFactory>>,
+    /// This agent's sandbox limits instead of the kernel's (a drill's bomb).
+    pub limits: Option<SandboxLimits>,
+    /// This agent's cgroup memory limit instead of its wasm limit plus the sandbox's
+    /// overhead (a drill makes the cgroup the tighter of the two).
+    pub cgroup_memory_bytes_max: Option<u64>,
+    /// This agent's sandbox program instead of the kernel's (a drill's hostile sandbox).
+    pub sandbox_host: Option<PathBuf>,
 }
 
 /// Why an agent request failed; each variant has a stable code for the control plane.
@@ -190,7 +197,7 @@ impl Kernel {
     ) -> Result<AgentStatus, AgentOpError> {
         let options = StartOptions {
             name: name.map(str::to_owned),
-            handlers: None,
+            ..StartOptions::default()
         };
         self.start_bundle_in(RunId::STANDALONE, dir, options).await
     }
@@ -227,7 +234,11 @@ impl Kernel {
             .await
             .expect("the start semaphore is never closed");
         let options = self.agent_options.clone();
-        let program = match &options.sandbox_host {
+        let program = match start
+            .sandbox_host
+            .as_ref()
+            .or(options.sandbox_host.as_ref())
+        {
             Some(p) => p.clone(),
             None => runloop_sandbox::locate_sandbox_host().map_err(|tried| {
                 let tried: Vec<_> = tried.iter().map(|p| p.display().to_string()).collect();
@@ -235,10 +246,14 @@ impl Kernel {
             })?,
         };
         let module_path = compile(&bundle, &agent, options.cwasm_dir.clone()).await?;
+        let limits = start.limits.unwrap_or(options.limits);
+        let cgroup_memory = start
+            .cgroup_memory_bytes_max
+            .unwrap_or(limits.memory_bytes_max + SANDBOX_OVERHEAD_BYTES);
         let cgroup = options.cgroups.then(|| CgroupPlan {
             parent: self.cgroup_parent.clone(),
             limits: CgroupLimits {
-                memory_bytes_max: Some(options.limits.memory_bytes_max + SANDBOX_OVERHEAD_BYTES),
+                memory_bytes_max: Some(cgroup_memory),
                 cpu_percent_max: Some(100),
                 pids_max: Some(SANDBOX_PIDS_MAX),
             },
@@ -253,7 +268,7 @@ impl Kernel {
             program,
             module_path,
             policy: bundle.policy().clone(),
-            limits: options.limits,
+            limits,
             cgroup,
         };
         let mut shared = AgentShared::new(
@@ -534,6 +549,7 @@ impl Kernel {
         entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         let spend = self.spend_by_agent().await;
         let gates = self.gate_states().await;
+        let usage_at = self.usage_batch_ms();
         let mut out = Vec::with_capacity(entries.len());
         for (name, entry) in entries {
             let mut status = Self::agent_status_from(&name, &entry, &gates, usage_at);
@@ -548,7 +564,6 @@ impl Kernel {
     /// broker's spend per agent name is read once for all of them, and CPU and RSS as of
     /// `usage_at` ([`Kernel::usage_batch_ms`]).
     pub(crate) async fn agents_by_run(&self, usage_at: u64) -> AgentsByRun {
-        let usage_at = self.usage_batch_ms();
         let entries: Vec<_> = self
             .agents
             .lock()
@@ -594,6 +609,17 @@ impl Kernel {
             .map(|e| e.shared.metrics)
     }
 
+    /// The metrics handle of the first agent called `agent` in any run (a drill's probe:
+    /// it runs one workload at a time).
+    pub(crate) fn metrics_named(&self, agent: &str) -> Option<runloop_agent_actor::AgentMetrics> {
+        self.agents
+            .lock()
+            .expect("agents lock")
+            .iter()
+            .find(|((_, name), _)| name.as_str() == agent)
+            .map(|(_, entry)| entry.shared.metrics.clone())
+    }
+
     /// The metrics handle of an agent of `run`.
     pub fn run_agent_metrics(
         &self,
@@ -604,6 +630,7 @@ impl Kernel {
     }
 
     async fn agent_status(&self, name: &AgentName, entry: &AgentEntry) -> AgentStatus {
+        let usage_at = self.usage_batch_ms();
         let breaker = match self.breakers() {
             Some(b) => breaker_state(&b, name).await,
             None => "unknown".into(),
@@ -630,7 +657,6 @@ impl Kernel {
             None => None,
         };
         GateStates { breakers, parked }
-        let usage_at = self.usage_batch_ms();
     }
 
     /// An agent's status from the batched breaker and quarantine states.
@@ -658,6 +684,7 @@ impl Kernel {
         entry: &AgentEntry,
         breaker: String,
         quarantine: Option<String>,
+        usage_at: u64,
     ) -> AgentStatus {
         let snap = entry
             .shared
@@ -687,7 +714,6 @@ impl Kernel {
             last_error: snap.last_error,
             tokens: 0,
             usd_micros: 0,
-        usage_at: u64,
         }
     }
 }
@@ -699,6 +725,10 @@ struct GateStates {
         Option<std::collections::HashMap<AgentName, runloop_actors::breaker::BreakerSnapshot>>,
     parked: Option<std::collections::HashMap<AgentName, String>>,
 }
+
+/// Agents' statuses by run supervisor name (`run-<id>`), then agent name.
+pub(crate) type AgentsByRun =
+    std::collections::HashMap<String, std::collections::HashMap<String, AgentStatus>>;
 
 /// How long a status waits for the broker's accounting.
 const SPEND_CALL_TIMEOUT_MS: u64 = 500;
@@ -726,10 +756,6 @@ async fn breaker_state(breaker: &BreakerHandle, agent: &AgentName) -> String {
         None => "unknown".into(),
     }
 }
-/// Agents' statuses by run supervisor name (`run-<id>`), then agent name.
-pub(crate) type AgentsByRun =
-    std::collections::HashMap<String, std::collections::HashMap<String, AgentStatus>>;
-
 
 fn serde_json_name(state: AgentState) -> String {
     match state {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod deliver;
 pub mod effects;
+pub mod drill;
 pub mod kernel;
 pub mod metrics;
 pub mod runs;

@@ -200,8 +200,8 @@ async fn the_recording_decorator_sees_every_host_call_in_order_with_its_reply() 
         clock: clock.clone(),
     });
     let start = StartOptions {
-        name: None,
         handlers: Some(handlers),
+        ..StartOptions::default()
     };
     kernel
         .start_bundle_in(RunId::STANDALONE, &bundle("hostcalls"), start)

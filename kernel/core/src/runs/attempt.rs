@@ -47,6 +47,7 @@ pub(super) async fn run_attempt(
                 sink: tape.clone(),
                 clock: kernel.clock().clone(),
             })),
+            ..StartOptions::default()
         };
         if let Err(e) = kernel
             .start_bundle_in(spec.run_id, &spec.bundles[node], options)

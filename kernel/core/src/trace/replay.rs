@@ -442,6 +442,7 @@ async fn replay_node(
         handlers: Some(Arc::new(ReplayHandlers {
             state: state.clone(),
         })),
+        ..StartOptions::default()
     };
     if let Err(e) = kernel.start_bundle_in(run_id, &dir, options).await {
         report.reason = Some(format!("cannot start the agent: {e}"));
