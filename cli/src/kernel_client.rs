@@ -142,10 +142,18 @@ pub async fn embedded_kernel(config: &config::Config) -> Result<Arc<Kernel>, Fai
         .map_err(|e| Failure::invalid("Config", e.to_string()))?;
     let effects = runloop_kernel::services::effects_config(config)
         .map_err(|e| Failure::invalid("Config", e.to_string()))?;
+    // `observability.traces`: the embedded kernel's crossings and metrics are exported like
+    // the daemon's; `shutdown` flushes them.
+    let otel = runloop_kernel::otel::OtelConfig::from_config(config)
+        .map_err(|e| Failure::invalid("Config", e.to_string()))?
+        .map(runloop_kernel::otel::Otel::start)
+        .transpose()
+        .map_err(|e| Failure::io(e.to_string()))?;
     let options = KernelOptions {
         pog: Some(runloop_kernel::services::pog_service(config)),
         broker: Some(broker),
         effects: Some(effects),
+        otel,
         ..defaults
     };
     let kernel = Kernel::boot(options)

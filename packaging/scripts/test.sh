@@ -11,6 +11,8 @@ echo "== setup: the real model server for the broker's integration tests"
 bash packaging/scripts/model-server.sh install
 echo "== setup: the real SMTP server (aiosmtpd) for runloop-mail's integration tests"
 bash packaging/scripts/smtp-server.sh install
+echo "== setup: the real OTLP receiver (opentelemetry-proto + grpcio) for the kernel's OpenTelemetry tests"
+bash packaging/scripts/otlp-receiver.sh install
 echo "== setup: Mermaid's parser and the Trace Event Format checker for runloop-client's trace tests"
 bash packaging/scripts/trace-tools.sh install
 echo "== setup: tmux for agtop's terminal tests (tui/tests/e2e_tmux.rs, bad_stream.rs)"

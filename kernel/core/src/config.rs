@@ -96,6 +96,9 @@ pub const SCHEMA: Shape = Shape::Map(&[
                 ("enabled", Shape::Scalar),
                 ("otlp_endpoint", Shape::Scalar),
                 ("sampling", Shape::Scalar),
+                // Not in config v1's text: the OTLP transport (`grpc` | `http`) when the
+                // endpoint's port or path does not say (docs/observability.md).
+                ("protocol", Shape::Scalar),
             ]),
         )]),
     ),

@@ -88,6 +88,9 @@ pub struct KernelOptions {
     pub effects: Option<crate::effects::EffectsConfig>,
     /// Called after each effect's result is recorded, before the agent hears (tests).
     pub after_effect: Option<crate::effects::AfterEffect>,
+    /// OpenTelemetry export of crossings and metrics (`observability.traces`); flushed by
+    /// [`Kernel::shutdown`].
+    pub otel: Option<Arc<crate::otel::Otel>>,
 }
 
 /// Where the kernel's POG singleton keeps its files, and its read pool size.
@@ -120,6 +123,7 @@ impl Default for KernelOptions {
             ids: Ids::seeded(os_seed()),
             effects: None,
             after_effect: None,
+            otel: None,
         }
     }
 }
@@ -199,13 +203,13 @@ pub struct Kernel {
     pub(crate) slots: Slots,
     bus_store: BusStore,
     pub(crate) agents: std::sync::Mutex<HashMap<(RunId, AgentName), AgentEntry>>,
+    /// When the agents' current CPU and RSS readings were taken, by `clock` (ms; 0: never):
+    /// see [`Kernel::usage_batch_ms`].
+    pub(crate) usage_batch: std::sync::atomic::AtomicU64,
     /// Trace, run and message ids.
     pub(crate) ids: Ids,
     /// Completes senders waiting for agents' answers from the bus (`None`: the bus did
     /// not take the router's subscriptions at boot).
-    /// When the agents' current CPU and RSS readings were taken, by `clock` (ms; 0: never):
-    /// see [`Kernel::usage_batch_ms`].
-    pub(crate) usage_batch: std::sync::atomic::AtomicU64,
     pub(crate) router: Option<Router>,
     router_task: Option<tokio::task::JoinHandle<()>>,
     pub(crate) agent_options: AgentOptions,
@@ -216,6 +220,8 @@ pub struct Kernel {
     pub(crate) starts: tokio::sync::Semaphore,
     /// The effects journal and confirmation gate, when this kernel has them.
     effects: Option<crate::effects::Effects>,
+    /// OpenTelemetry export, when enabled.
+    otel: Option<Arc<crate::otel::Otel>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -436,15 +442,16 @@ impl Kernel {
             slots,
             bus_store: stores.bus.clone(),
             agents: std::sync::Mutex::new(HashMap::new()),
+            usage_batch: std::sync::atomic::AtomicU64::new(0),
             ids: options.ids.clone(),
             router: Some(router),
             router_task: Some(router_task),
             agent_options: options.agents.clone(),
             services,
             cgroup_parent: format!("runloop-k{}", std::process::id()),
-            usage_batch: std::sync::atomic::AtomicU64::new(0),
             starts: tokio::sync::Semaphore::new(AGENT_STARTS_MAX),
             effects,
+            otel: options.otel.clone(),
         })
     }
 
@@ -670,7 +677,12 @@ impl Kernel {
         supervisor_call(&run_supervisor, run, |r| SupervisorMsg::StopChild(id, r)).await
     }
 
-    /// Stops the whole tree and waits for it.
+    /// OpenTelemetry export, when `observability.traces` enabled it.
+    pub fn otel(&self) -> Option<&Arc<crate::otel::Otel>> {
+        self.otel.as_ref()
+    }
+
+    /// Stops the whole tree and waits for it, then flushes OpenTelemetry export.
     pub async fn shutdown(self) {
         if let Some(task) = &self.router_task {
             task.abort();
@@ -687,6 +699,9 @@ impl Kernel {
             runloop_sandbox::cgroup::CgroupSupport::V1 | runloop_sandbox::cgroup::CgroupSupport::V2
         ) {
             let _ = runloop_sandbox::cgroup::remove_parent(&self.cgroup_parent);
+        }
+        if let Some(otel) = &self.otel {
+            otel.shutdown_async().await;
         }
     }
 }

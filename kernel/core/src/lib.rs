@@ -5,6 +5,7 @@
 //! - [`kernel`]: the tree (root → system → runs), embedded or inside `runloopd`;
 //! - [`control`]: the control socket (RMP frames only, SO_PEERCRED, idempotent requests);
 //! - [`metrics`]: the kernel process's own CPU and RSS;
+//! - [`otel`]: OpenTelemetry export of crossings (one span each) and metrics over OTLP;
 //! - [`services`]: the POG and model broker singletons `runloopd` starts, from config.
 //! - [`trace`]: recording a run's crossings, the ladder's data, replay.
 //!
@@ -14,10 +15,11 @@ pub mod agents;
 pub mod config;
 pub mod control;
 pub mod deliver;
-pub mod effects;
 pub mod drill;
+pub mod effects;
 pub mod kernel;
 pub mod metrics;
+pub mod otel;
 pub mod runs;
 pub mod services;
 pub mod trace;

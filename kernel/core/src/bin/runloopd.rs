@@ -107,11 +107,13 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
         .map_err(|e| (2, e.to_string()))?;
     let effects =
         runloop_kernel::services::effects_config(&config).map_err(|e| (2, e.to_string()))?;
+    let otel = start_otel(&config)?;
     let options = KernelOptions {
         pog: Some(runloop_kernel::services::pog_service(&config)),
         broker: Some(broker),
         effects: Some(effects),
         quarantine_file: Some(runloop_kernel::services::quarantine_file(&config)),
+        otel: otel.clone(),
         ..defaults
     };
     let kernel = Kernel::boot(options)
@@ -150,12 +152,45 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
     let _ = stop_tx.send(true);
     let _ = server.await;
     drop(socket);
+    if let Some(otel) = &otel {
+        // The metric sampler holds the kernel while it samples: stop it before unwrapping.
+        otel.stop_sampling();
+    }
     match Arc::try_unwrap(kernel) {
         Ok(kernel) => kernel.shutdown().await,
         Err(kernel) => kernel.root().stop(Some("runloopd shutdown".into())),
     }
+    if let Some(otel) = &otel {
+        // Flushes what is queued (a no-op when the kernel's shutdown already did).
+        otel.shutdown_async().await;
+    }
     eprintln!("runloopd: stopped");
     Ok(())
+}
+
+/// OpenTelemetry export from `observability.traces` (none when disabled), with a
+/// `tracing` layer sending the kernel's own spans through it. A bad section is bad input
+/// (exit 2); an exporter that cannot be built is exit 1.
+fn start_otel(
+    config: &config::Config,
+) -> Result<Option<Arc<runloop_kernel::otel::Otel>>, (u8, String)> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let Some(otel_config) =
+        runloop_kernel::otel::OtelConfig::from_config(config).map_err(|e| (2, e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let otel = runloop_kernel::otel::Otel::start(otel_config).map_err(|e| (1, e.to_string()))?;
+    let subscriber = tracing_subscriber::registry().with(otel.tracing_layer());
+    if let Err(e) = tracing::subscriber::set_global_default(subscriber) {
+        eprintln!("runloopd: OpenTelemetry: kernel spans not exported: {e}");
+    }
+    eprintln!(
+        "runloopd: exporting traces and metrics to {} ({:?})",
+        otel.config().endpoint,
+        otel.config().protocol
+    );
+    Ok(Some(otel))
 }
 
 /// The bound socket file, removed when dropped: at shutdown, and on every early return

@@ -134,7 +134,12 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     pub fn new(kernel: Arc<Kernel>, config: EngineConfig) -> Arc<Engine> {
         let recorder = Recorder::new(kernel.pog());
-        let crossings = Arc::new(crate::trace::CrossingLog::new(kernel.pog()));
+        let crossings = Arc::new(
+            crate::trace::CrossingLog::new(kernel.pog()).with_export(kernel.otel().cloned()),
+        );
+        if let Some(otel) = kernel.otel() {
+            otel.watch(&kernel);
+        }
         let (progress, _) = broadcast::channel(PROGRESS_EVENTS_MAX);
         Arc::new_cyclic(|me| Engine {
             kernel,
@@ -325,6 +330,15 @@ impl Engine {
         // ones recorded.
         let (next_seq, next_invokes) = next_numbers(resumed_from);
         self.crossings.open(&trace_id, next_seq);
+        self.crossings
+            .describe(&trace_id, || crate::otel::RunFacts {
+                run_id: run_id.to_string(),
+                agents: opening
+                    .nodes
+                    .iter()
+                    .map(|n| (n.id.to_string(), n.agent.name.to_string()))
+                    .collect(),
+            });
         let tapes = opening
             .nodes
             .iter()

@@ -107,6 +107,8 @@ pub struct CrossingLog {
     /// Crossings handed to the POG.
     written: AtomicU64,
     enabled: AtomicBool,
+    /// Where each crossing also goes as an OpenTelemetry span (`observability.traces`).
+    export: Option<std::sync::Arc<crate::otel::Otel>>,
 }
 
 impl CrossingLog {
@@ -118,6 +120,21 @@ impl CrossingLog {
             failed: AtomicU64::new(0),
             written: AtomicU64::new(0),
             enabled: AtomicBool::new(true),
+            export: None,
+        }
+    }
+
+    /// Also exports every crossing recorded from now on as an OpenTelemetry span.
+    pub fn with_export(mut self, export: Option<std::sync::Arc<crate::otel::Otel>>) -> Self {
+        self.export = export;
+        self
+    }
+
+    /// Names a run's id and its nodes' agents for its exported spans (nothing without
+    /// export).
+    pub fn describe(&self, trace_id: &str, facts: impl FnOnce() -> crate::otel::RunFacts) {
+        if let Some(export) = &self.export {
+            export.open_run(trace_id, facts());
         }
     }
 
@@ -144,6 +161,9 @@ impl CrossingLog {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(trace_id);
+        if let Some(export) = &self.export {
+            export.close_run(trace_id);
+        }
     }
 
     /// The next seq of a run (a crossing whose record is written later reserves its place
@@ -176,6 +196,9 @@ impl CrossingLog {
             return None;
         }
         let pog = self.pog.as_ref()?;
+        if let Some(export) = &self.export {
+            export.crossing(trace_id, &payload);
+        }
         let event = match new_event(EventKind::CrossingRecorded, trace_id, payload) {
             Ok(e) => e,
             Err(e) => {
