@@ -613,6 +613,9 @@ impl RunState {
         );
         engine.crossings().flush(&spec.trace_id, last).await;
         engine.crossings().close(&spec.trace_id);
+        // Budgets go before the report is out: whoever reads the report finds the run's
+        // budgets forgotten (post_stop closes them again, harmlessly).
+        close_budgets(engine, &spec.trace_id);
         engine.finished(report);
         myself.stop(None);
     }
