@@ -30,7 +30,7 @@ const SPIN_LIMIT_MS: u64 = 200;
 /// RSS samples in the first this many milliseconds are warm-up (caches filling), not trend.
 const WARMUP_MS: u64 = 60_000;
 /// The RSS trend a soak may show and still count as flat, KiB per minute.
-pub const RSS_TREND_KB_PER_MIN_MAX: f64 = 2_048.0;
+pub const RSS_TREND_KB_PER_MIN_MAX: f64 = 4_096.0;
 /// File descriptors the process may hold beyond its count before the soak (the runtime's
 /// own, opened lazily).
 const FD_SLACK: u64 = 8;
