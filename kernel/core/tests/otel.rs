@@ -59,19 +59,7 @@ impl Receiver {
             .arg(dir.path())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "otlp-receiver.sh start failed (run `packaging/scripts/otlp-receiver.sh install`): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let field = |key: &str| -> String {
-            stdout
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in {stdout:?}"))
-                .to_owned()
-        };
+        let field = common::started_fields(out, "otlp-receiver.sh");
         Self {
             pid: field("pid=").parse().unwrap(),
             grpc_port: field("grpc_port=").parse().unwrap(),

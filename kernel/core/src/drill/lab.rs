@@ -364,9 +364,9 @@ pub fn input(json: serde_json::Value) -> Result<AgentInput, String> {
     })
 }
 
-/// Imports `examples/pog/sample.ndjson` into a fresh POG in `dir`, as `rlp kb import`
-/// would.
-pub(crate) fn seed_sample_pog(dir: &Path) -> Result<(), String> {
+/// Imports `examples/pog/sample.ndjson` (compiled in) into a fresh POG in `dir`, as `rlp
+/// kb import` would. Public for the kernel's tests, which seed the same data.
+pub fn seed_sample_pog(dir: &Path) -> Result<(), String> {
     use runloop_pog::import::{ImportContext, Parsed, parse_ndjson};
     let cfg = runloop_pog::PogConfig::in_dir(dir);
     let clock = Arc::new(runloop_pog::SystemClock);

@@ -14,10 +14,13 @@
 
 pub(crate) mod lab;
 
+pub use lab::seed_sample_pog;
+
 pub mod soak;
 
 mod daemon;
 mod faults;
+mod kill_sandbox;
 mod pog_restore;
 mod slow_model;
 
@@ -168,7 +171,7 @@ pub struct DrillEnv {
 /// not boot) is a failed report that says so, not a panic.
 pub async fn run(drill: Drill, env: &DrillEnv) -> DrillReport {
     let outcome = match drill {
-        Drill::KillSandbox => faults::kill_sandbox(env).await,
+        Drill::KillSandbox => kill_sandbox::kill_sandbox(env).await,
         Drill::OomWasm => faults::oom_wasm(env).await,
         Drill::OomCgroup => faults::oom_cgroup(env).await,
         Drill::CpuSpin => faults::cpu_spin(env).await,

@@ -100,16 +100,9 @@ impl Rng {
     }
 }
 
-/// This process's resident memory (`VmRSS` of `/proc/self/status`), KiB.
+/// This process's resident memory, KiB (the reader agent metrics use).
 fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    runloop_agent_actor::metrics::proc_usage(None).map_or(0, |(rss, _)| rss)
 }
 
 fn fd_count() -> u64 {

@@ -57,25 +57,25 @@ pub fn outputs_json(outputs: &[AgentOutput]) -> Vec<serde_json::Value> {
 /// Imports the sample contacts and notes (`examples/pog/sample.ndjson`) into a fresh POG
 /// in `dir`, as `rlp kb import` would.
 pub fn seed_sample_pog(dir: &Path) {
-    use runloop_pog::import::{ImportContext, Parsed, parse_ndjson};
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cfg = runloop_pog::PogConfig::in_dir(dir);
-    let clock = std::sync::Arc::new(runloop_pog::SystemClock);
-    let mut store = runloop_pog::Store::open(&cfg, clock).unwrap();
-    let provenance = runloop_pog::Provenance::from_json(&serde_json::json!({
-        "trace_id": "0".repeat(32), "opening_id": "test.import", "agent": "test",
-        "inputs_hash": "0".repeat(64),
-    }))
-    .unwrap();
-    let ctx = ImportContext {
-        provenance,
-        actor: runloop_pog::ActorName::new("user").unwrap(),
-        scope: runloop_pog::Scope::new("personal").unwrap(),
-        csv_kind: runloop_pog::EventKind::NoteAdded,
-    };
-    let file = std::fs::File::open(repo.join("examples/pog/sample.ndjson")).unwrap();
-    let Parsed { events, .. } = parse_ndjson(file, &ctx).unwrap();
-    store.write_batch(events).unwrap();
+    runloop_kernel::drill::seed_sample_pog(dir).unwrap();
+}
+
+/// The `key=value` words a project server script printed when it started (`pid=`,
+/// `port=`, …), after checking it did; a failed start names the script's install step.
+pub fn started_fields(out: std::process::Output, script: &str) -> impl Fn(&str) -> String {
+    assert!(
+        out.status.success(),
+        "{script} start failed (run `packaging/scripts/{script} install`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    move |key: &str| -> String {
+        stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {stdout:?}"))
+            .to_owned()
+    }
 }
 
 /// A real SMTP server (aiosmtpd on loopback, `packaging/scripts/smtp-server.sh`), stopped
@@ -100,20 +100,7 @@ impl SmtpServer {
             .arg(&received)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{} start failed (run `packaging/scripts/smtp-server.sh install`): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let field = |key: &str| -> String {
-            stdout
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in {stdout:?}"))
-                .to_owned()
-        };
+        let field = started_fields(out, "smtp-server.sh");
         Self {
             pid: field("pid=").parse().unwrap(),
             port: field("port=").parse().unwrap(),
