@@ -48,6 +48,31 @@ pub enum AgentCommand {
     Stop(crate::agent_ctl::NameArgs),
     /// Release a quarantined agent so it may be started again.
     Release(crate::agent_ctl::NameArgs),
+    /// Make an Ed25519 signing key pair: FILE (secret, mode 0600) and FILE.pub.
+    Keygen(crate::agent_trust::KeygenArgs),
+    /// Sign a bundle directory: writes its signature.toml over manifest.toml, policy.caps,
+    /// tools.json (if any) and the module's digest.
+    Sign(crate::agent_trust::SignArgs),
+    /// Check a bundle as the kernel will: signature against the trust roots (`rlp trust
+    /// ls`), digest, policy and ABI; prints who signed it and what it may do. Exit 2 when
+    /// it would be refused, with the reason.
+    Verify(crate::agent_trust::VerifyArgs),
+    /// Install a bundle (directory or .tar.gz) where openings find it
+    /// (~/.runloop/agents, system mode /var/lib/runloop/agents): verifies digest,
+    /// signature against the trust roots and ABI, shows its capabilities and asks (on a
+    /// terminal; elsewhere --yes is needed). An upgrade keeps the version it replaces.
+    /// Exit 2 when refused, with the reason.
+    Install(crate::agent_install::InstallArgs),
+    /// Put back the version an install replaced (run again to undo).
+    Rollback(crate::agent_install::RollbackArgs),
+    /// Write a standalone agent crate to build outside this checkout: Cargo.toml with the
+    /// SDK as a path dependency (its own [workspace]), src/lib.rs (the SDK page's example,
+    /// with a native test), policy.caps and a one-node opening.yaml to try it.
+    Scaffold(crate::agent_build::ScaffoldArgs),
+    /// Build an agent crate to wasm32-wasip1 with the toolchain this machine has (rustup's
+    /// target, else Debian's rustc-web route), pack the bundle (digest, policy, ABI checked)
+    /// and, with --key, sign it. Exit 1 when the build fails, 2 for a bad crate.
+    Build(crate::agent_build::BuildArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +93,8 @@ pub struct InvokeArgs {
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     memory_mb: u64,
+    #[command(flatten)]
+    kernel: crate::kernel_client::KernelArgs,
     /// Most milliseconds of wall time for the invoke.
     #[arg(long, value_name = "N", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(1..=600_000))]
@@ -88,16 +115,31 @@ pub fn run(command: AgentCommand) -> Result<(), Failure> {
         AgentCommand::Send(args) => crate::agent_ctl::send(args),
         AgentCommand::Stop(args) => crate::agent_ctl::stop(args),
         AgentCommand::Release(args) => crate::agent_ctl::release(args),
+        AgentCommand::Keygen(args) => {
+            let json = args.json_flag();
+            crate::agent_trust::keygen(args).map_err(|f| f.json(json))
+        }
+        AgentCommand::Sign(args) => crate::agent_trust::sign(args),
+        AgentCommand::Verify(args) => crate::agent_trust::verify(args),
+        AgentCommand::Install(args) => crate::agent_install::install(args),
+        AgentCommand::Rollback(args) => crate::agent_install::rollback(args),
+        AgentCommand::Scaffold(args) => crate::agent_build::scaffold(args),
+        AgentCommand::Build(args) => crate::agent_build::build(args),
     }
 }
 
 /// The module a target names: a verified bundle's wasm, or a .wasm/.wat file's bytes.
 /// Returns the agent name and the bytes.
-fn load_module(target: &Path) -> Result<(String, Vec<u8>), Failure> {
+fn load_module(
+    target: &Path,
+    kernel: &crate::kernel_client::KernelArgs,
+) -> Result<(String, Vec<u8>), Failure> {
     if target.is_dir() {
-        // A missing or unreadable bundle file is a bad target, like a bad digest.
-        let bundle = runloop_bundle::Bundle::load(target)
-            .map_err(|e| Failure::invalid("BadBundle", e.to_string()))?;
+        // A missing or unreadable bundle file is a bad target, like a bad digest; the
+        // signature is checked against config's trust roots like every other load.
+        let trust = crate::kernel_client::load_config(kernel)?.trust;
+        let bundle = runloop_bundle::Bundle::load(target, &trust)
+            .map_err(|e| crate::agent_trust::bundle_failure(&e))?;
         let name = bundle.manifest().name().as_str().to_owned();
         return Ok((name, bundle.wasm().to_vec()));
     }
@@ -142,7 +184,7 @@ fn invoke(args: InvokeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::invalid("InvalidInput", format!("--input is not JSON: {e}")))?;
     let payload = json_to_msgpack(&json_in, "input")
         .map_err(|e| Failure::invalid("InvalidInput", e.to_string()))?;
-    let (name, module) = load_module(&args.target)?;
+    let (name, module) = load_module(&args.target, &args.kernel)?;
     let compiler = Compiler::new(Compiler::default_dir())
         .map_err(|e| Failure::io(format!("cwasm cache: {e}")))?;
     let compiled = compiler.compile_bytes(&module).map_err(|e| match e {

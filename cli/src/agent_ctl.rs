@@ -29,7 +29,7 @@ const INVALID_CODES: &[&str] = &[
 pub struct LsArgs {
     /// Print JSON: {"source", "socket", "tried", "agents": [...]}; with --installed
     /// {"searched": [...], "installed": [{name, version, ports_in, ports_out, blake3, dir,
-    /// error?}]}.
+    /// signed_by, trust_root, error?}]}.
     #[arg(long)]
     json: bool,
     /// List the agent bundles an opening can `use` (the search path of an opening in
@@ -159,7 +159,10 @@ fn installed(args: &LsArgs) -> Result<(), Failure> {
     let dir = std::fs::canonicalize(&dir).map_err(|e| {
         Failure::invalid("Unreadable", format!("--dir {}: {e}", dir.display())).json(args.json)
     })?;
-    let catalog = BundleCatalog::new(search_path(&dir, &config.agent_search_dirs()));
+    let catalog = BundleCatalog::new(
+        search_path(&dir, &config.agent_search_dirs()),
+        config.trust.clone(),
+    );
     let mut rows = Vec::new();
     let mut text = format!(
         "{:<20} {:<9} {:<16} {:<16} {:<12} DIR",
@@ -187,6 +190,11 @@ fn installed(args: &LsArgs) -> Result<(), Failure> {
                 row["ports_in"] = json!(ports(m.ports_in()));
                 row["ports_out"] = json!(ports(m.ports_out()));
                 row["blake3"] = json!(digest);
+                // Who vouches for it (docs/trust.md): a trust root, or nobody when only
+                // security.allow_unsigned_agents let it load.
+                let (key_id, root) = crate::agent_trust::signer(&b);
+                row["signed_by"] = json!(key_id);
+                row["trust_root"] = json!(root);
             }
             Err(e) => {
                 text.push_str(&format!("\n{name:<20} UNUSABLE  {} ({e})", path.display()));

@@ -2,7 +2,10 @@
 //! command group, and maps failures to exit codes (1: the world failed, 2: bad input).
 
 mod agent;
+mod agent_build;
 mod agent_ctl;
+mod agent_install;
+mod agent_trust;
 mod confirm;
 mod drill;
 mod failure;
@@ -11,17 +14,31 @@ mod kb;
 mod kernel_client;
 mod model;
 mod rmp;
+mod route;
+mod router;
 mod run;
+mod shell;
 mod status;
 mod trace;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Runloop: run, watch, trace and replay sandboxed AI agents.
 #[derive(Debug, Parser)]
-#[command(name = "rlp", version, about, propagate_version = true)]
+#[command(
+    name = "rlp",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Anything else after rlp is a prompt for the router: `rlp \"ls -l | wc -l\"` runs \
+                  in /bin/sh when router.fastpath_shell is on, `rlp \"email Maria about the \
+                  launch\"` runs router.default_opening with the prompt as its params. `rlp why \
+                  \"<prompt>\"` explains; `rlp -- <prompt>` routes even a subcommand's name \
+                  (docs/router.md)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +60,8 @@ enum Command {
     #[command(subcommand)]
     Broker(model::BrokerCmd),
     /// Run agents: `invoke` one message through a fresh sandbox; `ls|start|send|stop|release`
-    /// agents in the kernel (runloopd, else embedded).
+    /// agents in the kernel (runloopd, else embedded); `keygen|sign|verify|install|rollback`
+    /// signed bundles (docs/trust.md).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
     /// Check an opening (YAML DAG of agents): every error with file:line:col; exit 2 on any.
@@ -80,10 +98,35 @@ enum Command {
     /// `run <name> [--repeat N]`, `all`. Exit 0 only when every drill run passed.
     #[command(subcommand)]
     Drill(drill::DrillCommand),
+    /// The keys trusted to sign agent bundles (security.trust_roots, plus the built-in
+    /// project key): `ls`, `add <KEY> [--name N] [--scope GLOB]...`, `remove <KEY_ID>`.
+    /// Exit 2 for a bad key, scope or id.
+    #[command(subcommand)]
+    Trust(agent_trust::TrustCommand),
+    /// Decide whether a prompt goes to the shell or to an agent (router.default_opening):
+    /// prints `shell` or `agent`, exit 10 for the shell, 11 for an agent (`--json` for
+    /// the rule and every step; `--run` runs it like `rlp "<prompt>"`).
+    Route(route::RouteArgs),
+    /// Explain the router's decision on a prompt: every rule tried in order, what each
+    /// saw, and which one decided.
+    Why(route::WhyArgs),
+    /// `rlp "<prompt>"`: any first word that is not a subcommand routes the whole line
+    /// (shell commands run when router.fastpath_shell is on; requests run the default
+    /// opening). See `rlp why`.
+    #[command(external_subcommand)]
+    Prompt(Vec<OsString>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `rlp completions bash > ~/.local/share/bash-completion/completions/rlp`.
+    Completions(shell::CompletionsArgs),
+    /// Write rlp's man pages (one per command) into a directory; for packagers.
+    #[command(hide = true)]
+    Man(shell::ManArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A bundle loaded only because security.allow_unsigned_agents is true says so.
+    runloop_kernel::warnings::install("rlp");
     let result = match cli.command {
         Command::Rmp(command) => rmp::run(command),
         Command::Kb(args) => return ExitCode::from(kb::main(*args)),
@@ -98,11 +141,17 @@ fn main() -> ExitCode {
         Command::Resume(args) => run::resume(args),
         Command::Confirm(command) => confirm::run(command),
         Command::Trace(args) => trace::trace(args),
+        Command::Trust(command) => agent_trust::run(command),
         Command::Drill(command) => match drill::run(command) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(drill::EXIT_DRILL_FAILED),
             Err(f) => Err(f),
         },
+        Command::Completions(args) => shell::completions(args, Cli::command()),
+        Command::Man(args) => shell::man(args, Cli::command()),
+        Command::Route(args) => return exit_with(route::route(args)),
+        Command::Why(args) => return exit_with(route::why(args)),
+        Command::Prompt(words) => return exit_with(route::prompt(words)),
         Command::Replay(args) => match trace::replay(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(failure::EXIT_FAILURE),
@@ -111,6 +160,14 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+/// A command whose success has its own exit status (the router's 10/11, the shell's).
+fn exit_with(result: Result<u8, failure::Failure>) -> ExitCode {
+    match result {
+        Ok(status) => ExitCode::from(status),
         Err(failure) => failure.report(),
     }
 }

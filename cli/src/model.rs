@@ -564,3 +564,33 @@ fn stats(json: bool, opts: &BrokerOpts) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// One completion for another command (the router turns a prompt into params with it):
+/// the broker of the config at `config` (or the default one), its accounting added to the
+/// ledger like `rlp model complete`'s. Returns the answer's text.
+pub(crate) fn complete_once(
+    config: Option<PathBuf>,
+    system: String,
+    prompt: String,
+    max_tokens: u32,
+) -> Result<String, Failure> {
+    let opts = BrokerOpts {
+        config,
+        state_dir: None,
+    };
+    let broker = build(&opts, None)?;
+    let req = CompleteRequest {
+        messages: vec![
+            ChatMessage::new(Role::System, system),
+            ChatMessage::new(Role::User, prompt),
+        ],
+        max_tokens: Some(max_tokens),
+        temperature: Some(0.0),
+        ..CompleteRequest::default()
+    };
+    let result = runtime()?.block_on(broker.complete(req, &ctx(None), None));
+    let saved = save_stats(&broker, &opts);
+    let answer = result.map_err(broker_failure)?;
+    saved?;
+    Ok(answer.response.content)
+}

@@ -163,7 +163,10 @@ fn read_opening(file: &Path) -> Result<(String, PathBuf), Failure> {
 /// The bundles an opening in `dir` can use: its search path with config's
 /// `agents.search_dirs`.
 fn catalog(dir: &Path, config: &runloop_kernel::config::Config) -> BundleCatalog {
-    BundleCatalog::new(search_path(dir, &config.agent_search_dirs()))
+    BundleCatalog::new(
+        search_path(dir, &config.agent_search_dirs()),
+        config.trust.clone(),
+    )
 }
 
 fn check(
@@ -179,6 +182,16 @@ fn check(
             .collect();
         Failure::invalid("InvalidOpening", format!("\n{}", lines.join("\n")))
     })
+}
+
+/// Reads and validates an opening file as `rlp run` does (the router checks the default
+/// opening's params before running it).
+pub(crate) fn load_opening(
+    file: &Path,
+    config: &runloop_kernel::config::Config,
+) -> Result<runloop_openings::Opening, Failure> {
+    let (source, dir) = read_opening(file)?;
+    check(file, &source, &catalog(&dir, config))
 }
 
 /// `rlp validate`.

@@ -41,6 +41,7 @@ fn fixture() -> &'static Fixture {
             let policy = PeerPolicy {
                 uid: UID,
                 group: None,
+                root: false,
             };
             Arc::new(ControlPlane::new(kernel, policy))
         });

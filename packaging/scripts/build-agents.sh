@@ -3,7 +3,16 @@
 #
 #   packaging/scripts/build-agents.sh           build, write agents/bundles/<name>/ + DIGESTS
 #   packaging/scripts/build-agents.sh --check   rebuild, fail if any digest differs from the
-#                                               committed one (CI runs this)
+#                                               committed one, or a committed bundle's
+#                                               signature does not verify against the
+#                                               project key (CI runs this)
+#
+# Signing: each bundle is signed (signature.toml) with the project's secret key when it is
+# present: $RUNLOOP_PROJECT_KEY, else ~/.config/runloop/project-signing.key. The key is
+# never in the repository; its public half is packaging/keys/runloop-project.pub (the
+# default trust root, docs/trust.md). Without it, a repacked bundle whose bytes did not
+# change keeps its committed signature, and one whose bytes changed is left unsigned
+# (and --check then fails until someone with the key signs it).
 #
 # Toolchain, first found wins (RUNLOOP_WASM_TOOLCHAIN=rustup|debian forces one):
 #   rustup  rustup's wasm32-wasip1 target (a developer laptop);
@@ -126,6 +135,8 @@ case "$HOST_TARGET_DIR" in /*) ;; *) HOST_TARGET_DIR="$REPO/$HOST_TARGET_DIR" ;;
 PACKER="$HOST_TARGET_DIR/debug/runloop-bundle"
 
 wasm_of() { echo "$WASM_TARGET_DIR/$TARGET/release/runloop_agent_$1.wasm"; }
+PROJECT_PUB="$REPO/packaging/keys/runloop-project.pub"
+PROJECT_KEY="${RUNLOOP_PROJECT_KEY:-${XDG_CONFIG_HOME:-$HOME/.config}/runloop/project-signing.key}"
 
 if [ "$CHECK" = 0 ]; then
     digests="$(mktemp)"
@@ -136,6 +147,12 @@ if [ "$CHECK" = 0 ]; then
     for name in "${AGENT_NAMES[@]}"; do
         "$PACKER" pack --crate-dir "$AGENTS/$name" --wasm "$(wasm_of "$name")" \
             --out "$BUNDLES/$name" >/dev/null || die "packing $name failed"
+        if [ -f "$PROJECT_KEY" ]; then
+            "$PACKER" sign "$BUNDLES/$name" --key "$PROJECT_KEY" >/dev/null \
+                || die "signing $name failed"
+        elif [ ! -f "$BUNDLES/$name/signature.toml" ]; then
+            echo "build-agents: $name: unsigned (no project key at $PROJECT_KEY)" >&2
+        fi
         echo "$("$PACKER" digest "$BUNDLES/$name/agent.wasm")  $name" >>"$digests"
     done
     mv "$digests" "$BUNDLES/DIGESTS"
@@ -153,8 +170,8 @@ for name in "${AGENT_NAMES[@]}"; do
     elif [ "$committed" != "$rebuilt" ]; then
         echo "build-agents: $name: digest differs: committed $committed, rebuilt $rebuilt" >&2
         status=1
-    elif ! "$PACKER" verify "$BUNDLES/$name" >/dev/null; then
-        echo "build-agents: $name: the committed bundle does not verify" >&2
+    elif ! "$PACKER" verify "$BUNDLES/$name" --key "$PROJECT_PUB" >/dev/null; then
+        echo "build-agents: $name: the committed bundle does not verify (signature by the project key, digest, policy, ABI)" >&2
         status=1
     else
         echo "build-agents: $name: ok $rebuilt"

@@ -2,7 +2,8 @@
 # The one command that runs Runloop's tests. It installs what the tests need (idempotent:
 # the real model server for the broker, the Debian wasm toolchain for the agents), checks
 # that the committed agent bundles rebuild to their recorded digests, then runs every test
-# of both workspaces (the kernel's and the agents'), the embedded example and a 3-minute soak.
+# of both workspaces (the kernel's and the agents'), the embedded example, the Debian
+# package's build and install test, and a 3-minute soak.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$RUNLOOP_ROOT"
@@ -20,6 +21,15 @@ if ! command -v tmux >/dev/null 2>&1; then
     SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
     $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends tmux
 fi
+echo "== setup: dpkg-dev, zstd and debootstrap for the Debian package's build and install test"
+missing=()
+command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+    SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
 echo "== setup: the wasm toolchain for building agents"
 bash packaging/scripts/setup-wasm-toolchain.sh
 
@@ -34,6 +44,12 @@ cargo test --workspace --locked
 
 echo "== example: examples/embedded_echo.rs (boot a kernel, start echo, send one message)"
 cargo run --locked --quiet -p runloop-kernel --example embedded_echo
+
+echo "== package: the .deb from the debug binaries built above (build-deb.sh --profile dev: no second,"
+echo "   optimized build in CI), its contents and service score, then installed, run and purged in a"
+echo "   clean Debian root (test-deb.sh; docs/packaging.md)"
+deb="$(bash packaging/scripts/build-deb.sh --profile dev | tail -n 1)"
+bash packaging/scripts/test-deb.sh "$deb"
 
 echo "== soak: 3 minutes of compose_email runs with random faults (rlp drill soak; docs/drills.md)"
 cargo run --locked --quiet -p runloop-cli -- drill soak --minutes 3

@@ -15,7 +15,7 @@ use runloop_compile::Compiler;
 use runloop_proto::SystemClock;
 use runloop_proto::payloads::{AgentInput, SandboxLimits};
 use runloop_sandbox::{
-    AgentCgroup, CgroupLimits, LocalHandler, OsRandom, Sandbox, SpawnConfig, cgroup,
+    AgentCgroup, CgroupLimits, Jail, LocalHandler, OsRandom, Sandbox, SpawnConfig, cgroup,
 };
 
 const COLD_RUNS: usize = 200;
@@ -88,6 +88,68 @@ fn sleep_rss_kb() -> f64 {
     rss
 }
 
+/// One configuration's cold-start samples.
+#[derive(Default)]
+struct ColdSamples {
+    ready_us: Vec<f64>,
+    first_reply_us: Vec<f64>,
+    inside_us: Vec<f64>,
+    idle_rss: Vec<f64>,
+    peak_rss: Vec<f64>,
+}
+
+impl ColdSamples {
+    /// Spawn → ready → one invoke → shutdown, timed.
+    fn sample(
+        &mut self,
+        config: &SpawnConfig,
+        group: Option<&AgentCgroup>,
+        jail: Jail,
+        handler: &mut LocalHandler<SystemClock, OsRandom>,
+    ) {
+        let started = Instant::now();
+        let mut sandbox = Sandbox::spawn_jailed(config, group, jail).unwrap();
+        let ready = started.elapsed();
+        let report = sandbox.invoke(input(), handler).unwrap();
+        let first = started.elapsed();
+        assert!(report.outcome.error.is_none());
+        let facts = sandbox.facts();
+        self.ready_us.push(ready.as_secs_f64() * 1e6);
+        self.first_reply_us.push(first.as_secs_f64() * 1e6);
+        self.idle_rss.push(facts.rss_kb as f64);
+        self.inside_us.push(facts.startup_us as f64);
+        self.peak_rss.push(sandbox.shutdown().peak_rss_kb as f64);
+    }
+
+    fn print(&mut self, what: &str) {
+        println!(
+            "{what:9} spawn → ready         : {:8.0} µs / {:8.0} µs",
+            percentile(&mut self.ready_us, 0.5),
+            percentile(&mut self.ready_us, 0.9)
+        );
+        println!(
+            "{what:9} spawn → first reply   : {:8.0} µs / {:8.0} µs",
+            percentile(&mut self.first_reply_us, 0.5),
+            percentile(&mut self.first_reply_us, 0.9)
+        );
+        println!(
+            "{what:9}   of which inside (main → ready): {:8.0} µs",
+            percentile(&mut self.inside_us, 0.5)
+        );
+    }
+
+    fn print_memory(&mut self, what: &str) {
+        println!(
+            "{what:9} idle RSS after 1 call : {:8.0} KiB",
+            percentile(&mut self.idle_rss, 0.5)
+        );
+        println!(
+            "{what:9} peak RSS              : {:8.0} KiB",
+            percentile(&mut self.peak_rss, 0.5)
+        );
+    }
+}
+
 fn input() -> AgentInput {
     AgentInput {
         port: "in".into(),
@@ -141,28 +203,27 @@ fn main() {
         group.as_ref().map(|g| g.path()).unwrap_or("none")
     );
 
-    // Interleave baseline and sandbox runs so both see the same machine state.
+    // Interleave the baselines and the sandbox runs so all see the same machine state:
+    // `/bin/true`, the full jail (what the kernel runs), and the same sandbox with the
+    // jail's steps off (`Jail::Off`: cgroup, rlimits, no_new_privs and seccomp only).
     let (mut true_us, mut true_rss) = (Vec::new(), Vec::new());
-    let (mut ready_us, mut first_reply_us, mut idle_rss, mut peak_rss) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut inside_us = Vec::new();
+    let jail = Jail::for_this_process();
+    println!("jail: {jail:?} (`--jail {}`)", jail.arg());
+    let mut jailed = ColdSamples::default();
+    let mut unjailed = ColdSamples::default();
     let mut handler = LocalHandler::new(SystemClock, OsRandom);
-    for _ in 0..COLD_RUNS {
+    for run in 0..COLD_RUNS {
         let (us, rss) = bin_true();
         true_us.push(us);
         true_rss.push(rss);
-        let started = Instant::now();
-        let mut sandbox = Sandbox::spawn(&config, group.as_ref()).unwrap();
-        let ready = started.elapsed();
-        let report = sandbox.invoke(input(), &mut handler).unwrap();
-        let first = started.elapsed();
-        assert!(report.outcome.error.is_none());
-        let facts = sandbox.facts();
-        ready_us.push(ready.as_secs_f64() * 1e6);
-        first_reply_us.push(first.as_secs_f64() * 1e6);
-        idle_rss.push(facts.rss_kb as f64);
-        inside_us.push(facts.startup_us as f64);
-        peak_rss.push(sandbox.shutdown().peak_rss_kb as f64);
+        // Alternate which goes first, so neither always runs on the warmer cache.
+        if run % 2 == 0 {
+            jailed.sample(&config, group.as_ref(), jail, &mut handler);
+            unjailed.sample(&config, group.as_ref(), Jail::Off, &mut handler);
+        } else {
+            unjailed.sample(&config, group.as_ref(), Jail::Off, &mut handler);
+            jailed.sample(&config, group.as_ref(), jail, &mut handler);
+        }
     }
     println!("\n## cold start ({COLD_RUNS} runs, medians / p90)");
     println!(
@@ -170,20 +231,8 @@ fn main() {
         percentile(&mut true_us, 0.5),
         percentile(&mut true_us, 0.9)
     );
-    println!(
-        "sandbox spawn → ready         : {:8.0} µs / {:8.0} µs",
-        percentile(&mut ready_us, 0.5),
-        percentile(&mut ready_us, 0.9)
-    );
-    println!(
-        "sandbox spawn → first reply   : {:8.0} µs / {:8.0} µs",
-        percentile(&mut first_reply_us, 0.5),
-        percentile(&mut first_reply_us, 0.9)
-    );
-    println!(
-        "  of which inside the sandbox (main → ready): {:8.0} µs",
-        percentile(&mut inside_us, 0.5)
-    );
+    unjailed.print("jail off");
+    jailed.print("jailed");
     println!("\n## memory (medians)");
     // ru_maxrss of a forked child counts the parent's pages it held before exec, so this
     // baseline is an upper bound; `sleep`'s live VmRSS is the clean baseline.
@@ -192,14 +241,8 @@ fn main() {
         percentile(&mut true_rss, 0.5)
     );
     println!("/bin/sleep idle RSS (VmRSS)   : {:8.0} KiB", sleep_rss_kb());
-    println!(
-        "sandbox idle RSS after 1 call : {:8.0} KiB",
-        percentile(&mut idle_rss, 0.5)
-    );
-    println!(
-        "sandbox peak RSS              : {:8.0} KiB",
-        percentile(&mut peak_rss, 0.5)
-    );
+    unjailed.print_memory("jail off");
+    jailed.print_memory("jailed");
 
     // Round trips through one sandbox, beside a raw Unix-socket ping-pong with `cat`.
     let mut sandbox = Sandbox::spawn(&config, group.as_ref()).unwrap();

@@ -232,10 +232,20 @@ fn tick(shared: &TickerShared, engine: &Engine) {
 impl Agent {
     /// Loads a `.cwasm` made by `runloop-compile` with the same engine settings.
     pub fn load(engine: &Engine, path: &str) -> Result<Self, LoadError> {
+        let file = std::fs::File::open(path).map_err(|err| LoadError::Deserialize {
+            path: path.to_owned(),
+            cause: err.to_string(),
+        })?;
+        Self::load_file(engine, file, path)
+    }
+
+    /// Loads the `.cwasm` the kernel opened and handed over as `file` (the sandbox opens
+    /// no file by path: its uid may not reach the kernel's cache); `path` is for messages.
+    pub fn load_file(engine: &Engine, file: std::fs::File, path: &str) -> Result<Self, LoadError> {
         // SAFETY: the file is a .cwasm written by runloop-compile into the kernel's
         // cache, not guest-controlled bytes; wasmtime checks its header and engine
         // settings, and the kernel does not modify it while the sandbox runs.
-        let module = unsafe { Module::deserialize_file(engine, path) }.map_err(|err| {
+        let module = unsafe { Module::deserialize_open_file(engine, file) }.map_err(|err| {
             // The outer message is only "failed deserialization for: <path>"; the reason
             // is the root cause. The pooling allocator checks a module's memories and
             // tables against the pool at load, and says "… exceeds the … limit …".

@@ -1,17 +1,22 @@
 //! `runloop-sandbox-host`: confines itself, then runs one agent for the kernel.
 //!
-//! Started only by the kernel (`runloop-sandbox`) as `runloop-sandbox-host --socket-fd N`,
-//! already inside the agent's cgroup, with the kernel socket on fd N. The hidden
-//! `--test-forbidden-syscall` (after `--socket-fd N`) confines fully and then calls
-//! `socket(2)`, which seccomp must answer by killing the process (tests check the SIGSYS).
+//! Started only by the kernel (`runloop-sandbox`) as
+//! `runloop-sandbox-host --socket-fd N --module-fd M --jail J`, already inside the agent's
+//! cgroup and its own pid namespace, with the kernel socket on fd N and the agent's
+//! `.cwasm` open on fd M. The hidden `--test-forbidden-syscall` (after those) confines
+//! fully and then calls `socket(2)`, which seccomp must answer by killing the process
+//! (tests check the SIGSYS). The steps and their order: `confine`'s module doc.
 
+use std::fs::File;
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use runloop_proto::Limits;
-use runloop_sandbox_host::confine::{self, SOCKET_FD_ARG};
+use runloop_sandbox_host::confine::{
+    self, ConfineError, JAIL_ARG, Jail, MODULE_FD_ARG, SOCKET_FD_ARG,
+};
 use runloop_sandbox_host::conn::Conn;
 use runloop_sandbox_host::session::{self, SessionEnd, exit};
 
@@ -19,38 +24,67 @@ use runloop_sandbox_host::session::{self, SessionEnd, exit};
 const HELLO_BODY_BYTES_MAX: u32 = 64 * 1024;
 /// Exit status when the arguments are wrong (the kernel never does that).
 const EXIT_USAGE: u8 = 64;
+/// Most arguments read: three `--flag value` pairs and the test flag.
+const ARGS_MAX: usize = 7;
+
+/// What the command line says.
+struct Args {
+    socket: RawFd,
+    module: RawFd,
+    jail: Jail,
+    test_forbidden: bool,
+}
+
+fn parse_args() -> Option<Args> {
+    let args: Vec<String> = std::env::args().skip(1).take(ARGS_MAX).collect();
+    let fd = |s: &String| s.parse::<RawFd>().ok().filter(|fd| *fd >= 0);
+    match args.as_slice() {
+        [s, socket, m, module, j, jail, rest @ ..]
+            if s == SOCKET_FD_ARG && m == MODULE_FD_ARG && j == JAIL_ARG =>
+        {
+            Some(Args {
+                socket: fd(socket)?,
+                module: fd(module)?,
+                jail: Jail::parse(jail)?,
+                test_forbidden: rest.first().map(String::as_str)
+                    == Some("--test-forbidden-syscall"),
+            })
+        }
+        _ => None,
+    }
+}
 
 fn main() -> ExitCode {
     let started = Instant::now();
-    let args: Vec<String> = std::env::args().skip(1).take(4).collect();
-    let socket: RawFd = match args.as_slice() {
-        [flag, fd, ..] if flag == SOCKET_FD_ARG => match fd.parse() {
-            Ok(fd) if fd >= 0 => fd,
-            _ => return ExitCode::from(EXIT_USAGE),
-        },
-        _ => return ExitCode::from(EXIT_USAGE),
+    let Some(args) = parse_args() else {
+        return ExitCode::from(EXIT_USAGE);
     };
-    let test_forbidden = args.get(2).map(String::as_str) == Some("--test-forbidden-syscall");
-    if confine::close_inherited_fds(socket)
-        .and_then(|()| confine::set_rlimits())
-        .and_then(|()| confine::set_no_new_privs())
-        .is_err()
-    {
+    if args.socket == args.module {
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if confine::close_inherited_fds(&[args.socket, args.module]).is_err() {
         return ExitCode::from(exit::CONFINE_FAILED);
     }
-    if test_forbidden {
-        return forbidden_syscall();
+    // SAFETY: `socket` is the kernel socket the parent left open across exec (named by
+    // --socket-fd); close_inherited_fds kept it and nothing else in this process owns it.
+    let stream = unsafe { UnixStream::from_raw_fd(args.socket) };
+    // SAFETY: likewise for the `.cwasm` named by --module-fd (a different fd, checked).
+    let module = unsafe { File::from_raw_fd(args.module) };
+    let mut conn = Conn::new(stream, Limits::new(HELLO_BODY_BYTES_MAX));
+    if let Err(err) = confine_early(args.jail) {
+        // The kernel hears which step failed; this process never runs unconfined.
+        let _ = session::report_confine_failed(&mut conn, &err);
+        return ExitCode::from(exit::CONFINE_FAILED);
+    }
+    if args.test_forbidden {
+        return forbidden_syscall(args.jail, module);
     }
     // One current-thread runtime for WASI p1's sync shims, entered for the process's life.
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
         return ExitCode::from(exit::CONFINE_FAILED);
     };
     let _entered = runtime.enter();
-    // SAFETY: `socket` is the kernel socket the parent left open across exec (named by
-    // --socket-fd); close_inherited_fds kept it and nothing else in this process owns it.
-    let stream = unsafe { UnixStream::from_raw_fd(socket) };
-    let conn = Conn::new(stream, Limits::new(HELLO_BODY_BYTES_MAX));
-    match session::run(conn, started) {
+    match session::run(conn, module, args.jail, started) {
         SessionEnd::Clean => ExitCode::from(exit::CLEAN),
         SessionEnd::BadModule => ExitCode::from(exit::BAD_MODULE),
         SessionEnd::Protocol(_) => ExitCode::from(exit::PROTOCOL),
@@ -58,10 +92,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// Installs seccomp, then makes a syscall outside the allowlist; reaching the end of this
-/// function means the filter failed.
-fn forbidden_syscall() -> ExitCode {
-    if confine::seccomp_program()
+/// Steps 2–5, while the process is single-threaded and before the hello is read.
+fn confine_early(jail: Jail) -> Result<(), ConfineError> {
+    confine::set_rlimits()?;
+    if let Jail::Drop { uid, gid } = jail {
+        confine::drop_ids(uid, gid)?;
+    }
+    confine::enter_namespaces(jail)?;
+    confine::set_no_new_privs()
+}
+
+/// Finishes confinement (empty root, capabilities, seccomp), then makes a syscall outside
+/// the allowlist; reaching the end of this function means the filter failed.
+fn forbidden_syscall(jail: Jail, module: File) -> ExitCode {
+    drop(module);
+    let late = match jail {
+        Jail::Off => Ok(()),
+        _ => confine::enter_empty_root().and_then(|()| confine::drop_capabilities()),
+    };
+    if late
+        .and_then(|()| confine::seccomp_program())
         .and_then(|p| confine::install_seccomp(&p))
         .is_err()
     {

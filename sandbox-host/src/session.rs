@@ -1,6 +1,7 @@
-//! The conversation with the kernel: hello → load → seccomp → ready, then invokes until
-//! shutdown or the socket closes.
+//! The conversation with the kernel: hello → load → empty root → seccomp → ready, then
+//! invokes until shutdown or the socket closes.
 
+use std::fs::File;
 use std::time::Instant;
 
 use runloop_proto::payloads::{
@@ -35,8 +36,22 @@ pub mod exit {
     pub const BAD_MODULE: u8 = 72;
 }
 
-/// Runs the whole session on `conn`; `started` is the process start, for `startup_us`.
-pub fn run(mut conn: Conn, started: Instant) -> SessionEnd {
+/// The `error.report.v1` code of a failed confinement step (the message names the step).
+pub const CONFINE_FAILED_CODE: &str = "ConfineFailed";
+
+/// Tells the kernel which confinement step failed, before exiting with
+/// [`exit::CONFINE_FAILED`]. Works before the hello too: the kernel reads the report
+/// where it waits for `control.ready.v1`.
+pub fn report_confine_failed(
+    conn: &mut Conn,
+    err: &confine::ConfineError,
+) -> Result<(), ConnError> {
+    report(conn, TraceId(0), CONFINE_FAILED_CODE, &err.to_string())
+}
+
+/// Runs the whole session on `conn`; `module` is the `.cwasm` the kernel opened for us,
+/// `started` the process start, for `startup_us`.
+pub fn run(mut conn: Conn, module: File, jail: confine::Jail, started: Instant) -> SessionEnd {
     let hello_frame = match conn.recv() {
         Ok(frame) => frame,
         Err(ConnError::Closed) => return SessionEnd::Clean,
@@ -67,18 +82,26 @@ pub fn run(mut conn: Conn, started: Instant) -> SessionEnd {
             return SessionEnd::BadModule;
         }
     };
-    let agent = match Agent::load(&engine, &hello.module_path) {
+    let agent = match Agent::load_file(&engine, module, &hello.module_path) {
         Ok(agent) => agent,
         Err(err) => {
             let _ = report(&mut conn, trace, "BadModule", &err.to_string());
             return SessionEnd::BadModule;
         }
     };
+    // Steps 7 and 8 (see `confine`): after the last open, before the second thread.
+    if !matches!(jail, confine::Jail::Off)
+        && let Err(err) = confine::enter_empty_root().and_then(|()| confine::drop_capabilities())
+    {
+        let _ = report_confine_failed(&mut conn, &err);
+        return SessionEnd::Confine(err);
+    }
     let ticker = match Ticker::spawn(engine.clone()) {
         Ok(ticker) => ticker,
         Err(err) => return SessionEnd::Protocol(ConnError::Write(err)),
     };
     if let Err(err) = confine::seccomp_program().and_then(|p| confine::install_seccomp(&p)) {
+        let _ = report_confine_failed(&mut conn, &err);
         return SessionEnd::Confine(err);
     }
     let ready = SandboxReady {

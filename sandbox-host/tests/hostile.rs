@@ -128,16 +128,24 @@ fn a_sigkilled_sandbox_is_detected_with_its_signal() {
 
 #[test]
 fn seccomp_kills_a_forbidden_syscall() {
-    let status = Command::new(common::program())
-        .args(["--socket-fd", "0", "--test-forbidden-syscall"])
-        .status()
-        .unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(nix::sys::signal::Signal::SIGSYS as i32),
-        "{status:?}"
-    );
+    // After the whole jail (the jail this process would give its sandboxes) and without it.
+    for jail in [
+        runloop_sandbox::Jail::for_this_process(),
+        runloop_sandbox::Jail::Off,
+    ] {
+        let status = Command::new(common::program())
+            .args(["--socket-fd", "0", "--module-fd", "1", "--jail"])
+            .arg(jail.arg())
+            .arg("--test-forbidden-syscall")
+            .status()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(nix::sys::signal::Signal::SIGSYS as i32),
+            "{jail:?}: {status:?}"
+        );
+    }
 }
 
 #[test]

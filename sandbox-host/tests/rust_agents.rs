@@ -16,7 +16,8 @@ fn bundle_sandbox(name: &str, tag: &str) -> (TestCgroup, Sandbox) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../agents/bundles")
         .join(name);
-    let bundle = runloop_bundle::Bundle::load(&dir).expect("committed bundle verifies");
+    let bundle = runloop_bundle::Bundle::load(&dir, &runloop_bundle::TrustPolicy::default())
+        .expect("committed bundle verifies against the project key");
     let cache = std::env::temp_dir().join(format!("runloop-sbx-test-{}", std::process::id()));
     let compiled = Compiler::new(cache)
         .unwrap()

@@ -40,10 +40,16 @@ struct Args {
     /// Milliseconds between two status snapshots (the daemon clamps it to 100..=60000).
     #[arg(long, default_value_t = 1_000)]
     interval_ms: u64,
+    /// Print agtop's man page (roff) and exit; for packagers.
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        return print_man();
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -116,6 +122,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agtop: draw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--man`: the man page, generated from the same clap command that parses the flags.
+fn print_man() -> ExitCode {
+    use clap::CommandFactory as _;
+    let mut page = Vec::new();
+    let written = clap_mangen::Man::new(Args::command())
+        .render(&mut page)
+        .and_then(|()| std::io::Write::write_all(&mut std::io::stdout().lock(), &page));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agtop: write the man page: {e}");
             ExitCode::FAILURE
         }
     }

@@ -46,8 +46,7 @@ pub fn detect() -> CgroupSupport {
         Ok(_) if v2 => CgroupSupport::V2,
         Ok(_) => CgroupSupport::V1,
         Err(err) => CgroupSupport::Unavailable(format!(
-            "cgroups unusable ({} not writable: {err}); sandboxes run without cgroup limits, \
-             other limits still apply",
+            "cgroups unusable ({} not writable: {err})",
             probe.display()
         )),
     }
@@ -56,7 +55,12 @@ pub fn detect() -> CgroupSupport {
 /// Prints `reason` to stderr the first time it is called in this process.
 pub fn notice_once(reason: &str) {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| eprintln!("runloop: notice: {reason}"));
+    ONCE.call_once(|| {
+        eprintln!(
+            "runloop: notice: {reason}; sandboxes run without cgroup limits, other limits \
+             still apply (runtime.require_cgroups: true refuses to start them instead)"
+        )
+    });
 }
 
 /// Limits for one agent's group; `None` leaves the parent's.

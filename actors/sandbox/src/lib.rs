@@ -4,6 +4,9 @@
 //! - [`cgroup`]: per-agent cgroups (v1 and v2) under a Runloop parent;
 //! - [`process`]: [`Sandbox`], one process: spawn into the cgroup, hello/ready, shutdown,
 //!   kill, reap with the signal, per-sandbox facts;
+//! - [`spawn`]: `clone3` into a fresh pid namespace on the long-lived spawner thread, the
+//!   async-signal-safe steps before exec (death signal, cgroup, id maps), and the
+//!   [`Jail`] a sandbox gets;
 //! - [`pipeline`]: invokes on a [`Sandbox`], pipelined (submit several, drive, collect
 //!   each outcome) with the host-call pump and the per-invoke deadline;
 //! - [`handler`]: [`HostCallHandler`], implemented by the kernel; [`LocalHandler`] answers
@@ -15,6 +18,7 @@ pub mod cgroup;
 pub mod handler;
 pub mod pipeline;
 pub mod process;
+pub mod spawn;
 
 use std::path::PathBuf;
 
@@ -22,9 +26,10 @@ pub use cgroup::{AgentCgroup, CgroupLimits, CgroupStats, CgroupSupport};
 pub use handler::{CallSite, HostCallHandler, LocalHandler, OsRandom, RandomSource};
 pub use pipeline::{Completed, Driven, SubmitError};
 pub use process::{
-    ExitStatus, InvokeReport, Reaped, Sandbox, SandboxError, SandboxFacts, SpawnConfig,
-    invoke_watchdog_ms,
+    CONFINE_FAILED_CODE, ExitStatus, InvokeReport, Reaped, Sandbox, SandboxError, SandboxFacts,
+    SpawnConfig, invoke_watchdog_ms,
 };
+pub use spawn::Jail;
 
 /// Environment variable naming the sandbox-host binary explicitly.
 pub const SANDBOX_HOST_ENV: &str = "RUNLOOP_SANDBOX_HOST";

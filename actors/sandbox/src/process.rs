@@ -13,11 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use runloop_proto::frame::encode_frame_into;
@@ -32,6 +28,17 @@ use runloop_proto::{
 use serde::Serialize;
 
 use crate::cgroup::AgentCgroup;
+use crate::spawn::{ChildPlan, Jail};
+
+/// The sandbox-host's command line: `--socket-fd N --module-fd M --jail J` (parsed by
+/// `runloop-sandbox-host`'s main; a test checks both sides agree).
+pub const SOCKET_FD_ARG: &str = "--socket-fd";
+/// See [`SOCKET_FD_ARG`].
+pub const MODULE_FD_ARG: &str = "--module-fd";
+/// See [`SOCKET_FD_ARG`].
+pub const JAIL_ARG: &str = "--jail";
+/// The `error.report.v1` code a sandbox sends when a confinement step failed.
+pub const CONFINE_FAILED_CODE: &str = "ConfineFailed";
 
 /// How long a new sandbox may take to answer the hello.
 pub const HELLO_TIMEOUT_MS: u64 = 5_000;
@@ -107,7 +114,7 @@ pub struct Reaped {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxFacts {
     pub pid: u32,
-    /// Spawn (before fork) to `control.ready.v1` received, microseconds.
+    /// Spawn (before clone) to `control.ready.v1` received, microseconds.
     pub cold_start_us: u64,
     /// Process start to ready, as the sandbox measured it.
     pub startup_us: u64,
@@ -132,6 +139,16 @@ pub enum SandboxError {
     CgroupJoin { path: PathBuf, source: io::Error },
     #[error("spawn {program}: {source}")]
     Spawn { program: PathBuf, source: io::Error },
+    #[error("open the agent's module {path}: {source}")]
+    OpenModule { path: PathBuf, source: io::Error },
+    #[error("spawn {program}: before exec, {step}: {source}")]
+    BeforeExec {
+        program: PathBuf,
+        step: &'static str,
+        source: io::Error,
+    },
+    #[error("sandbox could not confine itself: {step} (sandbox {exit})")]
+    Confine { step: String, exit: ExitStatus },
     #[error("sandbox sent an invalid frame: {error} (sandbox {exit})")]
     BadFrame { error: FrameError, exit: ExitStatus },
     #[error("sandbox broke the protocol: {detail} (sandbox {exit})")]
@@ -167,6 +184,7 @@ impl SandboxError {
             SandboxError::BadFrame { exit, .. }
             | SandboxError::Protocol { exit, .. }
             | SandboxError::BadModule { exit, .. }
+            | SandboxError::Confine { exit, .. }
             | SandboxError::Died { exit }
             | SandboxError::Timeout { exit, .. }
             | SandboxError::Write { exit, .. }
@@ -206,51 +224,7 @@ pub struct Sandbox {
     pub(crate) reaped: Option<Reaped>,
 }
 
-/// Spawn requests waiting for the spawner thread.
-const SPAWN_QUEUE_MAX: usize = 64;
-
-/// One fork for the spawner thread: the command, and where the child goes.
-struct SpawnRequest {
-    command: Command,
-    reply: std::sync::mpsc::SyncSender<io::Result<Child>>,
-}
-
-/// Runs `command.spawn()` on the spawner thread, which lives as long as the process.
-///
-/// `PR_SET_PDEATHSIG` fires when the thread that forked the child exits, not the
-/// process: a sandbox forked from a short-lived thread (tokio's blocking pool retires
-/// idle threads after seconds) would be killed with it. Forking on one thread that never
-/// exits makes "dies with its parent" mean "dies with the kernel process".
-fn spawn_on_spawner(command: Command) -> io::Result<Child> {
-    static SPAWNER: OnceLock<Option<SyncSender<SpawnRequest>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<SpawnRequest>(SPAWN_QUEUE_MAX);
-        std::thread::Builder::new()
-            .name("sandbox-spawner".into())
-            .spawn(move || {
-                for mut request in rx {
-                    // A caller that gave up is no reason to stop serving the others.
-                    let _ = request.reply.send(request.command.spawn());
-                }
-            })
-            .ok()
-            .map(|_| tx)
-    });
-    let Some(spawner) = spawner else {
-        return Err(io::Error::other(
-            "the sandbox spawner thread could not start",
-        ));
-    };
-    let (reply, answer) = std::sync::mpsc::sync_channel(1);
-    spawner
-        .send(SpawnRequest { command, reply })
-        .map_err(|_| io::Error::other("the sandbox spawner thread is gone"))?;
-    answer
-        .recv()
-        .map_err(|_| io::Error::other("the sandbox spawner thread dropped a request"))?
-}
-
-/// Opens each `cgroup.procs` for the child to write `0` into between fork and exec.
+/// Opens each `cgroup.procs` for the child to write `0` into between clone and exec.
 fn open_procs(cgroup: Option<&AgentCgroup>) -> Result<Vec<File>, SandboxError> {
     let Some(cgroup) = cgroup else {
         return Ok(Vec::new());
@@ -268,68 +242,57 @@ fn open_procs(cgroup: Option<&AgentCgroup>) -> Result<Vec<File>, SandboxError> {
 }
 
 impl Sandbox {
-    /// Starts a sandbox in `cgroup` (joined before exec), sends the hello and waits for
-    /// `control.ready.v1`.
+    /// Starts a sandbox in `cgroup` (joined before exec), jailed as
+    /// [`Jail::for_this_process`], sends the hello and waits for `control.ready.v1`.
     pub fn spawn(config: &SpawnConfig, cgroup: Option<&AgentCgroup>) -> Result<Self, SandboxError> {
+        Self::spawn_jailed(config, cgroup, Jail::for_this_process())
+    }
+
+    /// [`Sandbox::spawn`] with an explicit jail (the benchmark's baseline uses
+    /// [`Jail::Off`]; the kernel never does).
+    pub fn spawn_jailed(
+        config: &SpawnConfig,
+        cgroup: Option<&AgentCgroup>,
+        jail: Jail,
+    ) -> Result<Self, SandboxError> {
         let started = Instant::now();
         let (ours, theirs) = UnixStream::pair().map_err(SandboxError::Socket)?;
         // Every wait on our end is a poll with a deadline; reads and writes never block.
         // (The flag is per end: the sandbox's end stays blocking.)
         ours.set_nonblocking(true).map_err(SandboxError::Socket)?;
+        // The kernel opens the `.cwasm` and hands it over: the sandbox opens no file by
+        // path, and its dropped uid may not be able to reach the kernel's cache.
+        let module =
+            File::open(&config.module_path).map_err(|source| SandboxError::OpenModule {
+                path: config.module_path.clone(),
+                source,
+            })?;
         let procs = open_procs(cgroup)?;
         let procs_fds: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
-        let theirs_fd = theirs.as_raw_fd();
-        let mut command = Command::new(&config.program);
-        command
-            .arg("--socket-fd")
-            .arg(theirs_fd.to_string())
-            .args(&config.extra_args)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let parent = nix::unistd::getpid().as_raw();
-        // The closure runs in the child between fork and exec: only write(2), fcntl(2),
-        // prctl(2) and getppid(2) on values captured as integers, and errno read without
-        // allocating.
-        // SAFETY: every call it makes is async-signal-safe, as pre_exec requires.
-        unsafe {
-            command.pre_exec(move || {
-                // The sandbox dies with the process that spawned it (a SIGKILLed `rlp` or
-                // runloopd must not leave a guest spinning). The signal follows the death
-                // of the forking *thread*, hence the long-lived spawner thread.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // A parent that died before the prctl sends no signal: we were already
-                // re-parented, so give up now.
-                if libc::getppid() != parent {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                for fd in &procs_fds {
-                    // Writing 0 to cgroup.procs moves the writer: the child joins the
-                    // agent's group before exec, so no sandbox code runs outside it.
-                    if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                let flags = libc::fcntl(theirs_fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(theirs_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = spawn_on_spawner(command).map_err(|source| SandboxError::Spawn {
+        let keep = [theirs.as_raw_fd(), module.as_raw_fd()];
+        let mut args = vec![
+            SOCKET_FD_ARG.to_owned(),
+            keep[0].to_string(),
+            MODULE_FD_ARG.to_owned(),
+            keep[1].to_string(),
+            JAIL_ARG.to_owned(),
+            jail.arg(),
+        ];
+        args.extend(config.extra_args.iter().cloned());
+        let spawn_err = |source| SandboxError::Spawn {
             program: config.program.clone(),
             source,
+        };
+        let plan =
+            ChildPlan::new(&config.program, &args, procs_fds, keep, jail).map_err(spawn_err)?;
+        let pid = crate::spawn::spawn(plan).map_err(|e| SandboxError::BeforeExec {
+            program: config.program.clone(),
+            step: e.step.name(),
+            source: e.source,
         })?;
         drop(theirs);
+        drop(module);
         drop(procs);
-        let pid = i32::try_from(child.id()).expect("pids fit in i32");
-        // The child is reaped with wait4 (for its rusage), not through `Child`.
-        drop(child);
         let limits = Limits::new(config.limits.frame_body_bytes_max);
         let mut sandbox = Sandbox {
             pid,
@@ -384,6 +347,12 @@ impl Sandbox {
             Kind::ErrorReport => {
                 let report: ErrorReport = self.payload(&frame)?;
                 let exit = self.wait_exit(SHUTDOWN_TIMEOUT_MS).status;
+                if report.code == CONFINE_FAILED_CODE {
+                    return Err(SandboxError::Confine {
+                        step: report.message,
+                        exit,
+                    });
+                }
                 Err(SandboxError::BadModule {
                     message: format!("{}: {}", report.code, report.message),
                     exit,

@@ -5,21 +5,29 @@
 //! - `manifest.toml` ([`manifest`]): name, version, ports, the caps file, the entry wasm
 //!   and its BLAKE3 digest, `abi = 1`;
 //! - `policy.caps` ([`caps`]): the host calls the agent may make;
-//! - `agent.wasm`: the module, checked against the agent ABI ([`abi`]).
+//! - `agent.wasm`: the module, checked against the agent ABI ([`abi`]);
+//! - `signature.toml` ([`sign`]): an Ed25519 signature over the manifest, the policy,
+//!   `tools.json` (when present) and the module's digest;
+//! - optionally `tools.json`, covered by the signature and otherwise not read here.
 //!
-//! [`Bundle::load`] reads all three with size limits, and refuses a bundle whose wasm
-//! digest differs from the manifest's (a tampered `agent.wasm` never loads), whose policy
-//! has a bad line, or whose module does not speak the ABI. [`pack`] writes bundles.
+//! [`Bundle::load`] reads them with size limits and checks, in order: the manifest, the
+//! signature against a [`TrustPolicy`] ([`verify_signature`], the one place signatures are
+//! checked), the policy, then the module's digest and ABI. A changed covered byte breaks
+//! the signature, and a changed module breaks the digest: a tampered bundle never loads.
+//! An unsigned bundle, or one signed by a key that is no trust root for its name, loads
+//! only when the policy allows unsigned agents, with a warning on every load. [`pack`]
+//! writes bundles.
 //!
-//! Boundary: this crate reads files and checks bytes; it runs nothing. Signatures
-//! (Ed25519 in DESIGN.md) are not part of the format yet: [`verify_signature`] is the one
-//! place that will check them.
+//! Boundary: this crate reads files and checks bytes; it runs nothing. It does not read
+//! config: the caller builds the [`TrustPolicy`].
 
 pub mod abi;
 pub mod caps;
 pub mod effects;
 pub mod manifest;
 pub mod pack;
+pub mod sign;
+pub mod trust;
 
 use std::fs::File;
 use std::io::Read;
@@ -29,6 +37,8 @@ pub use abi::AbiError;
 pub use caps::{CapsError, Denied, Grant, Op, Policy, Verdict};
 pub use effects::{EffectClass, EffectKind};
 pub use manifest::{Digest, FileName, Manifest, ManifestError, Name, Version};
+pub use sign::{KeyId, PublicKey, SIGNATURE_FILE, SecretKey, TOOLS_FILE};
+pub use trust::{Scope, TrustPolicy, TrustRoot};
 
 /// The manifest's file name inside a bundle.
 pub const MANIFEST_FILE: &str = "manifest.toml";
@@ -72,6 +82,96 @@ pub enum LoadError {
     },
     #[error("{path}: {source}")]
     Abi { path: PathBuf, source: AbiError },
+    #[error("{path}: {message}")]
+    SignatureFile { path: PathBuf, message: String },
+    #[error(
+        "{path}: the signature by key {key_id} does not match the bundle: the manifest, \
+         policy, tools.json or module changed after signing"
+    )]
+    BadSignature { path: PathBuf, key_id: KeyId },
+    #[error(
+        "{dir}: the bundle is not signed; sign it (`rlp agent sign {dir} --key FILE`) with a \
+         key you trust (`rlp trust add FILE.pub`), or set security.allow_unsigned_agents: true"
+    )]
+    Unsigned { dir: PathBuf },
+    #[error(
+        "{dir}: signed by key {key_id}, which is not a trust root; if you trust it, \
+         `rlp trust add <its public key file>` (or set security.allow_unsigned_agents: true)"
+    )]
+    Untrusted { dir: PathBuf, key_id: KeyId },
+    #[error(
+        "{dir}: signed by trust root {root} ({key_id}) whose scopes ({scopes}) do not cover \
+         agent {agent}; widen them (`rlp trust add <key> --scope {agent}`)"
+    )]
+    OutOfScope {
+        dir: PathBuf,
+        key_id: KeyId,
+        root: String,
+        scopes: String,
+        agent: String,
+    },
+}
+
+impl LoadError {
+    /// A stable name for the failure (the CLI's error names).
+    pub fn name(&self) -> &'static str {
+        match self {
+            LoadError::Read { .. } => "Io",
+            LoadError::Unsigned { .. } => "Unsigned",
+            LoadError::Untrusted { .. } => "Untrusted",
+            LoadError::OutOfScope { .. } => "OutOfScope",
+            LoadError::BadSignature { .. } | LoadError::SignatureFile { .. } => "BadSignature",
+            LoadError::DigestMismatch { .. } => "DigestMismatch",
+            LoadError::Abi { .. } => "BadAbi",
+            _ => "BadBundle",
+        }
+    }
+
+    /// True for the refusals of the trust policy (not signed, not trusted, out of scope),
+    /// which `security.allow_unsigned_agents` turns into warnings.
+    pub fn is_untrusted(&self) -> bool {
+        matches!(
+            self,
+            LoadError::Unsigned { .. } | LoadError::Untrusted { .. } | LoadError::OutOfScope { .. }
+        )
+    }
+}
+
+/// Who vouches for a loaded bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provenance {
+    /// Signed by a trust root whose scopes cover the agent.
+    Trusted { key_id: KeyId, root: String },
+    /// The signature verifies; trust was not asked (packing, signing).
+    Verified { key_id: KeyId },
+    /// Loaded although unsigned or untrusted (`security.allow_unsigned_agents`); the
+    /// refusal it would otherwise have been.
+    Allowed { refusal: String },
+    /// Unsigned, and trust was not asked.
+    Unsigned,
+}
+
+impl Provenance {
+    /// The warning a person should see on each load, if any.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            Provenance::Allowed { refusal } => Some(format!(
+                "loaded anyway (security.allow_unsigned_agents is true): {refusal}"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// How a load checks the signature.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SignatureCheck<'a> {
+    /// Against trust roots (every load that runs or installs an agent).
+    Policy(&'a TrustPolicy),
+    /// A present signature must verify; no signature and any signer are fine.
+    IntegrityOnly,
+    /// Not read (signing a bundle replaces its signature).
+    Skip,
 }
 
 /// A loaded, verified bundle.
@@ -81,6 +181,9 @@ pub struct Bundle {
     manifest: Manifest,
     policy: Policy,
     wasm: Vec<u8>,
+    provenance: Provenance,
+    /// What a signature of this bundle covers ([`sign::Covered::message`]).
+    pub(crate) signed_message: Vec<u8>,
 }
 
 /// Reads at most `max` bytes of `path`; more is an error, not a truncation.
@@ -123,31 +226,130 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Manifest, LoadError> {
     })
 }
 
-/// The hook for bundle signatures. The format has no signature yet (DESIGN.md's Ed25519
-/// signature over the manifest is a later issue), so this accepts every manifest; when the
-/// format gains one, this is where it is verified, before any other file is read.
-pub fn verify_signature(_dir: &Path, _manifest: &Manifest) -> Result<(), LoadError> {
-    Ok(())
+/// Checks the signature in `dir` over `covered` against `trust`, for the agent `agent`:
+/// the one place bundle signatures are verified. A signature that does not verify is
+/// always refused; unsigned or untrusted is refused unless the policy allows unsigned
+/// agents, and then logged as a warning on every load.
+pub(crate) fn verify_signature(
+    dir: &Path,
+    agent: &str,
+    covered: &sign::Covered<'_>,
+    check: SignatureCheck<'_>,
+) -> Result<Provenance, LoadError> {
+    if matches!(check, SignatureCheck::Skip) {
+        return Ok(Provenance::Unsigned);
+    }
+    let path = dir.join(SIGNATURE_FILE);
+    let signature = match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        _ => Some(sign::BundleSignature::parse(
+            &path,
+            &read_text(&path, sign::SIGNATURE_BYTES_MAX)?,
+        )?),
+    };
+    if let Some(signature) = &signature
+        && !signature.verifies(covered)
+    {
+        return Err(LoadError::BadSignature {
+            path,
+            key_id: signature.key().id(),
+        });
+    }
+    let trust = match check {
+        SignatureCheck::Policy(trust) => trust,
+        SignatureCheck::IntegrityOnly | SignatureCheck::Skip => {
+            return Ok(
+                signature.map_or(Provenance::Unsigned, |s| Provenance::Verified {
+                    key_id: s.key().id(),
+                }),
+            );
+        }
+    };
+    let refusal = match &signature {
+        None => LoadError::Unsigned {
+            dir: dir.to_owned(),
+        },
+        Some(signature) => match trust.vouch(signature.key(), agent) {
+            Ok(root) => {
+                return Ok(Provenance::Trusted {
+                    key_id: root.id(),
+                    root: root.label(),
+                });
+            }
+            Err(None) => LoadError::Untrusted {
+                dir: dir.to_owned(),
+                key_id: signature.key().id(),
+            },
+            Err(Some(root)) => LoadError::OutOfScope {
+                dir: dir.to_owned(),
+                key_id: root.id(),
+                root: root.label(),
+                scopes: root
+                    .scopes()
+                    .iter()
+                    .map(Scope::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                agent: agent.to_owned(),
+            },
+        },
+    };
+    if !trust.allows_unsigned() {
+        return Err(refusal);
+    }
+    let provenance = Provenance::Allowed {
+        refusal: refusal.to_string(),
+    };
+    tracing::warn!(
+        agent,
+        bundle = %dir.display(),
+        "{}",
+        provenance.warning().expect("an allowed bundle has a warning")
+    );
+    Ok(provenance)
 }
 
 impl Bundle {
-    /// Loads and verifies the bundle in `dir`: manifest, signature hook, policy, then the
-    /// module's digest and ABI.
-    pub fn load(dir: &Path) -> Result<Self, LoadError> {
+    /// Loads and verifies the bundle in `dir`: manifest, signature against `trust`, policy,
+    /// then the module's digest and ABI.
+    pub fn load(dir: &Path, trust: &TrustPolicy) -> Result<Self, LoadError> {
+        Self::load_with(dir, SignatureCheck::Policy(trust))
+    }
+
+    /// Loads the bundle in `dir` checking everything but trust: a signature present must
+    /// verify, and who signed is not asked (inspecting a bundle before trusting its key).
+    pub fn load_untrusted(dir: &Path) -> Result<Self, LoadError> {
+        Self::load_with(dir, SignatureCheck::IntegrityOnly)
+    }
+
+    pub(crate) fn load_with(dir: &Path, check: SignatureCheck<'_>) -> Result<Self, LoadError> {
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest = parse_manifest(
-            &manifest_path,
-            &read_text(&manifest_path, MANIFEST_BYTES_MAX)?,
-        )?;
-        verify_signature(dir, &manifest)?;
+        let manifest_text = read_text(&manifest_path, MANIFEST_BYTES_MAX)?;
+        let manifest = parse_manifest(&manifest_path, &manifest_text)?;
 
         let caps_path = dir.join(manifest.caps_file().as_str());
         let caps_max = u64::try_from(caps::CAPS_BYTES_MAX).expect("usize fits in u64");
-        let policy =
-            Policy::parse(&read_text(&caps_path, caps_max)?).map_err(|source| LoadError::Caps {
-                path: caps_path.clone(),
-                source,
-            })?;
+        let caps_text = read_text(&caps_path, caps_max)?;
+        let tools_path = dir.join(TOOLS_FILE);
+        let tools = match std::fs::symlink_metadata(&tools_path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            _ => Some(read_bounded(&tools_path, sign::TOOLS_BYTES_MAX)?),
+        };
+        let covered = sign::Covered {
+            manifest: manifest_text.as_bytes(),
+            caps: caps_text.as_bytes(),
+            tools: tools.as_deref(),
+            wasm: manifest.wasm_blake3(),
+        };
+        // Before any parser sees the policy or the module: a bundle whose signature fails
+        // is refused on the signature alone.
+        let provenance = verify_signature(dir, manifest.name().as_str(), &covered, check)?;
+        let signed_message = covered.message();
+
+        let policy = Policy::parse(&caps_text).map_err(|source| LoadError::Caps {
+            path: caps_path.clone(),
+            source,
+        })?;
 
         let wasm_path = dir.join(manifest.wasm_file().as_str());
         let wasm = read_bounded(&wasm_path, WASM_BYTES_MAX)?;
@@ -168,6 +370,8 @@ impl Bundle {
             manifest,
             policy,
             wasm,
+            provenance,
+            signed_message,
         })
     }
 
@@ -183,5 +387,9 @@ impl Bundle {
     /// The verified module bytes (their digest is the manifest's).
     pub fn wasm(&self) -> &[u8] {
         &self.wasm
+    }
+    /// Who vouches for the bundle (and the warning to show when nobody does).
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
     }
 }

@@ -3,7 +3,9 @@
 //! The agent crate's `Cargo.toml` names the bundle: `[package] version` and
 //! `[package.metadata.runloop] name, ports_in, ports_out`; its `policy.caps` is copied.
 //! Everything is checked before anything is written, and the written bundle is loaded
-//! back, so a packed bundle always loads.
+//! back, so a packed bundle always loads. A `signature.toml` already there stays only
+//! while it still verifies (repacking the same bytes keeps a bundle signed; packing new
+//! bytes leaves it unsigned until [`crate::sign::sign`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -122,5 +124,11 @@ pub fn pack(crate_dir: &Path, wasm: &Path, out: &Path) -> Result<Bundle, PackErr
     write(WASM_FILE, &wasm_bytes)?;
     write(CAPS_FILE, caps_text.as_bytes())?;
     write(MANIFEST_FILE, manifest.to_toml().as_bytes())?;
-    Bundle::load(out).map_err(PackError::Verify)
+    match Bundle::load_untrusted(out) {
+        Err(LoadError::BadSignature { path, .. } | LoadError::SignatureFile { path, .. }) => {
+            fs::remove_file(&path).map_err(|source| PackError::Write { path, source })?;
+            Bundle::load_untrusted(out).map_err(PackError::Verify)
+        }
+        loaded => loaded.map_err(PackError::Verify),
+    }
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use runloop_bundle::caps::CapsErrorKind;
 use runloop_bundle::{
-    AbiError, Bundle, Digest, LoadError, ManifestError, Op, WASM_BYTES_MAX, abi, pack,
+    AbiError, Bundle, Digest, LoadError, ManifestError, Op, Provenance, TrustPolicy,
+    WASM_BYTES_MAX, abi, pack,
 };
 
 fn repo() -> PathBuf {
@@ -18,7 +19,13 @@ fn committed(name: &str) -> PathBuf {
     repo().join("agents/bundles").join(name)
 }
 
-/// A scratch copy of the committed echo bundle.
+/// The policy for the unsigned scratch bundles below: these tests are about the checks
+/// after the signature's (tests/signing.rs covers signatures).
+fn unsigned_ok() -> TrustPolicy {
+    TrustPolicy::permissive()
+}
+
+/// A scratch copy of the committed echo bundle, without its signature.
 fn echo_copy() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("echo");
@@ -39,13 +46,30 @@ fn edit(dir: &Path, file: &str, from: &str, to: &str) {
 #[test]
 fn the_committed_bundles_load() {
     let digests = fs::read_to_string(repo().join("agents/bundles/DIGESTS")).unwrap();
-    for name in ["echo", "hostcalls", "panicker", "alloc_bomb"] {
-        let bundle = Bundle::load(&committed(name)).unwrap();
+    for name in [
+        "echo",
+        "hostcalls",
+        "panicker",
+        "alloc_bomb",
+        "flaky",
+        "contact_resolver",
+        "context_gatherer",
+        "writer",
+        "critic",
+        "mailer",
+    ] {
+        // Signed by the project key, which the default policy trusts.
+        let bundle = Bundle::load(&committed(name), &TrustPolicy::default()).unwrap();
+        assert!(
+            matches!(bundle.provenance(), Provenance::Trusted { root, .. } if root == "runloop-project"),
+            "{name}: {:?}",
+            bundle.provenance()
+        );
         assert_eq!(bundle.manifest().name().as_str(), name);
         let line = format!("{}  {name}", bundle.manifest().wasm_blake3());
         assert!(digests.lines().any(|l| l == line), "DIGESTS lacks {line}");
     }
-    let echo = Bundle::load(&committed("echo")).unwrap();
+    let echo = Bundle::load(&committed("echo"), &TrustPolicy::default()).unwrap();
     assert_eq!(
         echo.policy().ops().collect::<Vec<_>>(),
         [Op::ClockNow, Op::Log]
@@ -62,7 +86,7 @@ fn a_tampered_module_never_loads() {
     let last = wasm.len() - 1;
     wasm[last] ^= 1;
     fs::write(&path, &wasm).unwrap();
-    match Bundle::load(&dir) {
+    match Bundle::load(&dir, &unsigned_ok()) {
         Err(LoadError::DigestMismatch {
             expected, actual, ..
         }) => {
@@ -78,7 +102,7 @@ fn missing_files_are_read_errors() {
     for file in ["manifest.toml", "policy.caps", "agent.wasm"] {
         let (_tmp, dir) = echo_copy();
         fs::remove_file(dir.join(file)).unwrap();
-        match Bundle::load(&dir) {
+        match Bundle::load(&dir, &unsigned_ok()) {
             Err(LoadError::Read { path, .. }) => assert!(path.ends_with(file)),
             other => panic!("{file}: expected a read error, got {other:?}"),
         }
@@ -88,7 +112,7 @@ fn missing_files_are_read_errors() {
 fn manifest_error(from: &str, to: &str) -> LoadError {
     let (_tmp, dir) = echo_copy();
     edit(&dir, "manifest.toml", from, to);
-    Bundle::load(&dir).unwrap_err()
+    Bundle::load(&dir, &unsigned_ok()).unwrap_err()
 }
 
 #[test]
@@ -185,7 +209,7 @@ fn a_bad_policy_line_is_refused_with_its_number() {
         "allow clock.now",
         "allow clock.now\nallow fs.write",
     );
-    match Bundle::load(&dir) {
+    match Bundle::load(&dir, &unsigned_ok()) {
         Err(LoadError::Caps { source, .. }) => {
             assert_eq!(source.line, 5);
             assert_eq!(
@@ -204,19 +228,22 @@ fn oversized_and_non_text_files_are_refused() {
     let (_tmp, dir) = echo_copy();
     fs::write(dir.join("manifest.toml"), vec![b'#'; 17 * 1024]).unwrap();
     assert!(matches!(
-        Bundle::load(&dir),
+        Bundle::load(&dir, &unsigned_ok()),
         Err(LoadError::TooLarge { max: 16384, .. })
     ));
 
     let (_tmp, dir) = echo_copy();
     fs::write(dir.join("policy.caps"), [0xff, 0xfe, b'\n']).unwrap();
-    assert!(matches!(Bundle::load(&dir), Err(LoadError::NotText { .. })));
+    assert!(matches!(
+        Bundle::load(&dir, &unsigned_ok()),
+        Err(LoadError::NotText { .. })
+    ));
 
     let (_tmp, dir) = echo_copy();
     let file = fs::File::create(dir.join("agent.wasm")).unwrap();
     file.set_len(WASM_BYTES_MAX + 1).unwrap();
     assert!(matches!(
-        Bundle::load(&dir),
+        Bundle::load(&dir, &unsigned_ok()),
         Err(LoadError::TooLarge {
             max: WASM_BYTES_MAX,
             ..
@@ -323,7 +350,7 @@ fn packing_writes_a_bundle_that_loads_and_refuses_bad_input() {
     let out = tmp.path().join("echo");
     let wasm = committed("echo").join("agent.wasm");
     let bundle = pack::pack(&repo().join("agents/echo"), &wasm, &out).unwrap();
-    let again = Bundle::load(&out).unwrap();
+    let again = Bundle::load(&out, &unsigned_ok()).unwrap();
     assert_eq!(bundle.manifest(), again.manifest());
     assert_eq!(
         fs::read(out.join("manifest.toml")).unwrap(),

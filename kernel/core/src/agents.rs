@@ -6,7 +6,8 @@
 //! same bundle in two runs gives two instances. Each lives as
 //! `runs → run-<run> → agent-<name> (its own supervisor, the given intensity) → agent`.
 //! Messages reach it over the bus under a scheduler permit (see [`crate::deliver`]).
-//! The bundle is loaded (digest and ABI verified), compiled to `.cwasm` (cached), and the
+//! The bundle is loaded (signature against the kernel's trust roots, digest and ABI
+//! verified: a tampered or untrusted bundle never starts), compiled to `.cwasm` (cached), and the
 //! agent actor spawns its sandbox in `runloop-k<kernel pid>/<name>-<generation>`. When
 //! its supervisor gives up, the agent is parked in quarantine and every invoke still in
 //! flight is answered with an error and recorded as a dead letter.
@@ -62,6 +63,12 @@ pub struct AgentOptions {
     pub intensity: Intensity,
     /// Put each sandbox in its own cgroup (when the machine allows).
     pub cgroups: bool,
+    /// Refuse to start an agent whose sandbox cannot have its own cgroup
+    /// (`runtime.require_cgroups`), instead of running it with a notice.
+    pub require_cgroups: bool,
+    /// The trust roots every bundle is checked against when it is loaded (config's
+    /// `security.trust_roots`; default: the project key only, unsigned refused).
+    pub trust: runloop_bundle::TrustPolicy,
 }
 
 impl Default for AgentOptions {
@@ -75,6 +82,8 @@ impl Default for AgentOptions {
                 period_ms: 5_000,
             },
             cgroups: true,
+            require_cgroups: false,
+            trust: runloop_bundle::TrustPolicy::default(),
         }
     }
 }
@@ -143,6 +152,27 @@ pub enum AgentOpError {
     Dropped { topic: String, reason: String },
     #[error("busy: {0}")]
     Busy(String),
+    #[error(
+        "agent {agent} needs a cgroup of its own (runtime.require_cgroups is on) and cannot \
+         have one: {reason}; make cgroups writable for this user, or set \
+         runtime.require_cgroups: false to run agents without"
+    )]
+    CgroupsRequired { agent: AgentName, reason: String },
+}
+
+/// `runtime.require_cgroups`: whether an agent may start, given whether this kernel puts
+/// sandboxes in cgroups at all and what the machine offers. `Err` is the reason it may not.
+pub fn check_cgroups_required(
+    cgroups_on: bool,
+    support: &runloop_sandbox::CgroupSupport,
+) -> Result<(), String> {
+    if !cgroups_on {
+        return Err("this kernel runs its agents without cgroups".into());
+    }
+    match support {
+        runloop_sandbox::CgroupSupport::V1 | runloop_sandbox::CgroupSupport::V2 => Ok(()),
+        runloop_sandbox::CgroupSupport::Unavailable(reason) => Err(reason.clone()),
+    }
 }
 
 impl AgentOpError {
@@ -171,6 +201,7 @@ impl AgentOpError {
             AgentOpError::Bus(_) => "BusDown",
             AgentOpError::Dropped { .. } => "Dropped",
             AgentOpError::Busy(_) => "Busy",
+            AgentOpError::CgroupsRequired { .. } => "CgroupsRequired",
         }
     }
 
@@ -210,10 +241,11 @@ impl Kernel {
         dir: &Path,
         start: StartOptions,
     ) -> Result<AgentStatus, AgentOpError> {
-        let bundle = Bundle::load(dir).map_err(|e| AgentOpError::Bundle {
-            dir: dir.to_owned(),
-            message: e.to_string(),
-        })?;
+        let bundle =
+            Bundle::load(dir, &self.agent_options.trust).map_err(|e| AgentOpError::Bundle {
+                dir: dir.to_owned(),
+                message: e.to_string(),
+            })?;
         let name = start
             .name
             .as_deref()
@@ -234,6 +266,14 @@ impl Kernel {
             .await
             .expect("the start semaphore is never closed");
         let options = self.agent_options.clone();
+        if options.require_cgroups {
+            check_cgroups_required(options.cgroups, &runloop_sandbox::cgroup::detect()).map_err(
+                |reason| AgentOpError::CgroupsRequired {
+                    agent: agent.clone(),
+                    reason,
+                },
+            )?;
+        }
         let program = match start
             .sandbox_host
             .as_ref()

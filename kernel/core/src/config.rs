@@ -35,6 +35,12 @@ const PROVIDER: Shape = Shape::Map(&[
     ("secret_id", Shape::Scalar),
 ]);
 const ROUTE: Shape = Shape::Map(&[("pattern", Shape::Scalar), ("provider", Shape::Scalar)]);
+/// One `security.trust_roots` entry (docs/trust.md).
+const TRUST_ROOT: Shape = Shape::Map(&[
+    ("key", Shape::Scalar),
+    ("name", Shape::Scalar),
+    ("scopes", Shape::ScalarList),
+]);
 
 /// Every key of config v1.
 pub const SCHEMA: Shape = Shape::Map(&[
@@ -46,6 +52,9 @@ pub const SCHEMA: Shape = Shape::Map(&[
             ("agent_container", Shape::Scalar),
             ("socket_path", Shape::Scalar),
             ("sockets_dir", Shape::Scalar),
+            // Not in config v1's text (issue 16, docs/sandbox.md): refuse to start an agent
+            // whose sandbox cannot have its own cgroup (default: true in system mode).
+            ("require_cgroups", Shape::Scalar),
         ]),
     ),
     (
@@ -106,6 +115,11 @@ pub const SCHEMA: Shape = Shape::Map(&[
         "security",
         Shape::Map(&[
             ("confirm_external_actions", Shape::Scalar),
+            // Not in config v1's text (issue 16, docs/trust.md): the keys trusted to sign
+            // agent bundles beside the built-in project key, and whether unsigned or
+            // untrusted bundles load anyway (with a warning on every load).
+            ("trust_roots", Shape::List(&TRUST_ROOT)),
+            ("allow_unsigned_agents", Shape::Scalar),
             (
                 "secrets",
                 Shape::Map(&[("provider", Shape::Scalar), ("root", Shape::Scalar)]),
@@ -261,6 +275,9 @@ pub struct Runtime {
     pub socket_path: Option<String>,
     #[serde(default)]
     pub sockets_dir: Option<String>,
+    /// `runtime.require_cgroups` as set; [`Config::require_cgroups`] applies the default.
+    #[serde(default)]
+    pub require_cgroups: Option<bool>,
 }
 
 /// `logging.level`.
@@ -312,6 +329,9 @@ pub struct Config {
     pub mode: Mode,
     pub runtime: Runtime,
     pub logging: Logging,
+    /// `security.trust_roots` and `security.allow_unsigned_agents`, with the built-in
+    /// project key: what every bundle load is checked against.
+    pub trust: runloop_bundle::TrustPolicy,
     tree: Value,
     sources: BTreeMap<String, Source>,
 }
@@ -342,6 +362,15 @@ impl Config {
                 _ => PathBuf::from(dir),
             })
             .collect()
+    }
+
+    /// `runtime.require_cgroups`: refuse to start an agent whose sandbox cannot have its
+    /// own cgroup. Unset: true in system mode, false in user mode (a desktop without a
+    /// delegated cgroup tree still runs agents, with a notice).
+    pub fn require_cgroups(&self) -> bool {
+        self.runtime
+            .require_cgroups
+            .unwrap_or(matches!(self.mode, Mode::System))
     }
 
     /// Each key path that was set, and by which layer.
@@ -621,7 +650,26 @@ fn runtime(tree: &Value, sources: &BTreeMap<String, Source>) -> Result<Runtime, 
         agent_container: text(tree, sources, "runtime.agent_container")?,
         socket_path: text(tree, sources, "runtime.socket_path")?,
         sockets_dir: text(tree, sources, "runtime.sockets_dir")?,
+        require_cgroups: boolean(tree, sources, "runtime.require_cgroups")?,
     })
+}
+
+/// A `true`/`false` key; unset or empty is `None`.
+fn boolean(
+    tree: &Value,
+    sources: &BTreeMap<String, Source>,
+    path: &'static str,
+) -> Result<Option<bool>, ConfigError> {
+    match leaf(tree, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(value)) => Ok(Some(*value)),
+        Some(other) => Err(ConfigError::BadValue {
+            path,
+            origin: origin_of(sources, path),
+            want: "true or false".into(),
+            problem: format!("got {}", shown(other)),
+        }),
+    }
 }
 
 fn logging(tree: &Value, sources: &BTreeMap<String, Source>) -> Result<Logging, ConfigError> {
@@ -643,6 +691,65 @@ fn logging(tree: &Value, sources: &BTreeMap<String, Source>) -> Result<Logging, 
         format: text(tree, sources, "logging.format")?,
         file: text(tree, sources, "logging.file")?,
     })
+}
+
+/// `security.trust_roots` and `security.allow_unsigned_agents` as the loader's policy.
+fn trust(
+    tree: &Value,
+    sources: &BTreeMap<String, Source>,
+) -> Result<runloop_bundle::TrustPolicy, ConfigError> {
+    use runloop_bundle::{PublicKey, Scope, TrustPolicy, TrustRoot};
+    const ROOTS: &str = "security.trust_roots";
+    const ALLOW: &str = "security.allow_unsigned_agents";
+    let allow = match leaf(tree, ALLOW) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(allow)) => *allow,
+        Some(other) => {
+            return Err(ConfigError::BadValue {
+                path: ALLOW,
+                origin: origin_of(sources, ALLOW),
+                want: "true or false".into(),
+                problem: format!("got {}", shown(other)),
+            });
+        }
+    };
+    let bad = |index: usize, problem: String| ConfigError::BadValue {
+        path: ROOTS,
+        origin: origin_of(sources, ROOTS),
+        want: "a list of {key: runloop-ed25519:<hex>, name, scopes: [agent globs]}".into(),
+        problem: format!("entry {index}: {problem}"),
+    };
+    let entries = match leaf(tree, ROOTS) {
+        Some(Value::Sequence(entries)) => entries.as_slice(),
+        _ => &[],
+    };
+    let mut roots = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let key = match entry.get("key") {
+            Some(Value::String(key)) => {
+                PublicKey::parse(key, "key").map_err(|e| bad(index, e.to_string()))?
+            }
+            _ => return Err(bad(index, "key is missing".into())),
+        };
+        let name = match entry.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(name.clone()),
+            Some(other) => return Err(bad(index, format!("name: got {}", shown(other)))),
+        };
+        let scopes = match entry.get("scopes") {
+            Some(Value::Sequence(scopes)) => scopes
+                .iter()
+                .map(|s| {
+                    s.as_str()
+                        .ok_or_else(|| bad(index, format!("scope: got {}", shown(s))))
+                        .and_then(|s| Scope::parse(s).map_err(|e| bad(index, e.to_string())))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
+        roots.push(TrustRoot::new(key, name, scopes).map_err(|e| bad(index, e.to_string()))?);
+    }
+    TrustPolicy::with_roots(roots, allow).map_err(|e| bad(entries.len(), e.to_string()))
 }
 
 /// `kb.root_dir` must name a directory or a place one can be made: the nearest part of
@@ -702,6 +809,7 @@ fn typed(
     Ok(Config {
         runtime: runtime(&tree, &sources)?,
         logging: logging(&tree, &sources)?,
+        trust: trust(&tree, &sources)?,
         mode,
         tree,
         sources,

@@ -39,11 +39,18 @@ pub use self::cache::REPLY_CACHE_ENTRIES_MAX;
 pub use self::server::{ControlLimits, serve};
 pub use runloop_client::wire::CONTROL_BODY_BYTES_MAX;
 
-/// Who may talk to the daemon.
+/// The superuser's uid.
+const ROOT_UID: u32 = 0;
+
+/// Who may talk to the daemon: its own uid, the members of `group`, and root when `root`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerPolicy {
     pub uid: u32,
     pub group: Option<u32>,
+    /// Let uid 0 in too. The system daemon does (`runloopd --system`): root can read its
+    /// state and memory anyway, so refusing it protects nothing, and `sudo rlp status`
+    /// should work.
+    pub root: bool,
 }
 
 impl PeerPolicy {
@@ -52,11 +59,12 @@ impl PeerPolicy {
         Ok(Self {
             uid: std::fs::metadata("/proc/self")?.uid(),
             group: None,
+            root: false,
         })
     }
 
     fn allows(&self, uid: u32, gid: u32, pid: Option<i32>) -> bool {
-        if uid == self.uid {
+        if uid == self.uid || (self.root && uid == ROOT_UID) {
             return true;
         }
         let Some(group) = self.group else {
@@ -524,5 +532,33 @@ async fn agent_send(
             }
         }
         Err(e) => failed(e.code(), e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerPolicy;
+
+    #[test]
+    fn root_is_let_in_only_when_the_policy_says() {
+        let user = PeerPolicy {
+            uid: 1000,
+            group: None,
+            root: false,
+        };
+        assert!(user.allows(1000, 1000, None));
+        assert!(!user.allows(0, 0, None), "user mode refuses root");
+        assert!(!user.allows(1001, 1001, None));
+        let system = PeerPolicy {
+            uid: 998,
+            group: Some(998),
+            root: true,
+        };
+        assert!(system.allows(0, 0, None), "system mode lets root in");
+        assert!(
+            system.allows(1000, 998, None),
+            "a member of the daemon's group"
+        );
+        assert!(!system.allows(1000, 1000, None), "anyone else is refused");
     }
 }

@@ -461,6 +461,11 @@ impl Kernel {
         self.effects.as_ref()
     }
 
+    /// The trust roots bundles are loaded under (`AgentOptions::trust`).
+    pub fn trust(&self) -> &runloop_bundle::TrustPolicy {
+        &self.agent_options.trust
+    }
+
     /// The kernel's id generator.
     pub fn ids(&self) -> &Ids {
         &self.ids

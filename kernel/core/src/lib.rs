@@ -23,5 +23,6 @@ pub mod otel;
 pub mod runs;
 pub mod services;
 pub mod trace;
+pub mod warnings;
 
 pub use kernel::{Kernel, KernelOptions, PogService};

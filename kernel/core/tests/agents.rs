@@ -402,6 +402,7 @@ async fn denied_host_calls_get_capability_denied_and_are_counted() {
         "runloop-caps 1\nallow clock.now\nallow log\n",
     )
     .unwrap();
+    common::sign(dir.path());
     let kernel = Kernel::boot(options("caps")).await.unwrap();
     kernel
         .start_bundle(dir.path(), Some("narrow"))
@@ -525,6 +526,7 @@ async fn breaker_goes_open_half_open_and_closed_on_the_injected_clock() {
         std::fs::copy(bundle("echo").join(file), dir.path().join(file)).unwrap();
     }
     std::fs::write(dir.path().join("policy.caps"), "runloop-caps 1\n").unwrap();
+    common::sign(dir.path());
     let clock = Arc::new(runloop_proto::ManualClock::new(1_000_000));
     let mut options = options("halfopen");
     options.clock = clock.clone();

@@ -21,6 +21,7 @@ async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
         "runloop-caps 1\nallow clock.now\nallow log\nallow kb.query\n",
     )
     .unwrap();
+    common::sign(narrow.path());
     let scoped = tempfile::tempdir().unwrap();
     for file in ["manifest.toml", "agent.wasm"] {
         std::fs::copy(bundle("hostcalls").join(file), scoped.path().join(file)).unwrap();
@@ -30,6 +31,7 @@ async fn denials_are_audited_in_the_pog_and_kb_query_reaches_it() {
         "runloop-caps 1\nallow kb.query scopes=work,personal\n",
     )
     .unwrap();
+    common::sign(scoped.path());
     // The POG singleton in the kernel's slot, as runloopd starts it: agents reach it
     // through `Services`, not by its registered name.
     let mut options = options("pog");

@@ -443,6 +443,7 @@ async fn an_effect_kind_outside_the_capabilities_is_denied_and_audited() {
         std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
     }
     std::fs::write(copy.join("policy.caps"), "runloop-caps 1\nallow log\n").unwrap();
+    common::sign(&copy);
     let approve = AutoDecide::Approve { by: "test".into() };
     let s = setup(
         "ce-caps",

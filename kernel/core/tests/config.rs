@@ -472,3 +472,34 @@ fn the_effects_section_defaults_under_the_state_dir_and_refuses_bad_values() {
     }
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn require_cgroups_defaults_by_mode_and_refuses_non_booleans() {
+    let home = home("require-cgroups");
+    let user = load(&options(&home, "version: 1\n")).unwrap();
+    assert!(!user.require_cgroups(), "user mode: off unless asked");
+    let system = load(&LoadOptions {
+        mode: Mode::System,
+        file: Some(home.join("absent.yaml")),
+        env: Vec::new(),
+        flags: Vec::new(),
+    })
+    .unwrap();
+    assert!(
+        system.require_cgroups(),
+        "system mode: on unless turned off"
+    );
+    let on = load(&options(&home, "runtime:\n  require_cgroups: true\n")).unwrap();
+    assert!(on.require_cgroups());
+    let mut off = options(&home, "");
+    off.mode = Mode::System;
+    off.file = Some(home.join(".runloop/config.yaml"));
+    off.flags = vec!["runtime.require_cgroups=false".into()];
+    assert!(!load(&off).unwrap().require_cgroups());
+    let err = load(&options(&home, "runtime:\n  require_cgroups: maybe\n")).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("runtime.require_cgroups") && text.contains("true or false"),
+        "{text}"
+    );
+}

@@ -134,6 +134,7 @@ async fn a_peer_with_another_uid_is_refused() {
     let policy = PeerPolicy {
         uid: own.uid + 1,
         group: Some(own.uid + 12_345),
+        root: false,
     };
     let s = server("peercred", policy).await;
     let err = request(&s.path, "r1", ControlCommand::Status)

@@ -1,4 +1,5 @@
-//! `runloop-bundle`: pack, verify and digest agent bundles (the build script's helper).
+//! `runloop-bundle`: pack, sign, verify and digest agent bundles (the build script's
+//! helper).
 //!
 //! Exit status: 0 ok, 1 an I/O failure, 2 invalid input (a bundle or file that does not
 //! verify, bad arguments).
@@ -7,7 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use runloop_bundle::{Bundle, Digest, LoadError, pack};
+use runloop_bundle::sign::{self, KeyError, SignError};
+use runloop_bundle::{
+    Bundle, Digest, LoadError, PublicKey, SecretKey, TrustPolicy, TrustRoot, pack,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,11 +34,21 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Loads a bundle directory and checks digest, policy and ABI.
+    /// Signs a bundle directory (writes its signature.toml) with a secret key file.
+    Sign {
+        dir: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Loads a bundle directory and checks signature, digest, policy and ABI; the signer
+    /// must be the project key, or the public key given with --key.
     Verify {
         dir: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Trust only this public key file (instead of the built-in project key).
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
     /// Prints the BLAKE3 digest (hex) of a file.
     Digest { file: PathBuf },
@@ -42,6 +56,14 @@ enum Command {
 
 fn is_io(error: &LoadError) -> bool {
     matches!(error, LoadError::Read { .. })
+}
+
+fn signer(bundle: &Bundle) -> Option<String> {
+    match bundle.provenance() {
+        runloop_bundle::Provenance::Trusted { key_id, .. }
+        | runloop_bundle::Provenance::Verified { key_id } => Some(key_id.to_string()),
+        _ => None,
+    }
 }
 
 fn describe(bundle: &Bundle, json: bool) -> String {
@@ -59,15 +81,17 @@ fn describe(bundle: &Bundle, json: bool) -> String {
             "wasm_blake3": manifest.wasm_blake3().to_hex(),
             "wasm_bytes": bundle.wasm().len(),
             "allowed_ops": ops,
+            "signed_by": signer(bundle),
         })
         .to_string()
     } else {
         format!(
-            "{} {} blake3 {} ({} bytes)",
+            "{} {} blake3 {} ({} bytes) signed by {}",
             manifest.name(),
             manifest.version(),
             manifest.wasm_blake3(),
-            bundle.wasm().len()
+            bundle.wasm().len(),
+            signer(bundle).unwrap_or_else(|| "nobody".into())
         )
     }
 }
@@ -86,9 +110,31 @@ fn main() -> ExitCode {
                     || matches!(&e, pack::PackError::Read(inner) if is_io(inner));
                 (e.to_string(), io)
             }),
-        Command::Verify { dir, json } => Bundle::load(&dir)
-            .map(|bundle| describe(&bundle, json))
-            .map_err(|e| (e.to_string(), is_io(&e))),
+        Command::Sign { dir, key } => SecretKey::read(&key)
+            .map_err(|e| (e.to_string(), matches!(e, KeyError::Read { .. })))
+            .and_then(|key| {
+                sign::sign(&dir, &key)
+                    .map(|id| format!("{} signed by {id}", dir.display()))
+                    .map_err(|e| {
+                        let io = matches!(&e, SignError::Write { .. })
+                            || matches!(&e, SignError::Load(inner) if is_io(inner));
+                        (e.to_string(), io)
+                    })
+            }),
+        Command::Verify { dir, json, key } => {
+            let trust = match key.map(|k| PublicKey::read(&k)) {
+                None => Ok(TrustPolicy::default()),
+                Some(Ok(key)) => Ok(TrustPolicy::only(vec![
+                    TrustRoot::new(key, None, Vec::new()).expect("no scopes is valid"),
+                ])),
+                Some(Err(e)) => Err((e.to_string(), matches!(e, KeyError::Read { .. }))),
+            };
+            trust.and_then(|trust| {
+                Bundle::load(&dir, &trust)
+                    .map(|bundle| describe(&bundle, json))
+                    .map_err(|e| (e.to_string(), is_io(&e)))
+            })
+        }
         Command::Digest { file } => std::fs::read(&file)
             .map(|bytes| Digest::of(&bytes).to_hex())
             .map_err(|e| (format!("read {}: {e}", file.display()), true)),

@@ -19,9 +19,15 @@ use runloop_kernel::{Kernel, KernelOptions};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// The Runloop daemon.
+/// The Runloop daemon: boots the kernel from config v1 and serves the control socket until
+/// SIGTERM.
+///
+/// User mode (the default): ~/.runloop/config.yaml, state in ~/.runloop, the socket
+/// ~/.runloop/sock/rmp.sock, open to the daemon's own uid. System mode (--system, as the
+/// packaged runloopd.service runs it): /etc/runloop/config.yaml, state in /var/lib/runloop,
+/// the socket /run/runloop/rmp.sock, open to root and the daemon's own group.
 #[derive(Debug, Parser)]
-#[command(name = "runloopd", version, about)]
+#[command(name = "runloopd", version)]
 struct Args {
     /// System mode: /etc/runloop/config.yaml, /var/lib/runloop, /run/runloop/rmp.sock.
     #[arg(long)]
@@ -35,16 +41,24 @@ struct Args {
     /// Bind the control socket here (same as `--set runtime.socket_path=PATH`).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Also accept peers in this group id (besides the daemon's own uid).
+    /// Also accept peers in this group id (besides the daemon's own uid). In system mode
+    /// the default is the daemon's own group (`runloop` under the packaged service), so
+    /// its members may use the socket.
     #[arg(long, value_name = "GID")]
     group: Option<u32>,
     /// How long a control request frame may take to arrive whole, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = control::server::CONTROL_FRAME_DEADLINE_MS)]
     frame_deadline_ms: u64,
+    /// Print runloopd's man page (roff) and exit; for packagers.
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        return print_man();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,9 +106,21 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| (1, format!("SIGINT handler: {e}")))?;
     let path = config::bind_path(&config);
-    let (listener, socket) = bind(&path, args.group).await.map_err(|e| (1, e))?;
+    // System mode serves root and the members of the daemon's own group: the packaged
+    // service runs as `runloop:runloop`, and people are let in with `adduser <name> runloop`.
+    let group = match (args.group, &config.mode) {
+        (Some(gid), _) => Some(gid),
+        (None, Mode::System) => Some(
+            std::fs::metadata("/proc/self")
+                .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+                .map_err(|e| (1, format!("read own gid: {e}")))?,
+        ),
+        (None, Mode::User { .. }) => None,
+    };
+    let (listener, socket) = bind(&path, group).await.map_err(|e| (1, e))?;
     let mut policy = PeerPolicy::same_uid().map_err(|e| (1, format!("read own uid: {e}")))?;
-    policy.group = args.group;
+    policy.group = group;
+    policy.root = config.mode == Mode::System;
     let limits = ControlLimits {
         frame_deadline_ms: args.frame_deadline_ms,
         ..ControlLimits::default()
@@ -109,6 +135,13 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
         runloop_kernel::services::effects_config(&config).map_err(|e| (2, e.to_string()))?;
     let otel = start_otel(&config)?;
     let options = KernelOptions {
+        // `security.trust_roots`: every bundle this kernel loads is checked against them.
+        agents: runloop_kernel::agents::AgentOptions {
+            trust: config.trust.clone(),
+            // `runtime.require_cgroups` (default: on in system mode).
+            require_cgroups: config.require_cgroups(),
+            ..defaults.agents
+        },
         pog: Some(runloop_kernel::services::pog_service(&config)),
         broker: Some(broker),
         effects: Some(effects),
@@ -168,6 +201,22 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
     Ok(())
 }
 
+/// `--man`: the man page, generated from the same clap command that parses the flags.
+fn print_man() -> ExitCode {
+    use clap::CommandFactory as _;
+    let mut page = Vec::new();
+    let written = clap_mangen::Man::new(Args::command())
+        .render(&mut page)
+        .and_then(|()| std::io::Write::write_all(&mut std::io::stdout().lock(), &page));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runloopd: write the man page: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// OpenTelemetry export from `observability.traces` (none when disabled), with a
 /// `tracing` layer sending the kernel's own spans through it. A bad section is bad input
 /// (exit 2); an exporter that cannot be built is exit 1.
@@ -178,10 +227,14 @@ fn start_otel(
     let Some(otel_config) =
         runloop_kernel::otel::OtelConfig::from_config(config).map_err(|e| (2, e.to_string()))?
     else {
+        // Only the bundle loader's warnings (unsigned agents allowed by config) to stderr.
+        runloop_kernel::warnings::install("runloopd");
         return Ok(None);
     };
     let otel = runloop_kernel::otel::Otel::start(otel_config).map_err(|e| (1, e.to_string()))?;
-    let subscriber = tracing_subscriber::registry().with(otel.tracing_layer());
+    let subscriber = tracing_subscriber::registry()
+        .with(otel.tracing_layer())
+        .with(runloop_kernel::warnings::StderrWarnings::new("runloopd"));
     if let Err(e) = tracing::subscriber::set_global_default(subscriber) {
         eprintln!("runloopd: OpenTelemetry: kernel spans not exported: {e}");
     }

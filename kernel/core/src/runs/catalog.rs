@@ -9,12 +9,13 @@
 //!    and, for a build from a checkout, the checkout's `agents/bundles`.
 //!
 //! In each directory the bundle of `name` is `<name>` (`<name>@<variant>` for a variant).
-//! Every candidate found is loaded and verified (`Bundle::load`): a bundle that fails
-//! verification is an error naming it, never skipped for the next one.
+//! Every candidate found is loaded and verified (`Bundle::load`: signature against the
+//! trust roots, digest, policy, ABI): a bundle that fails verification is an error naming
+//! it, never skipped for the next one.
 
 use std::path::{Path, PathBuf};
 
-use runloop_bundle::Bundle;
+use runloop_bundle::{Bundle, TrustPolicy};
 use runloop_openings::{AgentCatalog, AgentFacts, AgentRef, CatalogError};
 
 /// The bundles shipped in this build's checkout (absent in an installed build).
@@ -48,11 +49,13 @@ pub fn shipped_dirs() -> Vec<PathBuf> {
 #[derive(Debug)]
 pub struct BundleCatalog {
     dirs: Vec<PathBuf>,
+    trust: TrustPolicy,
 }
 
 impl BundleCatalog {
-    pub fn new(dirs: Vec<PathBuf>) -> Self {
-        Self { dirs }
+    /// The catalog over `dirs`, loading bundles under `trust`.
+    pub fn new(dirs: Vec<PathBuf>, trust: TrustPolicy) -> Self {
+        Self { dirs, trust }
     }
 
     /// The bundle directory of `agent`, loaded and verified.
@@ -66,7 +69,7 @@ impl BundleCatalog {
             if !candidate.join(runloop_bundle::MANIFEST_FILE).is_file() {
                 continue;
             }
-            return match Bundle::load(&candidate) {
+            return match Bundle::load(&candidate, &self.trust) {
                 Ok(bundle) => Ok((candidate, bundle)),
                 Err(e) => Err(CatalogError::Invalid(format!(
                     "agent {leaf}: bundle {} fails verification: {e}",
@@ -104,7 +107,7 @@ impl BundleCatalog {
                     continue;
                 };
                 if seen.insert(name.to_owned()) {
-                    let bundle = Bundle::load(&path).map_err(|e| e.to_string());
+                    let bundle = Bundle::load(&path, &self.trust).map_err(|e| e.to_string());
                     out.push((name.to_owned(), path.clone(), bundle));
                 }
             }

@@ -164,7 +164,10 @@ impl Engine {
 
     /// The catalog an opening read from `dir` resolves its agents through.
     pub fn catalog(&self, dir: &Path) -> BundleCatalog {
-        BundleCatalog::new(catalog::search_path(dir, &self.config.search_dirs))
+        BundleCatalog::new(
+            catalog::search_path(dir, &self.config.search_dirs),
+            self.kernel.trust().clone(),
+        )
     }
 
     /// Validates an opening's source as `rlp validate` does.

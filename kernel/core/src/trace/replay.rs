@@ -298,7 +298,7 @@ fn locate_bundle(
     node: &str,
 ) -> Result<(PathBuf, String), String> {
     if let Some(dir) = recorded
-        && let Ok(b) = runloop_bundle::Bundle::load(Path::new(dir))
+        && let Ok(b) = runloop_bundle::Bundle::load(Path::new(dir), engine.kernel().trust())
     {
         return Ok((PathBuf::from(dir), b.manifest().wasm_blake3().to_hex()));
     }

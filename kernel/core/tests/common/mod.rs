@@ -21,7 +21,27 @@ pub fn sandbox_host() -> PathBuf {
         .expect("build it first: cargo build -p runloop-sandbox-host")
 }
 
-/// Kernel options whose agents use the real sandbox-host and a per-test `.cwasm` cache.
+/// The key the tests sign the bundles they edit with (a fixed seed: not a secret).
+pub fn test_signer() -> runloop_bundle::SecretKey {
+    runloop_bundle::SecretKey::from_seed([0x5e; 32])
+}
+
+/// The trust roots of the tests' kernels: the project key (the committed bundles) and
+/// the tests' key (the bundles they edit); unsigned bundles are refused, as by default.
+pub fn test_trust() -> runloop_bundle::TrustPolicy {
+    let root = runloop_bundle::TrustRoot::new(test_signer().public(), Some("tests".into()), vec![])
+        .unwrap();
+    runloop_bundle::TrustPolicy::with_roots(vec![root], false).unwrap()
+}
+
+/// Signs a bundle a test wrote or edited with the tests' key (its old signature no longer
+/// covers it).
+pub fn sign(dir: &Path) {
+    runloop_bundle::sign::sign(dir, &test_signer()).unwrap();
+}
+
+/// Kernel options whose agents use the real sandbox-host and a per-test `.cwasm` cache,
+/// trusting [`test_trust`].
 pub fn options(tag: &str) -> KernelOptions {
     let cwasm =
         std::env::temp_dir().join(format!("runloop-agent-test-{}-{tag}", std::process::id()));
@@ -29,6 +49,7 @@ pub fn options(tag: &str) -> KernelOptions {
         agents: AgentOptions {
             sandbox_host: Some(sandbox_host()),
             cwasm_dir: Some(cwasm),
+            trust: test_trust(),
             ..AgentOptions::default()
         },
         ..KernelOptions::default()

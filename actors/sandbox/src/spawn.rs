@@ -1,0 +1,503 @@
+//! Starting a sandbox-host process: `clone3` into a fresh pid namespace on one long-lived
+//! spawner thread, the async-signal-safe steps before exec, `execve`.
+//!
+//! The jail's steps are listed in order in `runloop_sandbox_host::confine` and
+//! `docs/sandbox.md`; the ones here run in the child between clone and exec, where only
+//! async-signal-safe calls on values prepared before the clone are allowed (the kernel
+//! process has many threads; their locks are copied held). Everything the child needs —
+//! the program path, argv, envp, the id-map texts, the fds — is built before the clone;
+//! the child only calls `prctl`, `poll`, `write`, `open`, `close`, `fcntl`, `sigprocmask`,
+//! `signal`, `execve` and `_exit`.
+//!
+//! Why `clone3` and not `fork` + `unshare`: a pid namespace made by `unshare` only holds
+//! the caller's *children*, so the sandbox would not be in it; `clone3(CLONE_NEWPID)` puts
+//! the new process itself there, as its pid 1. The kernel still knows it by its pid in the
+//! kernel's namespace (what `clone3` returns): that is the pid it signals, reaps with
+//! `wait4` and reads under `/proc`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::mpsc::SyncSender;
+
+/// Spawn requests waiting for the spawner thread.
+const SPAWN_QUEUE_MAX: usize = 64;
+/// The uid and gid of `nobody`, used by a root kernel when no `runloop` user exists.
+pub const NOBODY_ID: u32 = 65534;
+/// The system user a root kernel runs sandboxes as, when it exists (the `.deb` makes it).
+pub const RUNLOOP_USER: &std::ffi::CStr = c"runloop";
+/// Bytes of a `getpwnam_r` string buffer.
+const PASSWD_BUF_BYTES: usize = 4096;
+
+/// How far a sandbox is jailed (see `runloop_sandbox_host::confine` for each step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jail {
+    /// A root kernel: a fresh pid namespace at clone; the sandbox-host then drops to
+    /// `uid`/`gid` (`runloop`, else 65534) and makes its own user, mount, network and IPC
+    /// namespaces, and an empty root.
+    Drop { uid: u32, gid: u32 },
+    /// An unprivileged kernel cannot change uid: fresh user and pid namespaces at clone,
+    /// 0 inside mapped to the kernel's own `uid`/`gid` (written by the child before exec);
+    /// the rest as with `Drop`. Seen from the host the sandbox runs as the kernel's user.
+    UserNamespace { uid: u32, gid: u32 },
+    /// None of the jail's steps (cgroup, rlimits, no_new_privs and seccomp only): the
+    /// benchmark's same-run baseline. The kernel never uses it.
+    Off,
+}
+
+impl Jail {
+    /// The jail for sandboxes of this process: `Drop` to `runloop` (else `nobody`) when it
+    /// runs as root, `UserNamespace` otherwise.
+    pub fn for_this_process() -> Self {
+        static JAIL: OnceLock<Jail> = OnceLock::new();
+        *JAIL.get_or_init(|| {
+            // SAFETY: geteuid, getuid and getgid cannot fail and touch no memory.
+            let (euid, uid, gid) = unsafe { (libc::geteuid(), libc::getuid(), libc::getgid()) };
+            if euid == 0 {
+                let (uid, gid) = user_ids(RUNLOOP_USER).unwrap_or((NOBODY_ID, NOBODY_ID));
+                Jail::Drop { uid, gid }
+            } else {
+                Jail::UserNamespace { uid, gid }
+            }
+        })
+    }
+
+    /// The sandbox-host's `--jail` value (parsed by `confine::Jail::parse`).
+    pub fn arg(&self) -> String {
+        match self {
+            Jail::Drop { uid, gid } => format!("drop:{uid}:{gid}"),
+            Jail::UserNamespace { .. } => "userns".into(),
+            Jail::Off => "off".into(),
+        }
+    }
+
+    /// The namespaces made at clone: pid, and user too when the kernel is unprivileged
+    /// (an unprivileged process may only make a pid namespace inside a new user one).
+    fn clone_flags(&self) -> u64 {
+        match self {
+            Jail::Drop { .. } => libc::CLONE_NEWPID as u64,
+            Jail::UserNamespace { .. } => (libc::CLONE_NEWUSER | libc::CLONE_NEWPID) as u64,
+            Jail::Off => 0,
+        }
+    }
+}
+
+/// The uid and gid of the user `name`, if it exists and is not root.
+fn user_ids(name: &std::ffi::CStr) -> Option<(u32, u32)> {
+    // SAFETY: an all-zero passwd is a valid value of this plain C struct.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; PASSWD_BUF_BYTES];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer refers to a live local of the right type and `buf.len()` is
+    // the buffer's real size; getpwnam_r writes only into them.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    (rc == 0 && !found.is_null() && pwd.pw_uid != 0 && pwd.pw_gid != 0)
+        .then_some((pwd.pw_uid, pwd.pw_gid))
+}
+
+/// A step of the child between clone and exec, as the error names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ChildStep {
+    Clone = 1,
+    DeathSignal,
+    ParentGone,
+    JoinCgroup,
+    KeepFds,
+    IdMaps,
+    Signals,
+    Exec,
+}
+
+impl ChildStep {
+    const ALL: [ChildStep; 8] = [
+        ChildStep::Clone,
+        ChildStep::DeathSignal,
+        ChildStep::ParentGone,
+        ChildStep::JoinCgroup,
+        ChildStep::KeepFds,
+        ChildStep::IdMaps,
+        ChildStep::Signals,
+        ChildStep::Exec,
+    ];
+
+    /// What the step does, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChildStep::Clone => "clone3 into a new pid namespace",
+            ChildStep::DeathSignal => "set the parent-death signal",
+            ChildStep::ParentGone => "check the parent is alive",
+            ChildStep::JoinCgroup => "join the agent's cgroup",
+            ChildStep::KeepFds => "keep the socket and module fds across exec",
+            ChildStep::IdMaps => "write the user namespace's id maps",
+            ChildStep::Signals => "reset the signal mask and SIGPIPE",
+            ChildStep::Exec => "execve the sandbox-host",
+        }
+    }
+}
+
+/// A failed step before the sandbox-host ran.
+#[derive(Debug)]
+pub struct ChildError {
+    pub step: ChildStep,
+    pub source: io::Error,
+}
+
+/// Everything the child needs, prepared before the clone.
+#[derive(Debug)]
+pub(crate) struct ChildPlan {
+    program: CString,
+    argv: Vec<CString>,
+    /// `cgroup.procs` files to write `0` into (open in the parent, closed after spawn).
+    procs_fds: Vec<RawFd>,
+    /// The socket and module fds that must survive exec.
+    keep_fds: [RawFd; 2],
+    clone_flags: u64,
+    /// `uid_map` and `gid_map` texts, when the child maps its own user namespace.
+    id_maps: Option<(CString, CString)>,
+}
+
+impl ChildPlan {
+    pub(crate) fn new(
+        program: &Path,
+        args: &[String],
+        procs_fds: Vec<RawFd>,
+        keep_fds: [RawFd; 2],
+        jail: Jail,
+    ) -> io::Result<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let cstring = |bytes: &[u8]| {
+            CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+        };
+        let program = cstring(program.as_os_str().as_bytes())?;
+        let mut argv = vec![program.clone()];
+        for arg in args {
+            argv.push(cstring(arg.as_bytes())?);
+        }
+        let id_maps = match jail {
+            Jail::UserNamespace { uid, gid } => Some((
+                cstring(format!("0 {uid} 1").as_bytes())?,
+                cstring(format!("0 {gid} 1").as_bytes())?,
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            program,
+            argv,
+            procs_fds,
+            keep_fds,
+            clone_flags: jail.clone_flags(),
+            id_maps,
+        })
+    }
+}
+
+/// One clone for the spawner thread, and where its pid goes.
+struct SpawnRequest {
+    plan: ChildPlan,
+    reply: SyncSender<Result<i32, ChildError>>,
+}
+
+/// The spawner thread's queue. (The thread owns a pidfd of this process: each child polls
+/// it to learn whether its parent already died.)
+struct Spawner {
+    requests: SyncSender<SpawnRequest>,
+}
+
+/// Runs the clone on the spawner thread, which lives as long as the process.
+///
+/// `PR_SET_PDEATHSIG` fires when the thread that forked the child exits, not the
+/// process: a sandbox forked from a short-lived thread (tokio's blocking pool retires
+/// idle threads after seconds) would be killed with it. Cloning on one thread that never
+/// exits makes "dies with its parent" mean "dies with the kernel process".
+pub(crate) fn spawn(plan: ChildPlan) -> Result<i32, ChildError> {
+    static SPAWNER: OnceLock<Result<Spawner, String>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(start_spawner);
+    let spawner = spawner.as_ref().map_err(|why| ChildError {
+        step: ChildStep::Clone,
+        source: io::Error::other(why.clone()),
+    })?;
+    let gone = || ChildError {
+        step: ChildStep::Clone,
+        source: io::Error::other("the sandbox spawner thread is gone"),
+    };
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    spawner
+        .requests
+        .send(SpawnRequest { plan, reply })
+        .map_err(|_| gone())?;
+    answer.recv().map_err(|_| gone())?
+}
+
+fn start_spawner() -> Result<Spawner, String> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd (close-on-exec) or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return Err(format!("pidfd_open: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh descriptor we own; it lives as long as the spawner thread.
+    let parent = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<SpawnRequest>(SPAWN_QUEUE_MAX);
+    std::thread::Builder::new()
+        .name("sandbox-spawner".into())
+        .spawn(move || {
+            for request in rx {
+                let result = clone_and_exec(&request.plan, parent.as_raw_fd());
+                // A caller that gave up is no reason to stop serving the others.
+                let _ = request.reply.send(result);
+            }
+        })
+        .map_err(|e| format!("start the sandbox spawner thread: {e}"))?;
+    Ok(Spawner { requests: tx })
+}
+
+/// `struct clone_args` up to `tls` (`CLONE_ARGS_SIZE_VER0`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+const _: () = assert!(std::mem::size_of::<CloneArgs>() == 64);
+
+/// Bytes the child writes to the error pipe: the step, then errno.
+const CHILD_REPORT_BYTES: usize = 8;
+
+/// Clones the child, which runs the plan's steps and execs; returns its pid once exec
+/// succeeded (the close-on-exec error pipe reads end-of-file), or the failed step.
+fn clone_and_exec(plan: &ChildPlan, parent_pidfd: RawFd) -> Result<i32, ChildError> {
+    let fail = |step| ChildError {
+        step,
+        source: io::Error::last_os_error(),
+    };
+    let argv: Vec<*const libc::c_char> = plan
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let mut pipe = [0 as RawFd; 2];
+    // SAFETY: `pipe` is a live array of two fds for pipe2 to fill.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(fail(ChildStep::Clone));
+    }
+    // SAFETY: both fds are fresh and ours.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+    let args = CloneArgs {
+        flags: plan.clone_flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 reads `args` (a live, initialised clone_args of the size passed). No
+    // CLONE_VM: the child gets a copy of this address space, like fork, and runs only
+    // `child` below, which never returns.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid < 0 {
+        return Err(fail(ChildStep::Clone));
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly cloned child; `child` only makes async-signal-safe
+        // calls on memory prepared before the clone, and ends in execve or _exit.
+        unsafe { child(plan, &argv, &envp, parent_pidfd, write_end.as_raw_fd()) }
+    }
+    let pid = i32::try_from(pid).expect("pids fit in i32");
+    drop(write_end);
+    let mut report = [0u8; CHILD_REPORT_BYTES];
+    let mut got = 0;
+    while got < report.len() {
+        // SAFETY: reads into the unfilled tail of a live local buffer.
+        let n = unsafe {
+            libc::read(
+                read_end.as_raw_fd(),
+                report[got..].as_mut_ptr().cast(),
+                report.len() - got,
+            )
+        };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    if got == 0 {
+        return Ok(pid);
+    }
+    // The child failed before (or at) exec and exits 127: reap it here.
+    let mut status = 0;
+    // SAFETY: `pid` is our own unreaped child; `status` a live local.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let step_code = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
+    let errno = i32::from_ne_bytes(report[4..].try_into().expect("4 bytes"));
+    let step = ChildStep::ALL
+        .into_iter()
+        .find(|s| *s as u32 == step_code)
+        .unwrap_or(ChildStep::Exec);
+    Err(ChildError {
+        step,
+        source: io::Error::from_raw_os_error(errno),
+    })
+}
+
+/// The child between clone and exec. Only async-signal-safe calls; any failure writes
+/// `[step, errno]` to `report` and exits 127.
+///
+/// # Safety
+/// Must only be called in the child right after `clone3`, with `argv`/`envp`
+/// NULL-terminated arrays of pointers into `plan`.
+unsafe fn child(
+    plan: &ChildPlan,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    parent_pidfd: RawFd,
+    report: RawFd,
+) -> ! {
+    let die = |step: ChildStep| -> ! {
+        // SAFETY: errno is thread-local and readable in the child.
+        let errno = unsafe { *libc::__errno_location() };
+        let mut bytes = [0u8; CHILD_REPORT_BYTES];
+        bytes[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+        bytes[4..].copy_from_slice(&errno.to_ne_bytes());
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; `bytes` is a live local.
+        unsafe {
+            libc::write(report, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: every call below is an async-signal-safe system call on integers, on live
+    // locals, or on NUL-terminated strings prepared before the clone.
+    unsafe {
+        // The sandbox dies with the process that spawned it (a SIGKILLed `rlp` or runloopd
+        // must not leave a guest spinning). The signal follows the death of the forking
+        // *thread*, hence the long-lived spawner thread; it reaches a pid-namespace init
+        // because it comes from an ancestor namespace.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+            die(ChildStep::DeathSignal);
+        }
+        // A parent that died before the prctl sends no signal. `getppid()` is 0 in a new
+        // pid namespace (the parent lives outside it), so ask the parent's pidfd instead:
+        // it is readable once the parent has exited.
+        let mut pfd = libc::pollfd {
+            fd: parent_pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut pfd, 1, 0) != 0 {
+            *libc::__errno_location() = libc::ESRCH;
+            die(ChildStep::ParentGone);
+        }
+        for fd in &plan.procs_fds {
+            // Writing 0 to cgroup.procs moves the writer: the child joins the agent's
+            // group before exec, so no sandbox code runs outside it.
+            if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                die(ChildStep::JoinCgroup);
+            }
+        }
+        for fd in plan.keep_fds {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                die(ChildStep::KeepFds);
+            }
+        }
+        if let Some((uid_map, gid_map)) = &plan.id_maps {
+            // An unprivileged process may map exactly its own ids into the user namespace
+            // it made, and its gid only once setgroups is denied.
+            let writes = [
+                (c"/proc/self/setgroups".as_ptr(), c"deny".as_ptr()),
+                (c"/proc/self/uid_map".as_ptr(), uid_map.as_ptr()),
+                (c"/proc/self/gid_map".as_ptr(), gid_map.as_ptr()),
+            ];
+            for (path, text) in writes {
+                let fd = libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC);
+                let len = libc::strlen(text);
+                if fd < 0 || libc::write(fd, text.cast(), len) != len as isize {
+                    die(ChildStep::IdMaps);
+                }
+                libc::close(fd);
+            }
+        }
+        // What std's Command does too: no signal blocked, SIGPIPE back to its default
+        // (Rust programs ignore it, and an ignored signal stays ignored across exec).
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0
+            || libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR
+        {
+            die(ChildStep::Signals);
+        }
+        libc::execve(plan.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        die(ChildStep::Exec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jail_arguments_are_what_the_sandbox_host_parses() {
+        assert_eq!(
+            Jail::Drop {
+                uid: 65534,
+                gid: 65534
+            }
+            .arg(),
+            "drop:65534:65534"
+        );
+        assert_eq!(
+            Jail::UserNamespace {
+                uid: 1000,
+                gid: 1000
+            }
+            .arg(),
+            "userns"
+        );
+        assert_eq!(Jail::Off.arg(), "off");
+    }
+
+    #[test]
+    fn a_root_kernel_drops_and_an_unprivileged_one_uses_a_user_namespace() {
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        match Jail::for_this_process() {
+            Jail::Drop { uid, gid } => {
+                assert!(root);
+                assert!(uid != 0 && gid != 0);
+                let want = user_ids(RUNLOOP_USER).unwrap_or((NOBODY_ID, NOBODY_ID));
+                assert_eq!((uid, gid), want);
+            }
+            Jail::UserNamespace { .. } => assert!(!root),
+            Jail::Off => panic!("the kernel never runs sandboxes without the jail"),
+        }
+    }
+
+    #[test]
+    fn root_is_never_the_user_to_drop_to() {
+        assert_eq!(user_ids(c"root"), None);
+    }
+}
