@@ -374,27 +374,10 @@ fn list_match(list: &[String], prompt: &str, first: &str, name: &str) -> (bool, 
     (false, note)
 }
 
-/// `*` and `?` globbing, iterative with one backtrack point (linear in practice, bounded
-/// by `pattern.len() * text.len()` steps at worst).
+/// `*` and `?` globbing over the whole prompt (`runloop_bundle::glob`, shared with the
+/// trust roots' scopes).
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
+    runloop_bundle::glob::matches(pattern, text)
 }
 
 /// Words as a shell would split them, quotes kept in the word (`'a b'` is one word). An

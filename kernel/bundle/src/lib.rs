@@ -24,6 +24,7 @@
 pub mod abi;
 pub mod caps;
 pub mod effects;
+pub mod glob;
 pub mod manifest;
 pub mod pack;
 pub mod sign;

@@ -69,28 +69,9 @@ impl Scope {
         &self.0
     }
 
-    /// Whether `name` matches the glob. Backtracking over the last `*` only, so the work
-    /// is at most `glob × name` steps (both bounded by their parsers).
+    /// Whether `name` matches the glob (`crate::glob`).
     pub fn matches(&self, name: &str) -> bool {
-        let (glob, name) = (self.0.as_bytes(), name.as_bytes());
-        let (mut g, mut n) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while n < name.len() {
-            if g < glob.len() && glob[g] == b'*' {
-                star = Some((g, n));
-                g += 1;
-            } else if g < glob.len() && glob[g] == name[n] {
-                g += 1;
-                n += 1;
-            } else if let Some((sg, sn)) = star {
-                g = sg + 1;
-                n = sn + 1;
-                star = Some((sg, sn + 1));
-            } else {
-                return false;
-            }
-        }
-        glob[g..].iter().all(|&b| b == b'*')
+        crate::glob::matches(self.0.as_bytes(), name.as_bytes())
     }
 }
 
