@@ -150,13 +150,8 @@ pub async fn embedded_kernel(config: &config::Config) -> Result<Arc<Kernel>, Fai
         .transpose()
         .map_err(|e| Failure::io(e.to_string()))?;
     let options = KernelOptions {
-        // `security.trust_roots`: every bundle this kernel loads is checked against them.
-        agents: runloop_kernel::agents::AgentOptions {
-            trust: config.trust.clone(),
-            // `runtime.require_cgroups` (default: on in system mode).
-            require_cgroups: config.require_cgroups(),
-            ..defaults.agents
-        },
+        // `security.trust_roots`, `security.grants`, `runtime.require_cgroups`.
+        agents: runloop_kernel::agents::AgentOptions::from_config(config),
         pog: Some(runloop_kernel::services::pog_service(config)),
         broker: Some(broker),
         effects: Some(effects),

@@ -6,6 +6,7 @@ mod agent_build;
 mod agent_ctl;
 mod agent_install;
 mod agent_trust;
+mod cap;
 mod confirm;
 mod drill;
 mod failure;
@@ -103,6 +104,12 @@ enum Command {
     /// Exit 2 for a bad key, scope or id.
     #[command(subcommand)]
     Trust(agent_trust::TrustCommand),
+    /// Capability grants with an expiry: `grant <agent> <capability> --ttl 1h` widens or
+    /// narrows one op of the agent's policy.caps until it expires (recorded in the POG;
+    /// widening only as security.grants.extend allows), `ls`, `revoke <id>`. Exit 2 when
+    /// a grant is refused.
+    #[command(subcommand)]
+    Cap(cap::CapCommand),
     /// Decide whether a prompt goes to the shell or to an agent (router.default_opening):
     /// prints `shell` or `agent`, exit 10 for the shell, 11 for an agent (`--json` for
     /// the rule and every step; `--run` runs it like `rlp "<prompt>"`).
@@ -142,6 +149,7 @@ fn main() -> ExitCode {
         Command::Confirm(command) => confirm::run(command),
         Command::Trace(args) => trace::trace(args),
         Command::Trust(command) => agent_trust::run(command),
+        Command::Cap(command) => cap::run(command),
         Command::Drill(command) => match drill::run(command) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(drill::EXIT_DRILL_FAILED),

@@ -48,6 +48,10 @@ pub enum EventKind {
     HostcallRecorded,
     /// A capability decision.
     CapAudit,
+    /// A person granted an agent a capability (or took one away) until an expiry.
+    CapGranted,
+    /// A grant was revoked before its expiry.
+    CapRevoked,
     /// An embedding vector for an entity (from the model broker, or the caller for now).
     EmbeddingSet,
     /// A side effect waits for a person's decision (the confirmation gate).
@@ -227,6 +231,29 @@ const CAP_AUDIT: &[Field] = &[
     opt("reason", T::Text),
     opt("trace_id", T::TraceId),
 ];
+const GRANT_RULE: &[&str] = &["allow", "deny"];
+const GRANT_CHANGE: &[&str] = &["narrow", "extend"];
+const CAP_GRANTED: &[Field] = &[
+    req("grant_id", T::Str),
+    req("agent", T::Str),
+    // The capability line (`allow …` / `deny …`, the policy.caps grammar).
+    req("capability", T::Str),
+    req("rule", T::OneOf(GRANT_RULE)),
+    req("change", T::OneOf(GRANT_CHANGE)),
+    // On the kernel's clock: the grant stops working at `expires_ms`.
+    req("granted_ms", T::U64),
+    req("expires_ms", T::U64),
+    req("by", T::Str),
+    opt("reason", T::Text),
+];
+const CAP_REVOKED: &[Field] = &[
+    req("grant_id", T::Str),
+    req("agent", T::Str),
+    // The revoked grant's expiry (readers skip both events once it passed).
+    req("expires_ms", T::U64),
+    req("by", T::Str),
+    opt("reason", T::Text),
+];
 const EMBEDDING_SET: &[Field] = &[
     req("entity", T::Entity),
     req("model", T::Str),
@@ -302,7 +329,7 @@ const CROSSING_RECORDED: &[Field] = &[
 
 impl EventKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::ContactUpserted,
         EventKind::ContactRemoved,
         EventKind::NoteAdded,
@@ -315,6 +342,8 @@ impl EventKind {
         EventKind::NodeFinished,
         EventKind::HostcallRecorded,
         EventKind::CapAudit,
+        EventKind::CapGranted,
+        EventKind::CapRevoked,
         EventKind::EmbeddingSet,
         EventKind::ActionRequested,
         EventKind::ActionDecided,
@@ -338,6 +367,8 @@ impl EventKind {
             EventKind::NodeFinished => "node.finished",
             EventKind::HostcallRecorded => "hostcall.recorded",
             EventKind::CapAudit => "cap.audit",
+            EventKind::CapGranted => "cap.granted",
+            EventKind::CapRevoked => "cap.revoked",
             EventKind::EmbeddingSet => "embedding.set",
             EventKind::ActionRequested => "action.requested",
             EventKind::ActionDecided => "action.decided",
@@ -376,6 +407,8 @@ impl EventKind {
             EventKind::NodeFinished => NODE_FINISHED,
             EventKind::HostcallRecorded => HOSTCALL_RECORDED,
             EventKind::CapAudit => CAP_AUDIT,
+            EventKind::CapGranted => CAP_GRANTED,
+            EventKind::CapRevoked => CAP_REVOKED,
             EventKind::EmbeddingSet => EMBEDDING_SET,
             EventKind::ActionRequested => ACTION_REQUESTED,
             EventKind::ActionDecided => ACTION_DECIDED,

@@ -104,6 +104,9 @@ pub(crate) fn entities(e: &Event) -> Vec<String> {
             run("trace_id"),
         ],
         EventKind::CapAudit => vec![Some(format!("agent:{}", req(p, "agent"))), run("trace_id")],
+        EventKind::CapGranted | EventKind::CapRevoked => {
+            vec![Some(format!("agent:{}", req(p, "agent")))]
+        }
         EventKind::EmbeddingSet => vec![Some(req(p, "entity").to_owned())],
         EventKind::ActionRequested | EventKind::ActionDecided => vec![
             Some(format!("action:{}", req(p, "request_id"))),
@@ -160,6 +163,8 @@ fn apply_inner(tx: &Transaction<'_>, e: &Event) -> rusqlite::Result<()> {
         // Read back through `entity_events` (a run's events); no view of their own.
         EventKind::ActionRequested
         | EventKind::ActionDecided
+        | EventKind::CapGranted
+        | EventKind::CapRevoked
         | EventKind::EffectIntent
         | EventKind::EffectResult
         | EventKind::CrossingRecorded => Ok(()),

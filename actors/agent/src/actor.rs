@@ -65,6 +65,9 @@ pub struct CgroupPlan {
 #[derive(Debug)]
 pub struct AgentConfig {
     pub name: AgentName,
+    /// The bundle's name (an opening's instances are named by their node): what
+    /// capability grants are keyed by.
+    pub bundle_name: String,
     /// Its cgroups are `<parent>/<cgroup_name>-<generation>` (the name, prefixed by the
     /// run for an opening's agents, so two runs' instances never share a group).
     pub cgroup_name: String,

@@ -189,6 +189,7 @@ fn run(
     runtime: tokio::runtime::Handle,
 ) -> Option<Sandbox> {
     let mut handler = shared.handlers.wrap(KernelHandler {
+        bundle: &shared.config.bundle_name,
         policy: &shared.config.policy,
         services: &shared.services,
         metrics: &shared.metrics,

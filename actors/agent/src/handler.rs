@@ -1,7 +1,9 @@
 //! The kernel's answer to an agent's host calls: capabilities first, then the service.
 //!
-//! Every call is checked against the agent's `policy.caps` here, before any service sees
-//! it. A denied call gets `CapabilityDenied` with the policy's reason and leaves an audit
+//! Every call is checked here, before any service sees it: against the newest capability
+//! grant in force for its op (`rlp cap grant`, [`GrantBook`]), else the agent's
+//! `policy.caps`. A denied call gets `CapabilityDenied` with the reason, the rule that
+//! denied it (a grant or a policy line) and how to allow it, and leaves an audit
 //! record: a `cap.audit` event in the POG when the POG actor runs, else a log line; either
 //! way it is counted in the agent's metrics. Allowed calls go to: the injected clock and
 //! random source (`clock.now`, `random.bytes`, `log`, via [`LocalHandler`]), the POG
@@ -24,6 +26,7 @@ use ractor::ActorRef;
 use runloop_actors::supervisor::Slot;
 use runloop_broker::BrokerMsg;
 use runloop_bundle::caps::{Policy, Verdict};
+use runloop_bundle::grants::GrantBook;
 use runloop_pog_actor::PogMsg;
 use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
 use runloop_proto::payloads::{
@@ -104,6 +107,9 @@ pub struct Services {
     pub budgets: crate::budgets::RunBudgets,
     pub confirm: Option<Arc<dyn ConfirmGate>>,
     pub effects: Option<Arc<dyn EffectsJournal>>,
+    /// The capability grants in force (`rlp cap grant`), checked before each bundle's
+    /// own policy on every call.
+    pub grants: GrantBook,
 }
 
 impl Services {
@@ -117,6 +123,7 @@ impl Services {
             budgets: crate::budgets::RunBudgets::default(),
             confirm: None,
             effects: None,
+            grants: GrantBook::default(),
         }
     }
 }
@@ -124,6 +131,8 @@ impl Services {
 /// Answers one agent's host calls.
 #[derive(Debug)]
 pub struct KernelHandler<'a> {
+    /// The bundle's name: what capability grants are keyed by.
+    pub bundle: &'a str,
     pub policy: &'a Policy,
     pub services: &'a Services,
     pub metrics: &'a AgentMetrics,
@@ -146,16 +155,23 @@ impl HostCallHandler for KernelHandler<'_> {
         let op = call.op();
         let agent = site.agent;
         let trace_hex = trace_text(site.trace_id);
-        match self.policy.check(&call) {
-            Err(denied) => {
-                let reason = denied.to_string();
+        // The newest grant in force for this op decides, else the bundle's policy.caps.
+        let policy: &Policy = self.policy;
+        let now_ms = self.services.clock.now_ms();
+        match self
+            .services
+            .grants
+            .check(self.bundle, policy, &call, now_ms)
+        {
+            Err(refusal) => {
+                let reason = refusal.to_string();
                 self.audit_denied(agent, op, &reason, &trace_hex);
                 err(
                     HostErrorCode::CapabilityDenied,
                     format!("{op} denied for agent {agent}: {reason}"),
                 )
             }
-            Ok(verdict) if matches!(call, HostCall::EffectPerform { .. }) => {
+            Ok((verdict, _)) if matches!(call, HostCall::EffectPerform { .. }) => {
                 match &self.services.effects {
                     Some(effects) => {
                         effects.perform(site, &call, verdict == Verdict::AllowedAfterConfirm)
@@ -168,14 +184,16 @@ impl HostCallHandler for KernelHandler<'_> {
                     ),
                 }
             }
-            Ok(Verdict::AllowedAfterConfirm) => match self.confirmation(site, &call) {
-                Confirmation::Approved => self.allowed(site, call, &trace_hex),
+            Ok((Verdict::AllowedAfterConfirm, effective)) => match self.confirmation(site, &call) {
+                Confirmation::Approved => self.allowed(site, call, effective.policy(), &trace_hex),
                 Confirmation::Pending(message) => err(HostErrorCode::ConfirmationPending, message),
                 Confirmation::Declined(message) => {
                     err(HostErrorCode::Declined, format!("{op} declined: {message}"))
                 }
             },
-            Ok(Verdict::Allowed) => self.allowed(site, call, &trace_hex),
+            Ok((Verdict::Allowed, effective)) => {
+                self.allowed(site, call, effective.policy(), &trace_hex)
+            }
         }
     }
 }
@@ -214,7 +232,15 @@ impl KernelHandler<'_> {
         }
     }
 
-    fn allowed(&mut self, site: &CallSite<'_>, call: HostCall, trace_hex: &str) -> HostReply {
+    /// Answers an allowed call; `policy` is the one that allowed it (a grant's line or
+    /// the bundle's), which also bounds what a `kb.query` may read.
+    fn allowed(
+        &mut self,
+        site: &CallSite<'_>,
+        call: HostCall,
+        policy: &Policy,
+        trace_hex: &str,
+    ) -> HostReply {
         let agent = site.agent;
         match call {
             HostCall::ClockNow | HostCall::RandomBytes { .. } | HostCall::Log { .. } => {
@@ -252,7 +278,7 @@ impl KernelHandler<'_> {
                 HostErrorCode::NotAvailable,
                 "effect.perform is answered by the effects service".into(),
             ),
-            HostCall::KbQuery { sql, params } => self.kb_query(sql, params),
+            HostCall::KbQuery { sql, params } => self.kb_query(sql, params, policy),
             HostCall::KbWriteEvent {
                 kind,
                 scope,
@@ -262,7 +288,7 @@ impl KernelHandler<'_> {
         }
     }
 
-    fn kb_query(&self, sql: String, params: Vec<rmpv::Value>) -> HostReply {
+    fn kb_query(&self, sql: String, params: Vec<rmpv::Value>, policy: &Policy) -> HostReply {
         let Some(pog) = self.pog() else {
             return err(
                 HostErrorCode::NotAvailable,
@@ -270,7 +296,7 @@ impl KernelHandler<'_> {
             );
         };
         // `allow kb.query scopes=…` limits the rows the POG lets the query see.
-        let scopes = match self.policy.kb_query_scopes() {
+        let scopes = match policy.kb_query_scopes() {
             Ok(None) => None,
             Ok(Some(names)) => match names.iter().map(|s| runloop_pog::Scope::new(s)).collect() {
                 Ok(scopes) => Some(scopes),

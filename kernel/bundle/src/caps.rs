@@ -197,6 +197,67 @@ pub enum Grant {
     },
 }
 
+fn list_within(inner: &Option<BTreeSet<String>>, outer: &Option<BTreeSet<String>>) -> bool {
+    match (inner, outer) {
+        (_, None) => true,
+        (Some(inner), Some(outer)) => inner.is_subset(outer),
+        (None, Some(_)) => false,
+    }
+}
+
+fn number_within(inner: Option<u32>, outer: Option<u32>) -> bool {
+    match (inner, outer) {
+        (_, None) => true,
+        (Some(inner), Some(outer)) => inner <= outer,
+        (None, Some(_)) => false,
+    }
+}
+
+impl Grant {
+    /// Whether every call this grant allows is allowed by `outer` too, and needs at least
+    /// the confirmations `outer` needs: `self` narrows (or equals) `outer`. Grants of
+    /// different ops are never within each other; effect grants compare kind by kind.
+    pub fn within(&self, outer: &Grant) -> bool {
+        match (self, outer) {
+            (Grant::Plain, Grant::Plain) => true,
+            (Grant::RandomBytes { max_len: a }, Grant::RandomBytes { max_len: b }) => {
+                number_within(*a, *b)
+            }
+            (
+                Grant::ModelComplete {
+                    models: am,
+                    max_tokens: at,
+                },
+                Grant::ModelComplete {
+                    models: bm,
+                    max_tokens: bt,
+                },
+            ) => list_within(am, bm) && number_within(*at, *bt),
+            (Grant::ModelEmbed { models: a }, Grant::ModelEmbed { models: b }) => list_within(a, b),
+            (Grant::KbQuery { scopes: a }, Grant::KbQuery { scopes: b }) => list_within(a, b),
+            (
+                Grant::KbWriteEvent {
+                    kinds: ak,
+                    scopes: as_,
+                    confirm_required: ac,
+                },
+                Grant::KbWriteEvent {
+                    kinds: bk,
+                    scopes: bs,
+                    confirm_required: bc,
+                },
+            ) => list_within(ak, bk) && list_within(as_, bs) && (*ac || !*bc),
+            (Grant::Effect { kinds: a }, Grant::Effect { kinds: b }) => {
+                a.iter().all(|(kind, g)| {
+                    b.get(kind)
+                        .is_some_and(|outer| g.confirm_required || !outer.confirm_required)
+                })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One `allow effect kind=…` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EffectGrant {
@@ -316,6 +377,23 @@ impl Policy {
             });
         }
         Ok(policy)
+    }
+
+    /// A policy of exactly one `allow` line (a capability grant's), as if it were line 1.
+    pub(crate) fn single(op: Op, grant: Grant) -> Self {
+        Self {
+            grants: BTreeMap::from([(op, (1, grant))]),
+        }
+    }
+
+    /// The 1-based line of `policy.caps` that allows `op` (for an effect, the line of
+    /// `kind`), if any: the rule a decision on that op came from.
+    pub fn line_of(&self, op: Op, kind: Option<EffectKind>) -> Option<usize> {
+        match (self.grants.get(&op)?, kind) {
+            ((_, Grant::Effect { kinds }), Some(kind)) => kinds.get(&kind).map(|g| g.line),
+            ((_, Grant::Effect { .. }), None) => None,
+            ((line, _), _) => Some(*line),
+        }
     }
 
     /// The grant for `op`, if the policy allows it at all.
@@ -546,7 +624,7 @@ impl<'a> Options<'a> {
     }
 }
 
-fn parse_allow(content: &str, line: usize) -> Result<(Op, Grant), CapsErrorKind> {
+pub(crate) fn parse_allow(content: &str, line: usize) -> Result<(Op, Grant), CapsErrorKind> {
     let words: Vec<&str> = content.split_whitespace().collect();
     let (statement, rest) = words.split_first().expect("content is not blank");
     if *statement != "allow" {

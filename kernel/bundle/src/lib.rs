@@ -25,6 +25,7 @@ pub mod abi;
 pub mod caps;
 pub mod effects;
 pub mod glob;
+pub mod grants;
 pub mod manifest;
 pub mod pack;
 pub mod sign;

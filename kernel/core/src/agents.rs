@@ -69,6 +69,21 @@ pub struct AgentOptions {
     /// The trust roots every bundle is checked against when it is loaded (config's
     /// `security.trust_roots`; default: the project key only, unsigned refused).
     pub trust: runloop_bundle::TrustPolicy,
+    /// What capability grants may extend, and for how long (`security.grants`).
+    pub grants: runloop_bundle::grants::GrantRules,
+}
+
+impl AgentOptions {
+    /// The defaults with what config v1 says: `security.trust_roots`,
+    /// `security.grants` and `runtime.require_cgroups` (default: on in system mode).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            trust: config.trust.clone(),
+            grants: config.grants.clone(),
+            require_cgroups: config.require_cgroups(),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for AgentOptions {
@@ -84,6 +99,7 @@ impl Default for AgentOptions {
             cgroups: true,
             require_cgroups: false,
             trust: runloop_bundle::TrustPolicy::default(),
+            grants: runloop_bundle::grants::GrantRules::default(),
         }
     }
 }
@@ -300,6 +316,7 @@ impl Kernel {
         });
         let config = AgentConfig {
             name: agent.clone(),
+            bundle_name: bundle.manifest().name().as_str().to_owned(),
             cgroup_name: if run.is_standalone() {
                 agent.to_string()
             } else {
@@ -386,6 +403,16 @@ impl Kernel {
             return Err(e.into());
         }
         Ok(self.agent_status(&agent, &entry).await)
+    }
+
+    /// The `policy.caps` of a running instance of bundle `bundle_name`, if one runs.
+    pub(crate) fn running_policy(&self, bundle_name: &str) -> Option<runloop_bundle::Policy> {
+        self.agents
+            .lock()
+            .expect("agents lock")
+            .values()
+            .find(|entry| entry.shared.config.bundle_name == bundle_name)
+            .map(|entry| entry.shared.config.policy.clone())
     }
 
     pub(crate) fn agent_entry(&self, run: RunId, agent: &AgentName) -> Option<AgentEntry> {

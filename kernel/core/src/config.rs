@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_norway::{Mapping, Value};
 
+mod security;
+
 /// Largest config file read, in bytes.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// Prefix of environment overrides.
@@ -120,6 +122,12 @@ pub const SCHEMA: Shape = Shape::Map(&[
             // untrusted bundles load anyway (with a warning on every load).
             ("trust_roots", Shape::List(&TRUST_ROOT)),
             ("allow_unsigned_agents", Shape::Scalar),
+            // Not in config v1's text (issue 16, docs/trust.md): what `rlp cap grant` may
+            // add to a bundle's policy (`extend`, op patterns) and its longest `max_ttl`.
+            (
+                "grants",
+                Shape::Map(&[("extend", Shape::ScalarList), ("max_ttl", Shape::Scalar)]),
+            ),
             (
                 "secrets",
                 Shape::Map(&[("provider", Shape::Scalar), ("root", Shape::Scalar)]),
@@ -332,6 +340,8 @@ pub struct Config {
     /// `security.trust_roots` and `security.allow_unsigned_agents`, with the built-in
     /// project key: what every bundle load is checked against.
     pub trust: runloop_bundle::TrustPolicy,
+    /// `security.grants`: what capability grants may extend, and for how long.
+    pub grants: runloop_bundle::grants::GrantRules,
     tree: Value,
     sources: BTreeMap<String, Source>,
 }
@@ -693,65 +703,6 @@ fn logging(tree: &Value, sources: &BTreeMap<String, Source>) -> Result<Logging, 
     })
 }
 
-/// `security.trust_roots` and `security.allow_unsigned_agents` as the loader's policy.
-fn trust(
-    tree: &Value,
-    sources: &BTreeMap<String, Source>,
-) -> Result<runloop_bundle::TrustPolicy, ConfigError> {
-    use runloop_bundle::{PublicKey, Scope, TrustPolicy, TrustRoot};
-    const ROOTS: &str = "security.trust_roots";
-    const ALLOW: &str = "security.allow_unsigned_agents";
-    let allow = match leaf(tree, ALLOW) {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(allow)) => *allow,
-        Some(other) => {
-            return Err(ConfigError::BadValue {
-                path: ALLOW,
-                origin: origin_of(sources, ALLOW),
-                want: "true or false".into(),
-                problem: format!("got {}", shown(other)),
-            });
-        }
-    };
-    let bad = |index: usize, problem: String| ConfigError::BadValue {
-        path: ROOTS,
-        origin: origin_of(sources, ROOTS),
-        want: "a list of {key: runloop-ed25519:<hex>, name, scopes: [agent globs]}".into(),
-        problem: format!("entry {index}: {problem}"),
-    };
-    let entries = match leaf(tree, ROOTS) {
-        Some(Value::Sequence(entries)) => entries.as_slice(),
-        _ => &[],
-    };
-    let mut roots = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.iter().enumerate() {
-        let key = match entry.get("key") {
-            Some(Value::String(key)) => {
-                PublicKey::parse(key, "key").map_err(|e| bad(index, e.to_string()))?
-            }
-            _ => return Err(bad(index, "key is missing".into())),
-        };
-        let name = match entry.get("name") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(name)) => Some(name.clone()),
-            Some(other) => return Err(bad(index, format!("name: got {}", shown(other)))),
-        };
-        let scopes = match entry.get("scopes") {
-            Some(Value::Sequence(scopes)) => scopes
-                .iter()
-                .map(|s| {
-                    s.as_str()
-                        .ok_or_else(|| bad(index, format!("scope: got {}", shown(s))))
-                        .and_then(|s| Scope::parse(s).map_err(|e| bad(index, e.to_string())))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => Vec::new(),
-        };
-        roots.push(TrustRoot::new(key, name, scopes).map_err(|e| bad(index, e.to_string()))?);
-    }
-    TrustPolicy::with_roots(roots, allow).map_err(|e| bad(entries.len(), e.to_string()))
-}
-
 /// `kb.root_dir` must name a directory or a place one can be made: the nearest part of
 /// the path that exists must be a directory. Checked here so a daemon with a bad store
 /// path stops with the key's name before any actor starts.
@@ -809,7 +760,8 @@ fn typed(
     Ok(Config {
         runtime: runtime(&tree, &sources)?,
         logging: logging(&tree, &sources)?,
-        trust: trust(&tree, &sources)?,
+        trust: security::trust(&tree, &sources)?,
+        grants: security::grants(&tree, &sources)?,
         mode,
         tree,
         sources,

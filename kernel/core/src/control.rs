@@ -428,6 +428,28 @@ async fn execute(plane: &ControlPlane, command: ControlCommand) -> ControlOutcom
             };
             crate::effects::control::decide(kernel, decision).await
         }
+        ControlCommand::CapGrant {
+            agent,
+            capability,
+            ttl_ms,
+            by,
+            reason,
+        } => {
+            let ask = crate::grants::GrantAsk {
+                agent,
+                capability,
+                ttl_ms,
+                by,
+                reason,
+            };
+            crate::grants::grant(&plane.engine, ask).await
+        }
+        ControlCommand::CapList => crate::grants::list(kernel),
+        ControlCommand::CapRevoke {
+            grant_id,
+            by,
+            reason,
+        } => crate::grants::revoke(kernel, &grant_id, &by, reason).await,
         ControlCommand::RunCancel { trace_id } => match plane.engine.cancel(&trace_id) {
             Ok(()) => ControlOutcome::RunCancelled { trace_id },
             Err(e) => failed("NoSuchRun", e.to_string()),

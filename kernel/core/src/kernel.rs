@@ -415,8 +415,18 @@ impl Kernel {
         let mut services = Services {
             pog: slots.pog.clone(),
             broker: slots.broker.clone(),
+            grants: runloop_bundle::grants::GrantBook::new(options.agents.grants.clone()),
             ..Services::local(SharedClock(options.clock.clone()), options.random.clone())
         };
+        // The grants in force come back before any agent can start: a narrowing grant
+        // that did not would leave an agent more than a person allowed.
+        if let Some(pog) = slots.pog.get()
+            && let Err(e) =
+                crate::grants::load(&pog, &services.grants, options.clock.now_ms()).await
+        {
+            root.stop(Some("boot failed".into()));
+            return Err(BootError::Tree(e.to_string()));
+        }
         let effects = match (&options.effects, &gate_shared) {
             (Some(config), Some(shared)) if options.pog.is_some() => {
                 let effects = crate::effects::Effects {

@@ -2,6 +2,7 @@
 //!
 //! - [`agents`]: agents from bundle directories: start, send, stop, list;
 //! - [`config`]: file → env → flags, unknown keys rejected with their path, modes, sockets;
+//! - [`grants`]: capability grants (`rlp cap`): admitted, recorded in the POG, loaded at boot;
 //! - [`kernel`]: the tree (root → system → runs), embedded or inside `runloopd`;
 //! - [`control`]: the control socket (RMP frames only, SO_PEERCRED, idempotent requests);
 //! - [`metrics`]: the kernel process's own CPU and RSS;
@@ -17,6 +18,7 @@ pub mod control;
 pub mod deliver;
 pub mod drill;
 pub mod effects;
+pub mod grants;
 pub mod kernel;
 pub mod metrics;
 pub mod otel;

@@ -135,13 +135,8 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
         runloop_kernel::services::effects_config(&config).map_err(|e| (2, e.to_string()))?;
     let otel = start_otel(&config)?;
     let options = KernelOptions {
-        // `security.trust_roots`: every bundle this kernel loads is checked against them.
-        agents: runloop_kernel::agents::AgentOptions {
-            trust: config.trust.clone(),
-            // `runtime.require_cgroups` (default: on in system mode).
-            require_cgroups: config.require_cgroups(),
-            ..defaults.agents
-        },
+        // `security.trust_roots`, `security.grants`, `runtime.require_cgroups`.
+        agents: runloop_kernel::agents::AgentOptions::from_config(&config),
         pog: Some(runloop_kernel::services::pog_service(&config)),
         broker: Some(broker),
         effects: Some(effects),

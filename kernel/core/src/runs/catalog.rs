@@ -24,7 +24,13 @@ const CHECKOUT_BUNDLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../agent
 /// The directories searched for an opening read from `opening_dir`, in order.
 pub fn search_path(opening_dir: &Path, configured: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs = vec![opening_dir.join("agents")];
-    dirs.extend(configured.iter().cloned());
+    dirs.extend(installed_path(configured));
+    dirs
+}
+
+/// The search path without an opening's directory (steps 2 to 5).
+pub fn installed_path(configured: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = configured.to_vec();
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(PathBuf::from(home).join(".runloop/agents"));
     }

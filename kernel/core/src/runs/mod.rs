@@ -170,6 +170,15 @@ impl Engine {
         )
     }
 
+    /// The catalog of installed agents (no opening's directory first): what
+    /// `rlp agent ls --installed` lists and capability grants resolve bundles through.
+    pub fn installed_catalog(&self) -> BundleCatalog {
+        BundleCatalog::new(
+            catalog::installed_path(&self.config.search_dirs),
+            self.kernel.trust().clone(),
+        )
+    }
+
     /// Validates an opening's source as `rlp validate` does.
     pub fn validate(&self, source: &str, dir: &Path) -> Result<Opening, ValidationErrors> {
         runloop_openings::validate(source, &self.catalog(dir))

@@ -96,6 +96,81 @@ pub enum ControlCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Grants `agent` (a bundle name) one capability line until `ttl_ms` from now on the
+    /// kernel's clock (`cap_granted`); recorded in the POG before it takes effect.
+    CapGrant {
+        agent: String,
+        capability: String,
+        ttl_ms: u64,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The grants in force (`caps`).
+    CapList,
+    /// Takes a grant out of force before its expiry (`cap_revoked`).
+    CapRevoke {
+        grant_id: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// Whether a capability grant adds to or takes from what an op may do (closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantRule {
+    Allow,
+    Deny,
+}
+
+impl GrantRule {
+    pub fn name(self) -> &'static str {
+        match self {
+            GrantRule::Allow => "allow",
+            GrantRule::Deny => "deny",
+        }
+    }
+}
+
+/// How a grant relates to the bundle's own policy (closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantChange {
+    /// Allows nothing the bundle does not (or denies): always admitted.
+    Narrow,
+    /// Allows more than the bundle: only as config's `security.grants.extend` says.
+    Extend,
+}
+
+impl GrantChange {
+    pub fn name(self) -> &'static str {
+        match self {
+            GrantChange::Narrow => "narrow",
+            GrantChange::Extend => "extend",
+        }
+    }
+}
+
+/// One capability grant, as recorded (`cap.granted`) and listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantInfo {
+    pub grant_id: String,
+    /// The bundle name the grant holds for (every instance of it).
+    pub agent: String,
+    /// The capability line (`allow …` / `deny …`, the `policy.caps` grammar).
+    pub capability: String,
+    pub rule: GrantRule,
+    pub change: GrantChange,
+    /// When it was granted and when it stops working (Unix ms, the kernel's clock).
+    pub granted_ms: u64,
+    pub expires_ms: u64,
+    /// Who granted it.
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One action waiting for a person, as UI peers show it.
@@ -235,6 +310,20 @@ pub enum ControlOutcome {
         /// `approved` or `denied`.
         decision: String,
         by: String,
+    },
+    /// A grant was recorded and is in force; `now_ms` is the kernel's clock.
+    CapGranted {
+        grant: GrantInfo,
+        now_ms: u64,
+    },
+    /// The grants in force, oldest first; `now_ms` is the kernel's clock.
+    Caps {
+        grants: Vec<GrantInfo>,
+        now_ms: u64,
+    },
+    /// A grant was revoked.
+    CapRevoked {
+        grant: GrantInfo,
     },
     /// The request failed; `code` is a stable name (e.g. `NotQuarantined`).
     Failed {
