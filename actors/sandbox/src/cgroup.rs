@@ -5,14 +5,23 @@
 //! cgroups-rs. Where neither is writable, [`detect`] says why and [`notice_once`] prints it
 //! once; callers then run sandboxes without a cgroup and keep every other limit.
 //!
+//! Where the groups go ([`AgentBase`]): under the process's *own* cgroup, read from
+//! `/proc/self/cgroup` ([`OwnCgroup`]), when it may write there — what `Delegate=yes`
+//! hands a systemd service — and at the root of each hierarchy otherwise (own group `/`,
+//! or not writable while the root is: a root kernel, as before). On v2 a group with a
+//! process in it cannot enable controllers for its children ("no internal processes"), so
+//! before its first agent group a process whose own group is not the root moves itself
+//! into the leaf `<own>/supervisor` and enables `+memory +cpu +pids` in
+//! `<own>/cgroup.subtree_control`. Details and the systemd side: `docs/sandbox.md`.
+//!
 //! Every Runloop group carries its owner's pid in its name (`runloop-k<pid>` for a
 //! kernel's agents, `runloop/invoke-<pid>` for one `rlp agent invoke`,
 //! `runloop-test-<pid>-<tag>` for tests). An owner that was SIGKILLed cannot remove its
 //! groups, so every start calls [`sweep_orphans`], which removes the groups whose owner
 //! is gone (killing any task still in them first) and leaves every other group alone.
 
-use std::path::PathBuf;
-use std::sync::Once;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once, OnceLock};
 
 use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::cpuacct::CpuAcctController;
@@ -34,21 +43,26 @@ pub enum CgroupSupport {
     Unavailable(String),
 }
 
-/// Finds out whether cgroups can be created here, without creating any.
+/// Finds out whether cgroups can be created here, without creating any: whether this
+/// process has an [`AgentBase`] (worked out once per process, then remembered).
 pub fn detect() -> CgroupSupport {
-    let v2 = hierarchies::is_cgroup2_unified_mode();
+    match AgentBase::current() {
+        Ok(base) if base.v2 => CgroupSupport::V2,
+        Ok(_) => CgroupSupport::V1,
+        Err(reason) => CgroupSupport::Unavailable(reason.to_owned()),
+    }
+}
+
+/// Whether the root of the hierarchies is writable (the probe of a root kernel).
+fn root_writable(v2: bool) -> Result<(), String> {
     let probe = if v2 {
-        PathBuf::from("/sys/fs/cgroup/cgroup.procs")
+        PathBuf::from(CGROUP_ROOT).join("cgroup.procs")
     } else {
-        PathBuf::from("/sys/fs/cgroup/memory/cgroup.procs")
+        PathBuf::from(CGROUP_ROOT).join("memory/cgroup.procs")
     };
     match std::fs::OpenOptions::new().write(true).open(&probe) {
-        Ok(_) if v2 => CgroupSupport::V2,
-        Ok(_) => CgroupSupport::V1,
-        Err(err) => CgroupSupport::Unavailable(format!(
-            "cgroups unusable ({} not writable: {err})",
-            probe.display()
-        )),
+        Ok(_) => Ok(()),
+        Err(err) => Err(format!("{} not writable: {err}", probe.display())),
     }
 }
 
@@ -117,6 +131,347 @@ pub enum CgroupError {
         step: &'static str,
         source: std::io::Error,
     },
+    #[error("prepare own cgroup {path} for agent groups: {step}: {source}")]
+    Prepare {
+        path: PathBuf,
+        step: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Where `/proc/self/cgroup` is.
+const PROC_SELF_CGROUP: &str = "/proc/self/cgroup";
+/// Most bytes of `/proc/self/cgroup` read (a line per hierarchy: a few hundred in practice).
+const PROC_CGROUP_BYTES_MAX: u64 = 64 * 1024;
+/// Most lines (hierarchies) of `/proc/self/cgroup` accepted.
+const PROC_CGROUP_LINES_MAX: usize = 64;
+/// Most characters of a malformed line quoted in its error.
+const PROC_CGROUP_QUOTE_CHARS_MAX: usize = 200;
+/// The v2 leaf a process moves itself into before its own group gets agent groups.
+pub const SUPERVISOR_LEAF: &str = "supervisor";
+/// The controllers a v2 own group enables for its children, as `cgroup.subtree_control` takes them.
+const V2_SUBTREE_CONTROL: &str = "+memory +cpu +pids";
+
+/// Why `/proc/self/cgroup` could not be read or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnCgroupError {
+    #[error("read /proc/self/cgroup: {0}")]
+    Read(#[source] std::io::Error),
+    #[error(
+        "/proc/self/cgroup is longer than {PROC_CGROUP_BYTES_MAX} bytes or {PROC_CGROUP_LINES_MAX} lines"
+    )]
+    TooLong,
+    #[error("/proc/self/cgroup names no hierarchy")]
+    Empty,
+    #[error("/proc/self/cgroup line {line}: {problem}: {text:?}")]
+    Malformed {
+        /// 1-based.
+        line: usize,
+        problem: LineProblem,
+        text: String,
+    },
+}
+
+/// What is wrong with one line of `/proc/self/cgroup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LineProblem {
+    #[error("want <hierarchy-id>:<controllers>:<path>")]
+    Fields,
+    #[error("hierarchy id is not a number")]
+    HierarchyId,
+    #[error("the v2 line (hierarchy 0) lists controllers")]
+    UnifiedWithControllers,
+    #[error("a v1 line lists no controller")]
+    NoController,
+    #[error("path is not absolute")]
+    RelativePath,
+    #[error("path has an empty, . or .. component (a group outside this cgroup namespace)")]
+    BadComponent,
+    #[error("hierarchy or controller listed twice")]
+    Duplicate,
+}
+
+/// This process's own cgroups, as `/proc/self/cgroup` lists them: the v2 group (the
+/// `0::/path` line) and one group per v1 hierarchy (`4:memory:/path`, `3:cpu,cpuacct:/path`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OwnCgroup {
+    unified: Option<String>,
+    v1: Vec<(Vec<String>, String)>,
+}
+
+impl OwnCgroup {
+    /// Reads and parses `/proc/self/cgroup`.
+    pub fn read() -> Result<Self, OwnCgroupError> {
+        use std::io::Read;
+        let mut text = String::new();
+        std::fs::File::open(PROC_SELF_CGROUP)
+            .and_then(|f| f.take(PROC_CGROUP_BYTES_MAX + 1).read_to_string(&mut text))
+            .map_err(OwnCgroupError::Read)?;
+        if text.len() as u64 > PROC_CGROUP_BYTES_MAX {
+            return Err(OwnCgroupError::TooLong);
+        }
+        Self::parse(&text)
+    }
+
+    /// Parses the text of a `/proc/<pid>/cgroup` file; every line must be well formed.
+    pub fn parse(text: &str) -> Result<Self, OwnCgroupError> {
+        let mut own = Self::default();
+        for (index, line) in text.lines().enumerate() {
+            if index >= PROC_CGROUP_LINES_MAX {
+                return Err(OwnCgroupError::TooLong);
+            }
+            own.parse_line(line)
+                .map_err(|problem| OwnCgroupError::Malformed {
+                    line: index + 1,
+                    problem,
+                    text: line.chars().take(PROC_CGROUP_QUOTE_CHARS_MAX).collect(),
+                })?;
+        }
+        if own.unified.is_none() && own.v1.is_empty() {
+            return Err(OwnCgroupError::Empty);
+        }
+        Ok(own)
+    }
+
+    fn parse_line(&mut self, line: &str) -> Result<(), LineProblem> {
+        // The path is the rest of the line: it may itself hold ':'.
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(LineProblem::Fields);
+        };
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(LineProblem::HierarchyId);
+        }
+        check_own_path(path)?;
+        if id.bytes().all(|b| b == b'0') {
+            if !controllers.is_empty() {
+                return Err(LineProblem::UnifiedWithControllers);
+            }
+            if self.unified.replace(path.to_owned()).is_some() {
+                return Err(LineProblem::Duplicate);
+            }
+            return Ok(());
+        }
+        if controllers.is_empty() {
+            return Err(LineProblem::NoController);
+        }
+        let names: Vec<String> = controllers.split(',').map(str::to_owned).collect();
+        for name in &names {
+            if name.is_empty() {
+                return Err(LineProblem::Fields);
+            }
+            if self.v1(name).is_some() {
+                return Err(LineProblem::Duplicate);
+            }
+        }
+        self.v1.push((names, path.to_owned()));
+        Ok(())
+    }
+
+    /// The v2 group (absolute, `/` for the root), if the unified hierarchy is listed.
+    pub fn unified(&self) -> Option<&str> {
+        self.unified.as_deref()
+    }
+
+    /// The v1 group of one controller (`memory`, `cpu`, …), if its hierarchy is listed.
+    pub fn v1(&self, controller: &str) -> Option<&str> {
+        self.v1
+            .iter()
+            .find(|(names, _)| names.iter().any(|n| n == controller))
+            .map(|(_, path)| path.as_str())
+    }
+
+    /// The one group this process is in for every hierarchy agents use (`/` = the root).
+    fn agents_group(&self, v2: bool) -> Result<&str, String> {
+        if v2 {
+            return self
+                .unified()
+                .ok_or_else(|| "/proc/self/cgroup has no v2 (0::) line".to_owned());
+        }
+        let mut found: Option<(String, &str)> = None;
+        for controller in controllers(false) {
+            let path = self
+                .v1(&controller)
+                .ok_or_else(|| format!("/proc/self/cgroup lists no {controller} hierarchy"))?;
+            match &found {
+                Some((first, other)) if *other != path => {
+                    return Err(format!(
+                        "in different groups per controller ({first}:{other}, {controller}:{path})"
+                    ));
+                }
+                Some(_) => {}
+                None => found = Some((controller, path)),
+            }
+        }
+        Ok(found.expect("controllers(false) is not empty").1)
+    }
+}
+
+/// An absolute cgroup path: `/`, or `/`-separated non-empty components other than `.`
+/// and `..` (`..` is how a group outside this process's cgroup namespace shows).
+fn check_own_path(path: &str) -> Result<(), LineProblem> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(LineProblem::RelativePath);
+    };
+    if rest.is_empty() {
+        return Ok(());
+    }
+    if rest
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(LineProblem::BadComponent);
+    }
+    Ok(())
+}
+
+/// Where one process puts its agents' groups: a path relative to the root of every
+/// hierarchy agents use, `""` for the root itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentBase {
+    path: String,
+    v2: bool,
+}
+
+/// The own v2 group this process has moved itself out of (into its supervisor leaf).
+static PREPARED_V2: Mutex<Option<String>> = Mutex::new(None);
+
+impl AgentBase {
+    /// This process's base, chosen once ([`AgentBase::choose`] on `/proc/self/cgroup`);
+    /// the error is why no cgroup can be made, for one notice.
+    pub fn current() -> Result<&'static AgentBase, &'static str> {
+        static BASE: OnceLock<Result<AgentBase, String>> = OnceLock::new();
+        BASE.get_or_init(|| {
+            let v2 = hierarchies::is_cgroup2_unified_mode();
+            Self::choose(OwnCgroup::read().as_ref(), v2)
+        })
+        .as_ref()
+        .map_err(String::as_str)
+    }
+
+    /// Where a process in `own` puts agent groups: its own group when that is not the
+    /// root, is the same group in every hierarchy agents use (v1) and is writable — for
+    /// v2 also: delegated (`cgroup.procs` and `cgroup.subtree_control` writable), offering
+    /// memory, cpu and pids, with no process but this one in it; otherwise the root of
+    /// the hierarchies, if writable. Reads the cgroup tree, changes nothing.
+    pub fn choose(own: Result<&OwnCgroup, &OwnCgroupError>, v2: bool) -> Result<Self, String> {
+        let own_reason = match own.map_err(ToString::to_string).and_then(|own| {
+            let group = own.agents_group(v2)?;
+            if group == "/" {
+                return Ok(None);
+            }
+            let rel = group.trim_start_matches('/');
+            usable_own(rel, v2).map_err(|why| format!("{group}: {why}"))?;
+            Ok(Some(rel.to_owned()))
+        }) {
+            Ok(Some(path)) => return Ok(Self { path, v2 }),
+            Ok(None) => None,
+            Err(reason) => Some(reason),
+        };
+        match root_writable(v2) {
+            Ok(()) => Ok(Self {
+                path: String::new(),
+                v2,
+            }),
+            Err(root) => Err(match own_reason {
+                Some(own) => format!("cgroups unusable (own group: {own}; root: {root})"),
+                None => format!("cgroups unusable ({root})"),
+            }),
+        }
+    }
+
+    /// The base relative to each hierarchy's root (`""` = the root).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether the groups are v2 ones.
+    pub fn is_v2(&self) -> bool {
+        self.v2
+    }
+
+    /// `<base>/<rel>`, or `rel` at the root.
+    fn join(&self, rel: &str) -> String {
+        if self.path.is_empty() {
+            rel.to_owned()
+        } else {
+            format!("{}/{rel}", self.path)
+        }
+    }
+
+    /// v2 below the root: moves this process into `<base>/supervisor` and enables the
+    /// agents' controllers for `<base>`'s children, once per process (again after a
+    /// failure: every step may be repeated).
+    fn prepare(&self) -> Result<(), CgroupError> {
+        if !self.v2 || self.path.is_empty() {
+            return Ok(());
+        }
+        let mut prepared = PREPARED_V2.lock().unwrap_or_else(|e| e.into_inner());
+        if prepared.as_deref() == Some(self.path.as_str()) {
+            return Ok(());
+        }
+        let own = PathBuf::from(CGROUP_ROOT).join(&self.path);
+        let fail = |step, source| CgroupError::Prepare {
+            path: own.clone(),
+            step,
+            source,
+        };
+        let leaf = own.join(SUPERVISOR_LEAF);
+        match std::fs::create_dir(&leaf) {
+            Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(fail("create the supervisor leaf", err));
+            }
+            _ => {}
+        }
+        // "0" moves the writer's whole process (every thread) into the leaf.
+        std::fs::write(leaf.join("cgroup.procs"), "0")
+            .map_err(|err| fail("move this process into the supervisor leaf", err))?;
+        std::fs::write(own.join("cgroup.subtree_control"), V2_SUBTREE_CONTROL)
+            .map_err(|err| fail("enable +memory +cpu +pids for its children", err))?;
+        *prepared = Some(self.path.clone());
+        Ok(())
+    }
+}
+
+/// Why `rel` (this process's own group) cannot hold agent groups, if it cannot.
+fn usable_own(rel: &str, v2: bool) -> Result<(), String> {
+    use nix::unistd::{AccessFlags, access};
+    let writable = |path: &Path| {
+        access(path, AccessFlags::W_OK).map_err(|e| format!("{} not writable: {e}", path.display()))
+    };
+    let root = Path::new(CGROUP_ROOT);
+    if !v2 {
+        for controller in controllers(false) {
+            writable(&root.join(controller).join(rel))?;
+        }
+        return Ok(());
+    }
+    let own = root.join(rel);
+    for path in [
+        own.clone(),
+        own.join("cgroup.procs"),
+        own.join("cgroup.subtree_control"),
+    ] {
+        writable(&path)?;
+    }
+    let read = |name: &str| {
+        std::fs::read_to_string(own.join(name)).map_err(|e| format!("read {name}: {e}"))
+    };
+    let offered = read("cgroup.controllers")?;
+    for controller in controllers(true) {
+        if !offered.split_whitespace().any(|c| c == controller) {
+            return Err(format!("controller {controller} not delegated to it"));
+        }
+    }
+    // Only this process may be in it: it moves itself out, and then the group may
+    // enable controllers for its children.
+    let me = std::process::id().to_string();
+    if let Some(other) = read("cgroup.procs")?.lines().find(|p| p.trim() != me) {
+        return Err(format!("process {other} shares it"));
+    }
+    Ok(())
 }
 
 /// One agent's group, at `<parent>/<name>` in every controller used.
@@ -152,18 +507,28 @@ fn check_name(name: &str) -> Result<(), CgroupError> {
 }
 
 impl AgentCgroup {
-    /// Creates `<parent>/<name>` (the parent too if missing) and applies `limits`.
+    /// Creates `<parent>/<name>` (the parent too if missing) under this process's
+    /// [`AgentBase`] and applies `limits`.
     pub fn create(parent: &str, name: &str, limits: &CgroupLimits) -> Result<Self, CgroupError> {
+        let base = AgentBase::current().map_err(|r| CgroupError::Unavailable(r.to_owned()))?;
+        Self::create_in(base, parent, name, limits)
+    }
+
+    /// Creates `<base>/<parent>/<name>` and applies `limits`; a v2 base below the root is
+    /// prepared first (this process moves into its supervisor leaf, see the module doc).
+    pub fn create_in(
+        base: &AgentBase,
+        parent: &str,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<Self, CgroupError> {
         for part in parent.split('/') {
             check_name(part)?;
         }
         check_name(name)?;
-        let v2 = match detect() {
-            CgroupSupport::V1 => false,
-            CgroupSupport::V2 => true,
-            CgroupSupport::Unavailable(reason) => return Err(CgroupError::Unavailable(reason)),
-        };
-        let path = format!("{parent}/{name}");
+        base.prepare()?;
+        let v2 = base.v2;
+        let path = base.join(&format!("{parent}/{name}"));
         let cgroup = Cgroup::new_with_specified_controllers(
             hierarchies::auto(),
             &path,
@@ -215,7 +580,8 @@ impl AgentCgroup {
             .ok_or_else(|| CgroupError::Unavailable(format!("no {what} controller")))
     }
 
-    /// The group's path relative to each controller's root (`runloop/<agent>`).
+    /// The group's path relative to each controller's root, base included
+    /// (`runloop/<agent>`, `system.slice/runloopd.service/runloop-k<pid>/<agent>-1`).
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -229,7 +595,7 @@ impl AgentCgroup {
     pub fn procs_files(&self) -> Vec<PathBuf> {
         if self.v2 {
             return vec![
-                PathBuf::from("/sys/fs/cgroup")
+                PathBuf::from(CGROUP_ROOT)
                     .join(&self.path)
                     .join("cgroup.procs"),
             ];
@@ -289,18 +655,24 @@ impl AgentCgroup {
     }
 }
 
-/// Removes an empty Runloop parent group (e.g. a test's `runloop-test-<pid>`).
+/// Removes an empty Runloop parent group (e.g. a test's `runloop-test-<pid>`) under this
+/// process's [`AgentBase`].
 pub fn remove_parent(parent: &str) -> Result<(), CgroupError> {
+    let base = AgentBase::current().map_err(|r| CgroupError::Unavailable(r.to_owned()))?;
+    remove_parent_in(base, parent)
+}
+
+/// Removes the empty group `<base>/<parent>`.
+pub fn remove_parent_in(base: &AgentBase, parent: &str) -> Result<(), CgroupError> {
     for part in parent.split('/') {
         check_name(part)?;
     }
-    let v2 = hierarchies::is_cgroup2_unified_mode();
+    let path = base.join(parent);
     let cgroup =
-        Cgroup::load_with_specified_controllers(hierarchies::auto(), parent, controllers(v2));
-    cgroup.delete().map_err(|source| CgroupError::Remove {
-        path: parent.to_owned(),
-        source,
-    })
+        Cgroup::load_with_specified_controllers(hierarchies::auto(), &path, controllers(base.v2));
+    cgroup
+        .delete()
+        .map_err(|source| CgroupError::Remove { path, source })
 }
 
 /// Where each controller's hierarchy is mounted (v1); the unified tree is the root (v2).
@@ -377,20 +749,28 @@ fn zombie(pid: i32) -> bool {
     })
 }
 
-/// The hierarchies Runloop groups live in: the unified root, or one per v1 controller
-/// (co-mounted controllers such as `cpu,cpuacct` counted once).
+/// The directories Runloop groups live in: this process's [`AgentBase`] in the unified
+/// tree or in each v1 controller's hierarchy (co-mounted controllers such as
+/// `cpu,cpuacct` counted once); the hierarchies' roots when it has no base.
 fn hierarchy_roots() -> Vec<PathBuf> {
     let v2 = hierarchies::is_cgroup2_unified_mode();
+    let base = AgentBase::current().map_or("", AgentBase::path);
     if v2 {
-        return vec![PathBuf::from(CGROUP_ROOT)];
+        return vec![under(PathBuf::from(CGROUP_ROOT), base)];
     }
     let mut roots: Vec<PathBuf> = controllers(false)
         .iter()
         .filter_map(|c| std::fs::canonicalize(PathBuf::from(CGROUP_ROOT).join(c)).ok())
+        .map(|root| under(root, base))
         .collect();
     roots.sort();
     roots.dedup();
     roots
+}
+
+/// `dir/rel`, or `dir` itself for an empty `rel` (no trailing separator).
+fn under(dir: PathBuf, rel: &str) -> PathBuf {
+    if rel.is_empty() { dir } else { dir.join(rel) }
 }
 
 /// Names of the sub-directories of `dir` (none when it does not exist), at most
@@ -407,10 +787,11 @@ fn sub_groups(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// Removes every Runloop group whose owner process is gone, in every hierarchy: tasks
-/// left in it (a sandbox whose parent died before it could be told) are killed first,
-/// child groups go before their parent. Groups of live owners and groups with other
-/// names are never touched. Called at every start (kernel boot, `rlp agent invoke`).
+/// Removes every Runloop group whose owner process is gone, in every hierarchy, under
+/// this process's [`AgentBase`]: tasks left in it (a sandbox whose parent died before it
+/// could be told) are killed first, child groups go before their parent. Groups of live
+/// owners and groups with other names are never touched. Called at every start (kernel
+/// boot, `rlp agent invoke`).
 pub fn sweep_orphans() -> Swept {
     let mut swept = Swept::default();
     for root in hierarchy_roots() {
