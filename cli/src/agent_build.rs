@@ -28,7 +28,7 @@ const EXAMPLE_TYPE: &str = "Greeter";
 /// The SDK crate of this build's checkout (absent in an installed build).
 const CHECKOUT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../agents/sdk");
 /// Where a package installs the SDK's sources.
-const INSTALLED_SDK: &str = "/usr/share/runloop/sdk";
+const INSTALLED_SDK: &str = "/usr/share/runloop/agent-sdk/sdk";
 /// The wasm target agents are built for.
 const WASM_TARGET: &str = "wasm32-wasip1";
 /// Longest agent name (bundle names are `[a-z][a-z0-9_]*`).
@@ -44,7 +44,7 @@ pub struct ScaffoldArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
     /// The SDK crate (`runloop-agent-sdk`) to depend on. Default: `$RUNLOOP_SDK_DIR`, then
-    /// /usr/share/runloop/sdk, then this build's checkout.
+    /// /usr/share/runloop/agent-sdk/sdk (the .deb's), then this build's checkout.
     #[arg(long, value_name = "DIR")]
     sdk: Option<PathBuf>,
     /// Print one JSON object instead of text.

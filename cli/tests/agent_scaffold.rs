@@ -3,7 +3,9 @@
 //! wasm32-wasip1 with the machine's wasm toolchain (CI installs Debian's route with
 //! packaging/scripts/setup-wasm-toolchain.sh; without one this test fails, it does not
 //! skip), signing with a fresh key, `rlp trust add`, `rlp agent install`, and a one-node
-//! opening that runs the installed agent in a real sandbox.
+//! opening that runs the installed agent in a real sandbox. The SDK is the standalone copy
+//! `packaging/scripts/stage-sdk.sh` stages, the one the .deb ships as
+//! /usr/share/runloop/agent-sdk, so what ships is what this builds against.
 
 mod common;
 
@@ -34,15 +36,34 @@ fn scaffold_build_sign_install_and_run_outside_the_checkout() {
     let work = home.join("work");
     std::fs::create_dir_all(&work).unwrap();
     let work_s = work.display().to_string();
+    // The SDK as the package ships it, staged at a fixed place so the build caches stay warm.
+    let staged = cache_dir("runloop-scaffold-sdk");
+    let stage = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/scripts/stage-sdk.sh"))
+        .arg(&staged)
+        .output()
+        .unwrap();
+    assert!(stage.status.success(), "{}", text(&stage));
+    let sdk_s = staged.join("sdk").display().to_string();
 
     // scaffold
     let out = rlp(
         &home,
         None,
-        &["agent", "scaffold", "greeter_x", "--dir", &work_s, "--json"],
+        &[
+            "agent",
+            "scaffold",
+            "greeter_x",
+            "--dir",
+            &work_s,
+            "--sdk",
+            &sdk_s,
+            "--json",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     let made = json_of(&out);
+    assert_eq!(made["sdk"].as_str(), Some(sdk_s.as_str()), "{made}");
     let crate_dir = work.join("greeter_x");
     assert_eq!(
         made["dir"].as_str().map(Path::new),
@@ -57,7 +78,15 @@ fn scaffold_build_sign_install_and_run_outside_the_checkout() {
     let again = rlp(
         &home,
         None,
-        &["agent", "scaffold", "greeter_x", "--dir", &work_s],
+        &[
+            "agent",
+            "scaffold",
+            "greeter_x",
+            "--dir",
+            &work_s,
+            "--sdk",
+            &sdk_s,
+        ],
     );
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(text(&again).contains("AlreadyExists"), "{}", text(&again));

@@ -102,6 +102,8 @@ for dir in agents/bundles/*/; do
 done
 [ "$bundles" -gt 0 ] || die "no bundles under agents/bundles"
 install -m 0644 agents/bundles/DIGESTS "$ROOT/usr/share/runloop/agents/DIGESTS"
+# The agent SDK as a standalone workspace: what `rlp agent scaffold` depends on.
+bash packaging/scripts/stage-sdk.sh "$ROOT/usr/share/runloop/agent-sdk" >/dev/null
 # Where `rlp` finds an opening by name (the router's `router.default_opening`).
 install -m 0644 examples/openings/*.yaml "$ROOT/usr/share/runloop/openings/"
 install -m 0644 README.md docs/packaging.md packaging/deb/copyright "$ROOT/usr/share/doc/runloop/"
