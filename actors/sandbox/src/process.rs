@@ -3,8 +3,9 @@
 //!
 //! Boundary: the process on the other end is hostile. Every byte it sends goes through a
 //! bounded [`StreamDecoder`]; a frame that is malformed or too large (the exact RMP error,
-//! e.g. `BodyTooLarge`, `InvalidMagic`), a valid frame of the wrong kind or with the wrong
-//! ids, more outputs or host calls than its limits, or silence past the invoke deadline:
+//! e.g. `BodyTooLarge`, `InvalidMagic`), a repeat of one of its last [`SEEN_FRAMES_MAX`]
+//! frames (`Duplicate`, by `(trace_id, msg_id)`), a valid frame of the wrong kind or with
+//! the wrong ids, more outputs or host calls than its limits, or silence past the invoke deadline:
 //! each kills the process at once and is returned as a [`SandboxError`]. The kernel reaps
 //! it and reports how it ended, including the signal.
 
@@ -16,14 +17,15 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use runloop_proto::dedupe::DEDUPE_AGE_MS_MAX_DEFAULT;
 use runloop_proto::frame::encode_frame_into;
 use runloop_proto::payloads::{
     AgentOutput, ErrorReport, InvokeOutcome, SANDBOX_PROTOCOL_VERSION, SandboxHello, SandboxLimits,
     SandboxReady, Shutdown,
 };
 use runloop_proto::{
-    Clock, Frame, FrameError, Kind, KindPayload, Limits, MsgIdGen, StreamDecoder, SystemClock,
-    TraceId,
+    Clock, DedupeCache, DedupeLimits, Frame, FrameError, Kind, KindPayload, Limits, MsgIdGen,
+    StreamDecoder, SystemClock, TraceId,
 };
 use serde::Serialize;
 
@@ -40,6 +42,9 @@ pub const JAIL_ARG: &str = "--jail";
 /// The `error.report.v1` code a sandbox sends when a confinement step failed.
 pub const CONFINE_FAILED_CODE: &str = "ConfineFailed";
 
+/// How many of a sandbox's recent frames are remembered to refuse a repeat (`Duplicate`):
+/// at most a few KiB per sandbox, and far more than one pipelined window of frames.
+pub const SEEN_FRAMES_MAX: usize = 256;
 /// How long a new sandbox may take to answer the hello.
 pub const HELLO_TIMEOUT_MS: u64 = 5_000;
 /// Fixed slack above an invoke's wall-time limit before the kernel kills the sandbox
@@ -209,6 +214,8 @@ pub struct Sandbox {
     pid: i32,
     pub(crate) sock: UnixStream,
     decoder: StreamDecoder,
+    /// The `(trace_id, msg_id)` of the sandbox's recent frames: a repeat is `Duplicate`.
+    seen: DedupeCache,
     limits: Limits,
     pub(crate) sandbox_limits: SandboxLimits,
     pub(crate) agent: String,
@@ -298,6 +305,10 @@ impl Sandbox {
             pid,
             sock: ours,
             decoder: StreamDecoder::new(limits),
+            seen: DedupeCache::new(DedupeLimits {
+                entries_max: SEEN_FRAMES_MAX,
+                age_ms_max: DEDUPE_AGE_MS_MAX_DEFAULT,
+            }),
             limits,
             sandbox_limits: config.limits,
             agent: config.agent.clone(),
@@ -596,9 +607,23 @@ impl Sandbox {
         }
     }
 
-    /// The next complete frame already received, if any; a malformed one kills the sandbox.
+    /// The next complete frame already received, if any; a malformed one, or one whose
+    /// `(trace_id, msg_id)` the sandbox sent before (`Duplicate`), kills the sandbox.
     pub(crate) fn buffered_frame(&mut self) -> Result<Option<Frame>, SandboxError> {
-        match self.decoder.next_frame(SystemClock.now_ms()) {
+        let now_ms = SystemClock.now_ms();
+        let decoded = self
+            .decoder
+            .next_frame(now_ms)
+            .and_then(|frame| match frame {
+                Some(frame) => {
+                    let header = frame.header();
+                    self.seen
+                        .check_and_insert(header.trace_id(), header.msg_id(), now_ms)
+                        .map(|()| Some(frame))
+                }
+                None => Ok(None),
+            });
+        match decoded {
             Ok(frame) => Ok(frame),
             Err(error) => {
                 let exit = self.kill().status;

@@ -51,7 +51,12 @@ async fn every_drill_passes_and_reports_its_figures() {
     assert!(spin.report.contains("p50"), "{}", spin.report);
 
     let frames = passes(Drill::BadFrames).await;
-    for name in ["InvalidMagic", "BodyTooLarge", "TruncatedHeader"] {
+    for name in [
+        "InvalidMagic",
+        "BodyTooLarge",
+        "TruncatedHeader",
+        "Duplicate",
+    ] {
         assert!(frames.report.contains(name), "{name}: {}", frames.report);
     }
     assert_eq!(frames.restore_ms, None);

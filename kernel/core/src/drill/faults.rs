@@ -504,14 +504,50 @@ pub(super) const BAD_FRAMES: [(&str, &str, &str); 3] = [
     ),
 ];
 
+/// A valid `control.ready.v1` frame sent twice with the same `(trace_id, msg_id)`, as
+/// `printf` octal escapes: the handshake takes the first, the repeat must be refused as
+/// `Duplicate` (rmp-v0 validation step 10).
+fn duplicate_ready() -> String {
+    use runloop_proto::payloads::{SANDBOX_PROTOCOL_VERSION, SandboxReady};
+    let ready = SandboxReady {
+        protocol: SANDBOX_PROTOCOL_VERSION,
+        wasmtime: "hostile".into(),
+        startup_us: 1,
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let frame = runloop_client::wire::frame_of(
+        runloop_proto::Body::from_payload(&ready),
+        now_ms,
+        runloop_proto::TraceId(0xd0d0),
+        runloop_proto::MsgId(1),
+    );
+    frame
+        .iter()
+        .chain(frame.iter())
+        .map(|b| format!("\\{b:03o}"))
+        .collect()
+}
+
+/// Every hostile sandbox of the drill: [`BAD_FRAMES`] and the duplicate.
+fn bad_frame_cases() -> Vec<(&'static str, String, &'static str)> {
+    let mut cases: Vec<_> = BAD_FRAMES
+        .iter()
+        .map(|(name, bytes, want)| (*name, (*bytes).to_owned(), *want))
+        .collect();
+    cases.push(("duplicate", duplicate_ready(), "Duplicate"));
+    cases
+}
+
 pub(super) async fn bad_frames(env: &DrillEnv) -> Result<DrillReport, String> {
     let lab = Lab::boot(env, LabOptions::default()).await?;
     let submitted = lab.submit_workload().await?;
     let mut checks = Checks::default();
     let mut seen = Vec::new();
     let mut slowest = Duration::ZERO;
-    for (name, bytes, want) in BAD_FRAMES {
-        let program = hostile_sandbox(lab.state_dir(), name, bytes)?;
+    for (name, bytes, want) in bad_frame_cases() {
+        let program = hostile_sandbox(lab.state_dir(), name, &bytes)?;
         let t = Instant::now();
         let status = lab
             .start(
@@ -523,6 +559,12 @@ pub(super) async fn bad_frames(env: &DrillEnv) -> Result<DrillReport, String> {
                 },
             )
             .await?;
+        // A duplicate passes the handshake; the repeat is read by the idle instance next.
+        let status = if name == "duplicate" {
+            lab.wait_quarantined(name, Duration::from_secs(5)).await?
+        } else {
+            status
+        };
         slowest = slowest.max(t.elapsed());
         let reason = status.quarantine.clone().unwrap_or_default();
         checks.expect(
@@ -546,8 +588,8 @@ pub(super) async fn bad_frames(env: &DrillEnv) -> Result<DrillReport, String> {
     lab.stop().await;
     Ok(Found {
         drill: Drill::BadFrames,
-        injected: "three hostile sandboxes: a bad magic, a 2 GiB frame length, a 10-byte \
-                   header"
+        injected: "four hostile sandboxes: a bad magic, a 2 GiB frame length, a 10-byte \
+                   header, a valid ready frame sent twice with the same msg_id"
             .into(),
         detect: Some(slowest),
         restore: None,
@@ -556,8 +598,8 @@ pub(super) async fn bad_frames(env: &DrillEnv) -> Result<DrillReport, String> {
         runs_ok: tally.runs_ok,
         runs_total: 1,
         story: format!(
-            "each agent was quarantined at its handshake ({}); detect is the slowest start to \
-             quarantine; nothing to restore: a parked agent stays parked until `rlp agent \
+            "each agent was quarantined at its handshake, the duplicate at the repeat right \
+             after it ({}); detect is the slowest start to quarantine; nothing to restore: a parked agent stays parked until `rlp agent \
              release`; {}",
             seen.join(", "),
             tally.summary
@@ -569,11 +611,16 @@ pub(super) async fn bad_frames(env: &DrillEnv) -> Result<DrillReport, String> {
 
 /// The RMP error name a quarantine reason starts with (`MalformedFrame: InvalidMagic …`).
 fn first_word(reason: &str) -> String {
-    ["InvalidMagic", "BodyTooLarge", "TruncatedHeader"]
-        .into_iter()
-        .find(|n| reason.contains(n))
-        .unwrap_or("?")
-        .to_owned()
+    [
+        "InvalidMagic",
+        "BodyTooLarge",
+        "TruncatedHeader",
+        "Duplicate",
+    ]
+    .into_iter()
+    .find(|n| reason.contains(n))
+    .unwrap_or("?")
+    .to_owned()
 }
 
 pub(super) async fn flapping(env: &DrillEnv) -> Result<DrillReport, String> {

@@ -172,6 +172,28 @@ impl Lab {
             .map_err(|e| format!("start {name}: {e}"))
     }
 
+    /// The status of agent `name` once it is quarantined, or as it is after `within`.
+    pub async fn wait_quarantined(
+        &self,
+        name: &str,
+        within: std::time::Duration,
+    ) -> Result<runloop_proto::payloads::AgentStatus, String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let status = self
+                .kernel
+                .agents()
+                .await
+                .into_iter()
+                .find(|a| a.name == name)
+                .ok_or_else(|| format!("agent {name} is not known"))?;
+            if status.state == "quarantined" || std::time::Instant::now() >= deadline {
+                return Ok(status);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Starts `flaky` as `spinner` with an invoke time limit of `limit_ms`: given
     /// `{attempt, with: {spin: N}}` it busy-loops until the limit stops it.
     pub async fn start_spinner(&self, limit_ms: u64) -> Result<(), String> {
