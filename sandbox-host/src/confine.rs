@@ -7,8 +7,10 @@
 //!
 //! 0. a fresh **pid namespace** (`clone3(CLONE_NEWPID)`, this process is its pid 1; the
 //!    kernel still sees and kills it by its own pid), the agent's **cgroup** (the child
-//!    writes `0` into `cgroup.procs`), death with the parent (`PR_SET_PDEATHSIG`). An
-//!    unprivileged kernel adds `CLONE_NEWUSER` there and maps 0 inside to its own uid/gid.
+//!    writes `0` into `cgroup.procs`), death with the parent (`PR_SET_PDEATHSIG`). A root
+//!    kernel's child joins the kernel's one empty **network namespace** (`setns`; made
+//!    once per kernel, shared by its sandboxes). An unprivileged kernel adds
+//!    `CLONE_NEWUSER` at clone instead and maps 0 inside to its own uid/gid.
 //!
 //! After exec, here, each a function:
 //!
@@ -19,8 +21,10 @@
 //!    chose (`runloop`, else 65534), no supplementary groups. It comes before the user
 //!    namespace, so that the namespace belongs to that uid and not to root;
 //! 4. [`enter_namespaces`] — fresh **user** (root kernel: made here, 0 inside mapped to
-//!    the uid of step 3), **mount**, **network** (only a `lo` that is down: no network at
-//!    all) and **IPC** namespaces;
+//!    the uid of step 3), **mount**, **network** (unprivileged kernel; a root kernel's
+//!    sandbox is in the shared one of step 0, and makes its own only if it finds a
+//!    device up there) and **IPC** namespaces; every network device must be down (there
+//!    is only a `lo`), checked once ([`check_no_network`]);
 //! 5. [`set_no_new_privs`] — `PR_SET_NO_NEW_PRIVS`, required for unprivileged seccomp;
 //! 6. the hello is read, the engine built (it opens `/proc/self/pagemap`, the last
 //!    `openat`) and the `.cwasm` mapped from its fd;
@@ -38,7 +42,8 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;
-use std::os::fd::RawFd;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::resource::{Resource, setrlimit};
 use seccompiler::{
@@ -112,6 +117,11 @@ pub enum ConfineError {
     },
     #[error("enter namespaces: {call}: {source}")]
     Namespaces {
+        call: &'static str,
+        source: std::io::Error,
+    },
+    #[error("check the sandbox has no network: {call}: {source}")]
+    Network {
         call: &'static str,
         source: std::io::Error,
     },
@@ -220,11 +230,25 @@ pub fn drop_ids(uid: u32, gid: u32) -> Result<(), ConfineError> {
     Ok(())
 }
 
-/// Step 4: fresh mount, network and IPC namespaces, and (after [`drop_ids`]) a fresh user
-/// namespace that owns them, in which 0 is the dropped uid/gid. The new network namespace
-/// has only a loopback device, and it is down: the sandbox has no network at all, even
-/// before seccomp forbids `socket(2)`. Needs a single-threaded process (`unshare` of a
-/// user namespace refuses otherwise), so it runs before any thread starts.
+/// Step 4: fresh mount and IPC namespaces, and (after [`drop_ids`]) a fresh user
+/// namespace that owns them, in which 0 is the dropped uid/gid. Needs a single-threaded
+/// process (`unshare` of a user namespace refuses otherwise), so it runs before any
+/// thread starts. The network is checked once, every device must be down: before the
+/// `unshare` in a root kernel's sandbox (see below), after it otherwise
+/// ([`check_no_network`]).
+///
+/// The network namespace: a root kernel's child already joined the kernel's one empty
+/// network namespace before exec (`runloop_sandbox::spawn`), which costs a `setns`
+/// instead of ≈ 0.8 ms for a new one. That namespace belongs to the kernel's user
+/// namespace, not to the one made here, so the capabilities this process holds until
+/// [`drop_capabilities`] give it no power over it (`CAP_NET_ADMIN` there is what it would
+/// take to bring `lo` up). A sandbox-host that finds a device up there (it was not
+/// started by the kernel) makes its own network namespace instead. An unprivileged
+/// kernel's sandbox (`Jail::UserNamespace`) always makes its own here: joining one needs
+/// `CAP_SYS_ADMIN` over the user namespace that owns it, which an unprivileged kernel
+/// could only give by owning that user namespace and nesting every sandbox's inside it,
+/// not with one `clone3`. Either way there is only a `lo`, down: no network at all, even
+/// before seccomp forbids `socket(2)`.
 pub fn enter_namespaces(jail: Jail) -> Result<(), ConfineError> {
     let fail = |call| ConfineError::Namespaces {
         call,
@@ -232,11 +256,21 @@ pub fn enter_namespaces(jail: Jail) -> Result<(), ConfineError> {
     };
     let (flags, maps) = match jail {
         Jail::Off => return Ok(()),
-        Jail::Drop { uid, gid } => (libc::CLONE_NEWUSER, Some((uid, gid))),
+        // The kernel's child joined its shared empty network namespace before exec. A
+        // sandbox-host started another way (by hand, by a test) finds a network there and
+        // makes its own namespace: the `--jail` argument alone cannot tell.
+        Jail::Drop { uid, gid } => {
+            let own_netns = if has_network()? {
+                libc::CLONE_NEWNET
+            } else {
+                0
+            };
+            (libc::CLONE_NEWUSER | own_netns, Some((uid, gid)))
+        }
         // The kernel's child made the user namespace at clone and wrote its maps.
-        Jail::UserNamespace => (0, None),
+        Jail::UserNamespace => (libc::CLONE_NEWNET, None),
     };
-    let flags = flags | libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC;
+    let flags = flags | libc::CLONE_NEWNS | libc::CLONE_NEWIPC;
     // SAFETY: unshare takes flags only; the process is single-threaded here.
     if unsafe { libc::unshare(flags) } != 0 {
         return Err(fail("unshare"));
@@ -248,11 +282,106 @@ pub fn enter_namespaces(jail: Jail) -> Result<(), ConfineError> {
         write_proc_self("/proc/self/uid_map", &format!("0 {uid} 1"))?;
         write_proc_self("/proc/self/gid_map", &format!("0 {gid} 1"))?;
     }
+    // Checked once: after a new namespace was made here, or before, for the kernel's.
+    if flags & libc::CLONE_NEWNET != 0 {
+        check_no_network()?;
+    }
     Ok(())
 }
 
 fn write_proc_self(path: &'static str, text: &str) -> Result<(), ConfineError> {
     std::fs::write(path, text).map_err(|source| ConfineError::Namespaces { call: path, source })
+}
+
+/// Most network devices `has_network` looks at (an empty namespace has one, `lo`); more
+/// count as a network.
+const NETWORK_DEVICES_MAX: usize = 16;
+/// Bytes of `/proc/self/net/dev` read: two header lines and a line per device.
+const NET_DEV_BYTES_MAX: usize = 4096;
+
+/// Step 4's check: every network device of this process's network namespace is down, so
+/// it can reach nothing, not even another sandbox of the same namespace (a device that
+/// is down has no address, and `connect(2)` to any finds no route).
+pub fn check_no_network() -> Result<(), ConfineError> {
+    if has_network()? {
+        let why = "a network device is up: this sandbox would have a network";
+        return Err(ConfineError::Network {
+            call: "list network devices",
+            source: std::io::Error::other(why),
+        });
+    }
+    Ok(())
+}
+
+/// Whether this process's network namespace has a device that is up, or more devices
+/// than an empty namespace has (its one `lo`, down). Cheap: a read of `/proc/self/net/dev`
+/// and one `ioctl` per device.
+fn has_network() -> Result<bool, ConfineError> {
+    let fail = |call, source| ConfineError::Network { call, source };
+    let mut buf = [0u8; NET_DEV_BYTES_MAX];
+    let Some(text) = read_net_dev(&mut buf).map_err(|e| fail("read /proc/self/net/dev", e))? else {
+        return Ok(true);
+    };
+    // SAFETY: socket takes integers only; the fd is owned right below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(fail("socket", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh descriptor we own; dropping it closes it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Two header lines, then `<name>: <counters>` per device.
+    let names = text.lines().skip(2).filter_map(|l| l.split_once(':'));
+    for (count, (name, _)) in names.enumerate() {
+        if count == NETWORK_DEVICES_MAX
+            || device_is_up(&sock, name.trim()).map_err(|e| fail("ioctl(SIOCGIFFLAGS)", e))?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `/proc/self/net/dev` in `buf`, read to its end in one buffer (procfs hands out a page
+/// per read; `read_to_string` would probe with small reads first); `None` when it does
+/// not fit, i.e. lists far more devices than an empty namespace.
+fn read_net_dev(buf: &mut [u8]) -> std::io::Result<Option<&str>> {
+    let mut file = std::fs::File::open("/proc/self/net/dev")?;
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            return Ok(None);
+        }
+        match file.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    std::str::from_utf8(&buf[..len])
+        .map(Some)
+        .map_err(std::io::Error::other)
+}
+
+/// Whether the network device `name` is up (`SIOCGIFFLAGS` through `sock`).
+fn device_is_up(sock: &OwnedFd, name: &str) -> std::io::Result<bool> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::other(format!(
+            "device name too long: {name}"
+        )));
+    }
+    // SAFETY: an all-zero ifreq is a valid value of this plain C struct.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a live ifreq whose name is NUL-terminated (shorter than IFNAMSIZ,
+    // checked, in a zeroed array); SIOCGIFFLAGS writes only its flags member.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the union's flags member.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(flags & libc::IFF_UP as libc::c_short != 0)
 }
 
 /// Step 5: this process and its children can never gain privileges (setuid, caps).

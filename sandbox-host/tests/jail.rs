@@ -51,6 +51,189 @@ fn the_sandbox_has_no_network() {
     assert_eq!(igmp.lines().count(), 1, "lo is down: {igmp}");
 }
 
+/// Each network probe's errno, run from a sandbox's position (0: it worked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+struct Probes {
+    /// `ioctl(SIOCSIFFLAGS)` bringing `lo` up.
+    lo_up: i32,
+    /// `connect(2)` to a TCP listener on 127.0.0.1 (in the other sandbox's namespace).
+    tcp_connect: i32,
+    /// `sendto(2)` to a UDP socket on 127.0.0.1 (likewise).
+    udp_send: i32,
+}
+
+/// Puts listeners (TCP and UDP, bound to every address) into sandbox `a`'s network
+/// namespace, then takes sandbox `b`'s position: its network namespace, then its user
+/// namespace, where this process then holds every capability — more than `b` ever holds
+/// (it drops them at step 8) — and tries to bring `lo` up and to reach the listeners on
+/// 127.0.0.1. Needs root (to enter `a`'s namespace from outside); runs in a forked
+/// child, since a process with threads cannot change user namespace.
+fn probe_network(a: u32, b: u32) -> Probes {
+    use std::ffi::CString;
+    let path = |pid: u32, kind: &str| CString::new(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    let (net_a, net_b, user_b) = (path(a, "net"), path(b, "net"), path(b, "user"));
+    let mut pipe = [0; 2];
+    // SAFETY: `pipe` is a live array of two fds for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: the child only makes async-signal-safe system calls on memory prepared
+    // before the fork (this test process has threads), and ends in _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: we are the forked child; see `probe_child`.
+        unsafe { probe_child([&net_a, &net_b, &user_b], pipe[1]) }
+    }
+    let mut probes = Probes::default();
+    let size = std::mem::size_of::<Probes>();
+    // SAFETY: closes our copy of the write end (the child has its own).
+    unsafe { libc::close(pipe[1]) };
+    // SAFETY: reads at most `size` bytes into a live `Probes` of plain i32s.
+    let got = unsafe { libc::read(pipe[0], (&raw mut probes).cast(), size) };
+    // SAFETY: our read end, no longer needed.
+    unsafe { libc::close(pipe[0]) };
+    let mut status = 0;
+    // SAFETY: `pid` is our own unreaped child; `status` a live local.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the probe failed at step {} (exit status {status:#x})",
+        libc::WEXITSTATUS(status)
+    );
+    assert_eq!(got, size as isize);
+    probes
+}
+
+/// The forked child of [`probe_network`]: exits with the number of a failed setup step,
+/// or writes [`Probes`] to `report` and exits 0.
+///
+/// # Safety
+/// Only in a child right after `fork`; the paths are NUL-terminated strings made before.
+unsafe fn probe_child(paths: [&std::ffi::CStr; 3], report: i32) -> ! {
+    let loopback = |port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let addr_len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: system calls only (async-signal-safe), on live locals and the given paths.
+    unsafe {
+        let errno = || *libc::__errno_location();
+        let [net_a, net_b, user_b] =
+            paths.map(|p| libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC));
+        if net_a < 0 || net_b < 0 || user_b < 0 {
+            libc::_exit(10);
+        }
+        // 1. Listeners in `a`'s namespace, on every address and one port (binding to
+        // INADDR_ANY needs no device).
+        if libc::setns(net_a, libc::CLONE_NEWNET) != 0 {
+            libc::_exit(11);
+        }
+        let tcp = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        let mut any = loopback(0);
+        any.sin_addr.s_addr = libc::INADDR_ANY;
+        let mut len = addr_len;
+        if tcp < 0
+            || libc::bind(tcp, (&raw const any).cast(), addr_len) != 0
+            || libc::listen(tcp, 1) != 0
+            || libc::getsockname(tcp, (&raw mut any).cast(), &mut len) != 0
+        {
+            libc::_exit(12);
+        }
+        let port = u16::from_be(any.sin_port);
+        let udp = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if udp < 0 || libc::bind(udp, (&raw const any).cast(), addr_len) != 0 {
+            libc::_exit(13);
+        }
+        // 2. `b`'s position: its network namespace, then its user namespace (every
+        // capability there, as `b` has until it drops them).
+        if libc::setns(net_b, libc::CLONE_NEWNET) != 0 {
+            libc::_exit(14);
+        }
+        if libc::setns(user_b, libc::CLONE_NEWUSER) != 0 {
+            libc::_exit(15);
+        }
+        // 3. The probes.
+        let mut probes = Probes::default();
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+            *dst = *src as libc::c_char;
+        }
+        if sock < 0 || libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) != 0 {
+            libc::_exit(16);
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut req) != 0 {
+            probes.lo_up = errno();
+        }
+        let to = loopback(port);
+        let client = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        if client < 0 {
+            libc::_exit(17);
+        }
+        if libc::connect(client, (&raw const to).cast(), addr_len) != 0 {
+            probes.tcp_connect = errno();
+        }
+        let byte = [0u8; 1];
+        let sent = libc::sendto(
+            sock,
+            byte.as_ptr().cast(),
+            1,
+            0,
+            (&raw const to).cast(),
+            addr_len,
+        );
+        if sent != 1 {
+            probes.udp_send = errno();
+        }
+        let size = std::mem::size_of::<Probes>();
+        if libc::write(report, (&raw const probes).cast(), size) != size as isize {
+            libc::_exit(18);
+        }
+        libc::_exit(0)
+    }
+}
+
+#[test]
+fn no_sandbox_can_bring_up_a_network_or_reach_another_sandbox() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let (_cg_a, a) = spawn("echo.wat", limits(), "jail-net-a");
+    let (_cg_b, b) = spawn("echo.wat", limits(), "jail-net-b");
+    let (pid_a, pid_b) = (a.pid().to_string(), b.pid().to_string());
+    match Jail::for_this_process() {
+        // A root kernel's sandboxes share its one empty network namespace.
+        Jail::Drop { .. } => assert_eq!(ns(&pid_a, "net"), ns(&pid_b, "net")),
+        // An unprivileged kernel's each make their own.
+        Jail::UserNamespace { .. } => assert_ne!(ns(&pid_a, "net"), ns(&pid_b, "net")),
+        Jail::Off => panic!("the kernel never spawns without the jail"),
+    }
+    if !root {
+        // Entering a sandbox's namespaces from outside needs root; the namespaces differ.
+        return;
+    }
+    for (x, y) in [(a.pid(), b.pid()), (b.pid(), a.pid())] {
+        let probes = probe_network(x, y);
+        // The namespace is the kernel's, not the sandbox's: no capability the sandbox
+        // could hold in its own user namespace reaches it.
+        assert_eq!(probes.lo_up, libc::EPERM, "{probes:?}");
+        // With `lo` down, 127.0.0.1 has no route: nothing is reachable, not the other
+        // sandbox's listeners either.
+        assert_eq!(probes.tcp_connect, libc::ENETUNREACH, "{probes:?}");
+        assert_eq!(probes.udp_send, libc::ENETUNREACH, "{probes:?}");
+    }
+    // Both sandboxes are still fine.
+    for pid in [&pid_a, &pid_b] {
+        let dev = std::fs::read_to_string(format!("/proc/{pid}/net/igmp")).unwrap();
+        assert_eq!(dev.lines().count(), 1, "lo is still down: {dev}");
+    }
+}
+
 #[test]
 fn the_sandbox_runs_as_an_unprivileged_user_in_its_own_user_namespace() {
     let (_cg, sandbox) = spawn("echo.wat", limits(), "jail-uid");

@@ -6,14 +6,26 @@
 //! async-signal-safe calls on values prepared before the clone are allowed (the kernel
 //! process has many threads; their locks are copied held). Everything the child needs —
 //! the program path, argv, envp, the id-map texts, the fds — is built before the clone;
-//! the child only calls `prctl`, `poll`, `write`, `open`, `close`, `fcntl`, `sigprocmask`,
-//! `signal`, `execve` and `_exit`.
+//! the child only calls `prctl`, `poll`, `write`, `setns`, `open`, `close`, `fcntl`,
+//! `sigprocmask`, `signal`, `execve` and `_exit`.
 //!
 //! Why `clone3` and not `fork` + `unshare`: a pid namespace made by `unshare` only holds
 //! the caller's *children*, so the sandbox would not be in it; `clone3(CLONE_NEWPID)` puts
 //! the new process itself there, as its pid 1. The kernel still knows it by its pid in the
 //! kernel's namespace (what `clone3` returns): that is the pid it signals, reaps with
 //! `wait4` and reads under `/proc`.
+//!
+//! A root kernel's sandboxes have no network through one **shared, empty network
+//! namespace** ([`shared_netns`]): made once per kernel process, joined with `setns` by
+//! each child before exec. Making a namespace per sandbox cost 0.5–0.8 ms of every cold
+//! start, and its teardown more CPU after exit (`perf/sandbox.md`); joining one costs a
+//! few µs. Its only device is a `lo` that is down, and no sandbox can bring it up: the
+//! namespace belongs to the kernel's user namespace, while each sandbox's capabilities
+//! live only in the user namespace it makes after dropping to its unprivileged uid
+//! (`runloop_sandbox_host::confine`). An unprivileged kernel's child cannot join one:
+//! `setns` needs `CAP_SYS_ADMIN` over the user namespace owning the network namespace,
+//! and the child's own user namespace (made at clone) is not that one nor above it. So
+//! there each sandbox still makes its own.
 
 use std::ffi::CString;
 use std::io;
@@ -34,13 +46,15 @@ const PASSWD_BUF_BYTES: usize = 4096;
 /// How far a sandbox is jailed (see `runloop_sandbox_host::confine` for each step).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Jail {
-    /// A root kernel: a fresh pid namespace at clone; the sandbox-host then drops to
-    /// `uid`/`gid` (`runloop`, else 65534) and makes its own user, mount, network and IPC
-    /// namespaces, and an empty root.
+    /// A root kernel: a fresh pid namespace at clone, the kernel's shared empty network
+    /// namespace joined before exec; the sandbox-host then drops to `uid`/`gid`
+    /// (`runloop`, else 65534) and makes its own user, mount and IPC namespaces, and an
+    /// empty root.
     Drop { uid: u32, gid: u32 },
     /// An unprivileged kernel cannot change uid: fresh user and pid namespaces at clone,
     /// 0 inside mapped to the kernel's own `uid`/`gid` (written by the child before exec);
-    /// the rest as with `Drop`. Seen from the host the sandbox runs as the kernel's user.
+    /// the rest as with `Drop`, but with a network namespace of its own (made by the
+    /// sandbox-host). Seen from the host the sandbox runs as the kernel's user.
     UserNamespace { uid: u32, gid: u32 },
     /// None of the jail's steps (cgroup, rlimits, no_new_privs and seccomp only): the
     /// benchmark's same-run baseline. The kernel never uses it.
@@ -113,6 +127,7 @@ pub enum ChildStep {
     DeathSignal,
     ParentGone,
     JoinCgroup,
+    JoinNetns,
     KeepFds,
     IdMaps,
     Signals,
@@ -120,11 +135,12 @@ pub enum ChildStep {
 }
 
 impl ChildStep {
-    const ALL: [ChildStep; 8] = [
+    const ALL: [ChildStep; 9] = [
         ChildStep::Clone,
         ChildStep::DeathSignal,
         ChildStep::ParentGone,
         ChildStep::JoinCgroup,
+        ChildStep::JoinNetns,
         ChildStep::KeepFds,
         ChildStep::IdMaps,
         ChildStep::Signals,
@@ -138,6 +154,7 @@ impl ChildStep {
             ChildStep::DeathSignal => "set the parent-death signal",
             ChildStep::ParentGone => "check the parent is alive",
             ChildStep::JoinCgroup => "join the agent's cgroup",
+            ChildStep::JoinNetns => "join the sandboxes' empty network namespace",
             ChildStep::KeepFds => "keep the socket and module fds across exec",
             ChildStep::IdMaps => "write the user namespace's id maps",
             ChildStep::Signals => "reset the signal mask and SIGPIPE",
@@ -165,6 +182,8 @@ pub(crate) struct ChildPlan {
     clone_flags: u64,
     /// `uid_map` and `gid_map` texts, when the child maps its own user namespace.
     id_maps: Option<(CString, CString)>,
+    /// The shared empty network namespace to join ([`shared_netns`]; a root kernel only).
+    netns_fd: Option<RawFd>,
 }
 
 impl ChildPlan {
@@ -191,6 +210,10 @@ impl ChildPlan {
             )),
             _ => None,
         };
+        let netns_fd = match jail {
+            Jail::Drop { .. } => Some(shared_netns()?),
+            _ => None,
+        };
         Ok(Self {
             program,
             argv,
@@ -198,8 +221,58 @@ impl ChildPlan {
             keep_fds,
             clone_flags: jail.clone_flags(),
             id_maps,
+            netns_fd,
         })
     }
+}
+
+/// The one empty network namespace of this process's sandboxes (a root kernel's): an fd
+/// of it, made on first use and kept open for the process's life.
+///
+/// It is made by `unshare(CLONE_NEWNET)` on a thread of its own, which exits at once (a
+/// network namespace is per thread, and no other thread of the kernel must change); the
+/// fd keeps the namespace alive. Needs `CAP_SYS_ADMIN`: only a root kernel asks.
+fn shared_netns() -> io::Result<RawFd> {
+    static NETNS: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
+    let netns = NETNS.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("sandbox-netns".into())
+            .spawn(make_empty_netns)
+            .map_err(|e| format!("start a thread: {e}"))?
+            .join()
+            .map_err(|_| "the thread panicked".to_owned())?
+    });
+    match netns {
+        Ok(fd) => Ok(fd.as_raw_fd()),
+        Err(why) => Err(io::Error::other(format!(
+            "make the sandboxes' network namespace: {why}"
+        ))),
+    }
+}
+
+/// On a thread that ends right after: moves it into a new network namespace and opens
+/// that namespace (close-on-exec: no sandbox-host inherits it).
+fn make_empty_netns() -> Result<OwnedFd, String> {
+    // SAFETY: unshare takes flags only; CLONE_NEWNET changes this thread's namespace
+    // alone, and this thread ends once it has opened it.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("unshare: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: a NUL-terminated literal path and plain flags.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/thread-self/ns/net".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "open /proc/thread-self/ns/net: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// One clone for the spawner thread, and where its pid goes.
@@ -416,6 +489,15 @@ unsafe fn child(
             // group before exec, so no sandbox code runs outside it.
             if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
                 die(ChildStep::JoinCgroup);
+            }
+        }
+        if let Some(fd) = plan.netns_fd {
+            // The kernel's one empty network namespace instead of a new one per sandbox
+            // (see the module doc): joined while the child is still root, which it must
+            // be (CAP_SYS_ADMIN over the namespace's owner). The sandbox-host checks it
+            // has no device up before it goes on.
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                die(ChildStep::JoinNetns);
             }
         }
         for fd in plan.keep_fds {
