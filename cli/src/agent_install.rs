@@ -15,6 +15,12 @@
 //! Rollback swaps them. Install loads the bundle under the config's trust roots before
 //! anything is written, and again from its installed copy; the kernel loads it again at
 //! every start, so a bundle tampered with after install still never runs.
+//!
+//! Installs and rollbacks of the same agents directory take turns: each holds an exclusive
+//! advisory lock (`flock`) on `<agents>/.lock` from reading the current links to the last
+//! one it writes, so two at once end with one version current and the other previous.
+//! Verifying and asking the person happen before the lock; a held lock is waited for, up
+//! to [`LOCK_WAIT_MS`], with a message.
 
 use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
 use std::path::{Component, Path, PathBuf};
@@ -37,6 +43,12 @@ const ARCHIVE_ENTRIES_MAX: usize = 64;
 const ARCHIVE_BYTES_MAX: u64 = runloop_bundle::WASM_BYTES_MAX + 4 * 1024 * 1024;
 /// Hex digits of the module digest in a version directory's name.
 const DIGEST_PREFIX_LEN: usize = 12;
+/// The lock file installs and rollbacks take turns on, inside the agents directory.
+const LOCK_FILE: &str = ".lock";
+/// Longest wait for another install or rollback to release the lock.
+const LOCK_WAIT_MS: u64 = 60_000;
+/// How often a held lock is tried again.
+const LOCK_POLL_MS: u64 = 50;
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
@@ -179,6 +191,54 @@ fn point(link: &Path, target: &Path) -> Result<(), Failure> {
     std::fs::rename(&tmp, link).map_err(|e| io("rename", link, e))
 }
 
+/// The exclusive lock on an agents directory; released when dropped (the file closes).
+#[derive(Debug)]
+struct StoreLock {
+    _file: std::fs::File,
+}
+
+/// Takes the exclusive lock on `agents` (creating its lock file), waiting for another
+/// install or rollback to finish, at most [`LOCK_WAIT_MS`]. The lock is `flock`'s, so it
+/// goes with the process: one that dies never leaves it held.
+fn lock_store(agents: &Path) -> Result<StoreLock, Failure> {
+    let path = agents.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io("open", &path, e))?;
+    let mut waited_ms = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(StoreLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &path, e)),
+        }
+        if waited_ms == 0 {
+            eprintln!(
+                "waiting for another `rlp agent install` or `rollback` in {} to finish (lock {})",
+                agents.display(),
+                path.display()
+            );
+        }
+        if waited_ms >= LOCK_WAIT_MS {
+            // The world's doing, not bad input: exit 1, like the filesystem failing.
+            return Err(Failure {
+                name: "Busy".into(),
+                ..Failure::io(format!(
+                    "{} is still locked by another install or rollback after {}s; try again",
+                    path.display(),
+                    LOCK_WAIT_MS / 1000
+                ))
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(LOCK_POLL_MS));
+        waited_ms += LOCK_POLL_MS;
+    }
+}
+
 /// The version directory name a symlink `link` points at, if it is a symlink.
 fn link_target(link: &Path) -> Option<PathBuf> {
     std::fs::read_link(link).ok()
@@ -238,6 +298,7 @@ fn install_inner(args: InstallArgs) -> Result<(), Failure> {
             return Err(Failure::invalid("NotConfirmed", "not installed"));
         }
     }
+    let _lock = lock_store(&agents)?;
     let leaf = format!(
         "{version}-{}",
         &manifest.wasm_blake3().to_hex()[..DIGEST_PREFIX_LEN]
@@ -332,6 +393,11 @@ fn rollback_inner(args: RollbackArgs) -> Result<(), Failure> {
     let agents = agents_dir(&config);
     let versions = agents.join(STORE_DIR).join(&args.name);
     let link = agents.join(&args.name);
+    // Without an agents directory there is nothing to roll back (and no lock to take).
+    let _lock = match agents.is_dir() {
+        true => Some(lock_store(&agents)?),
+        false => None,
+    };
     let (Some(current), Some(previous)) = (
         link_target(&link),
         link_target(&versions.join(PREVIOUS_LINK)),

@@ -3,8 +3,9 @@
 //!
 //! The loader (`runloop_bundle::Bundle::load`) is the one place signatures are checked;
 //! this module only writes keys, signatures and `security.trust_roots`, and reports what
-//! the loader decided. Editing the config file keeps its other keys but not its comments
-//! (the file is read and written as YAML); the edit is loaded back before it is kept.
+//! the loader decided. `trust add|remove` edit the `security.trust_roots` block of the
+//! config file as text (`trust_yaml`), so its comments and layout stay; the result must
+//! parse to the intended tree and load as config before it replaces the file.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -379,17 +380,14 @@ fn config_path(args: &KernelArgs) -> Result<PathBuf, Failure> {
     Ok(mode.config_file())
 }
 
-/// Reads the config file as a YAML tree (a missing file is an empty map).
+/// Reads the config file: its text (`None` when missing) and its YAML tree (a missing file
+/// is an empty map).
 fn read_tree(path: &Path) -> Result<(Option<String>, Value), Failure> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let tree: Value = serde_norway::from_str(&text).map_err(|e| {
+            let tree = parse_tree(&text).map_err(|e| {
                 Failure::invalid("Config", format!("parse {}: {e}", path.display()))
             })?;
-            let tree = match tree {
-                Value::Null => Value::Mapping(Mapping::new()),
-                other => other,
-            };
             Ok((Some(text), tree))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -397,6 +395,14 @@ fn read_tree(path: &Path) -> Result<(Option<String>, Value), Failure> {
         }
         Err(e) => Err(Failure::io(format!("read {}: {e}", path.display()))),
     }
+}
+
+/// A config file's text as a YAML tree (an empty file is an empty map).
+fn parse_tree(text: &str) -> Result<Value, serde_norway::Error> {
+    Ok(match serde_norway::from_str(text)? {
+        Value::Null => Value::Mapping(Mapping::new()),
+        other => other,
+    })
 }
 
 /// `security.trust_roots` of `tree`, created when missing.
@@ -433,43 +439,311 @@ fn entry_id(entry: &Value) -> Option<String> {
         .map(|k| k.id().to_string())
 }
 
-/// Writes `tree` to `path`, then loads the config back; on a failure the old text is put
-/// back and the loader's error is the answer.
-fn write_checked(
+/// One change to `security.trust_roots`: keep the old entries `keep` marks, then append
+/// `append`.
+#[derive(Debug)]
+struct RootsEdit {
+    old: Vec<Value>,
+    keep: Vec<bool>,
+    append: Option<Value>,
+}
+
+impl RootsEdit {
+    /// Drops every entry whose key id is `id`, then appends `append`.
+    fn new(old: Vec<Value>, id: &str, append: Option<Value>) -> Self {
+        let keep = old
+            .iter()
+            .map(|entry| entry_id(entry).as_deref() != Some(id))
+            .collect();
+        Self { old, keep, append }
+    }
+
+    fn removes_any(&self) -> bool {
+        self.keep.contains(&false)
+    }
+
+    /// The entries after the edit.
+    fn roots(&self) -> Vec<Value> {
+        let kept = self.old.iter().zip(&self.keep).filter(|(_, keep)| **keep);
+        kept.map(|(entry, _)| entry.clone())
+            .chain(self.append.clone())
+            .collect()
+    }
+}
+
+/// The config file's new text after `edit`: the old text with only the
+/// `security.trust_roots` block changed (`trust_yaml::splice`), when that text parses to
+/// exactly `expected` (the old tree with the edit made); else, for a layout the splice
+/// does not know, the whole tree written anew, which keeps the keys but not the comments.
+fn edited_text(
     path: &Path,
-    old: Option<String>,
-    tree: &Value,
-    args: &KernelArgs,
-) -> Result<(), Failure> {
-    let text = serde_norway::to_string(tree)
-        .map_err(|e| Failure::io(format!("serialise {}: {e}", path.display())))?;
+    old: Option<&str>,
+    edit: &RootsEdit,
+    expected: &Value,
+) -> Result<String, Failure> {
+    let spliced = trust_yaml::splice(old.unwrap_or(""), edit)
+        .filter(|text| parse_tree(text).is_ok_and(|tree| &tree == expected));
+    if let Some(text) = spliced {
+        return Ok(text);
+    }
+    if old.is_some() {
+        eprintln!(
+            "note: {}: security is not laid out as block YAML `rlp trust` edits in place; \
+             the file is written anew, without its comments",
+            path.display()
+        );
+    }
+    serde_norway::to_string(expected)
+        .map_err(|e| Failure::io(format!("serialise {}: {e}", path.display())))
+}
+
+/// Replaces the config file `path` with `text` atomically, once the config loader accepts
+/// it: the text goes to a temporary file beside it (with the old file's permissions),
+/// which is loaded as config and only then renamed over `path`. A symlinked config file is
+/// edited where it points.
+fn write_checked(path: &Path, text: &str, args: &KernelArgs) -> Result<(), Failure> {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let path = match is_link {
+        true => std::fs::canonicalize(path)
+            .map_err(|e| Failure::io(format!("resolve {}: {e}", path.display())))?,
+        false => path.to_owned(),
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| Failure::io(format!("create {}: {e}", parent.display())))?;
     }
-    let tmp = path.with_extension("yaml.tmp");
-    std::fs::write(&tmp, &text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| Failure::io(format!("write {}: {e}", path.display())))?;
+    let file_name = path.file_name().map_or_else(
+        || "config.yaml".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let tmp = path.with_file_name(format!(".{file_name}.rlp-{}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, text).and_then(|()| match std::fs::metadata(&path) {
+        Ok(meta) => std::fs::set_permissions(&tmp, meta.permissions()),
+        Err(_) => Ok(()),
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Failure::io(format!("write {}: {e}", tmp.display())));
+    }
     let mode = if args.system {
-        config::Mode::System
+        Ok(config::Mode::System)
     } else {
-        config::Mode::user_from_env().map_err(|e| Failure::invalid("Config", e.to_string()))?
+        config::Mode::user_from_env()
     };
-    let loaded = config::load(&LoadOptions {
-        mode,
-        file: Some(path.to_owned()),
-        env: Vec::new(),
-        flags: Vec::new(),
+    let loaded = mode.and_then(|mode| {
+        config::load(&LoadOptions {
+            mode,
+            file: Some(tmp.clone()),
+            env: Vec::new(),
+            flags: Vec::new(),
+        })
     });
     if let Err(e) = loaded {
-        let _ = match old {
-            Some(old) => std::fs::write(path, old),
-            None => std::fs::remove_file(path),
-        };
-        return Err(Failure::invalid("Config", e.to_string()));
+        let _ = std::fs::remove_file(&tmp);
+        let message = e
+            .to_string()
+            .replace(&tmp.display().to_string(), &path.display().to_string());
+        return Err(Failure::invalid("Config", message));
     }
-    Ok(())
+    std::fs::rename(&tmp, &path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Failure::io(format!("write {}: {e}", path.display()))
+    })
+}
+
+/// Text-level edits of `security.trust_roots` in a block-style YAML config file, so that
+/// `trust add|remove` leave every other byte (comments included) as it was. The caller
+/// checks the result parses to the tree it meant; `None` is a layout this does not know.
+mod trust_yaml {
+    use serde_norway::Value;
+
+    use super::RootsEdit;
+
+    /// Spaces of indentation assumed when the file shows none.
+    const INDENT: usize = 2;
+
+    fn indent(line: &str) -> usize {
+        line.len() - line.trim_start_matches(' ').len()
+    }
+
+    /// Not blank and not a comment.
+    fn is_content(line: &str) -> bool {
+        let t = line.trim();
+        !t.is_empty() && !t.starts_with('#')
+    }
+
+    /// A block sequence item (`- …`).
+    fn is_item(line: &str) -> bool {
+        let t = line.trim_start_matches(' ');
+        t.trim_end() == "-" || t.starts_with("- ")
+    }
+
+    /// What follows `key:` on `line`, when the line (after its indent) is that key.
+    fn key_rest<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+        let after = line.trim_start_matches(' ').strip_prefix(key)?;
+        let rest = after.trim_start_matches(' ').strip_prefix(':')?;
+        (rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n'])).then_some(rest)
+    }
+
+    /// Whether the rest of a `key:` line holds a value (more than a comment).
+    fn has_inline_value(rest: &str) -> bool {
+        is_content(rest)
+    }
+
+    /// One past the last line of the value of the key on line `start` (indented
+    /// `key_indent`): the lines indented deeper, or sequence items at the key's indent.
+    /// Comments and blank lines after its last line are not part of it.
+    fn block_end(lines: &[&str], start: usize, key_indent: usize) -> usize {
+        let mut end = start + 1;
+        for (i, line) in lines.iter().enumerate().skip(start + 1) {
+            if !is_content(line) {
+                continue;
+            }
+            if indent(line) > key_indent || (indent(line) == key_indent && is_item(line)) {
+                end = i + 1;
+            } else {
+                break;
+            }
+        }
+        end
+    }
+
+    fn push_line(out: &mut String, line: &str) {
+        out.push_str(line);
+        if !line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+
+    /// `entry` as a block sequence item indented `indent`.
+    fn render_item(entry: &Value, indent: usize) -> Option<String> {
+        let body = serde_norway::to_string(entry).ok()?;
+        let pad = " ".repeat(indent);
+        let mut out = String::new();
+        for (i, line) in body.lines().enumerate() {
+            let lead = if i == 0 { "- " } else { "  " };
+            out.push_str(&format!("{pad}{lead}{line}\n"));
+        }
+        Some(out)
+    }
+
+    /// A whole `trust_roots:` block holding `roots`, the key indented `indent`.
+    fn render_block(roots: &[Value], indent: usize) -> Option<String> {
+        let pad = " ".repeat(indent);
+        if roots.is_empty() {
+            return Some(format!("{pad}trust_roots: []\n"));
+        }
+        let mut out = format!("{pad}trust_roots:\n");
+        for entry in roots {
+            out.push_str(&render_item(entry, indent + INDENT)?);
+        }
+        Some(out)
+    }
+
+    /// The items of a block sequence `block` (its key line first): their indent and,
+    /// for each, its lines. A comment right above an item goes with it, but those above
+    /// the first stay with the key (they may be about the whole list).
+    fn items<'a>(block: &[&'a str]) -> Option<(usize, Vec<Vec<&'a str>>)> {
+        let first = (1..block.len()).find(|&i| is_content(block[i]))?;
+        let item_indent = indent(block[first]);
+        let mut spans: Vec<Vec<&str>> = Vec::new();
+        let mut pending = Vec::new();
+        for &line in &block[first..] {
+            if !is_content(line) {
+                pending.push(line);
+                continue;
+            }
+            if indent(line) < item_indent || (indent(line) == item_indent && !is_item(line)) {
+                return None;
+            }
+            if indent(line) == item_indent {
+                spans.push(Vec::new());
+            }
+            let span = spans.last_mut().expect("the first content line is an item");
+            span.append(&mut pending);
+            span.push(line);
+        }
+        is_item(block[first]).then_some((item_indent, spans))
+    }
+
+    /// The new `trust_roots` block for the old one `block` (its key line first, its
+    /// value's lines after), the key indented `indent`: kept items keep their text.
+    fn rewrite(block: &[&str], indent: usize, edit: &RootsEdit) -> Option<String> {
+        let key_line = block[0];
+        let rest = key_rest(key_line, "trust_roots")?;
+        let items = match has_inline_value(rest) {
+            true => None,
+            false => items(block),
+        };
+        let Some((item_indent, spans)) = items.filter(|(_, s)| s.len() == edit.old.len()) else {
+            // Inline (`[]`, flow, null) or unknown: the whole block anew.
+            return render_block(&edit.roots(), indent);
+        };
+        let mut out = String::new();
+        let kept: Vec<&Vec<&str>> = spans
+            .iter()
+            .zip(&edit.keep)
+            .filter(|(_, keep)| **keep)
+            .map(|(span, _)| span)
+            .collect();
+        if kept.is_empty() && edit.append.is_none() {
+            // `trust_roots:` alone would be null: say the empty list, keeping the comment.
+            let colon = key_line.len() - rest.len();
+            push_line(&mut out, &format!("{} []{rest}", &key_line[..colon]));
+        } else {
+            push_line(&mut out, key_line);
+        }
+        let first_item = block.iter().position(|l| is_content(l) && is_item(l))?;
+        for line in &block[1..first_item] {
+            push_line(&mut out, line);
+        }
+        for line in kept.into_iter().flatten() {
+            push_line(&mut out, line);
+        }
+        if let Some(entry) = &edit.append {
+            out.push_str(&render_item(entry, item_indent)?);
+        }
+        Some(out)
+    }
+
+    /// `text` with `security.trust_roots` changed by `edit`, every other line as it was:
+    /// the block replaced where it is, else added at the end of `security:`, else a
+    /// `security:` added at the end of the file.
+    pub(super) fn splice(text: &str, edit: &RootsEdit) -> Option<String> {
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let mut out = String::with_capacity(text.len() + 512);
+        let top = lines
+            .iter()
+            .position(|l| indent(l) == 0 && key_rest(l, "security").is_some());
+        let Some(security) = top else {
+            lines.iter().for_each(|l| push_line(&mut out, l));
+            out.push_str("security:\n");
+            out.push_str(&render_block(&edit.roots(), INDENT)?);
+            return Some(out);
+        };
+        if has_inline_value(key_rest(lines[security], "security")?) {
+            return None;
+        }
+        let end = block_end(&lines, security, 0);
+        let mut children = (security + 1..end).filter(|&i| is_content(lines[i]));
+        let child = children.next().map_or(INDENT, |i| indent(lines[i]));
+        let roots = (security + 1..end).find(|&i| {
+            is_content(lines[i])
+                && indent(lines[i]) == child
+                && key_rest(lines[i], "trust_roots").is_some()
+        });
+        let (at, new, resume) = match roots {
+            Some(at) => {
+                let roots_end = block_end(&lines, at, child);
+                (at, rewrite(&lines[at..roots_end], child, edit)?, roots_end)
+            }
+            None => (end, render_block(&edit.roots(), child)?, end),
+        };
+        lines[..at].iter().for_each(|l| push_line(&mut out, l));
+        out.push_str(&new);
+        lines[resume..].iter().for_each(|l| out.push_str(l));
+        Some(out)
+    }
 }
 
 fn add(args: TrustAddArgs) -> Result<(), Failure> {
@@ -491,7 +765,6 @@ fn add(args: TrustAddArgs) -> Result<(), Failure> {
     let (old, mut tree) = read_tree(&path)?;
     let roots = roots_mut(&mut tree, &path)?;
     let id = key.id().to_string();
-    roots.retain(|entry| entry_id(entry).as_deref() != Some(id.as_str()));
     let mut entry = Mapping::new();
     entry.insert(Value::from("key"), Value::from(key.to_text()));
     if let Some(name) = &args.name {
@@ -505,8 +778,10 @@ fn add(args: TrustAddArgs) -> Result<(), Failure> {
             .collect();
         entry.insert(Value::from("scopes"), Value::Sequence(scopes));
     }
-    roots.push(Value::Mapping(entry));
-    write_checked(&path, old, &tree, &args.kernel)?;
+    let edit = RootsEdit::new(roots.clone(), &id, Some(Value::Mapping(entry)));
+    *roots = edit.roots();
+    let text = edited_text(&path, old.as_deref(), &edit, &tree)?;
+    write_checked(&path, &text, &args.kernel)?;
     if args.json {
         let mut value = root_json(&root);
         value["config"] = json!(path);
@@ -536,9 +811,8 @@ fn remove(args: TrustRemoveArgs) -> Result<(), Failure> {
     let path = config_path(&args.kernel)?;
     let (old, mut tree) = read_tree(&path)?;
     let roots = roots_mut(&mut tree, &path)?;
-    let before = roots.len();
-    roots.retain(|entry| entry_id(entry).as_deref() != Some(args.key_id.as_str()));
-    if roots.len() == before {
+    let edit = RootsEdit::new(roots.clone(), &args.key_id, None);
+    if !edit.removes_any() {
         return Err(Failure::invalid(
             "NoSuchKey",
             format!(
@@ -548,7 +822,9 @@ fn remove(args: TrustRemoveArgs) -> Result<(), Failure> {
             ),
         ));
     }
-    write_checked(&path, old, &tree, &args.kernel)?;
+    *roots = edit.roots();
+    let text = edited_text(&path, old.as_deref(), &edit, &tree)?;
+    write_checked(&path, &text, &args.kernel)?;
     if args.json {
         println!("{}", json!({"removed": args.key_id, "config": path}));
     } else {

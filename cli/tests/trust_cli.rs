@@ -383,3 +383,225 @@ fn install_asks_on_a_terminal() {
     assert!(home.join(".runloop/agents/writer/manifest.toml").is_file());
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// The text of the public key whose secret seed is 32 bytes of `seed` (test keys only).
+fn test_key(seed: u8) -> (String, String) {
+    let public = runloop_bundle::SecretKey::from_seed([seed; 32]).public();
+    (public.to_text(), public.id().to_string())
+}
+
+/// Every line of `text` holding a comment.
+fn comments(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.contains('#')).collect()
+}
+
+/// `rlp trust ls --json --config FILE`: the key ids of the roots from config.
+fn config_roots(home: &Path, config: &Path) -> Vec<String> {
+    let roots = ok(&rlp(
+        home,
+        &["trust", "ls", "--json", "--config", p(config)],
+    ));
+    roots["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["builtin"] == false)
+        .map(|r| r["key_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `trust add|remove` edit only `security.trust_roots`: every comment, before, after and
+/// inside other sections and inside the list itself, stays where it was; where the list
+/// is block YAML, adding a key and removing it again gives the file back byte for byte.
+#[test]
+fn trust_add_and_remove_keep_comments_and_layout() {
+    let home = home("comments");
+    let (kept, kept_id) = test_key(3);
+    let (added, added_id) = test_key(4);
+    let (other, other_id) = test_key(5);
+    let full = format!(
+        "# Runloop config: the header comment\nversion: 1   # always 1\n\n\
+         runtime:\n  # a comment inside runtime\n  require_cgroups: false\n\n\
+         security:\n  # before the list\n  confirm_external_actions: true  # ask first\n  \
+         trust_roots:   # the keys we trust\n    # about every key below\n    \
+         - key: \"{kept}\"\n      # inside an entry\n      name: kept   # trailing\n      \
+         scopes: [\"mail*\"]\n  # about the switch\n  allow_unsigned_agents: false\n\
+         # between sections\nrouter:\n  allowlist: [\"ls\"]  # shell words\n# the last line\n"
+    );
+    let same_indent = format!(
+        "security:\n  trust_roots:\n  # the kept key\n  - key: \"{kept}\"\n  \
+         allow_unsigned_agents: false # after\n# end\n"
+    );
+    let no_roots = "# top\nsecurity:\n  # only the switch\n  allow_unsigned_agents: false\n\n\
+                    # after security\nlogging:\n  level: info # loud enough\n"
+        .to_owned();
+    let no_security =
+        "# nothing about trust here\nlogging:\n  level: info  # quiet\n# end".to_owned();
+    let inline =
+        "security:\n  trust_roots: []\n  allow_unsigned_agents: false  # keep\n# end\n".to_owned();
+    // (name, text, the file comes back byte for byte after add and remove)
+    let cases = [
+        ("full", full, true),
+        ("same_indent", same_indent, true),
+        ("no_roots", no_roots, false),
+        ("no_security", no_security, false),
+        ("inline", inline, true),
+    ];
+    for (name, text, round_trips) in cases {
+        let config = home.join(format!("{name}.yaml"));
+        std::fs::write(&config, &text).unwrap();
+        let before = config_roots(&home, &config);
+        ok(&rlp(
+            &home,
+            &[
+                "trust",
+                "add",
+                &added,
+                "--name",
+                "new one",
+                "--scope",
+                "echo",
+                "--config",
+                p(&config),
+            ],
+        ));
+        // Adding a key again replaces its entry; adding another appends.
+        ok(&rlp(
+            &home,
+            &["trust", "add", &added, "--config", p(&config)],
+        ));
+        ok(&rlp(
+            &home,
+            &["trust", "add", &other, "--config", p(&config)],
+        ));
+        let edited = std::fs::read_to_string(&config).unwrap();
+        for line in comments(&text) {
+            assert!(
+                edited.lines().any(|l| l == line),
+                "{name}: lost {line:?}:\n{edited}"
+            );
+        }
+        let mut want = before.clone();
+        want.extend([added_id.clone(), other_id.clone()]);
+        assert_eq!(config_roots(&home, &config), want, "{name}:\n{edited}");
+        ok(&rlp(
+            &home,
+            &["trust", "remove", &other_id, "--config", p(&config)],
+        ));
+        ok(&rlp(
+            &home,
+            &["trust", "remove", &added_id, "--config", p(&config)],
+        ));
+        let after = std::fs::read_to_string(&config).unwrap();
+        assert_eq!(config_roots(&home, &config), before, "{name}:\n{after}");
+        for line in comments(&text) {
+            assert!(
+                after.lines().any(|l| l == line),
+                "{name}: lost {line:?}:\n{after}"
+            );
+        }
+        if round_trips {
+            assert_eq!(after, text, "{name}: add then remove changed the file");
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&home)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{name}: {leftovers:?}");
+    }
+    assert_eq!(config_roots(&home, &home.join("full.yaml")), vec![kept_id]);
+
+    // A layout not edited in place (flow-style security) still gets a valid file, with a
+    // note that its comments went.
+    let flow = home.join("flow.yaml");
+    std::fs::write(&flow, "# gone\nsecurity: {allow_unsigned_agents: false}\n").unwrap();
+    let out = rlp(&home, &["trust", "add", &added, "--config", p(&flow)]);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("without its comments"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(config_roots(&home, &flow), vec![added_id.clone()]);
+
+    // A file the config loader refuses is left as it was.
+    let bad = home.join("bad.yaml");
+    let bad_text = "# mine\nsecurity:\n  colour: red\n";
+    std::fs::write(&bad, bad_text).unwrap();
+    refused(
+        &rlp(&home, &["trust", "add", &added, "--config", p(&bad)]),
+        "Config",
+        "security.colour",
+    );
+    assert_eq!(std::fs::read_to_string(&bad).unwrap(), bad_text);
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// Two `rlp agent install`s of the same agent at once take turns on the agents
+/// directory's lock: both finish, one version is current and the other previous, and
+/// only those two are kept.
+#[test]
+fn concurrent_installs_of_one_agent_take_turns() {
+    let home = home("concurrent");
+    let key = home.join("dev.key");
+    ok(&rlp(&home, &["agent", "keygen", "--out", p(&key)]));
+    ok(&rlp(&home, &["trust", "add", &format!("{}.pub", p(&key))]));
+    for round in [["0.1.0", "0.2.0"], ["0.3.0", "0.4.0"]] {
+        let dirs: Vec<PathBuf> = round
+            .iter()
+            .map(|version| {
+                let dir = home.join(format!("src/{version}/echo"));
+                echo(&dir, version);
+                ok(&rlp(&home, &["agent", "sign", p(&dir), "--key", p(&key)]));
+                dir
+            })
+            .collect();
+        let children: Vec<_> = dirs
+            .iter()
+            .map(|dir| {
+                Command::new(env!("CARGO_BIN_EXE_rlp"))
+                    .args(["agent", "install", p(dir), "--yes", "--json"])
+                    .env("HOME", &home)
+                    .env_remove("RUNLOOP_BUNDLES_DIR")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("run rlp")
+            })
+            .collect();
+        for child in children {
+            ok(&child.wait_with_output().unwrap());
+        }
+        let current = installed_version(&home);
+        let store = home.join(".runloop/agents/.store/echo");
+        let previous = std::fs::read_link(store.join("previous")).unwrap();
+        let previous = previous.to_str().unwrap();
+        let other = if current == round[0] {
+            round[1]
+        } else {
+            round[0]
+        };
+        assert!(round.contains(&current.as_str()), "{current} {round:?}");
+        assert!(
+            previous.starts_with(&format!("{other}-")),
+            "{previous} {current}"
+        );
+        let mut versions: Vec<String> = std::fs::read_dir(&store)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        versions.sort();
+        assert_eq!(versions.len(), 2, "{versions:?}");
+        assert!(
+            versions
+                .iter()
+                .all(|v| round.iter().any(|r| v.starts_with(r))),
+            "{versions:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&home);
+}
