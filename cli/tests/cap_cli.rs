@@ -4,42 +4,25 @@
 //! and its reason. The grants' effect on host calls is tested on a live kernel in
 //! kernel/core/tests/cap_grants.rs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use common::{home, json_of, rlp_command, text};
 use serde_json::Value;
 
-fn home(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rlp-cap-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn rlp(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlp"))
-        .args(args)
-        .env("HOME", home)
-        .env_remove("RUNLOOP_BUNDLES_DIR")
-        .env_remove("RUNLOOP_SOCKET")
+    rlp_command(home, None, args)
         .env("USER", "tester")
         .stdin(Stdio::null())
         .output()
         .expect("run rlp")
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn json_ok(out: &Output) -> Value {
     assert_eq!(out.status.code(), Some(0), "{}", text(out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+    json_of(out)
 }
 
 /// Exit 2 with `{"error": name}` on stdout (`--json`) and `reason` in the detail.
@@ -56,7 +39,7 @@ fn refused_json(out: &Output, name: &str, reason: &str) {
 
 #[test]
 fn grant_list_revoke_and_every_refusal() {
-    let home = home("flow");
+    let home = home("rlp-cap", "flow");
     // Human output: the id, the change, the time left, how to revoke, which kernel.
     let out = rlp(
         &home,
@@ -175,7 +158,7 @@ fn grant_list_revoke_and_every_refusal() {
 
 #[test]
 fn config_security_grants_widens_what_may_be_extended() {
-    let home = home("config");
+    let home = home("rlp-cap", "config");
     let config = home.join("config.yaml");
     std::fs::write(
         &config,
