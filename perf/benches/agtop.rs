@@ -12,6 +12,8 @@
 //! `AGTOP_DAEMON=1000 cargo bench -p runloop-tui --bench agtop`. `AGTOP_WINDOW_S` (15)
 //! and `AGTOP_ROUNDS` (3) set the length and number of measuring windows per condition;
 //! the conditions take turns, in a different order each round, so noise hits all of them.
+//! `AGTOP_RUNLOOPD=<path>` measures another `runloopd` binary (a copy of an earlier build,
+//! for a before/after on the same machine and load).
 //!
 //! The synthetic fleet is seeded (the same every run): the sample kernel tree's system
 //! actors, and 10 runs of 100 agents under `runs`; a fifth of the agents busy (up to 40%

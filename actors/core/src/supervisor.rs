@@ -26,12 +26,19 @@
 //!
 //! Mailbox bound: ractor mailboxes are unbounded, so the supervisor only receives
 //! call/reply requests (each caller waits) and one internal message per pending restart.
+//!
+//! Change counter: every supervisor in the process bumps one [`tree_generation`] after
+//! each message or supervision event that can change what its [`snapshot`] shows (a
+//! child started, stopped, exited, restarted; the supervisor started or stopped), so a
+//! reader that walked the tree at generation `g` may reuse that walk while the counter
+//! still reads `g`. A `Status` request never bumps it.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ractor::{
@@ -53,6 +60,23 @@ pub const SUPERVISOR_CHILDREN_MAX: usize = 4_096;
 pub const RESTART_LOG_ENTRIES_MAX: usize = 1_024;
 /// Longest child id, in bytes.
 pub const CHILD_ID_BYTES_MAX: usize = 128;
+
+/// Bumped after every change any supervisor of this process makes to its children; see
+/// [`tree_generation`].
+static TREE_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The process-wide supervision tree change counter (module docs). Read it *before*
+/// walking the tree: a change during the walk then shows as a newer generation, never as
+/// the one the walk is remembered under.
+pub fn tree_generation() -> u64 {
+    TREE_GENERATION.load(Ordering::SeqCst)
+}
+
+/// Marks a change of this supervisor's children (after the change, before the next
+/// message: a `Status` queued behind it sees the change).
+fn tree_changed() {
+    TREE_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
 
 /// Which children restart together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -321,9 +345,11 @@ impl Actor for Supervisor {
         for spec in args.children {
             if let Err(err) = state.add_child(&myself, spec).await {
                 state.stop_all().await;
+                tree_changed();
                 return Err(Box::new(err));
             }
         }
+        tree_changed();
         Ok(state)
     }
 
@@ -333,6 +359,7 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.stop_all().await;
+        tree_changed();
         Ok(())
     }
 
@@ -345,15 +372,23 @@ impl Actor for Supervisor {
         match message {
             SupervisorMsg::StartChild(spec, reply) => {
                 let result = state.add_child(&myself, spec).await;
+                // Before the reply: the caller's next status sees a new generation.
+                tree_changed();
                 let _ = reply.send(result);
             }
             SupervisorMsg::StopChild(id, reply) => {
-                let _ = reply.send(state.remove_child(&id).await);
+                let result = state.remove_child(&id).await;
+                tree_changed();
+                let _ = reply.send(result);
             }
             SupervisorMsg::Status(reply) => {
                 let _ = reply.send(state.snapshot().await);
             }
-            SupervisorMsg::RestartPending => state.restart_pending(&myself).await?,
+            SupervisorMsg::RestartPending => {
+                let result = state.restart_pending(&myself).await;
+                tree_changed();
+                result?;
+            }
         }
         Ok(())
     }
@@ -372,7 +407,9 @@ impl Actor for Supervisor {
         if state.expected_exits.remove(&cell.get_id()) {
             return Ok(());
         }
-        state.child_exited(&myself, cell.get_id(), exit).await
+        let result = state.child_exited(&myself, cell.get_id(), exit).await;
+        tree_changed();
+        result
     }
 }
 

@@ -89,12 +89,21 @@ fn target_dir() -> PathBuf {
         .join("release")
 }
 
+/// The `runloopd` measured: `AGTOP_RUNLOOPD` when set (e.g. a copy of an earlier build,
+/// to compare two builds on the same machine and load), else the release build's.
+fn runloopd_bin() -> PathBuf {
+    std::env::var_os("AGTOP_RUNLOOPD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("runloopd"))
+}
+
 fn start_daemon() -> (Daemon, PathBuf) {
-    let bin = target_dir().join("runloopd");
+    let bin = runloopd_bin();
     assert!(
         bin.is_file(),
         "build it first: cargo build --release -p runloop-kernel --bin runloopd"
     );
+    println!("runloopd: {}", bin.display());
     let home = std::env::temp_dir().join(format!("agtop-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).expect("bench home");

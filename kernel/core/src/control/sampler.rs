@@ -14,8 +14,12 @@
 //! fell behind) computes its own events and delta from the tick it sent last; a delta
 //! that would not fit one frame is sent as the whole snapshot instead. Shared frames are
 //! the same bytes on every stream, message id included (one message, many readers).
+//!
+//! The task keeps the supervision tree's last walk (the kernel's `TreeCache`) and walks
+//! it again only when a supervisor changed its children; the agents' and system actors'
+//! details are read every tick, so a changed actor shows in the next tick either way.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -159,6 +163,8 @@ impl Sampler {
 /// leaves, so a daemon shutting down is not kept waiting for it.
 async fn run(plane: Weak<ControlPlane>, sampler: Arc<Sampler>) {
     let mut last: Option<Arc<Tick>> = None;
+    // The tree's last walk (`kernel::status::TreeCache`, named by its use below).
+    let mut walked = Default::default();
     // Ticks keep to a schedule (the next one a period after the last one was due, not
     // after it woke), so timer lateness does not add up into a slower rate.
     let mut started = Instant::now();
@@ -167,7 +173,8 @@ async fn run(plane: Weak<ControlPlane>, sampler: Arc<Sampler>) {
             return;
         };
         let seq = last.as_ref().map_or(1, |t| t.snapshot.seq + 1);
-        let tick = Arc::new(build(&plane, last.as_deref(), seq, period_ms).await);
+        let status = plane.kernel.status_cached(&mut walked).await;
+        let tick = Arc::new(build(&plane, status, last.as_deref(), seq, period_ms));
         drop(plane);
         sampler.ticks.send_replace(Some(tick.clone()));
         last = Some(tick);
@@ -190,9 +197,15 @@ async fn run(plane: Weak<ControlPlane>, sampler: Arc<Sampler>) {
     }
 }
 
-/// One tick: the kernel's status, cut to fit a frame, and what changed since `last`.
-async fn build(plane: &ControlPlane, last: Option<&Tick>, seq: u64, period_ms: u64) -> Tick {
-    let (tree, usage_at_ms) = plane.kernel.status_sampled().await;
+/// One tick: the kernel's status (its tree, and when its CPU and RSS were read), cut to
+/// fit a frame, and what changed since `last`.
+fn build(
+    plane: &ControlPlane,
+    (tree, usage_at_ms): (ActorNode, u64),
+    last: Option<&Tick>,
+    seq: u64,
+    period_ms: u64,
+) -> Tick {
     let mut snapshot = StatusSnapshot {
         seq,
         taken_at_ms: plane.kernel.clock.now_ms(),
@@ -250,43 +263,125 @@ pub(crate) fn agents_of(tree: &ActorNode) -> HashMap<&str, &AgentStatus> {
     out
 }
 
-/// What changed between two snapshots' agents, in name order.
+/// What changed between two snapshots' agents, in name order (one agent's events in the
+/// order restarted, then quarantined or released). Only the events are sorted, not the
+/// names: a tick of a thousand agents has few events or none.
 pub(crate) fn run_events(
     before: &HashMap<&str, &AgentStatus>,
     after: &HashMap<&str, &AgentStatus>,
 ) -> Vec<RunEvent> {
-    let mut names: Vec<&str> = before
-        .keys()
-        .chain(after.keys())
-        .copied()
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    names.sort_unstable();
-    let mut events = Vec::new();
-    for name in names {
+    let mut events: Vec<(&str, RunEvent)> = Vec::new();
+    for (&name, new) in after {
         let agent = || name.to_owned();
-        match (before.get(name), after.get(name)) {
-            (None, Some(_)) => events.push(RunEvent::AgentStarted { agent: agent() }),
-            (Some(_), None) => events.push(RunEvent::AgentStopped { agent: agent() }),
-            (Some(old), Some(new)) => {
-                if new.restarts > old.restarts {
-                    events.push(RunEvent::AgentRestarted {
+        let Some(old) = before.get(name) else {
+            events.push((name, RunEvent::AgentStarted { agent: agent() }));
+            continue;
+        };
+        if new.restarts > old.restarts {
+            let restarts = new.restarts;
+            events.push((
+                name,
+                RunEvent::AgentRestarted {
+                    agent: agent(),
+                    restarts,
+                },
+            ));
+        }
+        match (&old.quarantine, &new.quarantine) {
+            (None, Some(reason)) => {
+                let reason = reason.clone();
+                events.push((
+                    name,
+                    RunEvent::AgentQuarantined {
                         agent: agent(),
-                        restarts: new.restarts,
-                    });
-                }
-                match (&old.quarantine, &new.quarantine) {
-                    (None, Some(reason)) => events.push(RunEvent::AgentQuarantined {
-                        agent: agent(),
-                        reason: reason.clone(),
-                    }),
-                    (Some(_), None) => events.push(RunEvent::AgentReleased { agent: agent() }),
-                    _ => {}
-                }
+                        reason,
+                    },
+                ));
             }
-            (None, None) => unreachable!("a name from one of the two maps"),
+            (Some(_), None) => events.push((name, RunEvent::AgentReleased { agent: agent() })),
+            _ => {}
         }
     }
-    events
+    for &name in before.keys() {
+        if !after.contains_key(name) {
+            let agent = name.to_owned();
+            events.push((name, RunEvent::AgentStopped { agent }));
+        }
+    }
+    // Stable: an agent's own events keep their order.
+    events.sort_by(|a, b| a.0.cmp(b.0));
+    events.into_iter().map(|(_, event)| event).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(name: &str, restarts: u64, quarantine: Option<&str>) -> AgentStatus {
+        AgentStatus {
+            name: name.into(),
+            bundle: "/b".into(),
+            state: "running".into(),
+            sandbox_pid: Some(7),
+            restarts,
+            breaker: "closed".into(),
+            quarantine: quarantine.map(str::to_owned),
+            cpu_ms: 0,
+            rss_kb: 0,
+            cgroup: None,
+            messages_in: 0,
+            messages_out: 0,
+            errors: 0,
+            denied: 0,
+            redelivered: 0,
+            last_error: None,
+            tokens: 0,
+            usd_micros: 0,
+        }
+    }
+
+    fn by_name(agents: &[AgentStatus]) -> HashMap<&str, &AgentStatus> {
+        agents.iter().map(|a| (a.name.as_str(), a)).collect()
+    }
+
+    #[test]
+    fn events_come_in_name_order_and_one_agents_in_a_fixed_order() {
+        let before = [
+            agent("a-same", 0, None),
+            agent("b-gone", 0, None),
+            agent("d-parked", 1, None),
+            agent("e-released", 0, Some("boom")),
+        ];
+        let after = [
+            agent("a-same", 0, None),
+            agent("c-new", 0, None),
+            agent("d-parked", 3, Some("crash loop")),
+            agent("e-released", 0, None),
+        ];
+        let events = run_events(&by_name(&before), &by_name(&after));
+        let agent = |s: &str| s.to_owned();
+        assert_eq!(
+            events,
+            vec![
+                RunEvent::AgentStopped {
+                    agent: agent("b-gone")
+                },
+                RunEvent::AgentStarted {
+                    agent: agent("c-new")
+                },
+                RunEvent::AgentRestarted {
+                    agent: agent("d-parked"),
+                    restarts: 3
+                },
+                RunEvent::AgentQuarantined {
+                    agent: agent("d-parked"),
+                    reason: "crash loop".into()
+                },
+                RunEvent::AgentReleased {
+                    agent: agent("e-released")
+                },
+            ]
+        );
+        assert!(run_events(&by_name(&after), &by_name(&after)).is_empty());
+    }
 }

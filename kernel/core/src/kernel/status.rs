@@ -1,10 +1,16 @@
 //! The kernel's status: the supervision tree with each actor's state, and a one-line
 //! detail per system actor and per agent (what `rlp status` and agtop show).
+//!
+//! Walking the tree is one call per supervisor (every agent has its own), so a caller
+//! that asks often (the control plane's status sampler) keeps a [`TreeCache`]: the last
+//! walk, reused while no supervisor changed its children
+//! ([`runloop_actors::supervisor::tree_generation`]). The details (agents' counters,
+//! CPU and RSS, the system actors' figures) are read fresh for every status.
 
 use std::time::Duration;
 
 use runloop_actors::supervisor::{
-    ChildKind, ChildSnapshot, ChildState, Strategy, SupervisorSnapshot, snapshot,
+    ChildKind, ChildSnapshot, ChildState, Strategy, SupervisorSnapshot, snapshot, tree_generation,
 };
 use runloop_proto::payloads::{
     ActorInfo, ActorKind, ActorNode, ActorRunState, BusInfo, SchedulerInfo, SupervisorStrategy,
@@ -17,6 +23,14 @@ use crate::metrics::{MetricsMsg, ProcessSample};
 /// status asked for: CPU % over a shorter window is mostly the 10 ms clock tick's noise,
 /// and a thousand agents read every 250 ms was half of a status stream's cost.
 pub const USAGE_SAMPLE_MS: u64 = 1_000;
+
+/// The supervision tree as last walked (states, restarts and errors; no details), and the
+/// [`tree_generation`] read before that walk. Only a complete walk is kept: one where the
+/// root and every running child supervisor answered.
+#[derive(Debug, Default)]
+pub(crate) struct TreeCache {
+    walked: Option<(u64, ActorNode)>,
+}
 
 impl Kernel {
     /// Samples the kernel process.
@@ -59,20 +73,14 @@ impl Kernel {
     /// [`Kernel::status`], and when its agents' CPU and RSS were read
     /// ([`Kernel::usage_batch_ms`]).
     pub async fn status_sampled(&self) -> (ActorNode, u64) {
+        self.status_cached(&mut TreeCache::default()).await
+    }
+
+    /// [`Kernel::status_sampled`], with the tree walked only when a supervisor changed
+    /// since the walk `cache` holds.
+    pub(crate) async fn status_cached(&self, cache: &mut TreeCache) -> (ActorNode, u64) {
         let usage_at = self.usage_batch_ms();
-        let tree = snapshot(&self.root, STATUS_TIMEOUT_MS).await;
-        let mut root = match tree {
-            Some(tree) => supervisor_node(&tree, ActorRunState::Running, 0, None),
-            None => ActorNode {
-                name: "root".into(),
-                kind: ActorKind::Supervisor,
-                state: ActorRunState::Stopped,
-                restarts: 0,
-                last_error: Some("the root supervisor did not answer".into()),
-                info: None,
-                children: Vec::new(),
-            },
-        };
+        let mut root = self.tree(cache).await;
         if let Some(runs) = root.children.iter_mut().find(|c| c.name == "runs") {
             self.add_agent_details(runs, usage_at).await;
         }
@@ -94,6 +102,32 @@ impl Kernel {
             }
         }
         (root, usage_at)
+    }
+
+    /// The tree without details: `cache`'s walk while the tree generation is the one it
+    /// was taken at, else a new walk (kept in `cache` when complete).
+    async fn tree(&self, cache: &mut TreeCache) -> ActorNode {
+        let generation = tree_generation();
+        if let Some((walked_at, tree)) = &cache.walked
+            && *walked_at == generation
+        {
+            return tree.clone();
+        }
+        let Some(tree) = snapshot(&self.root, STATUS_TIMEOUT_MS).await else {
+            cache.walked = None;
+            return ActorNode {
+                name: "root".into(),
+                kind: ActorKind::Supervisor,
+                state: ActorRunState::Stopped,
+                restarts: 0,
+                last_error: Some("the root supervisor did not answer".into()),
+                info: None,
+                children: Vec::new(),
+            };
+        };
+        let root = supervisor_node(&tree, ActorRunState::Running, 0, None);
+        cache.walked = complete(&tree).then(|| (generation, root.clone()));
+        root
     }
 
     /// Each `agent-<name>` node gets the agent's status (state, pid, breaker, quarantine,
@@ -166,6 +200,15 @@ impl Kernel {
     }
 }
 
+/// Whether every running child supervisor under `tree` answered its snapshot (one that
+/// did not, e.g. busy past its timeout, shows without children, and must be asked again).
+fn complete(tree: &SupervisorSnapshot) -> bool {
+    tree.children.iter().all(|child| match &child.supervisor {
+        Some(sub) => complete(sub),
+        None => child.kind != ChildKind::Supervisor || child.state != ChildState::Running,
+    })
+}
+
 fn state_of(state: ChildState) -> ActorRunState {
     match state {
         ChildState::Running => ActorRunState::Running,
@@ -221,5 +264,74 @@ fn strategy_of(strategy: Strategy) -> SupervisorStrategy {
         Strategy::OneForOne => SupervisorStrategy::OneForOne,
         Strategy::OneForAll => SupervisorStrategy::OneForAll,
         Strategy::RestForOne => SupervisorStrategy::RestForOne,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use runloop_actors::supervisor::{ChildSpec, Restart, SupervisorMsg};
+
+    use super::*;
+    use crate::kernel::KernelOptions;
+
+    /// A child of no consequence, to change the tree with.
+    struct Probe;
+
+    impl Actor for Probe {
+        type Msg = ();
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// Each node's name, state and restarts, in preorder (details left out: counters and
+    /// the kernel's CPU move between two statuses).
+    fn shape(node: &ActorNode, out: &mut Vec<(String, ActorRunState, u32)>) {
+        out.push((node.name.clone(), node.state, node.restarts));
+        for child in &node.children {
+            shape(child, out);
+        }
+    }
+
+    fn shape_of(node: &ActorNode) -> Vec<(String, ActorRunState, u32)> {
+        let mut out = Vec::new();
+        shape(node, &mut out);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_cached_tree_is_the_walked_one_and_a_change_shows_in_the_next_status() {
+        let kernel = Kernel::boot(KernelOptions::default()).await.unwrap();
+        let mut cache = TreeCache::default();
+        let (first, _) = kernel.status_cached(&mut cache).await;
+        assert!(cache.walked.is_some(), "a complete walk is kept");
+        let (again, _) = kernel.status_cached(&mut cache).await;
+        assert_eq!(shape_of(&again), shape_of(&first));
+        assert_eq!(shape_of(&again), shape_of(&kernel.status().await));
+        let system = again.children.iter().find(|c| c.name == "system");
+        let bus = system.and_then(|s| s.children.iter().find(|c| c.name == "bus"));
+        assert!(
+            matches!(bus.and_then(|b| b.info.as_ref()), Some(ActorInfo::Bus(_))),
+            "details are added to a cached tree too"
+        );
+
+        let probe = ChildSpec::worker("probe", Restart::Temporary, || (Probe, ()));
+        ractor::call!(kernel.root, SupervisorMsg::StartChild, probe)
+            .unwrap()
+            .unwrap();
+        let (added, _) = kernel.status_cached(&mut cache).await;
+        assert!(added.children.iter().any(|c| c.name == "probe"));
+        assert_eq!(shape_of(&added), shape_of(&kernel.status().await));
+
+        ractor::call!(kernel.root, SupervisorMsg::StopChild, "probe".to_owned())
+            .unwrap()
+            .unwrap();
+        let (removed, _) = kernel.status_cached(&mut cache).await;
+        assert_eq!(shape_of(&removed), shape_of(&first));
+        kernel.shutdown().await;
     }
 }
