@@ -360,16 +360,26 @@ impl GrantBook {
         self.active.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Puts a recorded grant in force (at boot from the POG, or once it is recorded).
+    /// Puts a new grant in force once it is recorded; refused past [`ACTIVE_GRANTS_MAX`].
     /// An expired record is ignored.
     pub fn insert(&self, record: GrantRecord, now_ms: u64) -> Result<(), GrantError> {
+        self.put(record, now_ms, true)
+    }
+
+    /// Puts a grant read back from the record in force (at boot): no count limit, since it
+    /// was admitted when it was granted. An expired record is ignored.
+    pub fn restore(&self, record: GrantRecord, now_ms: u64) -> Result<(), GrantError> {
+        self.put(record, now_ms, false)
+    }
+
+    fn put(&self, record: GrantRecord, now_ms: u64, limit: bool) -> Result<(), GrantError> {
         let capability = Capability::parse(&record.capability)?;
         let mut active = self.write();
         prune(&mut active, now_ms);
         if record.expires_ms <= now_ms {
             return Ok(());
         }
-        if active.values().map(Vec::len).sum::<usize>() >= ACTIVE_GRANTS_MAX {
+        if limit && active.values().map(Vec::len).sum::<usize>() >= ACTIVE_GRANTS_MAX {
             return Err(GrantError::TooMany);
         }
         let list = active.entry(record.agent.clone()).or_default();

@@ -276,3 +276,23 @@ fn durations_read_and_print_for_people() {
     assert_eq!(human_ms(3 * 3_600_000 + 300_000), "3 h 5 min");
     assert_eq!(human_ms(2 * 86_400_000 + 4 * 3_600_000), "2 d 4 h");
 }
+
+#[test]
+fn new_grants_stop_at_the_limit_but_recorded_ones_always_come_back() {
+    use runloop_bundle::grants::ACTIVE_GRANTS_MAX;
+    let book = GrantBook::new(GrantRules::default());
+    for n in 0..ACTIVE_GRANTS_MAX {
+        book.insert(record(&format!("g{n}"), "a", "log", 0, 100), 0)
+            .unwrap();
+    }
+    assert!(!book.has_room(0));
+    assert_eq!(
+        book.insert(record("over", "a", "log", 0, 100), 0),
+        Err(GrantError::TooMany)
+    );
+    // Read back at boot: admitted when it was granted, so it is put in force.
+    book.restore(record("over", "a", "log", 0, 100), 0).unwrap();
+    assert!(book.get("over", 0).is_some());
+    // Expired ones free the room.
+    assert!(book.has_room(100));
+}

@@ -23,6 +23,10 @@ use crate::kernel::Kernel;
 /// How long a grant waits for the POG to record it.
 const POG_TIMEOUT_MS: u64 = 5_000;
 
+/// Grants and revocations of this process one at a time (they are rare), so "is there
+/// room", "record it" and "put it in force" cannot interleave with another's.
+static CHANGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Why the grants in the POG could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -77,7 +81,7 @@ pub async fn load(
         let record: GrantRecord = serde_json::from_value(payload)
             .map_err(|e| LoadError::Query(format!("payload of a cap.granted event: {e}")))?;
         let grant_id = record.grant_id.clone();
-        book.insert(record, now_ms)
+        book.restore(record, now_ms)
             .map_err(|source| LoadError::Bad { grant_id, source })?;
     }
     Ok(book.list(now_ms).len())
@@ -161,6 +165,7 @@ pub async fn grant(engine: &crate::runs::Engine, ask: GrantAsk) -> ControlOutcom
             "grants are recorded in the POG and this kernel runs without one".into(),
         );
     };
+    let _one_at_a_time = CHANGES.lock().await;
     let now_ms = kernel.clock().now_ms();
     if !book.has_room(now_ms) {
         return refusal(GrantError::TooMany);
@@ -213,6 +218,7 @@ pub async fn revoke(
         }
     }
     let book = &kernel.services.grants;
+    let _one_at_a_time = CHANGES.lock().await;
     let now_ms = kernel.clock().now_ms();
     let Some(record) = book.get(grant_id, now_ms) else {
         return refusal(GrantError::NoSuchGrant {
