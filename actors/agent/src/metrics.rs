@@ -6,6 +6,15 @@
 //! `open`, one `read` into a stack buffer, the bytes parsed in place) and
 //! [`AgentMetrics::snapshot_at`] reuses an agent's sample while it is younger than the
 //! caller's sampling period: CPU % over a shorter window is mostly the 10 ms tick's noise.
+//!
+//! An idle agent is not read every period either. When nothing happened to it since its
+//! last reading (no message in or out, no error, redelivery, denial, restart or state
+//! change; the same sandbox) and that reading showed no CPU used since the one before,
+//! its sandbox has nothing to run, so its CPU figure cannot have moved: the reading is
+//! kept for up to [`IDLE_REREAD_MS`] and only then taken again, because RSS can still
+//! change slowly (the allocator giving pages back, the kernel reclaiming). An agent that
+//! did anything, or whose last reading showed CPU used (a long message still running),
+//! is read every period as before.
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -20,6 +29,9 @@ pub const LAST_ERROR_BYTES_MAX: usize = 512;
 pub const PROC_STAT_BYTES_MAX: usize = 1_024;
 /// Longest `/proc/<pid>/stat` path, in bytes (`/proc/` + 10 digits + `/stat`).
 const PROC_STAT_PATH_BYTES_MAX: usize = 32;
+/// Longest an idle agent's `/proc` reading is kept, in ms of the caller's clock (see the
+/// module doc): its CPU does not move while idle, its RSS may, slowly.
+pub const IDLE_REREAD_MS: u64 = 10_000;
 
 /// The agent actor's lifecycle state as `rlp agent ls` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -66,6 +78,52 @@ struct Usage {
     at_ms: u64,
     rss_kb: u64,
     cpu_us: u64,
+    /// What had happened to the agent when it was taken.
+    activity: Activity,
+    /// Whether the CPU time moved since the reading before (of the same sandbox); a
+    /// first reading counts as moved.
+    cpu_moved: bool,
+}
+
+/// Everything that counts as the agent doing something, compared between two readings:
+/// equal means no message, error or state change in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Activity {
+    state: AgentState,
+    messages_in: u64,
+    messages_out: u64,
+    errors: u64,
+    restarts: u64,
+    redelivered: u64,
+    denied: u64,
+}
+
+impl Activity {
+    fn of(snap: &AgentSnapshot) -> Self {
+        Self {
+            state: snap.state,
+            messages_in: snap.messages_in,
+            messages_out: snap.messages_out,
+            errors: snap.errors,
+            restarts: snap.restarts,
+            redelivered: snap.redelivered,
+            denied: snap.denied,
+        }
+    }
+}
+
+impl Usage {
+    /// Whether this reading of `pid` still serves at `now_ms`: younger than `max_age_ms`,
+    /// or, for an idle agent (nothing happened since, no CPU used before it), younger than
+    /// [`IDLE_REREAD_MS`]. A clock gone back serves nothing.
+    fn serves(&self, pid: u32, activity: &Activity, now_ms: u64, max_age_ms: u64) -> bool {
+        if self.pid != pid || self.at_ms > now_ms {
+            return false;
+        }
+        let age_ms = now_ms - self.at_ms;
+        let idle = self.activity == *activity && !self.cpu_moved;
+        age_ms < max_age_ms || (idle && age_ms < IDLE_REREAD_MS)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -168,25 +226,30 @@ impl AgentMetrics {
     }
 
     /// The counters plus CPU and RSS as of `now_ms` (the caller's injected clock): the
-    /// sample of the same sandbox taken less than `max_age_ms` before is reused, else
-    /// `/proc` is read now (outside the lock) and kept for the next call.
+    /// sample of the same sandbox taken less than `max_age_ms` before is reused (an idle
+    /// agent's for up to [`IDLE_REREAD_MS`], see the module doc), else `/proc` is read now
+    /// (outside the lock) and kept for the next call. `usage_at_ms` says when the figures
+    /// were read.
     pub fn snapshot_at(&self, now_ms: u64, max_age_ms: u64) -> AgentSnapshot {
         let (mut snap, cached) = self.inner(|i| (i.snap.clone(), i.usage));
         let Some(pid) = snap.sandbox_pid else {
             return snap;
         };
-        let fresh = |u: &Usage| u.pid == pid && u.at_ms <= now_ms && now_ms - u.at_ms < max_age_ms;
-        let usage = match cached.filter(fresh) {
+        let activity = Activity::of(&snap);
+        let usage = match cached.filter(|u| u.serves(pid, &activity, now_ms, max_age_ms)) {
             Some(usage) => usage,
             None => {
                 let Some((rss_kb, cpu_us)) = proc_usage(Some(pid)) else {
                     return snap;
                 };
+                let before = cached.filter(|u| u.pid == pid);
                 let usage = Usage {
                     pid,
                     at_ms: now_ms,
                     rss_kb,
                     cpu_us,
+                    activity,
+                    cpu_moved: before.is_none_or(|b| b.cpu_us != cpu_us),
                 };
                 self.inner(|i| i.usage = Some(usage));
                 usage
@@ -319,6 +382,169 @@ mod tests {
         metrics.with(|m| m.sandbox_pid = Some(u32::MAX));
         let gone = metrics.snapshot_at(clock.now_ms(), 1_000);
         assert_eq!(gone.usage_at_ms, None, "a sandbox /proc does not know");
+    }
+
+    /// The idle rule, table-driven: a reading serves for the period, and for an agent
+    /// that did nothing since and used no CPU before it, up to [`IDLE_REREAD_MS`].
+    #[test]
+    fn an_idle_agents_reading_serves_longer() {
+        let quiet = Activity::of(&AgentSnapshot {
+            state: AgentState::Running,
+            messages_in: 3,
+            messages_out: 3,
+            ..AgentSnapshot::default()
+        });
+        let usage = |cpu_moved| Usage {
+            pid: 7,
+            at_ms: 10_000,
+            rss_kb: 1,
+            cpu_us: 2,
+            activity: quiet,
+            cpu_moved,
+        };
+        let changed = |f: fn(&mut Activity)| {
+            let mut a = quiet;
+            f(&mut a);
+            a
+        };
+        let period = 1_000;
+        let idle_end = 10_000 + IDLE_REREAD_MS;
+        // (reading, pid now, activity now, now ms, serves, why)
+        let cases = [
+            (usage(false), 7, quiet, 10_999, true, "within the period"),
+            (
+                usage(true),
+                7,
+                quiet,
+                10_999,
+                true,
+                "within the period, busy",
+            ),
+            (
+                usage(true),
+                7,
+                quiet,
+                11_000,
+                false,
+                "busy: CPU moved before it",
+            ),
+            (
+                usage(false),
+                7,
+                quiet,
+                11_000,
+                true,
+                "idle: kept past the period",
+            ),
+            (
+                usage(false),
+                7,
+                quiet,
+                idle_end - 1,
+                true,
+                "idle: kept until the re-read",
+            ),
+            (usage(false), 7, quiet, idle_end, false, "idle: RSS re-read"),
+            (usage(false), 8, quiet, 11_000, false, "another sandbox"),
+            (usage(false), 7, quiet, 9_999, false, "the clock went back"),
+            (
+                usage(false),
+                7,
+                changed(|a| a.messages_in += 1),
+                11_000,
+                false,
+                "a message came in",
+            ),
+            (
+                usage(false),
+                7,
+                changed(|a| a.messages_out += 1),
+                11_000,
+                false,
+                "a message went out",
+            ),
+            (
+                usage(false),
+                7,
+                changed(|a| a.errors += 1),
+                11_000,
+                false,
+                "an error",
+            ),
+            (
+                usage(false),
+                7,
+                changed(|a| a.state = AgentState::Restarting),
+                11_000,
+                false,
+                "a state change",
+            ),
+        ];
+        for (reading, pid, activity, now_ms, serves, why) in cases {
+            assert_eq!(
+                reading.serves(pid, &activity, now_ms, period),
+                serves,
+                "{why}"
+            );
+        }
+    }
+
+    /// End to end with a real idle process (a `sleep` child, blocked in its sleep): read
+    /// every period until a reading shows its CPU did not move, then kept until
+    /// [`IDLE_REREAD_MS`]; a message makes the next status read it again.
+    #[test]
+    fn an_idle_sandbox_is_read_again_only_after_the_idle_period_or_a_message() {
+        use runloop_proto::{Clock, ManualClock};
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        // Its CPU time is final once it sleeps (state `S`); this waits for exec and the
+        // loader, bounded, without sleeping.
+        let stat_path = format!("/proc/{pid}/stat");
+        let sleeping = (0..1_000_000).any(|_| {
+            std::thread::yield_now();
+            std::fs::read_to_string(&stat_path).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('S'))
+            })
+        });
+        assert!(sleeping, "the sleep child never slept");
+        let clock = ManualClock::new(10_000);
+        let metrics = AgentMetrics::default();
+        metrics.started(pid, None, false);
+        let at = |metrics: &AgentMetrics, clock: &ManualClock| {
+            metrics.snapshot_at(clock.now_ms(), 1_000).usage_at_ms
+        };
+        assert_eq!(at(&metrics, &clock), Some(10_000), "first reading");
+        clock.advance_ms(1_000);
+        assert_eq!(
+            at(&metrics, &clock),
+            Some(11_000),
+            "a first reading counts as busy"
+        );
+        clock.advance_ms(1_000);
+        assert_eq!(
+            at(&metrics, &clock),
+            Some(11_000),
+            "idle: the reading is kept"
+        );
+        clock.set_ms(11_000 + IDLE_REREAD_MS - 1);
+        assert_eq!(at(&metrics, &clock), Some(11_000), "still kept");
+        clock.advance_ms(1);
+        let reread = 11_000 + IDLE_REREAD_MS;
+        assert_eq!(at(&metrics, &clock), Some(reread), "re-read for RSS");
+        clock.advance_ms(1_000);
+        assert_eq!(at(&metrics, &clock), Some(reread), "idle again");
+        metrics.message_in();
+        assert_eq!(
+            at(&metrics, &clock),
+            Some(reread + 1_000),
+            "a message: read at the next status"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

@@ -611,15 +611,15 @@ impl Kernel {
             .expect("agents lock")
             .iter()
             .filter(|((run, _), _)| run.is_standalone())
-            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .map(|((_, k), v)| (k.clone(), StatusSource::of(v)))
             .collect();
         entries.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         let spend = self.spend_by_agent().await;
         let gates = self.gate_states().await;
         let usage_at = self.usage_batch_ms();
         let mut out = Vec::with_capacity(entries.len());
-        for (name, entry) in entries {
-            let mut status = Self::agent_status_from(&name, &entry, &gates, usage_at);
+        for (name, source) in entries {
+            let mut status = Self::agent_status_from(&name, source, &gates, usage_at);
             add_spend(&mut status, &spend);
             out.push(status);
         }
@@ -629,20 +629,21 @@ impl Kernel {
     /// Every agent of every run with its status, by its run supervisor's name
     /// (`run-<id>`) and then its own name — what the status tree's agent nodes show. The
     /// broker's spend per agent name is read once for all of them, and CPU and RSS as of
-    /// `usage_at` ([`Kernel::usage_batch_ms`]).
+    /// `usage_at` ([`Kernel::usage_batch_ms`]). Only what a status needs is copied out
+    /// under the agents lock ([`StatusSource`]), not each whole entry.
     pub(crate) async fn agents_by_run(&self, usage_at: u64) -> AgentsByRun {
         let entries: Vec<_> = self
             .agents
             .lock()
             .expect("agents lock")
             .iter()
-            .map(|((run, name), v)| (*run, name.clone(), v.clone()))
+            .map(|((run, name), v)| (*run, name.clone(), StatusSource::of(v)))
             .collect();
         let spend = self.spend_by_agent().await;
         let gates = self.gate_states().await;
         let mut out = AgentsByRun::new();
-        for (run, name, entry) in entries {
-            let mut status = Self::agent_status_from(&name, &entry, &gates, usage_at);
+        for (run, name, source) in entries {
+            let mut status = Self::agent_status_from(&name, source, &gates, usage_at);
             add_spend(&mut status, &spend);
             out.entry(format!("run-{run}"))
                 .or_default()
@@ -706,7 +707,7 @@ impl Kernel {
             Some(q) => q.check(name).await.ok().flatten().map(|r| r.message),
             None => None,
         };
-        Self::status_of(name, entry, breaker, quarantine, usage_at)
+        Self::status_of(name, StatusSource::of(entry), breaker, quarantine, usage_at)
     }
 
     /// Every agent's breaker state and quarantine reason, one call to each actor.
@@ -729,7 +730,7 @@ impl Kernel {
     /// An agent's status from the batched breaker and quarantine states.
     fn agent_status_from(
         name: &AgentName,
-        entry: &AgentEntry,
+        source: StatusSource,
         gates: &GateStates,
         usage_at: u64,
     ) -> AgentStatus {
@@ -743,18 +744,17 @@ impl Kernel {
             .parked
             .as_ref()
             .and_then(|parked| parked.get(name).cloned());
-        Self::status_of(name, entry, breaker, quarantine, usage_at)
+        Self::status_of(name, source, breaker, quarantine, usage_at)
     }
 
     fn status_of(
         name: &AgentName,
-        entry: &AgentEntry,
+        source: StatusSource,
         breaker: String,
         quarantine: Option<String>,
         usage_at: u64,
     ) -> AgentStatus {
-        let snap = entry
-            .shared
+        let snap = source
             .metrics
             .snapshot_at(usage_at, crate::kernel::USAGE_SAMPLE_MS);
         let state = if quarantine.is_some() {
@@ -764,7 +764,7 @@ impl Kernel {
         };
         AgentStatus {
             name: name.to_string(),
-            bundle: entry.bundle.display().to_string(),
+            bundle: source.bundle,
             state: serde_json_name(state),
             sandbox_pid: snap.sandbox_pid,
             restarts: snap.restarts,
@@ -781,6 +781,23 @@ impl Kernel {
             last_error: snap.last_error,
             tokens: 0,
             usd_micros: 0,
+        }
+    }
+}
+
+/// What an agent's status needs of its entry, copied out under the agents lock: the
+/// metrics handle (an `Arc`) and the bundle's path as shown. A status of a thousand agents
+/// cloned (and dropped) every whole entry, its `AgentShared` and `Vec`s included, per tick.
+struct StatusSource {
+    metrics: runloop_agent_actor::AgentMetrics,
+    bundle: String,
+}
+
+impl StatusSource {
+    fn of(entry: &AgentEntry) -> Self {
+        Self {
+            metrics: entry.shared.metrics.clone(),
+            bundle: entry.bundle.display().to_string(),
         }
     }
 }
