@@ -5,17 +5,23 @@
 //! [`engine_config`](runloop_sandbox_host::engine::engine_config)) and the wasmtime version,
 //! so a `.cwasm` is never handed to an engine that would refuse it. Compiling the same
 //! module twice gives byte-identical output, so concurrent writers are harmless: each
-//! writes a temporary file and renames it into place.
+//! writes a temporary file of its own (process id and a per-process sequence, so two threads
+//! of one process never share one) and renames it into place.
 //!
 //! Boundary: this is the only crate that links cranelift. The sandbox-host binary, built on
 //! its own (`cargo build -p runloop-sandbox-host --release`), has no compiler in it.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use runloop_sandbox_host::engine::{WASMTIME_VERSION, engine_config};
 use wasmtime::Engine;
+
+/// Tells apart the temporary files of concurrent writers within one process. A file name,
+/// not an id anything records: replay never sees it.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Largest module accepted for compilation.
 pub const WASM_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -200,7 +206,11 @@ impl Compiler {
             .precompile_module(&wasm)
             .map_err(|e| CompileError::Compile(format!("{e:#}")))?;
         let compile_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = path.with_extension(format!(
+            "tmp{}-{}",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let write = |p: &Path| std::fs::write(p, &cwasm);
         write(&tmp)
             .and_then(|()| std::fs::rename(&tmp, &path))
@@ -250,6 +260,45 @@ mod tests {
         std::fs::remove_file(&first.path).unwrap();
         compiler.compile_bytes(MINIMAL.as_bytes()).unwrap();
         assert_eq!(std::fs::read(&first.path).unwrap(), bytes);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn threads_compiling_the_same_module_at_once_all_succeed() {
+        // The sandbox-host tests failed in CI this way: two threads of one process wrote
+        // the same temporary file, the first renamed it away, the second's rename found
+        // nothing. Each writer now has a temporary file of its own.
+        let dir = tempdir("race");
+        let compiler = Compiler::new(&dir).unwrap();
+        // The window is narrow (one writer's rename between another's truncate and its
+        // rename), so many writers, many rounds.
+        const WRITERS: usize = 8;
+        for round in 0..10 {
+            let barrier = std::sync::Barrier::new(WRITERS);
+            let paths: Vec<PathBuf> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..WRITERS)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            compiler.compile_bytes(MINIMAL.as_bytes()).map(|c| c.path)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap())
+                    .collect::<Result<_, _>>()
+                    .unwrap_or_else(|e| panic!("round {round}: a writer failed: {e}"))
+            });
+            assert!(paths.windows(2).all(|w| w[0] == w[1]));
+            // Nothing temporary is left behind.
+            let left: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left.len(), 1, "{left:?}");
+            std::fs::remove_file(&paths[0]).unwrap();
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
