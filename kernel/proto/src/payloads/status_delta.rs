@@ -129,7 +129,9 @@ impl StatusDelta {
     pub fn between(base: &StatusSnapshot, new: &StatusSnapshot) -> StatusDelta {
         let old = preorder(&base.tree);
         let now = preorder(&new.tree);
-        let wanted: HashSet<(u32, &str)> = now.iter().map(|(d, n)| (*d, n.name.as_str())).collect();
+        // The nodes of the new tree, by depth and name: asked only where the two trees
+        // disagree, so built only then (a tick of an unchanged tree never builds it).
+        let mut wanted: Option<HashSet<(u32, &str)>> = None;
         let mut edits = Vec::new();
         let mut i = 0;
         for (depth, node) in &now {
@@ -144,14 +146,21 @@ impl StatusDelta {
                         }
                         i += 1;
                     }
-                    // A base node the new tree no longer has.
-                    Some((d, o)) if !wanted.contains(&(*d, o.name.as_str())) => {
-                        push(&mut edits, TreeEdit::Skip { count: 1 });
-                        i += 1;
-                        continue;
+                    Some((d, o)) => {
+                        let wanted = wanted.get_or_insert_with(|| {
+                            now.iter().map(|(d, n)| (*d, n.name.as_str())).collect()
+                        });
+                        if !wanted.contains(&(*d, o.name.as_str())) {
+                            // A base node the new tree no longer has.
+                            push(&mut edits, TreeEdit::Skip { count: 1 });
+                            i += 1;
+                            continue;
+                        }
+                        // A new node (or one that moved: put again, the old one skipped
+                        // later).
+                        push(&mut edits, put(node));
                     }
-                    // A new node (or one that moved: put again, the old one skipped later).
-                    _ => push(&mut edits, put(node)),
+                    None => push(&mut edits, put(node)),
                 }
                 break;
             }
