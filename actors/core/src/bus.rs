@@ -19,6 +19,14 @@
 //!   [`BusConfig::notice_window_ms`] (the rest are counted as suppressed). Notices are
 //!   sent without waiting and are never themselves the subject of a notice.
 //!
+//! A subscriber is a mailbox ([`BusHandle::subscribe`]) or a [`DeliverySink`]
+//! ([`BusHandle::subscribe_sink`]): a function the bus calls with each delivery during its
+//! drain, after the same TTL check and dedupe and with the same counting, for a
+//! subscriber whose handling is a few non-blocking steps (the kernel's reply routing
+//! completes a waiting sender's oneshot) and would otherwise cost a task wake-up per frame.
+//! A sink never fills, so it sees no back-pressure; it is unsubscribed the first time it
+//! reports its owner gone.
+//!
 //! Ingress (see [`ingress`]): a publish is one append to a bounded queue of
 //! [`BUS_INGRESS_FRAMES_MAX`] frames owned by the bus's [`BusStore`]; a full queue makes
 //! publishers wait (back-pressure) for as long as a bus instance runs. The bus actor is
@@ -103,6 +111,28 @@ pub struct Subscription {
     pub id: SubscriberId,
     pub topic: Topic,
     pub rx: mpsc::Receiver<Delivery>,
+}
+
+/// A subscriber the bus calls during its drain with each delivery ([module docs](self)).
+/// It must return promptly without blocking; `false` says its owner is gone, and the bus
+/// unsubscribes it (that delivery counts as not delivered).
+#[derive(Clone)]
+pub struct DeliverySink(Arc<dyn Fn(&Delivery) -> bool + Send + Sync>);
+
+impl DeliverySink {
+    pub fn new(sink: impl Fn(&Delivery) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(sink))
+    }
+
+    fn deliver(&self, delivery: &Delivery) -> bool {
+        (self.0)(delivery)
+    }
+}
+
+impl fmt::Debug for DeliverySink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeliverySink")
+    }
 }
 
 /// The bus's limits and rate limits.
@@ -227,6 +257,12 @@ pub enum BusMsg {
         mailbox_frames: usize,
         reply: RpcReplyPort<Result<Subscription, SubscribeError>>,
     },
+    /// Subscribes a [`DeliverySink`].
+    SubscribeSink {
+        topic: Topic,
+        sink: DeliverySink,
+        reply: RpcReplyPort<Result<SubscriberId, SubscribeError>>,
+    },
     Stats(RpcReplyPort<BusStats>),
 }
 
@@ -247,8 +283,14 @@ impl fmt::Debug for BusArgs {
     }
 }
 
+/// Where a subscriber's deliveries go.
+enum Mailbox {
+    Channel(mpsc::Sender<Delivery>),
+    Sink(DeliverySink),
+}
+
 struct Subscriber {
-    tx: mpsc::Sender<Delivery>,
+    mailbox: Mailbox,
     dedupe: DedupeCache,
     congested: bool,
 }
@@ -389,7 +431,23 @@ impl Actor for Bus {
                 reply,
             } => {
                 state.drain_queued().await;
-                let _ = reply.send(state.subscribe(topic, mailbox_frames));
+                let result =
+                    if mailbox_frames == 0 || mailbox_frames > SUBSCRIBER_MAILBOX_FRAMES_MAX {
+                        Err(SubscribeError::MailboxSize {
+                            topic,
+                            frames: mailbox_frames,
+                        })
+                    } else {
+                        let (tx, rx) = mpsc::channel(mailbox_frames);
+                        state
+                            .subscribe(topic.clone(), Mailbox::Channel(tx))
+                            .map(|id| Subscription { id, topic, rx })
+                    };
+                let _ = reply.send(result);
+            }
+            BusMsg::SubscribeSink { topic, sink, reply } => {
+                state.drain_queued().await;
+                let _ = reply.send(state.subscribe(topic, Mailbox::Sink(sink)));
             }
             BusMsg::Stats(reply) => {
                 state.drain_queued().await;
@@ -468,14 +526,8 @@ impl BusState {
     fn subscribe(
         &mut self,
         topic: Topic,
-        mailbox_frames: usize,
-    ) -> Result<Subscription, SubscribeError> {
-        if mailbox_frames == 0 || mailbox_frames > SUBSCRIBER_MAILBOX_FRAMES_MAX {
-            return Err(SubscribeError::MailboxSize {
-                topic,
-                frames: mailbox_frames,
-            });
-        }
+        mailbox: Mailbox,
+    ) -> Result<SubscriberId, SubscribeError> {
         let core = &mut *self.core;
         if !core.topics.contains_key(&topic) && core.topics.len() == TOPICS_MAX {
             return Err(SubscribeError::TooManyTopics { topic });
@@ -486,13 +538,12 @@ impl BusState {
         }
         let id = SubscriberId(core.next_subscriber);
         core.next_subscriber += 1;
-        let (tx, rx) = mpsc::channel(mailbox_frames);
         subscribers.push(Subscriber {
-            tx,
+            mailbox,
             dedupe: DedupeCache::new(self.config.dedupe),
             congested: false,
         });
-        Ok(Subscription { id, topic, rx })
+        Ok(id)
     }
 
     async fn publish_bytes(
@@ -646,7 +697,20 @@ impl BusState {
             }
             let delivery = if last { spare.take() } else { spare.clone() };
             let delivery = delivery.expect("the spare is kept until the last subscriber");
-            match sub.tx.try_send(delivery) {
+            let tx = match &sub.mailbox {
+                Mailbox::Channel(tx) => tx,
+                Mailbox::Sink(sink) => {
+                    if sink.deliver(&delivery) {
+                        core.stats.delivered += 1;
+                        index += 1;
+                    } else {
+                        restore(spare, delivery);
+                        subscribers.swap_remove(index);
+                    }
+                    continue;
+                }
+            };
+            match tx.try_send(delivery) {
                 Ok(()) => {
                     sub.congested = false;
                     core.stats.delivered += 1;
@@ -679,9 +743,12 @@ impl BusState {
     /// Waits up to the back-pressure timeout for room in subscriber `at`'s mailbox;
     /// a timeout marks it congested.
     async fn wait_for_room(&mut self, topic: &Topic, at: usize, delivery: Delivery) -> Outcome {
-        let tx = self.core.topics.get(topic).expect("a subscribed topic")[at]
-            .tx
-            .clone();
+        let Mailbox::Channel(tx) =
+            &self.core.topics.get(topic).expect("a subscribed topic")[at].mailbox
+        else {
+            unreachable!("only a mailbox can be full");
+        };
+        let tx = tx.clone();
         let wait = Duration::from_millis(self.config.back_pressure_timeout_ms);
         match tx.send_timeout(delivery, wait).await {
             Ok(()) => {
@@ -770,7 +837,11 @@ impl BusState {
                 topic: drops.clone(),
                 frame: frame.clone(),
             };
-            match sub.tx.try_send(delivery) {
+            let tx = match &sub.mailbox {
+                Mailbox::Channel(tx) => tx,
+                Mailbox::Sink(sink) => return sink.deliver(&delivery),
+            };
+            match tx.try_send(delivery) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     core.stats.notices_lost += 1;

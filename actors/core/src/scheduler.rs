@@ -23,6 +23,16 @@
 //! dropping it releases its slot in the store and hands freed slots to waiters right there,
 //! so a release is never lost to a restart and the ractor mailbox holds only the waiting
 //! callers' requests.
+//!
+//! Fast path: a request that would be granted at once — a slot free and nobody queued in
+//! any opening — is granted by the caller straight from the store, under the one mutex
+//! hold that checks and reserves it ([`SchedulerStore::try_grant`]), with the same
+//! checks, reservation and bookkeeping as a grant by the actor; only a request that has
+//! to wait calls the actor (a ractor call and a wake-up of its task each way). Since the
+//! fast path is taken only when nobody waits, it never overtakes a queued request, and
+//! fair share decides every slot freed while someone waits. Only a handle made with
+//! [`SchedulerHandle::with_store`] (the kernel's) takes the fast path; one made from the
+//! actor alone ([`SchedulerHandle::new`]) asks the actor every time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -41,7 +51,6 @@ pub const QUEUED_TOTAL_MAX: usize = 16_384;
 pub const OPENINGS_MAX: usize = 4_096;
 /// How long a caller waits for the scheduler to accept or refuse a request.
 pub const SCHEDULER_CALL_TIMEOUT_MS: u64 = 5_000;
-
 /// Spending in the units the broker accounts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Budget {
@@ -250,6 +259,35 @@ impl SchedulerStore {
         let mut accounts = self.lock();
         accounts.release(grant, usage);
         accounts.dispatch();
+    }
+
+    /// The fast path: grants a request at once, in one mutex hold, when a slot is free and
+    /// nobody waits in any opening — exactly what the actor would do with it (the same
+    /// refusals, the same reservation, the same grant bookkeeping). `None`: the request
+    /// has to queue, ask the actor.
+    pub fn try_grant(
+        &self,
+        opening: &OpeningId,
+        estimate: Budget,
+    ) -> Option<Result<Queued, ScheduleError>> {
+        let mut accounts = self.lock();
+        if accounts.queued_total > 0 || accounts.running.len() >= accounts.config.concurrency_max {
+            return None;
+        }
+        let result = accounts
+            .request(opening.clone(), estimate)
+            .map(|grant| Queued {
+                grant: Some(grant),
+                store: self.clone(),
+            });
+        // The request is the only one queued and a slot is free: this grants it, before
+        // the lock is released (the grant waits in its oneshot, read without a wake-up).
+        accounts.dispatch();
+        assert_eq!(
+            accounts.queued_total, 0,
+            "the fast path leaves nobody queued"
+        );
+        Some(result)
     }
 }
 
@@ -479,11 +517,22 @@ impl PendingGrant {
 #[derive(Debug, Clone)]
 pub struct SchedulerHandle {
     actor: ActorRef<SchedulerMsg>,
+    /// For the fast path; `None`: every request goes through the actor.
+    store: Option<SchedulerStore>,
 }
 
 impl SchedulerHandle {
+    /// A client of `actor` that asks the actor for every permit.
     pub fn new(actor: ActorRef<SchedulerMsg>) -> Self {
-        Self { actor }
+        Self { actor, store: None }
+    }
+
+    /// A client of `actor`, whose accounting is `store` (the one it was started with).
+    pub fn with_store(actor: ActorRef<SchedulerMsg>, store: SchedulerStore) -> Self {
+        Self {
+            actor,
+            store: Some(store),
+        }
     }
 
     pub fn actor(&self) -> &ActorRef<SchedulerMsg> {
@@ -507,6 +556,20 @@ impl SchedulerHandle {
         opening: &OpeningId,
         estimate: Budget,
     ) -> Result<PendingGrant, ScheduleError> {
+        // Straight from the store when nobody waits and a slot is free — while the actor
+        // runs, so a stopped scheduler refuses as it always did.
+        if let Some(store) = &self.store
+            && !matches!(
+                self.actor.get_status(),
+                ractor::ActorStatus::Stopped | ractor::ActorStatus::Stopping
+            )
+            && let Some(result) = store.try_grant(opening, estimate)
+        {
+            return Ok(PendingGrant {
+                opening: opening.clone(),
+                queued: result?,
+            });
+        }
         let id = opening.clone();
         let queued = self
             .ask(|reply| SchedulerMsg::Request {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use ractor::Actor;
 use runloop_actors::bus::{
-    Bus, BusArgs, BusConfig, BusHandle, BusStore, DROPS_TOPIC, Delivery, PublishError,
-    SubscribeError, Subscription, Topic, spawn_bus,
+    Bus, BusArgs, BusConfig, BusHandle, BusStore, DROPS_TOPIC, Delivery, DeliverySink,
+    PublishError, SubscribeError, Subscription, Topic, spawn_bus,
 };
 use runloop_proto::frame::{Limits, encode_frame};
 use runloop_proto::payloads::{DropNotice, DropReason, Ping};
@@ -485,4 +485,79 @@ async fn a_publisher_waiting_on_a_killed_bus_gets_bus_down() {
     join.await.unwrap();
     let err = waiting.await.unwrap().unwrap_err();
     assert!(matches!(err, PublishError::BusDown { .. }), "{err}");
+}
+
+/// A sink that records the message ids it is handed while `open` holds.
+fn recording_sink() -> (
+    DeliverySink,
+    Arc<std::sync::Mutex<Vec<u64>>>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sink = DeliverySink::new({
+        let (seen, open) = (seen.clone(), open.clone());
+        move |delivery: &Delivery| {
+            if !open.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
+            seen.lock()
+                .unwrap()
+                .push(delivery.frame.header().msg_id().0);
+            true
+        }
+    });
+    (sink, seen, open)
+}
+
+#[tokio::test]
+async fn a_sink_gets_frames_after_the_ttl_check_and_dedupe_like_a_mailbox() {
+    let (bus, clock) = bus(BusConfig::default()).await;
+    let t = topic("kernel/replies");
+    let mut drops = bus.subscribe(&topic(DROPS_TOPIC), 16).await.unwrap();
+    let (sink, seen, open) = recording_sink();
+    bus.subscribe_sink(&t, sink).await.unwrap();
+    let mut mailbox = bus.subscribe(&t, 16).await.unwrap();
+    bus.publish(&t, fresh(1)).await.unwrap();
+    bus.publish(&t, fresh(1)).await.unwrap();
+    bus.publish(&t, frame(2, NOW_MS, 50)).await.unwrap();
+    settle(&bus).await;
+    clock.advance_ms(50);
+    bus.publish(&t, frame(3, NOW_MS, 50)).await.unwrap();
+    let stats = settle(&bus).await;
+    // Delivered once each to the sink and the mailbox; the duplicate dropped once per
+    // subscriber, the expired frame once.
+    assert_eq!(*seen.lock().unwrap(), [1, 2]);
+    assert_eq!(recv(&mut mailbox).await.frame.header().msg_id(), MsgId(1));
+    assert_eq!(recv(&mut mailbox).await.frame.header().msg_id(), MsgId(2));
+    assert_eq!(
+        (
+            stats.delivered,
+            stats.dropped.duplicate,
+            stats.dropped.expired
+        ),
+        (4, 2, 1)
+    );
+    assert_eq!(notice(&mut drops).await.reason, DropReason::Duplicate);
+    // A sink whose owner is gone is unsubscribed at its next frame.
+    open.store(false, std::sync::atomic::Ordering::SeqCst);
+    bus.publish(&t, fresh(4)).await.unwrap();
+    let stats = settle(&bus).await;
+    assert_eq!(
+        stats.subscribers, 2,
+        "the drops mailbox and the topic's mailbox"
+    );
+    assert_eq!(*seen.lock().unwrap(), [1, 2]);
+    assert_eq!(recv(&mut mailbox).await.frame.header().msg_id(), MsgId(4));
+}
+
+#[tokio::test]
+async fn drop_notices_reach_a_sink_on_the_drops_topic() {
+    let (bus, _) = bus(BusConfig::default()).await;
+    let (sink, seen, _open) = recording_sink();
+    bus.subscribe_sink(&topic(DROPS_TOPIC), sink).await.unwrap();
+    bus.publish(&topic("nobody/in"), fresh(9)).await.unwrap();
+    let stats = settle(&bus).await;
+    assert_eq!((stats.dropped.no_subscriber, stats.notices_sent), (1, 1));
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }

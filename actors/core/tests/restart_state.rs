@@ -206,3 +206,37 @@ async fn the_scheduler_keeps_slots_waiters_and_budgets_across_a_restart() {
     drop(third);
     root.stop(None);
 }
+
+#[tokio::test]
+async fn a_reader_waiting_out_a_restart_is_woken_by_the_new_instance() {
+    let store = SchedulerStore::new(SchedulerConfig::default());
+    let (root, slot) = supervised({
+        let store = store.clone();
+        move || (Scheduler, store.clone())
+    })
+    .await;
+    let old = slot.get().unwrap();
+    // Waits for an instance other than `old`: the supervisor's write of the restarted one
+    // wakes it (well within the bound; no polling).
+    let waiting = tokio::spawn({
+        let slot = slot.clone();
+        let old = old.get_id();
+        async move { slot.wait_running(Some(old), 60_000).await }
+    });
+    old.kill();
+    let new = waiting.await.unwrap().expect("the restarted instance");
+    assert_ne!(new.get_id(), old.get_id());
+    assert_eq!(slot.get().map(|a| a.get_id()), Some(new.get_id()));
+    // A running instance is returned at once.
+    let now = slot.wait_running(None, 0).await.expect("running");
+    assert_eq!(now.get_id(), new.get_id());
+    root.stop(None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_nobody_fills_gives_up_at_its_bound() {
+    let slot: Slot<runloop_actors::scheduler::SchedulerMsg> = Slot::default();
+    let started = tokio::time::Instant::now();
+    assert!(slot.wait_running(None, 50).await.is_none());
+    assert_eq!(started.elapsed(), std::time::Duration::from_millis(50));
+}

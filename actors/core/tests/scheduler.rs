@@ -239,3 +239,86 @@ async fn budgets_reserve_before_and_reconcile_after() {
     assert_eq!(snap.openings[0].reserved, NONE);
     s.acquire(&a, est(10)).await.unwrap().finish(NONE);
 }
+
+#[tokio::test]
+async fn a_free_slot_is_granted_straight_from_the_store_when_nobody_waits() {
+    let store = SchedulerStore::new(SchedulerConfig {
+        concurrency_max: 1,
+        opening_queue_max: 8,
+    });
+    let a = opening("a");
+    let estimate = Budget {
+        tokens: 10,
+        micro_usd: 100,
+    };
+    // No actor involved: the grant is made under the store's lock.
+    let first = store.try_grant(&a, estimate).expect("a free slot").unwrap();
+    // No slot left: the request has to queue at the actor.
+    assert!(store.try_grant(&a, estimate).is_none());
+    drop(first);
+    let (actor, _) = Actor::spawn(None, Scheduler, store.clone()).await.unwrap();
+    let s = SchedulerHandle::with_store(actor, store.clone());
+    let snap = s.snapshot().await.unwrap();
+    // The unread grant freed its slot and returned its reservation, as the actor's would.
+    assert_eq!(
+        (
+            snap.running,
+            snap.queued,
+            snap.openings[0].reserved,
+            snap.openings[0].spent
+        ),
+        (0, 0, NONE, NONE)
+    );
+    let held = s.acquire(&a, estimate).await.unwrap();
+    let queued = s.request(&a, estimate).await.unwrap();
+    // Someone waits: even with a slot free (after `held` finishes) the fast path stands
+    // aside, and the waiter gets the slot.
+    held.finish(estimate);
+    let waiter = queued.granted().await.unwrap();
+    assert!(store.try_grant(&a, estimate).is_none());
+    waiter.finish(NONE);
+    let snap = s.snapshot().await.unwrap();
+    assert_eq!(
+        (snap.running, snap.queued, snap.openings[0].granted_total),
+        (0, 0, 3)
+    );
+    assert_eq!(snap.openings[0].spent, estimate);
+}
+
+#[tokio::test]
+async fn the_fast_path_refuses_what_the_actor_refuses() {
+    let store = SchedulerStore::new(SchedulerConfig {
+        concurrency_max: 4,
+        opening_queue_max: 8,
+    });
+    let (actor, _) = Actor::spawn(None, Scheduler, store.clone()).await.unwrap();
+    let s = SchedulerHandle::with_store(actor, store.clone());
+    let a = opening("a");
+    s.set_budget(
+        &a,
+        Some(Budget {
+            tokens: 100,
+            micro_usd: 1_000,
+        }),
+    )
+    .await
+    .unwrap();
+    let est = Budget {
+        tokens: 60,
+        micro_usd: 100,
+    };
+    let _first = s.acquire(&a, est).await.unwrap();
+    let err = store.try_grant(&a, est).expect("a free slot").unwrap_err();
+    assert_eq!(
+        err,
+        ScheduleError::BudgetExceeded {
+            opening: a.clone(),
+            need_tokens: 60,
+            need_micro_usd: 100,
+            left_tokens: 40,
+            left_micro_usd: 900,
+        }
+    );
+    let snap = s.snapshot().await.unwrap();
+    assert_eq!((snap.running, snap.openings[0].reserved), (1, est));
+}

@@ -5,30 +5,34 @@
 //! send ─ permit (scheduler: global bound, fair share per opening)
 //!      ─ publish intent.agent_message.v1 on agent/<run>/<name>/in ──▶ bus ──▶ pump
 //!                                                                          │ call the agent actor
-//!  waiter ◀── router ◀── bus ◀── artifact.agent_answer.v1 on kernel/replies ┘
+//!  waiter ◀── router (a sink of the bus) ◀── bus ◀── artifact.agent_answer.v1 on kernel/replies ┘
 //! ```
 //!
 //! - [`Pump`]: one task per agent, subscribed to the agent's inbox topic. Each delivery
-//!   is handed to the agent's running instance (waiting out a restart, re-sending to the
-//!   successor when an instance failed before admitting it) in its own task, and the
+//!   is handed to the agent's running instance (waiting out a restart — woken when the
+//!   supervisor fills the agent's slot — and re-sending to the successor when an instance
+//!   failed before admitting it), in the pump task itself or, while that one is busy with
+//!   another delivery, in a task of its own, and the
 //!   answer — outputs or a typed failure — is published on the delivery's reply topic
 //!   with the delivery's trace id and message id.
-//! - [`Router`]: one task per kernel, subscribed to [`REPLY_TOPIC`] and to the bus's
-//!   drops topic; it completes the waiting sender by message id, and fails it at once
-//!   when the bus reports its frame dropped (expired, back-pressure, no subscriber).
+//! - [`Router`]: one per kernel. Its table of waiting senders is subscribed to
+//!   [`REPLY_TOPIC`] as a bus [`DeliverySink`]: the bus, during its drain and after its
+//!   TTL check and dedupe, completes the waiting sender by message id — no router task
+//!   between the bus and the sender, so one wake-up less per message. A task subscribed to
+//!   the bus's drops topic fails a sender at once when the bus reports its frame dropped
+//!   (expired, back-pressure, no subscriber); the sink routes while that task runs.
 //!
 //! Frames therefore go through the bus's TTL check, dedupe, bounded subscriber mailboxes
 //! and drop accounting, and `rlp status` sees the bus counters move with every message.
 //! Bounds: the scheduler's permits bound the messages in flight (each sender holds one
-//! until its answer arrives), so the pumps' and the router's mailboxes
-//! ([`PUMP_MAILBOX_FRAMES`], [`ROUTER_MAILBOX_FRAMES`]) never hold more than that; the
-//! router's waiting table is capped at [`WAITING_MAX`].
+//! until its answer arrives), so the pumps' mailboxes ([`PUMP_MAILBOX_FRAMES`]) never hold
+//! more than that; the router's waiting table is capped at [`WAITING_MAX`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runloop_actors::bus::{BusHandle, DROPS_TOPIC, Subscription, Topic};
+use runloop_actors::bus::{BusHandle, DROPS_TOPIC, DeliverySink, Subscription, Topic};
 use runloop_actors::names::AgentName;
 use runloop_actors::quarantine::QuarantineHandle;
 use runloop_actors::supervisor::Slot;
@@ -45,12 +49,13 @@ use crate::agents::{AGENT_RESTART_WAIT_MS, AgentEntry, AgentOpError, SEND_TRIES_
 pub const REPLY_TOPIC: &str = "kernel/replies";
 /// Frames an agent's pump may have waiting (far above the scheduler's permits).
 pub const PUMP_MAILBOX_FRAMES: usize = 4_096;
-/// Frames the router may have waiting.
-pub const ROUTER_MAILBOX_FRAMES: usize = 16_384;
 /// Drop notices the router may have waiting.
 pub const DROPS_MAILBOX_FRAMES: usize = 1_024;
 /// Senders waiting for an answer at once.
 pub const WAITING_MAX: usize = 65_536;
+/// While a pump waits out a restart (woken by the supervisor's write of the new
+/// instance), how often it looks whether the agent was stopped or parked instead.
+pub const STATE_CHECK_MS: u64 = 10;
 
 /// The inbox topic of `agent` in `run`.
 pub fn inbox_topic(run: RunId, agent: &AgentName) -> Topic {
@@ -71,12 +76,26 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    /// Subscribes to the reply and drops topics and starts the routing task.
+    /// Subscribes the waiting table to the reply topic (a sink the bus completes senders
+    /// through) and starts the task that reads the drops topic. The sink routes while
+    /// that task runs: aborting it stops the routing.
     pub(crate) async fn start(
         bus: &BusHandle,
     ) -> Result<(Router, tokio::task::JoinHandle<()>), String> {
-        let replies = bus
-            .subscribe(&reply_topic(), ROUTER_MAILBOX_FRAMES)
+        let router = Router::default();
+        let running = Arc::new(());
+        let sink = {
+            let router = router.clone();
+            let running = Arc::downgrade(&running);
+            DeliverySink::new(move |delivery| {
+                if running.strong_count() == 0 {
+                    return false;
+                }
+                router.answered(&delivery.frame);
+                true
+            })
+        };
+        bus.subscribe_sink(&reply_topic(), sink)
             .await
             .map_err(|e| e.to_string())?;
         let drops_topic = Topic::new(DROPS_TOPIC).expect("a valid topic");
@@ -84,8 +103,7 @@ impl Router {
             .subscribe(&drops_topic, DROPS_MAILBOX_FRAMES)
             .await
             .map_err(|e| e.to_string())?;
-        let router = Router::default();
-        let task = tokio::spawn(router.clone().run(replies, drops));
+        let task = tokio::spawn(router.clone().run(drops, running));
         Ok((router, task))
     }
 
@@ -122,34 +140,63 @@ impl Router {
         }
     }
 
-    async fn run(self, mut replies: Subscription, mut drops: Subscription) {
-        loop {
-            tokio::select! {
-                delivery = replies.rx.recv() => {
-                    let Some(delivery) = delivery else { return };
-                    let frame = &delivery.frame;
-                    let msg = frame.header().msg_id();
-                    match frame.body().payload_as::<AgentAnswer>() {
-                        Ok(answer) => self.complete(msg, Ok(answer)),
-                        Err(e) => self.complete(msg, Err(AgentOpError::Bus(format!(
-                            "the answer to message {msg} is malformed: {e}"
-                        )))),
-                    }
-                }
-                notice = drops.rx.recv() => {
-                    let Some(notice) = notice else { return };
-                    let Ok(drop) = notice.frame.body().payload_as::<DropNotice>() else {
-                        continue;
-                    };
-                    if drop.topic.starts_with("agent/") || drop.topic == REPLY_TOPIC {
-                        let reason = format!("{:?}", drop.reason);
-                        self.complete(drop.msg_id, Err(AgentOpError::Dropped {
-                            topic: drop.topic,
-                            reason,
-                        }));
-                    }
-                }
+    /// Completes the sender waiting for the answer in `frame` (called by the bus).
+    fn answered(&self, frame: &Frame) {
+        let msg = frame.header().msg_id();
+        match frame.body().payload_as::<AgentAnswer>() {
+            Ok(answer) => self.complete(msg, Ok(answer)),
+            Err(e) => self.complete(
+                msg,
+                Err(AgentOpError::Bus(format!(
+                    "the answer to message {msg} is malformed: {e}"
+                ))),
+            ),
+        }
+    }
+
+    /// Fails the senders whose frames the bus reports dropped; `_running` keeps the reply
+    /// sink routing for as long as this runs.
+    async fn run(self, mut drops: Subscription, _running: Arc<()>) {
+        while let Some(notice) = drops.rx.recv().await {
+            let Ok(drop) = notice.frame.body().payload_as::<DropNotice>() else {
+                continue;
+            };
+            if drop.topic.starts_with("agent/") || drop.topic == REPLY_TOPIC {
+                let reason = format!("{:?}", drop.reason);
+                self.complete(
+                    drop.msg_id,
+                    Err(AgentOpError::Dropped {
+                        topic: drop.topic,
+                        reason,
+                    }),
+                );
             }
+        }
+    }
+}
+
+/// One delivery being served: decode, hand to the agent, publish the answer.
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// What woke the pump.
+enum Next {
+    /// The delivery served inline is done.
+    Served,
+    /// A delivery from the inbox (`None`: unsubscribed).
+    Delivery(Option<runloop_actors::bus::Delivery>),
+}
+
+/// The delivery a pump serves inline. When the pump task ends — its inbox closed, or
+/// aborted when the agent is stopped — the delivery goes on in a task of its own, as the
+/// others do, so its sender still gets its answer.
+struct Inline(Option<Serving>);
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        if let Some(serving) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(serving);
         }
     }
 }
@@ -183,10 +230,34 @@ impl Pump {
         Ok(tokio::spawn(self.run(inbox)))
     }
 
+    /// Serves one delivery at a time inside the pump task (no task spawn and wake-up
+    /// per message for a lone caller); a delivery that arrives while another is being
+    /// served gets a task of its own, so deliveries still overlap (pipelining).
     async fn run(self, mut inbox: Subscription) {
-        while let Some(delivery) = inbox.rx.recv().await {
-            let pump = self.clone();
-            tokio::spawn(async move { pump.serve(delivery.frame).await });
+        let mut inline = Inline(None);
+        loop {
+            let next = match inline.0.as_mut() {
+                None => Next::Delivery(inbox.rx.recv().await),
+                Some(serving) => tokio::select! {
+                    biased;
+                    () = serving => Next::Served,
+                    delivery = inbox.rx.recv() => Next::Delivery(delivery),
+                },
+            };
+            let delivery = match next {
+                Next::Served => {
+                    inline.0 = None;
+                    continue;
+                }
+                Next::Delivery(None) => return,
+                Next::Delivery(Some(delivery)) => delivery,
+            };
+            let serving: Serving = Box::pin(self.clone().serve(delivery.frame));
+            if inline.0.is_none() {
+                inline.0 = Some(serving);
+            } else {
+                tokio::spawn(serving);
+            }
         }
     }
 
@@ -291,7 +362,9 @@ impl Pump {
         otherwise
     }
 
-    /// The agent's running instance, waiting out a restart.
+    /// The agent's running instance, waiting out a restart: woken when the supervisor
+    /// writes the restarted instance into the agent's slot, and every
+    /// [`STATE_CHECK_MS`] to see whether the agent was stopped or parked meanwhile.
     async fn running_actor(
         &self,
         failed: Option<ractor::ActorId>,
@@ -306,12 +379,20 @@ impl Pump {
                 return Ok(actor);
             }
             let state = self.entry.shared.metrics.state();
-            if matches!(state, AgentState::Stopped | AgentState::Quarantined)
-                || tokio::time::Instant::now() >= deadline
-            {
+            let now = tokio::time::Instant::now();
+            if matches!(state, AgentState::Stopped | AgentState::Quarantined) || now >= deadline {
                 return Err(AgentOpError::NotRunning(self.agent.clone()));
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            let left_ms =
+                u64::try_from(deadline.duration_since(now).as_millis()).unwrap_or(u64::MAX);
+            if let Some(actor) = self
+                .entry
+                .slot
+                .wait_running(failed, left_ms.clamp(1, STATE_CHECK_MS))
+                .await
+            {
+                return Ok(actor);
+            }
         }
     }
 }

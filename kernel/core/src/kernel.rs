@@ -202,6 +202,9 @@ pub struct Kernel {
     runs: std::sync::Mutex<HashMap<RunId, (OpeningId, Slot<SupervisorMsg>)>>,
     pub(crate) slots: Slots,
     bus_store: BusStore,
+    /// The scheduler's accounting, for its handles' fast path (a grant straight from the
+    /// store when a slot is free and nobody waits).
+    scheduler_store: SchedulerStore,
     pub(crate) agents: std::sync::Mutex<HashMap<(RunId, AgentName), AgentEntry>>,
     /// When the agents' current CPU and RSS readings were taken, by `clock` (ms; 0: never):
     /// see [`Kernel::usage_batch_ms`].
@@ -451,6 +454,7 @@ impl Kernel {
             runs: std::sync::Mutex::new(HashMap::new()),
             slots,
             bus_store: stores.bus.clone(),
+            scheduler_store: stores.scheduler.clone(),
             agents: std::sync::Mutex::new(HashMap::new()),
             usage_batch: std::sync::atomic::AtomicU64::new(0),
             ids: options.ids.clone(),
@@ -491,7 +495,11 @@ impl Kernel {
     }
 
     pub fn scheduler(&self) -> Option<SchedulerHandle> {
-        self.slots.scheduler.get().map(SchedulerHandle::new)
+        let actor = self.slots.scheduler.get()?;
+        Some(SchedulerHandle::with_store(
+            actor,
+            self.scheduler_store.clone(),
+        ))
     }
 
     pub fn breakers(&self) -> Option<BreakerHandle> {

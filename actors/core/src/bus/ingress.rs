@@ -24,8 +24,8 @@ use runloop_proto::Frame;
 use tokio::sync::{Notify, oneshot};
 
 use super::{
-    BUS_INGRESS_FRAMES_MAX, BusCore, BusMsg, BusStats, PUBLISH_BATCH_FRAMES_MAX, PublishError,
-    Published, SubscribeError, Subscription, Topic,
+    BUS_INGRESS_FRAMES_MAX, BusCore, BusMsg, BusStats, DeliverySink, PUBLISH_BATCH_FRAMES_MAX,
+    PublishError, Published, SubscribeError, SubscriberId, Subscription, Topic,
 };
 
 /// How long a handle waits for the bus to answer a request.
@@ -375,6 +375,34 @@ impl BusHandle {
                 |reply| BusMsg::Subscribe {
                     topic: topic_owned,
                     mailbox_frames,
+                    reply,
+                },
+                timeout,
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            _ => Err(SubscribeError::BusDown {
+                topic: topic.clone(),
+            }),
+        }
+    }
+
+    /// Subscribes `sink` to `topic` (see [`DeliverySink`]); frames queued in the ingress
+    /// before this call are not delivered to it.
+    pub async fn subscribe_sink(
+        &self,
+        topic: &Topic,
+        sink: DeliverySink,
+    ) -> Result<SubscriberId, SubscribeError> {
+        let timeout = Some(Duration::from_millis(BUS_CALL_TIMEOUT_MS));
+        let topic_owned = topic.clone();
+        match self
+            .bus
+            .call(
+                |reply| BusMsg::SubscribeSink {
+                    topic: topic_owned,
+                    sink,
                     reply,
                 },
                 timeout,

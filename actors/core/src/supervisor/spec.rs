@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
+use ractor::{Actor, ActorCell, ActorId, ActorRef, SpawnErr};
 use runloop_proto::Clock;
 use serde::Serialize;
 
@@ -165,8 +165,18 @@ impl ChildSpec {
 }
 
 /// Where the running instance of a restartable actor can be found.
+///
+/// The supervisor writes each (re)started instance into the slot; a reader waiting out a
+/// restart ([`Slot::wait_running`]) is woken by that write instead of polling.
 #[derive(Debug)]
-pub struct Slot<M: ractor::Message>(Arc<std::sync::Mutex<Option<ActorRef<M>>>>);
+pub struct Slot<M: ractor::Message>(Arc<SlotInner<M>>);
+
+#[derive(Debug)]
+struct SlotInner<M: ractor::Message> {
+    actor: std::sync::Mutex<Option<ActorRef<M>>>,
+    /// Woken after every write of a new instance.
+    filled: tokio::sync::Notify,
+}
 
 impl<M: ractor::Message> Clone for Slot<M> {
     fn clone(&self) -> Self {
@@ -176,21 +186,45 @@ impl<M: ractor::Message> Clone for Slot<M> {
 
 impl<M: ractor::Message> Default for Slot<M> {
     fn default() -> Self {
-        Self(Arc::new(std::sync::Mutex::new(None)))
+        Self(Arc::new(SlotInner {
+            actor: std::sync::Mutex::new(None),
+            filled: tokio::sync::Notify::new(),
+        }))
     }
 }
 
 impl<M: ractor::Message> Slot<M> {
     fn set(&self, actor: ActorRef<M>) {
-        *self.0.lock().expect("slot lock") = Some(actor);
+        *self.0.actor.lock().expect("slot lock") = Some(actor);
+        self.0.filled.notify_waiters();
     }
 
     /// The latest started instance, if it is still alive.
     pub fn get(&self) -> Option<ActorRef<M>> {
-        let actor = self.0.lock().expect("slot lock").clone()?;
+        let actor = self.0.actor.lock().expect("slot lock").clone()?;
         match actor.get_status() {
             ractor::ActorStatus::Stopped | ractor::ActorStatus::Stopping => None,
             _ => Some(actor),
+        }
+    }
+
+    /// The live instance, other than `not`, waiting at most `wait_ms` for the supervisor
+    /// to start one: woken as soon as it writes the slot. `None` when none came in time.
+    pub async fn wait_running(&self, not: Option<ActorId>, wait_ms: u64) -> Option<ActorRef<M>> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+        loop {
+            // Registered before the slot is read, so a write in between is not missed.
+            let filled = self.0.filled.notified();
+            tokio::pin!(filled);
+            filled.as_mut().enable();
+            if let Some(actor) = self.get()
+                && Some(actor.get_id()) != not
+            {
+                return Some(actor);
+            }
+            if tokio::time::timeout_at(deadline, filled).await.is_err() {
+                return None;
+            }
         }
     }
 }
