@@ -7,7 +7,9 @@
 //! `$RUNLOOP_SANDBOX_HOST`, else `<target>/release/runloop-sandbox-host`.
 //! `OPENINGS_CHAIN` (default 20) sets the chain length, `OPENINGS_RUNS` (default 200) the
 //! 1-node runs per throughput round, `OPENINGS_CONCURRENT` (default 1000) the concurrent
-//! 3-node runs. Results are written up in `perf/openings.md`.
+//! 3-node runs. `OPENINGS_PHASES` (default `overhead,throughput,concurrent`) picks which
+//! measurements run, for profiling one of them. Results are written up in
+//! `perf/openings.md`.
 //!
 //! - **Overhead per node.** A chain of N `echo` nodes, one run at a time, against the same
 //!   work done directly on the kernel: per node, start the agent in a run, one round trip
@@ -43,6 +45,38 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The measurements `OPENINGS_PHASES` asks for (all when unset).
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    overhead: bool,
+    throughput: bool,
+    concurrent: bool,
+}
+
+impl Phases {
+    fn from_env() -> Phases {
+        let Ok(list) = std::env::var("OPENINGS_PHASES") else {
+            return Phases {
+                overhead: true,
+                throughput: true,
+                concurrent: true,
+            };
+        };
+        let has = |name: &str| list.split(',').any(|p| p.trim() == name);
+        for p in list.split(',') {
+            assert!(
+                matches!(p.trim(), "overhead" | "throughput" | "concurrent"),
+                "OPENINGS_PHASES: unknown phase {p:?}"
+            );
+        }
+        Phases {
+            overhead: has("overhead"),
+            throughput: has("throughput"),
+            concurrent: has("concurrent"),
+        }
+    }
 }
 
 fn program() -> PathBuf {
@@ -351,28 +385,44 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let phases = Phases::from_env();
     runtime.block_on(async {
         // Durable (the POG records every run) and unrecorded, then many runs at once last:
         // that phase grows the process, and a bigger process forks sandboxes slower.
-        let pog = tempfile::tempdir().unwrap();
-        let (kernel, engine) = boot(&program, Some(pog.path())).await;
-        println!("== durable runs (POG recording, group commit)");
-        overhead(&kernel, &engine, n).await;
-        let durable = throughput(&kernel, &engine, runs, "durable").await;
-        stop(kernel, engine).await;
-        let (kernel, engine) = boot(&program, None).await;
-        println!("== unrecorded runs (no POG)");
-        overhead(&kernel, &engine, n).await;
-        let volatile = throughput(&kernel, &engine, runs, "unrecorded").await;
-        stop(kernel, engine).await;
-        println!(
-            "recording: durable runs/s are {:.0}% of unrecorded ({durable:.1} vs {volatile:.1})",
-            durable / volatile * 100.0
-        );
-        let pog = tempfile::tempdir().unwrap();
-        let (kernel, engine) = boot(&program, Some(pog.path())).await;
-        println!("== many runs at once (durable)");
-        concurrent(&engine, count).await;
-        stop(kernel, engine).await;
+        let mut rates = (None, None);
+        if phases.overhead || phases.throughput {
+            let pog = tempfile::tempdir().unwrap();
+            let (kernel, engine) = boot(&program, Some(pog.path())).await;
+            println!("== durable runs (POG recording, group commit)");
+            if phases.overhead {
+                overhead(&kernel, &engine, n).await;
+            }
+            if phases.throughput {
+                rates.0 = Some(throughput(&kernel, &engine, runs, "durable").await);
+            }
+            stop(kernel, engine).await;
+            let (kernel, engine) = boot(&program, None).await;
+            println!("== unrecorded runs (no POG)");
+            if phases.overhead {
+                overhead(&kernel, &engine, n).await;
+            }
+            if phases.throughput {
+                rates.1 = Some(throughput(&kernel, &engine, runs, "unrecorded").await);
+            }
+            stop(kernel, engine).await;
+        }
+        if let (Some(durable), Some(volatile)) = rates {
+            println!(
+                "recording: durable runs/s are {:.0}% of unrecorded ({durable:.1} vs {volatile:.1})",
+                durable / volatile * 100.0
+            );
+        }
+        if phases.concurrent {
+            let pog = tempfile::tempdir().unwrap();
+            let (kernel, engine) = boot(&program, Some(pog.path())).await;
+            println!("== many runs at once (durable)");
+            concurrent(&engine, count).await;
+            stop(kernel, engine).await;
+        }
     });
 }

@@ -4,7 +4,8 @@
 //! record in the POG when the actor restarts or the run was resumed (finished nodes keep
 //! their outputs; nodes that were running run again). `post_start` announces the run,
 //! starts the nodes that are ready and arms the whole-run deadline. Each attempt is a task:
-//! start the node's agent instance if it is not running, send the invoke over the bus
+//! start the node's agent instance if it is not running (beside the commit of the
+//! attempt's `node.started`, which is durable before the invoke), send the invoke over the bus
 //! (scheduler permit, per-attempt timeout) and report back as a [`RunMsg::Done`]. Retries
 //! wait their backoff in a task that sends [`RunMsg::Retry`]. The run ends when every node
 //! is finished, a node fails, the deadline passes or it is cancelled; the actor then
@@ -30,8 +31,8 @@ use runloop_proto::{RunId, TraceId};
 use serde_json::{Value as Json, json};
 
 use super::Engine;
-use super::attempt::run_attempt;
 pub use super::attempt::{AttemptError, backoff_unit};
+use super::attempt::{ensure_agent, run_attempt};
 use super::record::{RunRecord, outputs_from_json, outputs_to_json, read_record};
 
 /// What a run's actor is built from (the same at every restart).
@@ -353,19 +354,30 @@ impl RunState {
             "agent": node_def.agent.name,
             "attempt": attempt,
         });
-        record(engine, &trace_id, EventKind::NodeStarted, payload).await;
-        engine.publish(RunProgress::NodeStarted {
+        // The attempt is handed to the POG now (in order after everything this run
+        // recorded before it) and is durable before its invoke is sent; the node's
+        // sandbox starts meanwhile, so the commit's latency hides behind the start.
+        let started = begin_record(engine, &trace_id, EventKind::NodeStarted, payload);
+        let node_started = RunProgress::NodeStarted {
             ts_ms: now,
             trace_id: trace_id.clone(),
             node: node_def.id.to_string(),
             attempt,
-        });
+        };
         let input = self.plan.input(node, attempt, &spec.params);
         let timeout_ms = node_def.timeout_ms;
         let engine = engine.clone();
         let me = myself.clone();
         tokio::spawn(async move {
-            let result = attempt_until_decided(&engine, &spec, node, input, timeout_ms).await;
+            let (_, agent) = tokio::join!(
+                started.committed(&engine),
+                ensure_agent(&engine, &spec, node)
+            );
+            engine.publish(node_started);
+            let result = match agent {
+                Ok(()) => attempt_until_decided(&engine, &spec, node, input, timeout_ms).await,
+                Err(e) => Err(e),
+            };
             let _ = me.cast(RunMsg::Done {
                 node,
                 attempt,
@@ -819,33 +831,72 @@ fn close_budgets(engine: &Engine, trace_id: &str) {
 /// crash loses at most finishes of nodes nothing has consumed yet, which run again on
 /// resume, and never an attempt (retries stay counted across crashes).
 async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json) {
+    begin_record(engine, trace_id, kind, payload)
+        .committed(engine)
+        .await;
+}
+
+/// One event of the run handed to the POG (its place in the commit order fixed), and its
+/// write timed as a crossing once [`InFlightRecord::committed`] has waited for it.
+struct InFlightRecord {
+    trace_id: String,
+    kind: EventKind,
+    node: Option<String>,
+    bytes: u64,
+    started_ms: u64,
+    write: Result<Option<super::record::PendingWrite>, super::record::RecordError>,
+}
+
+/// Hands one event to the POG now: `node.finished` queued for the next group commit, every
+/// other event to be awaited with [`InFlightRecord::committed`].
+fn begin_record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json) -> InFlightRecord {
     let recorder = engine.recorder();
     let node = payload
         .get("node_id")
         .and_then(Json::as_str)
         .map(str::to_owned);
     let bytes = payload.to_string().len() as u64;
-    let started = engine.kernel().clock().now_ms();
-    let result = match kind {
-        EventKind::NodeFinished => recorder.enqueue(trace_id, kind, payload),
-        _ => recorder.write(trace_id, kind, payload).await,
+    let started_ms = engine.kernel().clock().now_ms();
+    let write = match kind {
+        EventKind::NodeFinished => recorder.enqueue(trace_id, kind, payload).map(|()| None),
+        _ => recorder.begin(trace_id, kind, payload).map(Some),
     };
-    // The write is a crossing of its own: run → POG, awaited (or queued) as timed here.
-    let error = result.as_ref().err().map(ToString::to_string);
-    engine.crossings().simple(
-        trace_id,
-        "run",
-        "pog",
-        &format!("pog.write {kind}"),
-        node.as_deref(),
+    InFlightRecord {
+        trace_id: trace_id.to_owned(),
+        kind,
+        node,
         bytes,
-        started,
-        engine.kernel().clock().now_ms(),
-        error.as_deref(),
-        error.is_some(),
-    );
-    if let Err(e) = result {
-        tracing::warn!(trace_id = %trace_id, "record {kind}: {e}");
+        started_ms,
+        write,
+    }
+}
+
+impl InFlightRecord {
+    /// Waits for the write (not for a queued `node.finished`), then records it as a
+    /// crossing of its own: run → POG, awaited (or queued) as timed here.
+    async fn committed(self, engine: &Engine) {
+        let result = match self.write {
+            Ok(Some(pending)) => pending.committed().await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let kind = self.kind;
+        let error = result.as_ref().err().map(ToString::to_string);
+        engine.crossings().simple(
+            &self.trace_id,
+            "run",
+            "pog",
+            &format!("pog.write {kind}"),
+            self.node.as_deref(),
+            self.bytes,
+            self.started_ms,
+            engine.kernel().clock().now_ms(),
+            error.as_deref(),
+            error.is_some(),
+        );
+        if let Err(e) = result {
+            tracing::warn!(trace_id = %self.trace_id, "record {kind}: {e}");
+        }
     }
 }
 

@@ -23,6 +23,47 @@ pub struct AttemptError {
     pub retryable: bool,
 }
 
+/// The node's agent instance in the run, started if it is not running (every host call
+/// of the instance recorded on the node's tape).
+pub(super) async fn ensure_agent(
+    engine: &Arc<Engine>,
+    spec: &RunSpec,
+    node: usize,
+) -> Result<(), AttemptError> {
+    let kernel = engine.kernel();
+    let id = spec.opening.nodes[node].id.as_str();
+    let agent = node_agent(id)?;
+    if kernel.agent_entry(spec.run_id, &agent).is_some() {
+        return Ok(());
+    }
+    let options = StartOptions {
+        name: Some(id.to_owned()),
+        handlers: Some(Arc::new(runloop_agent_actor::RecordingHandlers {
+            sink: spec.tapes[node].clone(),
+            clock: kernel.clock().clone(),
+        })),
+        ..StartOptions::default()
+    };
+    match kernel
+        .start_bundle_in(spec.run_id, &spec.bundles[node], options)
+        .await
+    {
+        Ok(_) | Err(AgentOpError::Exists(_)) => Ok(()),
+        Err(e) => Err(AttemptError {
+            message: format!("start agent: {e}"),
+            retryable: false,
+        }),
+    }
+}
+
+/// The agent name of node `id` (node ids are valid agent names; checked, not assumed).
+fn node_agent(id: &str) -> Result<AgentName, AttemptError> {
+    AgentName::new(id).map_err(|e| AttemptError {
+        message: e.to_string(),
+        retryable: false,
+    })
+}
+
 /// One attempt: the node's agent instance (started if it is not running), the invoke over
 /// the bus, bounded by the node's timeout.
 pub(super) async fn run_attempt(
@@ -34,32 +75,9 @@ pub(super) async fn run_attempt(
 ) -> Result<Vec<(String, rmpv::Value)>, AttemptError> {
     let kernel = engine.kernel();
     let id = spec.opening.nodes[node].id.as_str();
-    let agent = AgentName::new(id).map_err(|e| AttemptError {
-        message: e.to_string(),
-        retryable: false,
-    })?;
+    let agent = node_agent(id)?;
     let tape = &spec.tapes[node];
-    if kernel.agent_entry(spec.run_id, &agent).is_none() {
-        // Every host call of the node's instance is recorded on its tape.
-        let options = StartOptions {
-            name: Some(id.to_owned()),
-            handlers: Some(Arc::new(runloop_agent_actor::RecordingHandlers {
-                sink: tape.clone(),
-                clock: kernel.clock().clone(),
-            })),
-            ..StartOptions::default()
-        };
-        if let Err(e) = kernel
-            .start_bundle_in(spec.run_id, &spec.bundles[node], options)
-            .await
-            && !matches!(e, AgentOpError::Exists(_))
-        {
-            return Err(AttemptError {
-                message: format!("start agent: {e}"),
-                retryable: false,
-            });
-        }
-    }
+    ensure_agent(engine, spec, node).await?;
     let trace_id: TraceId = spec.trace_id.parse().map_err(|_| AttemptError {
         message: "bad trace id".into(),
         retryable: false,

@@ -12,8 +12,15 @@
 //! Every candidate found is loaded and verified (`Bundle::load`: signature against the
 //! trust roots, digest, policy, ABI): a bundle that fails verification is an error naming
 //! it, never skipped for the next one.
+//!
+//! A catalog lives for one operation (one submit: validation, then the run's spec) and
+//! remembers each agent's resolution, so an opening whose nodes share an agent, and the
+//! spec after the validation, load and verify each bundle once (`Bundle::load` costs
+//! milliseconds: signature, digest, ABI check of the whole module).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use runloop_bundle::{Bundle, TrustPolicy};
 use runloop_openings::{AgentCatalog, AgentFacts, AgentRef, CatalogError};
@@ -51,27 +58,53 @@ pub fn shipped_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// Most agent resolutions one catalog remembers; past it, each further agent is loaded
+/// at every use (an opening has far fewer distinct agents).
+pub const RESOLVED_AGENTS_MAX: usize = 256;
+
+/// What resolving one agent gave: its bundle directory and the verified bundle, or why not.
+type Resolution = Result<(PathBuf, Bundle), CatalogError>;
+
 /// The catalog over one search path; remembers where each agent resolved.
 #[derive(Debug)]
 pub struct BundleCatalog {
     dirs: Vec<PathBuf>,
     trust: TrustPolicy,
+    /// By leaf name (`<name>` or `<name>@<variant>`), at most [`RESOLVED_AGENTS_MAX`].
+    resolved: Mutex<HashMap<String, Resolution>>,
 }
 
 impl BundleCatalog {
     /// The catalog over `dirs`, loading bundles under `trust`.
     pub fn new(dirs: Vec<PathBuf>, trust: TrustPolicy) -> Self {
-        Self { dirs, trust }
+        Self {
+            dirs,
+            trust,
+            resolved: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// The bundle directory of `agent`, loaded and verified.
+    /// The bundle directory of `agent`, loaded and verified (once per catalog).
     pub fn resolve(&self, agent: &AgentRef) -> Result<(PathBuf, Bundle), CatalogError> {
         let leaf = match &agent.variant {
             Some(v) => format!("{}@{v}", agent.name),
             None => agent.name.clone(),
         };
+        if let Some(known) = self.resolved.lock().expect("resolved lock").get(&leaf) {
+            return known.clone();
+        }
+        let resolution = self.load(&leaf);
+        let mut resolved = self.resolved.lock().expect("resolved lock");
+        if resolved.len() < RESOLVED_AGENTS_MAX {
+            resolved.insert(leaf, resolution.clone());
+        }
+        resolution
+    }
+
+    /// Finds and loads the bundle `leaf` along the search path.
+    fn load(&self, leaf: &str) -> Resolution {
         for dir in &self.dirs {
-            let candidate = dir.join(&leaf);
+            let candidate = dir.join(leaf);
             if !candidate.join(runloop_bundle::MANIFEST_FILE).is_file() {
                 continue;
             }

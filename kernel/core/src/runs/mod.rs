@@ -184,6 +184,11 @@ impl Engine {
         runloop_openings::validate(source, &self.catalog(dir))
     }
 
+    /// [`Engine::validate`] through `catalog`, which then knows the opening's bundles.
+    fn validate_in(source: &str, catalog: &BundleCatalog) -> Result<Opening, ValidationErrors> {
+        runloop_openings::validate(source, catalog)
+    }
+
     /// Validates, binds params and starts a run.
     pub async fn submit(
         &self,
@@ -191,7 +196,9 @@ impl Engine {
         dir: &Path,
         params: &serde_json::Value,
     ) -> Result<Submitted, SubmitError> {
-        let opening = self.validate(source, dir).map_err(SubmitError::Invalid)?;
+        // One catalog for the validation and the spec: each bundle is loaded once.
+        let catalog = self.catalog(dir);
+        let opening = Self::validate_in(source, &catalog).map_err(SubmitError::Invalid)?;
         let bound =
             runloop_openings::params::bind(&opening, params).map_err(SubmitError::Params)?;
         let ids = self.kernel.ids();
@@ -213,7 +220,7 @@ impl Engine {
         self.recorder
             .write(&trace_id, EventKind::RunStarted, payload)
             .await?;
-        let spec = self.spec(trace_id, run_id, opening, bound, dir, seed, false, &[])?;
+        let spec = self.spec(&catalog, trace_id, run_id, opening, bound, seed, false, &[])?;
         self.start(spec).await
     }
 
@@ -246,7 +253,8 @@ impl Engine {
             .clone()
             .ok_or_else(|| bad("no opening source".into()))?;
         let dir = PathBuf::from(rec.dir.clone().unwrap_or_else(|| ".".into()));
-        let opening = self.validate(&source, &dir).map_err(|e| {
+        let catalog = self.catalog(&dir);
+        let opening = Self::validate_in(&source, &catalog).map_err(|e| {
             bad(format!(
                 "the opening no longer validates: {} error(s)",
                 e.0.len()
@@ -269,11 +277,11 @@ impl Engine {
             .write(trace_id, EventKind::RunResumed, resumed)
             .await?;
         let spec = self.spec(
+            &catalog,
             trace_id.to_owned(),
             run_id,
             opening,
             bound,
-            &dir,
             seed,
             true,
             &events,
@@ -315,16 +323,15 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn spec(
         &self,
+        catalog: &BundleCatalog,
         trace_id: String,
         run_id: RunId,
         opening: Opening,
         params: BoundParams,
-        dir: &Path,
         seed: u64,
         resumed: bool,
         resumed_from: &[runloop_pog::Event],
     ) -> Result<RunSpec, SubmitError> {
-        let catalog = self.catalog(dir);
         let mut bundles = Vec::with_capacity(opening.nodes.len());
         let mut digests = Vec::with_capacity(opening.nodes.len());
         for node in &opening.nodes {

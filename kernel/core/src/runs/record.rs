@@ -40,6 +40,37 @@ type Committed = ractor::concurrency::OneshotReceiver<
     Result<Vec<runloop_pog::Written>, runloop_pog::WriteError>,
 >;
 
+/// One event handed to the POG actor, not yet known to be committed.
+#[derive(Debug)]
+#[must_use = "a write is durable only once `committed` answered"]
+pub struct PendingWrite {
+    what: &'static str,
+    /// `None` without a POG (nothing to wait for).
+    committed: Option<Committed>,
+}
+
+impl PendingWrite {
+    /// Waits until the event is committed (at most [`RECORD_TIMEOUT_MS`]).
+    pub async fn committed(self) -> Result<(), RecordError> {
+        let what = self.what;
+        let Some(committed) = self.committed else {
+            return Ok(());
+        };
+        let timeout = Duration::from_millis(RECORD_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, committed).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(RecordError::Pog {
+                what,
+                message: e.to_string(),
+            }),
+            Ok(Err(_)) | Err(_) => Err(RecordError::Pog {
+                what,
+                message: "no answer".into(),
+            }),
+        }
+    }
+}
+
 /// Writes a run's events to the POG actor, when the kernel has one.
 #[derive(Debug, Clone)]
 pub struct Recorder {
@@ -64,22 +95,21 @@ impl Recorder {
         kind: EventKind,
         payload: Value,
     ) -> Result<(), RecordError> {
-        let what = kind.as_str();
-        let Some(committed) = self.send(trace_id, kind, payload)? else {
-            return Ok(());
-        };
-        let timeout = Duration::from_millis(RECORD_TIMEOUT_MS);
-        match tokio::time::timeout(timeout, committed).await {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(RecordError::Pog {
-                what,
-                message: e.to_string(),
-            }),
-            Ok(Err(_)) | Err(_) => Err(RecordError::Pog {
-                what,
-                message: "no answer".into(),
-            }),
-        }
+        self.begin(trace_id, kind, payload)?.committed().await
+    }
+
+    /// Hands one event to the POG now (its place in the commit order is fixed here) and
+    /// returns what waits for its commit, so the caller can do other work meanwhile.
+    pub fn begin(
+        &self,
+        trace_id: &str,
+        kind: EventKind,
+        payload: Value,
+    ) -> Result<PendingWrite, RecordError> {
+        Ok(PendingWrite {
+            what: kind.as_str(),
+            committed: self.send(trace_id, kind, payload)?,
+        })
     }
 
     /// Queues one event for the POG's next group commit without waiting for it. Events
