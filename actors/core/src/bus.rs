@@ -48,6 +48,7 @@
 //! most one `Drain` plus the calls of waiting callers.
 
 mod ingress;
+mod subscriber;
 mod topic;
 
 use std::collections::{HashMap, VecDeque};
@@ -58,12 +59,14 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use runloop_proto::frame::{Limits, decode_frame};
 use runloop_proto::payloads::{DropNotice, DropReason};
-use runloop_proto::{Clock, DedupeCache, DedupeLimits, Frame, FrameError, Header, MsgIdGen};
+use runloop_proto::{Clock, DedupeLimits, Frame, FrameError, Header, MsgIdGen};
 use serde::Serialize;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 
 pub use ingress::{BUS_CALL_TIMEOUT_MS, BusHandle, BusStore, INGRESS_WAIT_SLICE_MS};
 use ingress::{BytesIngress, Ingress};
+pub use subscriber::{Delivery, DeliverySink, SubscriberId, Subscription};
+use subscriber::{Mailbox, Subscriber};
 pub use topic::{Topic, TopicError};
 
 /// Frames that may wait in the bus's ingress queue (and as many again in the batch the
@@ -93,47 +96,6 @@ pub const DROPS_TOPIC: &str = "rlp/sys/drops";
 pub const DROP_NOTICE_TTL_MS: u64 = 60_000;
 /// Default back-pressure timeout.
 pub const BACK_PRESSURE_TIMEOUT_MS_DEFAULT: u64 = 100;
-
-/// Identifies one subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub struct SubscriberId(u64);
-
-/// One frame handed to one subscriber.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub topic: Topic,
-    pub frame: Arc<Frame>,
-}
-
-/// A live subscription: read deliveries from `rx`; dropping it unsubscribes.
-#[derive(Debug)]
-pub struct Subscription {
-    pub id: SubscriberId,
-    pub topic: Topic,
-    pub rx: mpsc::Receiver<Delivery>,
-}
-
-/// A subscriber the bus calls during its drain with each delivery ([module docs](self)).
-/// It must return promptly without blocking; `false` says its owner is gone, and the bus
-/// unsubscribes it (that delivery counts as not delivered).
-#[derive(Clone)]
-pub struct DeliverySink(Arc<dyn Fn(&Delivery) -> bool + Send + Sync>);
-
-impl DeliverySink {
-    pub fn new(sink: impl Fn(&Delivery) -> bool + Send + Sync + 'static) -> Self {
-        Self(Arc::new(sink))
-    }
-
-    fn deliver(&self, delivery: &Delivery) -> bool {
-        (self.0)(delivery)
-    }
-}
-
-impl fmt::Debug for DeliverySink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DeliverySink")
-    }
-}
 
 /// The bus's limits and rate limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,18 +245,6 @@ impl fmt::Debug for BusArgs {
     }
 }
 
-/// Where a subscriber's deliveries go.
-enum Mailbox {
-    Channel(mpsc::Sender<Delivery>),
-    Sink(DeliverySink),
-}
-
-struct Subscriber {
-    mailbox: Mailbox,
-    dedupe: DedupeCache,
-    congested: bool,
-}
-
 /// What a bus keeps across restarts (inside its [`BusStore`]).
 pub(crate) struct BusCore {
     /// Frames taken from the ingress queue, handed out in order.
@@ -431,19 +381,7 @@ impl Actor for Bus {
                 reply,
             } => {
                 state.drain_queued().await;
-                let result =
-                    if mailbox_frames == 0 || mailbox_frames > SUBSCRIBER_MAILBOX_FRAMES_MAX {
-                        Err(SubscribeError::MailboxSize {
-                            topic,
-                            frames: mailbox_frames,
-                        })
-                    } else {
-                        let (tx, rx) = mpsc::channel(mailbox_frames);
-                        state
-                            .subscribe(topic.clone(), Mailbox::Channel(tx))
-                            .map(|id| Subscription { id, topic, rx })
-                    };
-                let _ = reply.send(result);
+                let _ = reply.send(state.subscribe_channel(topic, mailbox_frames));
             }
             BusMsg::SubscribeSink { topic, sink, reply } => {
                 state.drain_queued().await;
@@ -521,29 +459,6 @@ impl BusState {
     async fn drain_queued(&mut self) {
         let queued = self.core.batch.len() + self.store.queue_len();
         self.drain(queued).await;
-    }
-
-    fn subscribe(
-        &mut self,
-        topic: Topic,
-        mailbox: Mailbox,
-    ) -> Result<SubscriberId, SubscribeError> {
-        let core = &mut *self.core;
-        if !core.topics.contains_key(&topic) && core.topics.len() == TOPICS_MAX {
-            return Err(SubscribeError::TooManyTopics { topic });
-        }
-        let subscribers = core.topics.entry(topic.clone()).or_default();
-        if subscribers.len() == SUBSCRIBERS_PER_TOPIC_MAX {
-            return Err(SubscribeError::TooManySubscribers { topic });
-        }
-        let id = SubscriberId(core.next_subscriber);
-        core.next_subscriber += 1;
-        subscribers.push(Subscriber {
-            mailbox,
-            dedupe: DedupeCache::new(self.config.dedupe),
-            congested: false,
-        });
-        Ok(id)
     }
 
     async fn publish_bytes(

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ractor::ActorRef;
+use ractor::{ActorRef, RpcReplyPort};
 use runloop_proto::Frame;
 use tokio::sync::{Notify, oneshot};
 
@@ -367,25 +367,12 @@ impl BusHandle {
         topic: &Topic,
         mailbox_frames: usize,
     ) -> Result<Subscription, SubscribeError> {
-        let timeout = Some(Duration::from_millis(BUS_CALL_TIMEOUT_MS));
-        let topic_owned = topic.clone();
-        match self
-            .bus
-            .call(
-                |reply| BusMsg::Subscribe {
-                    topic: topic_owned,
-                    mailbox_frames,
-                    reply,
-                },
-                timeout,
-            )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(result)) => result,
-            _ => Err(SubscribeError::BusDown {
-                topic: topic.clone(),
-            }),
-        }
+        self.subscribe_call(topic, |topic, reply| BusMsg::Subscribe {
+            topic,
+            mailbox_frames,
+            reply,
+        })
+        .await
     }
 
     /// Subscribes `sink` to `topic` (see [`DeliverySink`]); frames queued in the ingress
@@ -395,18 +382,25 @@ impl BusHandle {
         topic: &Topic,
         sink: DeliverySink,
     ) -> Result<SubscriberId, SubscribeError> {
+        self.subscribe_call(topic, |topic, reply| BusMsg::SubscribeSink {
+            topic,
+            sink,
+            reply,
+        })
+        .await
+    }
+
+    /// One subscribe request to the bus; `BusDown` when it does not answer in time.
+    async fn subscribe_call<T: Send + 'static>(
+        &self,
+        topic: &Topic,
+        msg: impl FnOnce(Topic, RpcReplyPort<Result<T, SubscribeError>>) -> BusMsg,
+    ) -> Result<T, SubscribeError> {
         let timeout = Some(Duration::from_millis(BUS_CALL_TIMEOUT_MS));
         let topic_owned = topic.clone();
         match self
             .bus
-            .call(
-                |reply| BusMsg::SubscribeSink {
-                    topic: topic_owned,
-                    sink,
-                    reply,
-                },
-                timeout,
-            )
+            .call(|reply| msg(topic_owned, reply), timeout)
             .await
         {
             Ok(ractor::rpc::CallResult::Success(result)) => result,

@@ -250,18 +250,9 @@ fn event_frames(plane: &ControlPlane, base: &StatusSnapshot, new: &StatusSnapsho
         .collect()
 }
 
-/// The agents in a status tree, by name.
-#[cfg(test)]
-pub(crate) fn agents_of(tree: &ActorNode) -> HashMap<&str, &AgentStatus> {
-    agents_in_order(tree)
-        .into_iter()
-        .map(|agent| (agent.name.as_str(), agent))
-        .collect()
-}
-
 /// The agents of a status tree in preorder (the order a walk of the same tree gives
 /// every time).
-fn agents_in_order(tree: &ActorNode) -> Vec<&AgentStatus> {
+pub(crate) fn agents_in_order(tree: &ActorNode) -> Vec<&AgentStatus> {
     let mut out = Vec::new();
     let mut stack = vec![tree];
     while let Some(node) = stack.pop() {
@@ -273,10 +264,11 @@ fn agents_in_order(tree: &ActorNode) -> Vec<&AgentStatus> {
     out
 }
 
-/// [`run_events`] between two status trees. Between two ticks the tree rarely changes
-/// shape, so the agents are first paired in order while their names agree (no hashing);
-/// only the agents after the first disagreement are matched by name (two maps of a
-/// thousand agents per tick were ≈ 8% of the daemon's CPU per status stream).
+/// What changed between two status trees' agents, in name order (one agent's events in
+/// the order restarted, then quarantined or released). Between two ticks the tree rarely
+/// changes shape, so the agents are first paired in order while their names agree (no
+/// hashing); only the agents after the first disagreement are matched by name (two maps
+/// of a thousand agents per tick were ≈ 8% of the daemon's CPU per status stream).
 pub(crate) fn agent_events(base: &ActorNode, new: &ActorNode) -> Vec<RunEvent> {
     let before = agents_in_order(base);
     let after = agents_in_order(new);
@@ -286,42 +278,17 @@ pub(crate) fn agent_events(base: &ActorNode, new: &ActorNode) -> Vec<RunEvent> {
         .take_while(|(old, new)| old.name == new.name)
         .count();
     let mut events = Vec::new();
-    let mut head: Vec<(&str, RunEvent)> = Vec::new();
     for (old, new) in before.iter().zip(&after).take(paired) {
-        changes(old, new, &mut head);
+        changes(old, new, &mut events);
     }
-    if paired < before.len() || paired < after.len() {
-        fn by_name<'a>(agents: &[&'a AgentStatus]) -> HashMap<&'a str, &'a AgentStatus> {
-            agents.iter().map(|a| (a.name.as_str(), *a)).collect()
-        }
-        let tail = run_events(&by_name(&before[paired..]), &by_name(&after[paired..]));
-        // Both parts in name order, as one list.
-        let mut all: Vec<(String, RunEvent)> = head
-            .into_iter()
-            .map(|(name, event)| (name.to_owned(), event))
-            .chain(
-                tail.into_iter()
-                    .map(|event| (event_agent(&event).to_owned(), event)),
-            )
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        events.extend(all.into_iter().map(|(_, event)| event));
-    } else {
-        head.sort_by(|a, b| a.0.cmp(b.0));
-        events.extend(head.into_iter().map(|(_, event)| event));
+    fn by_name<'a>(agents: &[&'a AgentStatus]) -> HashMap<&'a str, &'a AgentStatus> {
+        agents.iter().map(|a| (a.name.as_str(), *a)).collect()
     }
-    events
-}
-
-/// The agent a [`RunEvent`] of [`run_events`] names.
-fn event_agent(event: &RunEvent) -> &str {
-    match event {
-        RunEvent::AgentStarted { agent }
-        | RunEvent::AgentStopped { agent }
-        | RunEvent::AgentReleased { agent }
-        | RunEvent::AgentRestarted { agent, .. }
-        | RunEvent::AgentQuarantined { agent, .. } => agent,
-    }
+    events.extend(named_events(
+        &by_name(&before[paired..]),
+        &by_name(&after[paired..]),
+    ));
+    in_name_order(events)
 }
 
 /// One agent's events between two statuses of it: restarted, then quarantined or released.
@@ -350,14 +317,14 @@ fn changes<'a>(old: &AgentStatus, new: &'a AgentStatus, events: &mut Vec<(&'a st
     }
 }
 
-/// What changed between two snapshots' agents, in name order (one agent's events in the
-/// order restarted, then quarantined or released). Only the events are sorted, not the
-/// names: a tick of a thousand agents has few events or none.
-pub(crate) fn run_events(
-    before: &HashMap<&str, &AgentStatus>,
-    after: &HashMap<&str, &AgentStatus>,
-) -> Vec<RunEvent> {
-    let mut events: Vec<(&str, RunEvent)> = Vec::new();
+/// What changed between two snapshots' agents, each event with its agent's name, unsorted
+/// (one agent's events in the order started or restarted, then quarantined or released;
+/// or stopped).
+fn named_events<'a>(
+    before: &HashMap<&'a str, &'a AgentStatus>,
+    after: &HashMap<&'a str, &'a AgentStatus>,
+) -> Vec<(&'a str, RunEvent)> {
+    let mut events = Vec::new();
     for (&name, new) in after {
         match before.get(name) {
             Some(old) => changes(old, new, &mut events),
@@ -375,7 +342,11 @@ pub(crate) fn run_events(
             events.push((name, RunEvent::AgentStopped { agent }));
         }
     }
-    // Stable: an agent's own events keep their order.
+    events
+}
+
+/// The events sorted by agent name; stable, so an agent's own events keep their order.
+fn in_name_order(mut events: Vec<(&str, RunEvent)>) -> Vec<RunEvent> {
     events.sort_by(|a, b| a.0.cmp(b.0));
     events.into_iter().map(|(_, event)| event).collect()
 }
@@ -405,6 +376,14 @@ mod tests {
             tokens: 0,
             usd_micros: 0,
         }
+    }
+
+    /// The events matched by name alone: what [`agent_events`] must give.
+    fn run_events(
+        before: &HashMap<&str, &AgentStatus>,
+        after: &HashMap<&str, &AgentStatus>,
+    ) -> Vec<RunEvent> {
+        in_name_order(named_events(before, after))
     }
 
     fn by_name(agents: &[AgentStatus]) -> HashMap<&str, &AgentStatus> {

@@ -564,7 +564,7 @@ mod tests {
         let mut encoded = Vec::new();
         body.encode(&mut encoded);
         assert!(encoded.len() <= SNAPSHOT_BODY_BYTES_MAX);
-        let kept = super::super::sampler::agents_of(&snapshot.tree).len() as u64;
+        let kept = super::super::sampler::agents_in_order(&snapshot.tree).len() as u64;
         assert!(snapshot.agents_cut > 0 && kept > 1_000, "kept {kept}");
         assert_eq!(kept + snapshot.agents_cut, 4_000);
         assert_eq!(body.payload_as::<StatusSnapshot>().unwrap(), snapshot);

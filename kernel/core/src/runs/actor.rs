@@ -20,20 +20,23 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use runloop_actors::names::{AgentName, OpeningId};
-use runloop_agent_actor::RunLimits;
-use runloop_broker::config::Limit;
 use runloop_openings::params::BoundParams;
 use runloop_openings::plan::{NodeEnd, NodeState, Outcome, Plan, backoff_ms};
 use runloop_openings::{Opening, hash};
 use runloop_pog::EventKind;
+use runloop_proto::RunId;
 use runloop_proto::payloads::{NodeReport, NodeStatus, RunProgress, RunReport, RunStatus};
-use runloop_proto::{RunId, TraceId};
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
 use super::Engine;
 pub use super::attempt::{AttemptError, backoff_unit};
 use super::attempt::{ensure_agent, run_attempt};
-use super::record::{RunRecord, outputs_from_json, outputs_to_json, read_record};
+use super::policy::{
+    close_budgets, close_confirmations, register_budgets, register_confirm_policy,
+};
+use super::record::{
+    RunRecord, begin_record, outputs_from_json, outputs_to_json, read_record, record,
+};
 
 /// What a run's actor is built from (the same at every restart).
 #[derive(Debug, Clone)]
@@ -683,68 +686,6 @@ impl RunState {
     }
 }
 
-/// Registers the run's token/µUSD budgets (the opening's policy and each node's
-/// `budget_tokens`) so its nodes' model calls are held to them.
-fn register_budgets(engine: &Engine, spec: &RunSpec) -> Result<(), ActorProcessingErr> {
-    let policy = &spec.opening.policy;
-    let limits = RunLimits {
-        run: Limit {
-            tokens: policy.budget_tokens,
-            usd_micros: policy.budget_usd_micros,
-        },
-        nodes: spec
-            .opening
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                let tokens = n.budget_tokens?;
-                let limit = Limit {
-                    tokens: Some(tokens),
-                    usd_micros: None,
-                };
-                Some((n.id.to_string(), limit))
-            })
-            .collect(),
-    };
-    if !limits.is_limited() {
-        return Ok(());
-    }
-    let trace: TraceId = spec.trace_id.parse()?;
-    engine.kernel().run_budgets().register(trace, limits)?;
-    Ok(())
-}
-
-/// Tells the effects service which of the run's effects need a person's yes.
-fn register_confirm_policy(engine: &Engine, spec: &RunSpec) {
-    if let Some(effects) = engine.kernel().effects() {
-        let opening = &spec.opening;
-        let policy = crate::effects::gate::RunConfirmPolicy {
-            confirm_external: opening.policy.confirm_external,
-            confirm_nodes: opening
-                .nodes
-                .iter()
-                .filter(|n| n.require_human_confirm)
-                .map(|n| n.id.to_string())
-                .collect(),
-        };
-        effects.shared.register_run(&spec.trace_id, policy);
-    }
-}
-
-/// Forgets a finished run's confirmation policy; its requests still pending are denied
-/// (the run ended before anyone answered).
-fn close_confirmations(engine: &Engine, trace_id: &str) {
-    if let Some(effects) = engine.kernel().effects() {
-        effects.shared.forget_run(trace_id);
-        if let Some(gate) = effects.gate.get() {
-            let _ = gate.cast(crate::effects::gate::GateMsg::WithdrawRun {
-                trace_id: trace_id.to_owned(),
-                reason: "the run ended before anyone answered".into(),
-            });
-        }
-    }
-}
-
 /// Runs attempts of `node` until one ends without waiting for a person: an attempt whose
 /// effect answered `ConfirmationPending` is not counted; the node waits for the decision
 /// (published as `node.waiting` / `node.decided`) and is invoked again with the same
@@ -809,93 +750,6 @@ async fn attempt_until_decided(
                 by: decision.by,
                 reason: decision.reason,
             });
-        }
-    }
-}
-
-/// Forgets a finished run's budgets, here and in the broker.
-fn close_budgets(engine: &Engine, trace_id: &str) {
-    if let Ok(trace) = trace_id.parse::<TraceId>() {
-        engine.kernel().run_budgets().remove(trace);
-    }
-    if let Some(broker) = engine.kernel().broker() {
-        let _ = broker.cast(runloop_broker::BrokerMsg::CloseRun(trace_id.to_owned()));
-    }
-}
-
-/// Records one event of the run. A failed write is logged, not fatal: the run goes on, and
-/// at worst a resume repeats the step whose record is missing. `node.finished` is queued
-/// for the next group commit;
-/// every other event is awaited, and the POG commits in arrival order, so when a node
-/// starts (its `node.started` durable) everything recorded before it is durable too: a
-/// crash loses at most finishes of nodes nothing has consumed yet, which run again on
-/// resume, and never an attempt (retries stay counted across crashes).
-async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json) {
-    begin_record(engine, trace_id, kind, payload)
-        .committed(engine)
-        .await;
-}
-
-/// One event of the run handed to the POG (its place in the commit order fixed), and its
-/// write timed as a crossing once [`InFlightRecord::committed`] has waited for it.
-struct InFlightRecord {
-    trace_id: String,
-    kind: EventKind,
-    node: Option<String>,
-    bytes: u64,
-    started_ms: u64,
-    write: Result<Option<super::record::PendingWrite>, super::record::RecordError>,
-}
-
-/// Hands one event to the POG now: `node.finished` queued for the next group commit, every
-/// other event to be awaited with [`InFlightRecord::committed`].
-fn begin_record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Json) -> InFlightRecord {
-    let recorder = engine.recorder();
-    let node = payload
-        .get("node_id")
-        .and_then(Json::as_str)
-        .map(str::to_owned);
-    let bytes = payload.to_string().len() as u64;
-    let started_ms = engine.kernel().clock().now_ms();
-    let write = match kind {
-        EventKind::NodeFinished => recorder.enqueue(trace_id, kind, payload).map(|()| None),
-        _ => recorder.begin(trace_id, kind, payload).map(Some),
-    };
-    InFlightRecord {
-        trace_id: trace_id.to_owned(),
-        kind,
-        node,
-        bytes,
-        started_ms,
-        write,
-    }
-}
-
-impl InFlightRecord {
-    /// Waits for the write (not for a queued `node.finished`), then records it as a
-    /// crossing of its own: run → POG, awaited (or queued) as timed here.
-    async fn committed(self, engine: &Engine) {
-        let result = match self.write {
-            Ok(Some(pending)) => pending.committed().await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        let kind = self.kind;
-        let error = result.as_ref().err().map(ToString::to_string);
-        engine.crossings().simple(
-            &self.trace_id,
-            "run",
-            "pog",
-            &format!("pog.write {kind}"),
-            self.node.as_deref(),
-            self.bytes,
-            self.started_ms,
-            engine.kernel().clock().now_ms(),
-            error.as_deref(),
-            error.is_some(),
-        );
-        if let Err(e) = result {
-            tracing::warn!(trace_id = %self.trace_id, "record {kind}: {e}");
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod actor;
 pub mod attempt;
 pub mod catalog;
 pub mod control;
+mod policy;
 pub mod record;
 
 use std::collections::{HashMap, VecDeque};

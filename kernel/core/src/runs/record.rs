@@ -17,6 +17,8 @@ use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
 use runloop_proto::payloads::{NodeReport, NodeStatus, RunReport, RunStatus};
 use serde_json::{Value, json};
 
+use super::Engine;
+
 /// How long one record waits for the POG actor.
 pub const RECORD_TIMEOUT_MS: u64 = 10_000;
 
@@ -387,5 +389,87 @@ pub fn report_from_record(trace_id: &str, rec: &RunRecord, unfinished: RunStatus
         duration_ms: 0,
         result_hash,
         nodes,
+    }
+}
+
+/// Records one event of the run. A failed write is logged, not fatal: the run goes on, and
+/// at worst a resume repeats the step whose record is missing. `node.finished` is queued
+/// for the next group commit;
+/// every other event is awaited, and the POG commits in arrival order, so when a node
+/// starts (its `node.started` durable) everything recorded before it is durable too: a
+/// crash loses at most finishes of nodes nothing has consumed yet, which run again on
+/// resume, and never an attempt (retries stay counted across crashes).
+pub(super) async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Value) {
+    begin_record(engine, trace_id, kind, payload)
+        .committed(engine)
+        .await;
+}
+
+/// One event of the run handed to the POG (its place in the commit order fixed), and its
+/// write timed as a crossing once [`InFlightRecord::committed`] has waited for it.
+pub(super) struct InFlightRecord {
+    trace_id: String,
+    kind: EventKind,
+    node: Option<String>,
+    bytes: u64,
+    started_ms: u64,
+    write: Result<Option<PendingWrite>, RecordError>,
+}
+
+/// Hands one event to the POG now: `node.finished` queued for the next group commit, every
+/// other event to be awaited with [`InFlightRecord::committed`].
+pub(super) fn begin_record(
+    engine: &Engine,
+    trace_id: &str,
+    kind: EventKind,
+    payload: Value,
+) -> InFlightRecord {
+    let recorder = engine.recorder();
+    let node = payload
+        .get("node_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let bytes = payload.to_string().len() as u64;
+    let started_ms = engine.kernel().clock().now_ms();
+    let write = match kind {
+        EventKind::NodeFinished => recorder.enqueue(trace_id, kind, payload).map(|()| None),
+        _ => recorder.begin(trace_id, kind, payload).map(Some),
+    };
+    InFlightRecord {
+        trace_id: trace_id.to_owned(),
+        kind,
+        node,
+        bytes,
+        started_ms,
+        write,
+    }
+}
+
+impl InFlightRecord {
+    /// Waits for the write (not for a queued `node.finished`), then records it as a
+    /// crossing of its own: run → POG, awaited (or queued) as timed here.
+    pub(super) async fn committed(self, engine: &Engine) {
+        let result = match self.write {
+            Ok(Some(pending)) => pending.committed().await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let kind = self.kind;
+        let error = result.as_ref().err().map(ToString::to_string);
+        engine.crossings().simple(
+            &self.trace_id,
+            "run",
+            "pog",
+            &format!("pog.write {kind}"),
+            self.node.as_deref(),
+            self.bytes,
+            self.started_ms,
+            engine.kernel().clock().now_ms(),
+            error.as_deref(),
+            error.is_some(),
+        );
+        if let Err(e) = result {
+            tracing::warn!(trace_id = %self.trace_id, "record {kind}: {e}");
+        }
     }
 }
