@@ -27,6 +27,13 @@
 //! A sink never fills, so it sees no back-pressure; it is unsubscribed the first time it
 //! reports its owner gone.
 //!
+//! Unsubscribing is dropping the [`Subscription`]. The next delivery on its topic forgets
+//! it, and so does a sweep: a subscribe that finds the table at twice the topics left by
+//! the last sweep (at least [`SWEEP_TOPICS_MIN`]) first forgets every dropped
+//! subscription and the topics left without one. Without the sweep a topic that never
+//! sees another frame — the inbox of an agent of a finished run — kept its subscriber,
+//! mailbox and dedupe cache, and one of the [`TOPICS_MAX`] slots, for good.
+//!
 //! Ingress (see [`ingress`]): a publish is one append to a bounded queue of
 //! [`BUS_INGRESS_FRAMES_MAX`] frames owned by the bus's [`BusStore`]; a full queue makes
 //! publishers wait (back-pressure) for as long as a bus instance runs. The bus actor is
@@ -84,6 +91,10 @@ pub const SUBSCRIBER_MAILBOX_FRAMES_MAX: usize = 65_536;
 pub const SUBSCRIBER_MAILBOX_FRAMES_DEFAULT: usize = 1_024;
 /// Most topics the bus holds.
 pub const TOPICS_MAX: usize = 16_384;
+/// Topics the bus may hold before a subscribe first sweeps out dropped subscriptions;
+/// after a sweep the next one comes at twice the topics left, never below this.
+pub const SWEEP_TOPICS_MIN: usize = 64;
+const _: () = assert!(SWEEP_TOPICS_MIN <= TOPICS_MAX);
 /// Most subscribers of one topic.
 pub const SUBSCRIBERS_PER_TOPIC_MAX: usize = 1_024;
 /// Longest topic name, in bytes.
@@ -250,6 +261,9 @@ pub(crate) struct BusCore {
     /// Frames taken from the ingress queue, handed out in order.
     batch: VecDeque<Ingress>,
     topics: HashMap<Topic, Vec<Subscriber>>,
+    /// A subscribe that finds this many topics first sweeps out dropped subscriptions
+    /// ([`BusCore::sweep_gone`]).
+    sweep_at_topics: usize,
     next_subscriber: u64,
     notice_ids: MsgIdGen,
     window_start_ms: u64,
@@ -265,6 +279,7 @@ impl BusCore {
         Self {
             batch: VecDeque::with_capacity(ingress_frames),
             topics: HashMap::new(),
+            sweep_at_topics: SWEEP_TOPICS_MIN,
             next_subscriber: 1,
             notice_ids: MsgIdGen::default(),
             window_start_ms: 0,

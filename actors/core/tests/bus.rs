@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ractor::Actor;
 use runloop_actors::bus::{
     Bus, BusArgs, BusConfig, BusHandle, BusStore, DROPS_TOPIC, Delivery, DeliverySink,
-    PublishError, SubscribeError, Subscription, Topic, spawn_bus,
+    PublishError, SWEEP_TOPICS_MIN, SubscribeError, Subscription, TOPICS_MAX, Topic, spawn_bus,
 };
 use runloop_proto::frame::{Limits, encode_frame};
 use runloop_proto::payloads::{DropNotice, DropReason, Ping};
@@ -300,6 +300,63 @@ async fn a_closed_subscriber_is_forgotten() {
         (stats.subscribers, stats.topics, stats.delivered),
         (0, 0, 0)
     );
+}
+
+/// The inbox of an agent of a finished run sees no frame after its subscription is
+/// dropped: without the subscribe-time sweep each such topic stayed for good, and after
+/// `TOPICS_MAX` of them every subscribe failed. More subscribe-and-drop cycles than the
+/// table has slots all succeed, and the table stays within its sweep bound.
+#[tokio::test]
+async fn dropped_subscriptions_to_quiet_topics_are_swept() {
+    let (bus, _) = bus(BusConfig::default()).await;
+    let cycles = TOPICS_MAX + SWEEP_TOPICS_MIN;
+    let mut most = 0;
+    for i in 0..cycles {
+        let sub = bus.subscribe(&topic(&format!("agent/{i}/a/in")), 4).await;
+        drop(sub.expect("a dropped subscription's topic leaves room"));
+        if i % 1_000 == 0 {
+            most = most.max(settle(&bus).await.topics);
+        }
+    }
+    let stats = settle(&bus).await;
+    most = most.max(stats.topics);
+    assert!(
+        most <= SWEEP_TOPICS_MIN,
+        "{most} topics held with none live (bound {SWEEP_TOPICS_MIN})"
+    );
+    assert_eq!(stats.delivered, 0, "nothing was published");
+}
+
+/// Live subscriptions stay through sweeps (and get their frames); the dropped ones around
+/// them are forgotten, so the table holds at most twice the live topics.
+#[tokio::test]
+async fn a_sweep_keeps_live_subscriptions() {
+    let (bus, _) = bus(BusConfig::default()).await;
+    let live_n = 100;
+    let mut live = Vec::new();
+    for i in 0..live_n {
+        live.push(
+            bus.subscribe(&topic(&format!("live/{i}")), 4)
+                .await
+                .unwrap(),
+        );
+    }
+    let bound = (2 * (live_n + 1)).max(SWEEP_TOPICS_MIN);
+    for i in 0..10 * bound {
+        drop(
+            bus.subscribe(&topic(&format!("gone/{i}")), 4)
+                .await
+                .unwrap(),
+        );
+        let topics = settle(&bus).await.topics;
+        assert!(topics <= bound, "{topics} topics held, {live_n} live");
+    }
+    for (i, sub) in live.iter_mut().enumerate() {
+        bus.publish(&topic(&format!("live/{i}")), fresh(i as u64 + 1))
+            .await
+            .unwrap();
+        assert_eq!(recv(sub).await.frame.header().msg_id(), MsgId(i as u64 + 1));
+    }
 }
 
 fn traced(trace: u128, msg_id: u64) -> Arc<Frame> {

@@ -9,8 +9,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{
-    BusState, SUBSCRIBER_MAILBOX_FRAMES_MAX, SUBSCRIBERS_PER_TOPIC_MAX, SubscribeError, TOPICS_MAX,
-    Topic,
+    BusCore, BusState, SUBSCRIBER_MAILBOX_FRAMES_MAX, SUBSCRIBERS_PER_TOPIC_MAX, SWEEP_TOPICS_MIN,
+    SubscribeError, TOPICS_MAX, Topic,
 };
 
 /// Identifies one subscription.
@@ -68,6 +68,34 @@ pub(super) struct Subscriber {
     pub(super) congested: bool,
 }
 
+impl Subscriber {
+    /// Whether someone may still read this subscriber's deliveries: a mailbox whose
+    /// [`Subscription`] was dropped is gone; a sink says so only when called.
+    fn is_open(&self) -> bool {
+        match &self.mailbox {
+            Mailbox::Channel(tx) => !tx.is_closed(),
+            Mailbox::Sink(_) => true,
+        }
+    }
+}
+
+impl BusCore {
+    /// Forgets every subscriber whose [`Subscription`] was dropped, and the topics left
+    /// with none, then sets the table size of the next sweep to twice what is left (at
+    /// least [`SWEEP_TOPICS_MIN`]). A delivery notices a dropped subscription too, but a
+    /// topic that sees no more frames — the inbox of an agent of a finished run — would
+    /// otherwise keep its subscriber, mailbox and dedupe cache, and its slot of
+    /// [`TOPICS_MAX`], for good. Sweeping at a doubling keeps the cost per subscribe
+    /// constant (amortised) and the table within twice its live topics.
+    pub(super) fn sweep_gone(&mut self) {
+        self.topics.retain(|_, subscribers| {
+            subscribers.retain(Subscriber::is_open);
+            !subscribers.is_empty()
+        });
+        self.sweep_at_topics = (2 * self.topics.len()).max(SWEEP_TOPICS_MIN);
+    }
+}
+
 impl BusState {
     /// A subscription with a mailbox of `mailbox_frames`.
     pub(super) fn subscribe_channel(
@@ -93,10 +121,16 @@ impl BusState {
         mailbox: Mailbox,
     ) -> Result<SubscriberId, SubscribeError> {
         let core = &mut *self.core;
+        if core.topics.len() >= core.sweep_at_topics {
+            core.sweep_gone();
+        }
         if !core.topics.contains_key(&topic) && core.topics.len() == TOPICS_MAX {
             return Err(SubscribeError::TooManyTopics { topic });
         }
         let subscribers = core.topics.entry(topic.clone()).or_default();
+        // The topic's own dropped subscriptions go first, so they never count against its
+        // bound.
+        subscribers.retain(Subscriber::is_open);
         if subscribers.len() == SUBSCRIBERS_PER_TOPIC_MAX {
             return Err(SubscribeError::TooManySubscribers { topic });
         }

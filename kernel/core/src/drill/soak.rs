@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use runloop_actors::bus::SWEEP_TOPICS_MIN;
 use serde::{Deserialize, Serialize};
 
 use super::DrillEnv;
@@ -34,6 +35,10 @@ pub const RSS_TREND_KB_PER_MIN_MAX: f64 = 4_096.0;
 /// File descriptors the process may hold beyond its count before the soak (the runtime's
 /// own, opened lazily).
 const FD_SLACK: u64 = 8;
+/// How many more bus topics, and separately live tasks, the kernel may hold once the last
+/// runs ended than at its least after the warm-up (with runs in flight). Per-run state
+/// that is never let go grows by one or more per run, past this within minutes.
+const HELD_GROWTH_MAX: u64 = 64;
 
 /// The faults a soak fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -77,6 +82,10 @@ pub struct SoakReport {
     pub leaked_cgroups: u64,
     pub leaked_processes: u64,
     pub leaked_fds: u64,
+    /// The least the kernel held after the warm-up (runs in flight), and what it held once
+    /// the last runs ended: bus topics, live tasks.
+    pub held_warm: Held,
+    pub held_end: Held,
     pub report: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
@@ -143,6 +152,69 @@ fn cgroups_left() -> u64 {
         .unwrap_or(0)
 }
 
+/// What the kernel holds that grows with the runs it served when per-run state is not let
+/// go: bus topics (each agent of a run has an inbox topic) and live tasks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub bus_topics: u64,
+    pub tasks: u64,
+}
+
+impl Held {
+    async fn now(lab: &Lab) -> Held {
+        let bus_topics = match lab.kernel.bus() {
+            Some(bus) => bus.stats().await.map_or(0, |s| s.topics as u64),
+            None => 0,
+        };
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks() as u64;
+        Held { bus_topics, tasks }
+    }
+
+    /// Each count at its least over the `(ms, held)` samples after the warm-up (over all
+    /// of them when none is: a one-minute soak).
+    fn least_warm(samples: &[(u64, Held)]) -> Held {
+        let warm = samples.iter().filter(|s| s.0 >= WARMUP_MS);
+        let warm: Vec<Held> = if warm.clone().next().is_some() {
+            warm.map(|s| s.1).collect()
+        } else {
+            samples.iter().map(|s| s.1).collect()
+        };
+        Held {
+            bus_topics: warm.iter().map(|h| h.bus_topics).min().unwrap_or(0),
+            tasks: warm.iter().map(|h| h.tasks).min().unwrap_or(0),
+        }
+    }
+
+    /// The counts that grew past `warm` by more than they may, named: live tasks by
+    /// [`HELD_GROWTH_MAX`], bus topics by that plus the dropped subscriptions the bus lets
+    /// wait for its next sweep ([`SWEEP_TOPICS_MIN`]).
+    fn grown_past(self, warm: Held) -> Vec<String> {
+        [
+            (
+                "bus topics",
+                warm.bus_topics,
+                self.bus_topics,
+                HELD_GROWTH_MAX + SWEEP_TOPICS_MIN as u64,
+            ),
+            ("live tasks", warm.tasks, self.tasks, HELD_GROWTH_MAX),
+        ]
+        .into_iter()
+        .filter(|(_, w, e, more)| *e > w + more)
+        .map(|(what, w, e, more)| {
+            format!("{what} grew {w} → {e} after the warm-up (at most {more} more)")
+        })
+        .collect()
+    }
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bus topics, {} tasks", self.bus_topics, self.tasks)
+    }
+}
+
 /// Least-squares slope of `(ms, kb)` samples, in KiB per minute.
 fn slope_kb_per_min(samples: &[(u64, u64)]) -> f64 {
     let n = samples.len() as f64;
@@ -184,6 +256,8 @@ pub async fn soak(env: &DrillEnv, minutes: u64, seed: u64, progress: &dyn Fn(&st
             leaked_cgroups: 0,
             leaked_processes: 0,
             leaked_fds: 0,
+            held_warm: Held::default(),
+            held_end: Held::default(),
             report: format!("the soak could not run: {e}"),
             failures: vec![e],
         },
@@ -239,6 +313,7 @@ async fn soak_inner(
     let mut ended = Ended::default();
     let (mut runs_total, mut runs_lost) = (0u64, 0u64);
     let mut bad_frames_n = 0u64;
+    let mut held_samples: Vec<(u64, Held)> = Vec::new();
     while Instant::now() < end {
         // Keep RUNS_IN_FLIGHT runs going.
         let mut still = Vec::new();
@@ -267,8 +342,10 @@ async fn soak_inner(
                 now + Duration::from_millis(FAULT_EVERY_MS / 2 + rng.below(FAULT_EVERY_MS));
         }
         if now >= next_note {
+            let held = Held::now(&lab).await;
+            held_samples.push((now.duration_since(t0).as_millis() as u64, held));
             progress(&format!(
-                "{:>4} s: {runs_total} runs ({} ok), {} faults, RSS {} MiB",
+                "{:>4} s: {runs_total} runs ({} ok), {} faults, RSS {} MiB; {held}",
                 now.duration_since(t0).as_secs(),
                 ended.ok,
                 faults.values().sum::<u64>(),
@@ -292,6 +369,8 @@ async fn soak_inner(
     } = ended;
     let emails = lab.emails();
     let rss_end_kb = rss_kb();
+    let held_end = Held::now(&lab).await;
+    let held_warm = Held::least_warm(&held_samples);
     lab.stop().await;
     // Sandboxes exit as their actors stop; give the last ones a moment to be reaped.
     let mut leaked_processes = 0;
@@ -341,6 +420,9 @@ async fn soak_inner(
         leaked_fds == 0,
         format!("{leaked_fds} file descriptors left"),
     );
+    for grown in held_end.grown_past(held_warm) {
+        checks.expect(false, grown);
+    }
     let mut all_failures = checks.into_failures();
     all_failures.extend(failures);
     let passed = all_failures.is_empty();
@@ -361,12 +443,14 @@ async fn soak_inner(
         leaked_cgroups,
         leaked_processes,
         leaked_fds,
+        held_warm,
+        held_end,
         report: format!(
             "soak of {minutes} min (seed {seed}): {runs_total} compose_email runs, {runs_ok} \
              correct, {runs_lost} lost, {emails} email(s) for {sent_ok} sent; faults: {}; \
              RSS {} → {} MiB (max {} MiB), trend {trend:.0} KiB/min after the first {} s; \
              left behind: {leaked_cgroups} cgroups, {leaked_processes} processes, \
-             {leaked_fds} fds. {}",
+             {leaked_fds} fds; held after the warm-up {held_warm}, at the end {held_end}. {}",
             if fired.is_empty() {
                 "none".into()
             } else {
@@ -493,6 +577,35 @@ mod tests {
         let rising: Vec<(u64, u64)> = (0..10).map(|i| (i * 60_000, 1_000 + i * 100)).collect();
         assert!((slope_kb_per_min(&rising) - 100.0).abs() < 1e-9);
         assert_eq!(slope_kb_per_min(&[(0, 1)]), 0.0);
+    }
+
+    #[test]
+    fn held_counts_are_judged_against_their_least_after_the_warm_up() {
+        let h = |bus_topics, tasks| Held { bus_topics, tasks };
+        // Before the fixes of 2026-12-02 a run left its agents' inbox topics and its
+        // deadline task behind: both counts rose with the runs.
+        let samples = [(30_000, h(5, 20)), (60_000, h(40, 60)), (90_000, h(30, 50))];
+        let warm = Held::least_warm(&samples);
+        assert_eq!(warm, h(30, 50));
+        let topics_more = HELD_GROWTH_MAX + SWEEP_TOPICS_MIN as u64;
+        assert!(
+            h(30 + topics_more, 50 + HELD_GROWTH_MAX)
+                .grown_past(warm)
+                .is_empty()
+        );
+        let grown = h(31 + topics_more, 51 + HELD_GROWTH_MAX).grown_past(warm);
+        assert_eq!(grown.len(), 2, "{grown:?}");
+        assert!(
+            grown[0].starts_with("bus topics grew 30 → 159"),
+            "{grown:?}"
+        );
+        assert!(
+            grown[1].starts_with("live tasks grew 50 → 115"),
+            "{grown:?}"
+        );
+        // A one-minute soak has only warm-up samples: they are the baseline.
+        assert_eq!(Held::least_warm(&samples[..1]), h(5, 20));
+        assert_eq!(Held::least_warm(&[]), h(0, 0));
     }
 
     #[test]
