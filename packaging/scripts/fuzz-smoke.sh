@@ -15,7 +15,7 @@ export RUSTC_BOOTSTRAP=1
 for target in $(cargo fuzz list); do
   corpus="$(mktemp -d)"
   echo "== fuzz: $target for ${SECONDS_PER_TARGET}s"
-  cargo fuzz run --target-dir "$HOME/.cache/runloop-fuzz-target" "$target" \
+  cargo fuzz run --target-dir "$RUNLOOP_FUZZ_TARGET_DIR" "$target" \
     "$corpus" "seeds/$target" -- -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048
   rm -rf "$corpus"
 done

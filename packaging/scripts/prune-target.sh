@@ -3,6 +3,7 @@
 # binary executables in <profile>/deps that a newer build of the same crate superseded
 # (cargo names them <crate>-<hash>; a dependency change makes a new hash and leaves the
 # old file behind, 100–300 MB each), and the incremental caches once they pass a size.
+# The fuzz targets' dir ($RUNLOOP_FUZZ_TARGET_DIR, <triple>/<profile>/deps) likewise.
 # Never run it while a build uses the target dir (.ci/run calls it before building).
 #
 #   packaging/scripts/prune-target.sh            prune $CARGO_TARGET_DIR
@@ -13,12 +14,15 @@ TARGET="${CARGO_TARGET_DIR:-}"
 [ -n "$TARGET" ] || { echo "prune-target: CARGO_TARGET_DIR is not set" >&2; exit 2; }
 [ -d "$TARGET" ] || exit 0
 INCREMENTAL_MAX_KB=$((8 * 1024 * 1024))
-python3 - "$TARGET" <<'PY'
-import collections, os, sys
-target = sys.argv[1]
+python3 - "$TARGET" "${RUNLOOP_FUZZ_TARGET_DIR:-}" <<'PY'
+import collections, glob, os, sys
+target, fuzz = sys.argv[1], sys.argv[2]
 freed = 0
-for profile in ("debug", "release"):
-    deps = os.path.join(target, profile, "deps")
+dirs = [os.path.join(target, profile, "deps") for profile in ("debug", "release")]
+if fuzz:
+    dirs += sorted(glob.glob(os.path.join(fuzz, "*", "deps")))
+    dirs += sorted(glob.glob(os.path.join(fuzz, "*", "*", "deps")))
+for deps in dirs:
     if not os.path.isdir(deps):
         continue
     groups = collections.defaultdict(list)
