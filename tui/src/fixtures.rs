@@ -54,20 +54,13 @@ pub fn agent(name: &str, state: &str, cpu_ms: u64, rss_kb: u64) -> AgentStatus {
         bundle: format!("/srv/agents/{name}"),
         state: state.into(),
         sandbox_pid: (state == "running").then_some(4242),
-        restarts: 0,
         breaker: "closed".into(),
-        quarantine: None,
         cpu_ms,
         rss_kb,
         cgroup: Some(format!("runloop/agent-{name}")),
         messages_in: 12,
         messages_out: 11,
-        errors: 0,
-        denied: 0,
-        redelivered: 0,
-        last_error: None,
-        tokens: 0,
-        usd_micros: 0,
+        ..AgentStatus::default()
     }
 }
 

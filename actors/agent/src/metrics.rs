@@ -15,6 +15,11 @@
 //! change slowly (the allocator giving pages back, the kernel reclaiming). An agent that
 //! did anything, or whose last reading showed CPU used (a long message still running),
 //! is read every period as before.
+//!
+//! Every change to the counters and state bumps a change count (reads do not), so a
+//! caller that keeps what it built from a snapshot (the kernel's status sampler) asks
+//! [`AgentMetrics::snapshot_since`] with the last [`SnapshotStamp`] and gets a copy only
+//! when something a status shows moved.
 
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -129,7 +134,21 @@ impl Usage {
 #[derive(Debug, Default)]
 struct Inner {
     snap: AgentSnapshot,
+    /// Bumped by every change to `snap` (never by a read): a caller that keeps what it
+    /// built from a snapshot knows from it whether the counters moved since.
+    changes: u64,
     usage: Option<Usage>,
+}
+
+/// What an agent's snapshot said, in a few words: its change count and the CPU and RSS it
+/// showed. Two snapshots of one [`AgentMetrics`] with equal stamps are equal apart from
+/// `usage_at_ms` (when the figures were read), so a status built from the first one
+/// serves for the second ([`AgentMetrics::snapshot_since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotStamp {
+    changes: u64,
+    cpu_us: u64,
+    rss_kb: u64,
 }
 
 /// One agent's metrics; cheap to clone.
@@ -148,8 +167,22 @@ fn clip(mut text: String) -> String {
 }
 
 impl AgentMetrics {
+    /// A change to the counters or state (bumps the change count).
     fn with<T>(&self, f: impl FnOnce(&mut AgentSnapshot) -> T) -> T {
-        self.inner(|i| f(&mut i.snap))
+        self.inner(|i| {
+            i.changes += 1;
+            f(&mut i.snap)
+        })
+    }
+
+    /// A read of the counters and state (the change count stays).
+    fn read<T>(&self, f: impl FnOnce(&AgentSnapshot) -> T) -> T {
+        self.inner(|i| f(&i.snap))
+    }
+
+    /// Whether `self` and `other` are handles of the same agent's metrics.
+    pub fn same(&self, other: &AgentMetrics) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     fn inner<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
@@ -206,18 +239,18 @@ impl AgentMetrics {
     /// The counters and state only: no `/proc` read (CPU and RSS as last sampled). For
     /// the message path and probes, which ask often and want no system call.
     pub fn counters(&self) -> AgentSnapshot {
-        self.with(|m| m.clone())
+        self.read(|m| m.clone())
     }
 
     /// The agent's state; no `/proc` read.
     pub fn state(&self) -> AgentState {
-        self.with(|m| m.state)
+        self.read(|m| m.state)
     }
 
     /// The counters plus CPU and RSS sampled now (stamped `usage_at_ms: None`: the caller
     /// passed no clock).
     pub fn snapshot(&self) -> AgentSnapshot {
-        let mut snap = self.with(|m| m.clone());
+        let mut snap = self.read(|m| m.clone());
         if let Some((rss_kb, cpu_us)) = snap.sandbox_pid.and_then(|pid| proc_usage(Some(pid))) {
             snap.rss_kb = rss_kb;
             snap.cpu_us = cpu_us;
@@ -231,35 +264,86 @@ impl AgentMetrics {
     /// (outside the lock) and kept for the next call. `usage_at_ms` says when the figures
     /// were read.
     pub fn snapshot_at(&self, now_ms: u64, max_age_ms: u64) -> AgentSnapshot {
-        let (mut snap, cached) = self.inner(|i| (i.snap.clone(), i.usage));
-        let Some(pid) = snap.sandbox_pid else {
-            return snap;
+        self.snapshot_since(now_ms, max_age_ms, None)
+            .1
+            .expect("a snapshot is given when no stamp is")
+    }
+
+    /// [`AgentMetrics::snapshot_at`] for a caller that keeps what it built from the last
+    /// one: the stamp of the snapshot as of `now_ms`, and the snapshot itself only when
+    /// that stamp is not `seen` (`None` when it is: nothing a status shows moved, and
+    /// nothing is copied). The `/proc` reading is taken or reused exactly as by
+    /// `snapshot_at`.
+    pub fn snapshot_since(
+        &self,
+        now_ms: u64,
+        max_age_ms: u64,
+        seen: Option<SnapshotStamp>,
+    ) -> (SnapshotStamp, Option<AgentSnapshot>) {
+        let stamp = |changes, usage: Option<&Usage>, snap: &AgentSnapshot| SnapshotStamp {
+            changes,
+            cpu_us: usage.map_or(snap.cpu_us, |u| u.cpu_us),
+            rss_kb: usage.map_or(snap.rss_kb, |u| u.rss_kb),
         };
-        let activity = Activity::of(&snap);
-        let usage = match cached.filter(|u| u.serves(pid, &activity, now_ms, max_age_ms)) {
-            Some(usage) => usage,
-            None => {
-                let Some((rss_kb, cpu_us)) = proc_usage(Some(pid)) else {
-                    return snap;
-                };
-                let before = cached.filter(|u| u.pid == pid);
-                let usage = Usage {
-                    pid,
-                    at_ms: now_ms,
-                    rss_kb,
-                    cpu_us,
-                    activity,
-                    cpu_moved: before.is_none_or(|b| b.cpu_us != cpu_us),
-                };
-                self.inner(|i| i.usage = Some(usage));
-                usage
+        // Under the lock: done when the kept reading serves (or there is no sandbox);
+        // otherwise a copy to read `/proc` for outside it.
+        let to_read = self.inner(|i| {
+            let pid = i.snap.sandbox_pid;
+            let serving = pid.and_then(|pid| {
+                let activity = Activity::of(&i.snap);
+                i.usage
+                    .filter(|u| u.serves(pid, &activity, now_ms, max_age_ms))
+            });
+            match (pid, serving) {
+                (Some(pid), None) => Step::Read(pid, i.changes, i.snap.clone(), i.usage),
+                (_, usage) => {
+                    let now = stamp(i.changes, usage.as_ref(), &i.snap);
+                    let snap = (seen != Some(now)).then(|| with_usage(i.snap.clone(), usage));
+                    Step::Done(now, snap)
+                }
             }
+        });
+        let (pid, changes, snap, cached) = match to_read {
+            Step::Done(now, snap) => return (now, snap),
+            Step::Read(pid, changes, snap, cached) => (pid, changes, snap, cached),
         };
+        let Some((rss_kb, cpu_us)) = proc_usage(Some(pid)) else {
+            let now = stamp(changes, None, &snap);
+            return (now, (seen != Some(now)).then_some(snap));
+        };
+        let before = cached.filter(|u| u.pid == pid);
+        let usage = Usage {
+            pid,
+            at_ms: now_ms,
+            rss_kb,
+            cpu_us,
+            activity: Activity::of(&snap),
+            cpu_moved: before.is_none_or(|b| b.cpu_us != cpu_us),
+        };
+        self.inner(|i| i.usage = Some(usage));
+        let now = stamp(changes, Some(&usage), &snap);
+        (
+            now,
+            (seen != Some(now)).then(|| with_usage(snap, Some(usage))),
+        )
+    }
+}
+
+/// What [`AgentMetrics::snapshot_since`] found under the lock: the answer, or a sandbox to
+/// read `/proc` for (its pid, the change count and counters as of then, the last reading).
+enum Step {
+    Done(SnapshotStamp, Option<AgentSnapshot>),
+    Read(u32, u64, AgentSnapshot, Option<Usage>),
+}
+
+/// `snap` with the CPU and RSS of `usage` (as they are without one).
+fn with_usage(mut snap: AgentSnapshot, usage: Option<Usage>) -> AgentSnapshot {
+    if let Some(usage) = usage {
         snap.rss_kb = usage.rss_kb;
         snap.cpu_us = usage.cpu_us;
         snap.usage_at_ms = Some(usage.at_ms);
-        snap
     }
+    snap
 }
 
 /// `(page size, clock ticks per second)`, asked of the system once.
@@ -545,6 +629,53 @@ mod tests {
         );
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// A stamp moves with what a status shows (counters, state, sandbox, CPU and RSS) and
+    /// only then: reads do not move it, and an unmoved stamp copies nothing.
+    #[test]
+    fn a_snapshot_stamp_moves_only_with_the_snapshot() {
+        use runloop_proto::{Clock, ManualClock};
+        let clock = ManualClock::new(10_000);
+        let metrics = AgentMetrics::default();
+        let (none_yet, snap) = metrics.snapshot_since(clock.now_ms(), 1_000, None);
+        assert_eq!(
+            snap,
+            Some(AgentSnapshot::default()),
+            "no sandbox: no reading"
+        );
+        assert_eq!(
+            metrics.snapshot_since(clock.now_ms(), 1_000, Some(none_yet)),
+            (none_yet, None)
+        );
+        metrics.started(std::process::id(), None, false);
+        let (stamp, snap) = metrics.snapshot_since(clock.now_ms(), 1_000, Some(none_yet));
+        assert_ne!(stamp, none_yet, "a sandbox started");
+        let snap = snap.expect("a moved stamp gives the snapshot");
+        assert_eq!(snap.usage_at_ms, Some(10_000));
+        assert_eq!(
+            snap,
+            metrics.snapshot_at(clock.now_ms(), 1_000),
+            "as snapshot_at"
+        );
+        let _ = (metrics.counters(), metrics.state(), metrics.snapshot());
+        clock.advance_ms(999);
+        assert_eq!(
+            metrics.snapshot_since(clock.now_ms(), 1_000, Some(stamp)),
+            (stamp, None),
+            "reads and the reading reused move nothing"
+        );
+        metrics.message_in();
+        let (moved, snap) = metrics.snapshot_since(clock.now_ms(), 1_000, Some(stamp));
+        assert_ne!(moved, stamp);
+        assert_eq!(snap.map(|s| s.messages_in), Some(1));
+        assert_eq!(
+            metrics.snapshot_since(clock.now_ms(), 1_000, None).1,
+            Some(metrics.snapshot_at(clock.now_ms(), 1_000)),
+            "no stamp given: always the snapshot"
+        );
+        let other = AgentMetrics::default();
+        assert!(metrics.same(&metrics.clone()) && !metrics.same(&other));
     }
 
     #[test]

@@ -604,3 +604,67 @@ async fn a_payload_nesting_too_deep_is_refused_by_name_and_the_agent_lives_on() 
     assert_eq!(echo.restarts, 0);
     kernel.shutdown().await;
 }
+
+/// A copy of the committed `echo` bundle in `dir`, with its signature or without.
+fn echo_copy(dir: &Path, signed: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut files = vec!["manifest.toml", "policy.caps", "agent.wasm"];
+    if signed {
+        files.push("signature.toml");
+    }
+    for file in files {
+        std::fs::copy(bundle("echo").join(file), dir.join(file)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_bundle_handed_in_starts_without_reading_its_directory_again() {
+    use runloop_kernel::agents::StartOptions;
+    use runloop_proto::RunId;
+    let kernel = Kernel::boot(options("verified")).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("echo");
+    echo_copy(&dir, true);
+    let loaded = Arc::new(runloop_bundle::Bundle::load(&dir, kernel.trust()).unwrap());
+    // Gone from disk: a start that read the bundle again would fail.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let start = |agent: &str| StartOptions {
+        name: Some(agent.to_owned()),
+        ..StartOptions::default()
+    };
+    let status = kernel
+        .start_verified_in(RunId::STANDALONE, loaded.clone(), start("verified"))
+        .await
+        .unwrap();
+    assert_eq!(status.state, "running");
+    let reply = kernel
+        .send(&name("verified"), input(serde_json::json!({"text": "hi"})))
+        .await
+        .unwrap();
+    let out = runloop_proto::json::msgpack_to_json(&reply.outputs[0].payload);
+    assert_eq!(out["text"], "hi");
+    // The path that loads reads the directory, and finds nothing there now.
+    let err = kernel
+        .start_bundle_in(RunId::STANDALONE, &dir, start("again"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AgentOpError::Bundle { .. }), "{err}");
+    kernel.stop_agent(&name("verified")).await.unwrap();
+
+    // The trust decision is asked again of the kernel's roots: a bundle loaded under a
+    // policy that allowed it unsigned does not start on a kernel that refuses unsigned.
+    let unsigned_dir = tmp.path().join("unsigned");
+    echo_copy(&unsigned_dir, false);
+    let permissive = runloop_bundle::TrustPolicy::permissive();
+    let unsigned = Arc::new(runloop_bundle::Bundle::load(&unsigned_dir, &permissive).unwrap());
+    let err = kernel
+        .start_verified_in(RunId::STANDALONE, unsigned, start("unsigned"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentOpError::Bundle { .. }) && err.to_string().contains("not signed"),
+        "{err}"
+    );
+    assert!(kernel.agents().await.is_empty());
+    kernel.shutdown().await;
+}

@@ -16,8 +16,10 @@
 //! the same bytes on every stream, message id included (one message, many readers).
 //!
 //! The task keeps the supervision tree's last walk (the kernel's `TreeCache`) and walks
-//! it again only when a supervisor changed its children; the agents' and system actors'
-//! details are read every tick, so a changed actor shows in the next tick either way.
+//! it again only when a supervisor changed its children, and every agent's last status
+//! (the kernel's `StatusCache`), built again only when what it shows moved (its metrics'
+//! change stamp, breaker, quarantine or spend; each checked every tick). The system
+//! actors' details are read every tick. A changed actor shows in the next tick either way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -163,8 +165,10 @@ impl Sampler {
 /// leaves, so a daemon shutting down is not kept waiting for it.
 async fn run(plane: Weak<ControlPlane>, sampler: Arc<Sampler>) {
     let mut last: Option<Arc<Tick>> = None;
-    // The tree's last walk (`kernel::status::TreeCache`, named by its use below).
+    // The tree's last walk (`kernel::status::TreeCache`, named by its use below) and
+    // every agent's last status.
     let mut walked = Default::default();
+    let mut agents = crate::agents::StatusCache::default();
     // Ticks keep to a schedule (the next one a period after the last one was due, not
     // after it woke), so timer lateness does not add up into a slower rate.
     let mut started = Instant::now();
@@ -173,7 +177,14 @@ async fn run(plane: Weak<ControlPlane>, sampler: Arc<Sampler>) {
             return;
         };
         let seq = last.as_ref().map_or(1, |t| t.snapshot.seq + 1);
-        let status = plane.kernel.status_cached(&mut walked).await;
+        // `Kernel::status_cached`'s steps, with the agents' statuses kept across ticks.
+        let (mut tree, usage_at) = plane.kernel.walked(&mut walked).await;
+        plane
+            .kernel
+            .add_agent_details(&mut tree, usage_at, &mut agents)
+            .await;
+        plane.kernel.add_system_details(&mut tree).await;
+        let status = (tree, usage_at);
         let tick = Arc::new(build(&plane, status, last.as_deref(), seq, period_ms));
         drop(plane);
         sampler.ticks.send_replace(Some(tick.clone()));
@@ -364,17 +375,7 @@ mod tests {
             restarts,
             breaker: "closed".into(),
             quarantine: quarantine.map(str::to_owned),
-            cpu_ms: 0,
-            rss_kb: 0,
-            cgroup: None,
-            messages_in: 0,
-            messages_out: 0,
-            errors: 0,
-            denied: 0,
-            redelivered: 0,
-            last_error: None,
-            tokens: 0,
-            usd_micros: 0,
+            ..AgentStatus::default()
         }
     }
 

@@ -5,7 +5,9 @@
 //! that asks often (the control plane's status sampler) keeps a [`TreeCache`]: the last
 //! walk, reused while no supervisor changed its children
 //! ([`runloop_actors::supervisor::tree_generation`]). The details (agents' counters,
-//! CPU and RSS, the system actors' figures) are read fresh for every status.
+//! CPU and RSS, the system actors' figures) are read fresh for every status; the sampler
+//! also keeps every agent's last status and builds one again only when what it shows
+//! moved (`agents::status`, `StatusCache`).
 
 use std::time::Duration;
 
@@ -77,13 +79,26 @@ impl Kernel {
     }
 
     /// [`Kernel::status_sampled`], with the tree walked only when a supervisor changed
-    /// since the walk `cache` holds.
+    /// since the walk `cache` holds. Every agent's status is built (a caller that asks
+    /// often keeps them too: the sampler's steps are these three, with its own agent
+    /// statuses kept across calls).
     pub(crate) async fn status_cached(&self, cache: &mut TreeCache) -> (ActorNode, u64) {
+        let (mut root, usage_at) = self.walked(cache).await;
+        self.add_agent_details(&mut root, usage_at, &mut Default::default())
+            .await;
+        self.add_system_details(&mut root).await;
+        (root, usage_at)
+    }
+
+    /// The tree without details (walked only when a supervisor changed since `cache`'s
+    /// walk), and when its agents' CPU and RSS are read ([`Kernel::usage_batch_ms`]).
+    pub(crate) async fn walked(&self, cache: &mut TreeCache) -> (ActorNode, u64) {
         let usage_at = self.usage_batch_ms();
-        let mut root = self.tree(cache).await;
-        if let Some(runs) = root.children.iter_mut().find(|c| c.name == "runs") {
-            self.add_agent_details(runs, usage_at).await;
-        }
+        (self.tree(cache).await, usage_at)
+    }
+
+    /// The system actors' details, and the slots this kernel leaves empty.
+    pub(crate) async fn add_system_details(&self, root: &mut ActorNode) {
         if let Some(system) = root.children.iter_mut().find(|c| c.name == "system") {
             self.add_details(system).await;
             for slot in ["pog", "broker"] {
@@ -101,7 +116,6 @@ impl Kernel {
                 });
             }
         }
-        (root, usage_at)
     }
 
     /// The tree without details: `cache`'s walk while the tree generation is the one it
@@ -128,25 +142,6 @@ impl Kernel {
         let root = supervisor_node(&tree, ActorRunState::Running, 0, None);
         cache.walked = complete(&tree).then(|| (generation, root.clone()));
         root
-    }
-
-    /// Each `agent-<name>` node gets the agent's status (state, pid, breaker, quarantine,
-    /// CPU, RSS, messages, errors).
-    async fn add_agent_details(&self, runs: &mut ActorNode, usage_at: u64) {
-        let mut agents = self.agents_by_run(usage_at).await;
-        for run in &mut runs.children {
-            let Some(mut of_run) = agents.remove(run.name.as_str()) else {
-                continue;
-            };
-            for node in &mut run.children {
-                let Some(name) = node.name.strip_prefix("agent-") else {
-                    continue;
-                };
-                if let Some(a) = of_run.remove(name) {
-                    node.info = Some(ActorInfo::Agent(a));
-                }
-            }
-        }
     }
 
     async fn add_details(&self, system: &mut ActorNode) {

@@ -332,8 +332,9 @@ pub enum ControlOutcome {
     },
 }
 
-/// One agent as `rlp agent ls` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One agent as `rlp agent ls` shows it. `Default` is the empty status (no name, no
+/// state, every count 0), for building one up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentStatus {
     pub name: String,

@@ -160,18 +160,12 @@ mod tests {
             sandbox_pid: Some(42),
             restarts: 1,
             breaker: "closed".into(),
-            quarantine: None,
             cpu_ms: 3,
             rss_kb: 4,
-            cgroup: None,
             messages_in: 5,
             messages_out: 6,
             errors: 7,
-            denied: 0,
-            redelivered: 0,
-            last_error: None,
-            tokens: 0,
-            usd_micros: 0,
+            ..AgentStatus::default()
         };
         let infos = [
             ActorInfo::Supervisor {

@@ -27,20 +27,10 @@ fn agent(name: &str, cpu_ms: u64) -> ActorNode {
         bundle: format!("/bundles/{name}"),
         state: "running".into(),
         sandbox_pid: Some(4_000),
-        restarts: 0,
         breaker: "closed".into(),
-        quarantine: None,
         cpu_ms,
         rss_kb: 2_048,
-        cgroup: None,
-        messages_in: 0,
-        messages_out: 0,
-        errors: 0,
-        denied: 0,
-        redelivered: 0,
-        last_error: None,
-        tokens: 0,
-        usd_micros: 0,
+        ..AgentStatus::default()
     };
     node(
         &format!("agent-{name}"),
