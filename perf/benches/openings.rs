@@ -8,12 +8,15 @@
 //! `OPENINGS_CHAIN` (default 20) sets the chain length, `OPENINGS_RUNS` (default 200) the
 //! 1-node runs per throughput round, `OPENINGS_CONCURRENT` (default 1000) the concurrent
 //! 3-node runs. `OPENINGS_PHASES` (default `overhead,throughput,concurrent`) picks which
-//! measurements run, for profiling one of them. Results are written up in
+//! measurements run, for profiling one of them; `load` (also in the default) times what
+//! one agent start pays before its sandbox (`Bundle::load` and its parts, the `.cwasm`
+//! cache lookup). Results are written up in
 //! `perf/openings.md`.
 //!
 //! - **Overhead per node.** A chain of N `echo` nodes, one run at a time, against the same
 //!   work done directly on the kernel: per node, start the agent in a run, one round trip
-//!   over the bus, and (at the end) stop the run — what the engine itself does per node,
+//!   over the bus, and (at the end) stop the run, the bundle loaded once per run as a
+//!   submit does — what the engine itself does per node,
 //!   minus its DAG bookkeeping, events and recording. Also shown: N plain round trips to
 //!   one already running agent (the spec's literal baseline, which starts no sandbox).
 //! - **Throughput.** 1-node runs submitted with 32 in flight, runs per second, against the
@@ -39,6 +42,7 @@ use serde_json::json;
 
 const ROUNDS: usize = 5;
 const IN_FLIGHT: usize = 32;
+const LOAD_SAMPLES: usize = 50;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -50,6 +54,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// The measurements `OPENINGS_PHASES` asks for (all when unset).
 #[derive(Debug, Clone, Copy)]
 struct Phases {
+    load: bool,
     overhead: bool,
     throughput: bool,
     concurrent: bool,
@@ -59,6 +64,7 @@ impl Phases {
     fn from_env() -> Phases {
         let Ok(list) = std::env::var("OPENINGS_PHASES") else {
             return Phases {
+                load: true,
                 overhead: true,
                 throughput: true,
                 concurrent: true,
@@ -67,11 +73,12 @@ impl Phases {
         let has = |name: &str| list.split(',').any(|p| p.trim() == name);
         for p in list.split(',') {
             assert!(
-                matches!(p.trim(), "overhead" | "throughput" | "concurrent"),
+                matches!(p.trim(), "load" | "overhead" | "throughput" | "concurrent"),
                 "OPENINGS_PHASES: unknown phase {p:?}"
             );
         }
         Phases {
+            load: has("load"),
             overhead: has("overhead"),
             throughput: has("throughput"),
             concurrent: has("concurrent"),
@@ -168,11 +175,15 @@ async fn run(engine: &Engine, yaml: &str) {
 }
 
 /// What the engine does for one node, done directly: a run, its agent, one round trip.
+/// Like a submit, it loads and verifies the bundle once per run, and starts each node's
+/// agent from it.
 async fn direct_nodes(kernel: &Kernel, n: usize) {
     let run = kernel.ids().run_id();
     let opening = OpeningId::new("direct").unwrap();
     kernel.start_run(run, &opening).await.expect("start run");
-    let echo = bundles().join("echo");
+    let echo = Arc::new(
+        runloop_bundle::Bundle::load(&bundles().join("echo"), kernel.trust()).expect("echo"),
+    );
     for i in 0..n {
         let name = format!("n{i}");
         let options = StartOptions {
@@ -180,7 +191,7 @@ async fn direct_nodes(kernel: &Kernel, n: usize) {
             ..StartOptions::default()
         };
         kernel
-            .start_bundle_in(run, &echo, options)
+            .start_verified_in(run, echo.clone(), options)
             .await
             .expect("start");
         let agent = AgentName::new(&name).unwrap();
@@ -365,6 +376,56 @@ async fn concurrent(engine: &Engine, count: usize) {
     assert_eq!(succeeded, count, "every run finishes and succeeds");
 }
 
+/// Median microseconds of `LOAD_SAMPLES` calls of `f`.
+fn time_us(mut f: impl FnMut()) -> f64 {
+    let mut samples: Vec<f64> = (0..LOAD_SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    median(&mut samples)
+}
+
+/// What one agent start pays before its sandbox, step by step, on the `echo` bundle:
+/// the whole `Bundle::load` and the parts of it that can be timed from outside, and the
+/// `.cwasm` cache lookup.
+fn load(cwasm_dir: &Path) {
+    let echo = bundles().join("echo");
+    let trust = runloop_bundle::TrustPolicy::default();
+    let bundle = runloop_bundle::Bundle::load(&echo, &trust).expect("echo loads");
+    let wasm = bundle.wasm().to_vec();
+    let whole = time_us(|| {
+        runloop_bundle::Bundle::load(&echo, &trust).expect("echo loads");
+    });
+    let read = time_us(|| {
+        std::fs::read(echo.join("agent.wasm")).expect("read");
+    });
+    let digest = time_us(|| {
+        runloop_bundle::Digest::of(&wasm);
+    });
+    let abi = time_us(|| runloop_bundle::abi::check(&wasm).expect("abi"));
+    let compiler_new = time_us(|| {
+        runloop_compile::Compiler::new(cwasm_dir).expect("compiler");
+    });
+    let compiler = runloop_compile::Compiler::new(cwasm_dir).expect("compiler");
+    compiler.compile_bytes(&wasm).expect("compile");
+    let lookup = time_us(|| {
+        assert!(compiler.compile_bytes(&wasm).expect("lookup").cached);
+    });
+    println!(
+        "load: echo bundle ({} wasm bytes), {LOAD_SAMPLES} samples, medians",
+        wasm.len()
+    );
+    println!("  Bundle::load, whole               {whole:8.1} µs");
+    println!("  of it: read agent.wasm            {read:8.1} µs");
+    println!("  of it: blake3 of the module       {digest:8.1} µs");
+    println!("  ABI check (validate all)          {abi:8.1} µs  (a load pays it once per module)");
+    println!("  Compiler::new (wasmtime Engine)   {compiler_new:8.1} µs");
+    println!("  .cwasm cache lookup (hit)         {lookup:8.1} µs");
+}
+
 /// Stops a kernel's tree and waits until its POG's name is free for the next one.
 async fn stop(kernel: Arc<Kernel>, engine: Arc<Engine>) {
     drop(engine);
@@ -386,6 +447,9 @@ fn main() {
         .build()
         .unwrap();
     let phases = Phases::from_env();
+    if phases.load {
+        load(&std::env::temp_dir().join("runloop-openings-bench"));
+    }
     runtime.block_on(async {
         // Durable (the POG records every run) and unrecorded, then many runs at once last:
         // that phase grows the process, and a bigger process forks sandboxes slower.

@@ -12,7 +12,8 @@
 //!
 //! [`Bundle::load`] reads them with size limits and checks, in order: the manifest, the
 //! signature against a [`TrustPolicy`] ([`verify_signature`], the one place signatures are
-//! checked), the policy, then the module's digest and ABI. A changed covered byte breaks
+//! checked), the policy, then the module's digest and ABI (the ABI check's verdict is
+//! remembered by the digest of the bytes read, see [`abi`]). A changed covered byte breaks
 //! the signature, and a changed module breaks the digest: a tampered bundle never loads.
 //! An unsigned bundle, or one signed by a key that is no trust root for its name, loads
 //! only when the policy allows unsigned agents, with a warning on every load. [`pack`]
@@ -184,6 +185,9 @@ pub struct Bundle {
     policy: Policy,
     wasm: Vec<u8>,
     provenance: Provenance,
+    /// The key whose signature over this bundle verified at load (`None`: unsigned, or the
+    /// signature was not read).
+    signer: Option<PublicKey>,
     /// What a signature of this bundle covers ([`sign::Covered::message`]).
     pub(crate) signed_message: Vec<u8>,
 }
@@ -229,7 +233,8 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Manifest, LoadError> {
 }
 
 /// Checks the signature in `dir` over `covered` against `trust`, for the agent `agent`:
-/// the one place bundle signatures are verified. A signature that does not verify is
+/// the one place bundle signatures are verified. Returns who vouches and the signer's key
+/// (`None`: unsigned, or not read). A signature that does not verify is
 /// always refused; unsigned or untrusted is refused unless the policy allows unsigned
 /// agents, and then logged as a warning on every load.
 pub(crate) fn verify_signature(
@@ -237,9 +242,9 @@ pub(crate) fn verify_signature(
     agent: &str,
     covered: &sign::Covered<'_>,
     check: SignatureCheck<'_>,
-) -> Result<Provenance, LoadError> {
+) -> Result<(Provenance, Option<PublicKey>), LoadError> {
     if matches!(check, SignatureCheck::Skip) {
-        return Ok(Provenance::Unsigned);
+        return Ok((Provenance::Unsigned, None));
     }
     let path = dir.join(SIGNATURE_FILE);
     let signature = match std::fs::symlink_metadata(&path) {
@@ -260,18 +265,36 @@ pub(crate) fn verify_signature(
     let trust = match check {
         SignatureCheck::Policy(trust) => trust,
         SignatureCheck::IntegrityOnly | SignatureCheck::Skip => {
-            return Ok(
-                signature.map_or(Provenance::Unsigned, |s| Provenance::Verified {
-                    key_id: s.key().id(),
-                }),
-            );
+            let provenance =
+                signature
+                    .as_ref()
+                    .map_or(Provenance::Unsigned, |s| Provenance::Verified {
+                        key_id: s.key().id(),
+                    });
+            return Ok((provenance, signature.map(|s| s.key().clone())));
         }
     };
-    let refusal = match &signature {
+    let provenance = trust_decision(dir, agent, signature.as_ref().map(|s| s.key()), trust)?;
+    if let Some(warning) = provenance.warning() {
+        tracing::warn!(agent, bundle = %dir.display(), "{warning}");
+    }
+    Ok((provenance, signature.map(|s| s.key().clone())))
+}
+
+/// What `trust` says of the agent `agent` in `dir` whose verified signature is by `signer`
+/// (`None`: unsigned): trusted by a root, allowed anyway (`Provenance::Allowed`), or the
+/// refusal. Asks nothing of the bytes: the signature was checked before.
+fn trust_decision(
+    dir: &Path,
+    agent: &str,
+    signer: Option<&PublicKey>,
+    trust: &TrustPolicy,
+) -> Result<Provenance, LoadError> {
+    let refusal = match signer {
         None => LoadError::Unsigned {
             dir: dir.to_owned(),
         },
-        Some(signature) => match trust.vouch(signature.key(), agent) {
+        Some(key) => match trust.vouch(key, agent) {
             Ok(root) => {
                 return Ok(Provenance::Trusted {
                     key_id: root.id(),
@@ -280,7 +303,7 @@ pub(crate) fn verify_signature(
             }
             Err(None) => LoadError::Untrusted {
                 dir: dir.to_owned(),
-                key_id: signature.key().id(),
+                key_id: key.id(),
             },
             Err(Some(root)) => LoadError::OutOfScope {
                 dir: dir.to_owned(),
@@ -299,16 +322,9 @@ pub(crate) fn verify_signature(
     if !trust.allows_unsigned() {
         return Err(refusal);
     }
-    let provenance = Provenance::Allowed {
+    Ok(Provenance::Allowed {
         refusal: refusal.to_string(),
-    };
-    tracing::warn!(
-        agent,
-        bundle = %dir.display(),
-        "{}",
-        provenance.warning().expect("an allowed bundle has a warning")
-    );
-    Ok(provenance)
+    })
 }
 
 impl Bundle {
@@ -345,7 +361,8 @@ impl Bundle {
         };
         // Before any parser sees the policy or the module: a bundle whose signature fails
         // is refused on the signature alone.
-        let provenance = verify_signature(dir, manifest.name().as_str(), &covered, check)?;
+        let (provenance, signer) =
+            verify_signature(dir, manifest.name().as_str(), &covered, check)?;
         let signed_message = covered.message();
 
         let policy = Policy::parse(&caps_text).map_err(|source| LoadError::Caps {
@@ -363,7 +380,9 @@ impl Bundle {
                 actual,
             });
         }
-        abi::check(&wasm).map_err(|source| LoadError::Abi {
+        // `actual` is the digest of the bytes just read: a module whose exact bytes
+        // passed the ABI check before in this process is not validated again.
+        abi::check_known(&wasm, actual).map_err(|source| LoadError::Abi {
             path: wasm_path,
             source,
         })?;
@@ -373,8 +392,23 @@ impl Bundle {
             policy,
             wasm,
             provenance,
+            signer,
             signed_message,
         })
+    }
+
+    /// Asks `trust` again about this loaded bundle: trusted by one of its roots, or allowed
+    /// while it allows unsigned agents; else the refusal a load under `trust` would give.
+    /// The bytes are not read again (their signature, digest and ABI were checked at
+    /// load); only who may vouch is. A bundle loaded without asking trust
+    /// ([`Bundle::load_untrusted`]) is judged by its verified signer like any other.
+    pub fn trusted_under(&self, trust: &TrustPolicy) -> Result<Provenance, LoadError> {
+        trust_decision(
+            &self.dir,
+            self.manifest.name().as_str(),
+            self.signer.as_ref(),
+            trust,
+        )
     }
 
     pub fn dir(&self) -> &Path {

@@ -374,3 +374,35 @@ fn packing_writes_a_bundle_that_loads_and_refuses_bad_input() {
         Err(pack::PackError::Read(LoadError::Read { .. }))
     ));
 }
+
+#[test]
+fn the_abi_verdict_is_remembered_only_for_modules_that_passed() {
+    // A module that fails the ABI check fails it at every load: a refusal is never
+    // remembered, so nothing can turn it into a pass.
+    let (_tmp, dir) = echo_copy();
+    let plain = wat::parse_str("(module)").unwrap();
+    fs::write(dir.join("agent.wasm"), &plain).unwrap();
+    let echo_digest = Digest::of(&fs::read(committed("echo").join("agent.wasm")).unwrap());
+    edit(
+        &dir,
+        "manifest.toml",
+        &echo_digest.to_hex(),
+        &Digest::of(&plain).to_hex(),
+    );
+    for _ in 0..2 {
+        assert!(matches!(
+            Bundle::load(&dir, &unsigned_ok()),
+            Err(LoadError::Abi { .. })
+        ));
+        assert!(!abi::is_known(&Digest::of(&plain)));
+    }
+    // A module that passed is known by the digest of its bytes, and loads again.
+    let echo = Bundle::load(&committed("echo"), &TrustPolicy::default()).unwrap();
+    assert!(abi::is_known(&Digest::of(echo.wasm())));
+    Bundle::load(&committed("echo"), &TrustPolicy::default()).unwrap();
+    // Changed bytes are a different digest: refused by the digest check before the ABI's
+    // verdict is looked up (a_tampered_module_never_loads), and unknown to it.
+    let mut tampered = echo.wasm().to_vec();
+    tampered[0] ^= 1;
+    assert!(!abi::is_known(&Digest::of(&tampered)));
+}

@@ -7,8 +7,10 @@
 //! `runs → run-<run> → agent-<name> (its own supervisor, the given intensity) → agent`.
 //! Messages reach it over the bus under a scheduler permit (see [`crate::deliver`]).
 //! The bundle is loaded (signature against the kernel's trust roots, digest and ABI
-//! verified: a tampered or untrusted bundle never starts), compiled to `.cwasm` (cached), and the
-//! agent actor spawns its sandbox in `runloop-k<kernel pid>/<name>-<generation>`. When
+//! verified: a tampered or untrusted bundle never starts) — or handed in already loaded
+//! ([`Kernel::start_verified_in`], a run's nodes: only the trust decision is asked again) —
+//! compiled to `.cwasm` (cached), and the agent actor spawns its sandbox in
+//! `runloop-k<kernel pid>/<name>-<generation>`. When
 //! its supervisor gives up, the agent is parked in quarantine and every invoke still in
 //! flight is answered with an error and recorded as a dead letter.
 
@@ -34,6 +36,8 @@ use crate::deliver::{self, Pump};
 use crate::kernel::{Kernel, RunError};
 
 mod status;
+
+pub(crate) use status::StatusCache;
 
 /// The opening standalone agents are scheduled under (fair share between openings).
 pub const AGENTS_RUN: &str = "agents";
@@ -264,6 +268,27 @@ impl Kernel {
                 dir: dir.to_owned(),
                 message: e.to_string(),
             })?;
+        self.start_verified_in(run, Arc::new(bundle), start).await
+    }
+
+    /// Compiles and starts `bundle`, already loaded (its signature, digest and ABI verified
+    /// when it was), as an agent of `run`: what [`Kernel::start_bundle_in`] does after its
+    /// load. A run starts each node's agent this way from the bundle its submit verified,
+    /// so a node's start reads and parses no file of the bundle again. The trust decision
+    /// is asked again, of this kernel's trust roots ([`Bundle::trusted_under`], no I/O): a
+    /// bundle loaded under another policy starts only if this one vouches for it too.
+    pub async fn start_verified_in(
+        &self,
+        run: RunId,
+        bundle: Arc<Bundle>,
+        start: StartOptions,
+    ) -> Result<AgentStatus, AgentOpError> {
+        bundle
+            .trusted_under(&self.agent_options.trust)
+            .map_err(|e| AgentOpError::Bundle {
+                dir: bundle.dir().to_owned(),
+                message: e.to_string(),
+            })?;
         let name = start
             .name
             .as_deref()
@@ -381,7 +406,7 @@ impl Kernel {
         let mut entry = AgentEntry {
             shared,
             slot,
-            bundle: dir.to_owned(),
+            bundle: bundle.dir().to_owned(),
             pump: None,
         };
         let task = self.pump(entry.clone(), &agent)?.start(run).await?;
@@ -616,11 +641,11 @@ impl AgentEntry {
 }
 
 async fn compile(
-    bundle: &Bundle,
+    bundle: &Arc<Bundle>,
     agent: &AgentName,
     dir: Option<PathBuf>,
 ) -> Result<PathBuf, AgentOpError> {
-    let wasm = bundle.wasm().to_vec();
+    let bundle = bundle.clone();
     let failed = |message: String| AgentOpError::Compile {
         agent: agent.to_string(),
         message,
@@ -629,7 +654,7 @@ async fn compile(
     let result = tokio::task::spawn_blocking(move || {
         let compiler = runloop_compile::Compiler::new(dir).map_err(|e| e.to_string())?;
         compiler
-            .compile_bytes(&wasm)
+            .compile_bytes(bundle.wasm())
             .map(|c| c.path)
             .map_err(|e| e.to_string())
     })

@@ -17,7 +17,7 @@ use runloop_kernel::otel::{Otel, OtelConfig, Protocol, Sampling, crossing_span_i
 use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
 use runloop_kernel::{Kernel, KernelOptions, PogService};
 use runloop_pog::{EventKind, PogConfig};
-use runloop_proto::payloads::{RunReport, RunStatus};
+use runloop_proto::payloads::{ControlCommand, ControlOutcome, RunReport, RunStatus};
 use serde_json::{Value, json};
 
 /// The POG actor's name is registered once per process: one kernel with a POG at a time.
@@ -376,5 +376,162 @@ fn config_turns_export_on_and_off_and_names_a_bad_key() {
                 .starts_with(&format!("config observability.traces.{key}: ")),
             "{e}"
         );
+    }
+}
+
+/// `runloopd` with export on, SIGTERMed (its exit flushes the export) and reaped when
+/// dropped; its stderr goes to a file shown when the test fails.
+struct ExportingDaemon {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl ExportingDaemon {
+    fn start(home: &Path, socket: &Path, endpoint: &str) -> Self {
+        let log = home.join("runloopd.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_runloopd"))
+            .arg("--socket")
+            .arg(socket)
+            .arg("--set")
+            .arg("observability.traces.enabled=true")
+            .arg("--set")
+            .arg(format!("observability.traces.otlp_endpoint={endpoint}"))
+            .env("HOME", home)
+            .env("RUNLOOP_BUNDLES_DIR", bundles_dir())
+            .env_remove("RUNLOOP__RUNTIME__SOCKET_PATH")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the exit (the export is flushed before it).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ExportingDaemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+async fn ask(socket: &Path, id: &str, command: ControlCommand) -> ControlOutcome {
+    runloop_client::request(socket, id, command)
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {e}"))
+        .outcome
+}
+
+/// The kernel's own `tracing` spans go out through `runloopd`'s `tracing-opentelemetry`
+/// layer in the run's trace: a run submitted to a real daemon exporting over gRPC gives,
+/// beside its crossings, one `node.attempt` span per attempt under the run's root span and
+/// one `agent.start` span inside each attempt that started its node's agent — scope
+/// `runloopd`, the run's trace id, the node and agent as attributes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kernels_own_spans_join_the_runs_trace_in_runloopd() {
+    let receiver = Receiver::start();
+    let home = tempfile::tempdir().unwrap();
+    let socket = home.path().join("rmp.sock");
+    let endpoint = format!("http://127.0.0.1:{}", receiver.grpc_port);
+    let mut daemon = ExportingDaemon::start(home.path(), &socket, &endpoint);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "runloopd did not listen: {}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let submitted = ask(
+        &socket,
+        "otel-kernel-spans-submit",
+        ControlCommand::RunSubmit {
+            source: OPENING.into(),
+            dir: "/nonexistent".into(),
+            params_json: "{}".into(),
+            watch: false,
+        },
+    )
+    .await;
+    let ControlOutcome::RunSubmitted { trace_id, .. } = submitted else {
+        panic!("run_submit answered {submitted:?}: {}", daemon.log());
+    };
+    let finished = ask(
+        &socket,
+        "otel-kernel-spans-watch",
+        ControlCommand::RunWatch {
+            trace_id: trace_id.clone(),
+            watch: false,
+        },
+    )
+    .await;
+    let ControlOutcome::RunFinished { report } = finished else {
+        panic!("run_watch answered {finished:?}: {}", daemon.log());
+    };
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    let attempts: u64 = report.nodes.iter().map(|n| u64::from(n.attempts)).sum();
+    assert_eq!(attempts, 3, "{report:?}");
+    let status = daemon.stop();
+    assert!(status.success(), "runloopd: {status:?}: {}", daemon.log());
+
+    // Every node.attempt and agent.start span: 3 + 3, plus the crossings.
+    let spans = receiver.spans_of(&trace_id, 6).await;
+    let trace: u128 = u128::from_str_radix(&trace_id, 16).unwrap();
+    let root = root_span_id(trace).to_string();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["scope"] == "runloop.crossings" && s["span_id"] == root.as_str()),
+        "the run's root crossing is exported: {spans:#?}"
+    );
+    let kernel: Vec<&Value> = spans.iter().filter(|s| s["scope"] == "runloopd").collect();
+    let named = |name: &str| -> Vec<&Value> {
+        kernel
+            .iter()
+            .copied()
+            .filter(|s| s["name"] == name)
+            .collect()
+    };
+    let attempt_spans = named("node.attempt");
+    assert_eq!(attempt_spans.len(), 3, "{kernel:#?}");
+    let mut nodes: Vec<&str> = Vec::new();
+    for s in &attempt_spans {
+        assert_eq!(s["parent_span_id"], root.as_str(), "{s:#}");
+        assert_eq!(s["service"], "runloop");
+        let a = &s["attributes"];
+        let node = a["runloop.node"].as_str().unwrap();
+        let agent = if node == "b" { "flaky" } else { "echo" };
+        assert_eq!(a["runloop.agent"], agent, "{s:#}");
+        assert_eq!(a["runloop.trace_id"], trace_id.as_str());
+        assert_eq!(a["runloop.attempt"], 1, "{s:#}");
+        nodes.push(node);
+    }
+    nodes.sort_unstable();
+    assert_eq!(nodes, ["a", "b", "c"]);
+    let starts = named("agent.start");
+    assert_eq!(starts.len(), 3, "{kernel:#?}");
+    for s in &starts {
+        let parent = attempt_spans
+            .iter()
+            .find(|a| a["span_id"] == s["parent_span_id"])
+            .unwrap_or_else(|| panic!("agent.start outside an attempt: {s:#}"));
+        assert_eq!(
+            s["attributes"]["runloop.node"],
+            parent["attributes"]["runloop.node"]
+        );
+        assert!(s["end_unix_nano"].as_u64() >= s["start_unix_nano"].as_u64());
     }
 }

@@ -168,6 +168,25 @@ impl Otel {
             }))
     }
 
+    /// Puts `span`, one of the kernel's own `tracing` spans working for the run
+    /// `trace_id`, under that run's root span (its `run.submit` crossing), so the kernel's
+    /// spans and the run's crossings make one trace, sampled as the run is. Spans opened
+    /// inside it follow it by `tracing`'s own nesting. Call it before the span is first
+    /// entered. Nothing happens when no `tracing-opentelemetry` layer sees the span
+    /// (an embedding that installed none, or the span filtered out).
+    pub fn adopt(&self, span: &tracing::Span, trace_id: &str) {
+        use tracing_opentelemetry::{OpenTelemetrySpanExt as _, SetParentError};
+        let Some(trace) = parse_trace(trace_id) else {
+            return;
+        };
+        match span.set_parent(self.crossings.root_context(trace)) {
+            Ok(()) | Err(SetParentError::LayerNotFound | SetParentError::SpanDisabled) => {}
+            // A caller's mistake (the span was entered first): its spans go out as a trace
+            // of their own, which is worth a line in the log, not a failed run.
+            Err(e) => tracing::debug!("OpenTelemetry: span of run {trace_id}: {e}"),
+        }
+    }
+
     /// Remembers a run's facts for its spans' attributes.
     pub fn open_run(&self, trace_id: &str, facts: RunFacts) {
         if let Some(trace) = parse_trace(trace_id) {

@@ -126,6 +126,25 @@ impl CrossingSpans {
         result.decision == SamplingDecision::RecordAndSample
     }
 
+    /// The context a run's spans hang from: its root span (the `run.submit` crossing, which
+    /// may have been exported by an earlier process), sampled as the root is.
+    pub fn root_context(&self, trace: u128) -> Context {
+        let trace_id = otel_trace_id(trace);
+        let flags = if self.root_sampled(trace_id) {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let root = SpanContext::new(
+            trace_id,
+            root_span_id(trace),
+            flags,
+            true,
+            TraceState::default(),
+        );
+        Context::new().with_remote_span_context(root)
+    }
+
     /// Exports one crossing (its `crossing.recorded` payload) as a span.
     pub fn crossing(&self, trace: u128, payload: &Value) {
         let Some(seq) = payload.get("seq").and_then(Value::as_u64) else {
@@ -185,13 +204,7 @@ impl CrossingSpans {
         let parent = if is_root {
             Context::new()
         } else {
-            let flags = if self.root_sampled(trace_id) {
-                TraceFlags::SAMPLED
-            } else {
-                TraceFlags::default()
-            };
-            let root_cx = SpanContext::new(trace_id, root, flags, true, TraceState::default());
-            Context::new().with_remote_span_context(root_cx)
+            self.root_context(trace)
         };
         let mut span = self.tracer.build_with_context(builder, &parent);
         opentelemetry::trace::Span::end_with_timestamp(&mut span, ms_time(end_ms));

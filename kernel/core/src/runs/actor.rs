@@ -11,9 +11,16 @@
 //! is finished, a node fails, the deadline passes or it is cancelled; the actor then
 //! records the end, hands the report to the engine and stops (the engine stops the run's
 //! supervisor, which stops the agents).
+//!
+//! A finished node's agent is never invoked again; its sandbox is stopped as soon as no
+//! agent start of the run is in flight (each attempt's task reports [`RunMsg::AgentUp`]),
+//! so the stop does not compete with the next node's start for the CPU. At most the run's
+//! `max_parallel` finished sandboxes wait; `end` (success, failure, cancel, deadline) stops
+//! every one still waiting, and the run's supervisor stops whatever is left of the run
+//! when the engine stops it (also at shutdown, and after a restart of this actor, which
+//! forgets its waiting list).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -27,10 +34,11 @@ use runloop_pog::EventKind;
 use runloop_proto::RunId;
 use runloop_proto::payloads::{NodeReport, NodeStatus, RunProgress, RunReport, RunStatus};
 use serde_json::json;
+use tracing::Instrument as _;
 
 use super::Engine;
 pub use super::attempt::{AttemptError, backoff_unit};
-use super::attempt::{ensure_agent, run_attempt};
+use super::attempt::{attempt_until_decided, ensure_agent};
 use super::policy::{
     close_budgets, close_confirmations, register_budgets, register_confirm_policy,
 };
@@ -46,8 +54,9 @@ pub struct RunSpec {
     pub opening_id: OpeningId,
     pub opening: Arc<Opening>,
     pub params: BoundParams,
-    /// The bundle directory of each node, in node order.
-    pub bundles: Vec<PathBuf>,
+    /// Each node's bundle as the submit loaded and verified it (and its directory), in
+    /// node order: a node's agent starts from it without loading the bundle again.
+    pub loaded: Vec<Arc<runloop_bundle::Bundle>>,
     /// Each node's bundle's wasm digest (hex), in node order, as recorded with its invokes.
     pub digests: Vec<String>,
     /// Each node's share of the run's recording, in node order.
@@ -85,6 +94,9 @@ pub enum RunMsg {
         attempt: u32,
         result: Result<Vec<(String, rmpv::Value)>, AttemptError>,
     },
+    /// An attempt's agent start ended (started, already running, or failed): one per
+    /// attempt, before its invoke.
+    AgentUp,
     /// A retry's backoff passed.
     Retry { node: usize, attempt: u32 },
     /// `rlp cancel`.
@@ -108,12 +120,31 @@ pub struct RunState {
     reasons: Vec<Option<String>>,
     queue: VecDeque<usize>,
     running: usize,
+    /// Attempts whose agent start is in flight (sent [`RunMsg::AgentUp`] not yet).
+    starting: usize,
+    /// Finished nodes' agents whose sandboxes are still to be stopped: at most the run's
+    /// `max_parallel` (see [`RunState::stop_finished`]).
+    finished_agents: VecDeque<AgentName>,
     run_started_ms: u64,
     ended: bool,
     /// Set when restoring found the run already failed.
     restored_failure: Option<String>,
     /// The run's first start (not a resume or a restart): its submission is recorded.
     fresh: bool,
+    /// The task that casts [`RunMsg::Deadline`], aborted when this state goes (however
+    /// the run ends): a finished run leaves no timer sleeping out the opening's
+    /// `timeout_ms` with its actor's cell held.
+    deadline: Option<AbortOnDrop>,
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Actor for RunActor {
@@ -136,10 +167,13 @@ impl Actor for RunActor {
             reasons: vec![None; n],
             queue: VecDeque::new(),
             running: 0,
+            starting: 0,
+            finished_agents: VecDeque::new(),
             run_started_ms: engine.kernel().clock().now_ms(),
             ended: false,
             restored_failure: None,
             fresh: false,
+            deadline: None,
             shared: shared.clone(),
         };
         let restore = shared.started_once.swap(true, Ordering::SeqCst) || shared.spec.resumed;
@@ -211,10 +245,11 @@ impl Actor for RunActor {
         }
         let deadline = Duration::from_millis(spec.opening.policy.timeout_ms);
         let me = myself.clone();
-        tokio::spawn(async move {
+        let timer = tokio::spawn(async move {
             tokio::time::sleep(deadline).await;
             let _ = me.cast(RunMsg::Deadline);
         });
+        state.deadline = Some(AbortOnDrop(timer.abort_handle()));
         if let Some(reason) = state.restored_failure.take() {
             state
                 .end(&engine, &myself, RunStatus::Failed, Some(reason))
@@ -244,7 +279,15 @@ impl Actor for RunActor {
                 node,
                 attempt,
                 result,
-            } => state.done(&engine, &myself, node, attempt, result).await,
+            } => {
+                state.done(&engine, &myself, node, attempt, result).await;
+                state.stop_finished(&engine, false);
+            }
+            RunMsg::AgentUp => {
+                debug_assert!(state.starting > 0, "one AgentUp per attempt started");
+                state.starting = state.starting.saturating_sub(1);
+                state.stop_finished(&engine, false);
+            }
             RunMsg::Retry { node, attempt } => {
                 if *state.plan.state(node) == NodeState::Running
                     && state.attempts[node] + 1 == attempt
@@ -371,22 +414,44 @@ impl RunState {
         let timeout_ms = node_def.timeout_ms;
         let engine = engine.clone();
         let me = myself.clone();
-        tokio::spawn(async move {
+        self.starting += 1;
+        // The kernel's own span of this attempt (agent start, invoke, a person's wait), in
+        // the run's trace when it is exported (`docs/observability.md`).
+        let span = tracing::info_span!(
+            "node.attempt",
+            runloop.trace_id = %trace_id,
+            runloop.node = node_def.id.as_str(),
+            runloop.agent = %node_def.agent.name,
+            runloop.attempt = i64::from(attempt),
+            otel.status_code = tracing::field::Empty,
+            otel.status_message = tracing::field::Empty,
+        );
+        if let Some(otel) = engine.kernel().otel() {
+            otel.adopt(&span, &trace_id);
+        }
+        let attempt_task = async move {
             let (_, agent) = tokio::join!(
                 started.committed(&engine),
                 ensure_agent(&engine, &spec, node)
             );
+            let _ = me.cast(RunMsg::AgentUp);
             engine.publish(node_started);
             let result = match agent {
                 Ok(()) => attempt_until_decided(&engine, &spec, node, input, timeout_ms).await,
                 Err(e) => Err(e),
             };
+            if let Err(e) = &result {
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_message", e.message.as_str());
+            }
             let _ = me.cast(RunMsg::Done {
                 node,
                 attempt,
                 result,
             });
-        });
+        };
+        tokio::spawn(attempt_task.instrument(span));
     }
 
     async fn done(
@@ -492,17 +557,18 @@ impl RunState {
         };
         payload["status"] = json!(status.as_str());
         record(engine, &spec.trace_id, EventKind::NodeFinished, payload).await;
-        // A finished node is not invoked again in this run: its sandbox goes now, so a run
-        // holds only the sandboxes of its running nodes (cancelled ones are stopped by
+        // A finished node is not invoked again in this run: its sandbox goes, once no
+        // start of the run is in flight (`stop_finished`; cancelled ones are stopped by
         // `end`).
         if !matches!(end, NodeEnd::Cancelled)
             && let Ok(agent) = AgentName::new(node_def.id.as_str())
         {
-            let kernel = engine.kernel().clone();
-            let run = spec.run_id;
-            tokio::spawn(async move {
-                let _ = kernel.stop_agent_in(run, &agent).await;
-            });
+            self.finished_agents.push_back(agent);
+            let max = (spec.opening.policy.max_parallel as usize).max(1);
+            while self.finished_agents.len() > max {
+                let oldest = self.finished_agents.pop_front().expect("more than max");
+                stop_agent(engine, spec.run_id, oldest);
+            }
         }
         self.reasons[node] = reason.clone();
         self.plan.finish(node, end);
@@ -579,15 +645,12 @@ impl RunState {
         for node in 0..spec.opening.nodes.len() {
             if *self.plan.state(node) == NodeState::Running {
                 self.finish_node(engine, node, NodeEnd::Cancelled).await;
-                let kernel = engine.kernel().clone();
-                let run = spec.run_id;
                 if let Ok(agent) = AgentName::new(spec.opening.nodes[node].id.as_str()) {
-                    tokio::spawn(async move {
-                        let _ = kernel.stop_agent_in(run, &agent).await;
-                    });
+                    stop_agent(engine, spec.run_id, agent);
                 }
             }
         }
+        self.stop_finished(engine, true);
         for node in self.plan.cancel_waiting() {
             self.reasons[node] = reason.clone();
         }
@@ -633,6 +696,22 @@ impl RunState {
         close_budgets(engine, &spec.trace_id);
         engine.finished(report);
         myself.stop(None);
+    }
+
+    /// Stops the sandboxes of finished nodes once no agent start of this run is in flight
+    /// (`all`: now, whatever is starting — the run's end). A sandbox's stop (its exit, the
+    /// removal of its cgroup, its namespaces' teardown) beside the next node's start slowed
+    /// that start by 1.5–7 ms on two cores (`perf/openings.md`); deferred, it overlaps the
+    /// next node's invoke instead. At most `max_parallel` wait (`finish_node` stops the
+    /// oldest past that), and `end` stops every one: none outlives its run.
+    fn stop_finished(&mut self, engine: &Arc<Engine>, all: bool) {
+        if self.starting > 0 && !all {
+            return;
+        }
+        let run = self.spec().run_id;
+        for agent in self.finished_agents.drain(..) {
+            stop_agent(engine, run, agent);
+        }
     }
 
     fn report(
@@ -686,72 +765,12 @@ impl RunState {
     }
 }
 
-/// Runs attempts of `node` until one ends without waiting for a person: an attempt whose
-/// effect answered `ConfirmationPending` is not counted; the node waits for the decision
-/// (published as `node.waiting` / `node.decided`) and is invoked again with the same
-/// input, and its effect then finds the decision recorded.
-async fn attempt_until_decided(
-    engine: &Arc<Engine>,
-    spec: &RunSpec,
-    node: usize,
-    input: rmpv::Value,
-    timeout_ms: u64,
-) -> Result<Vec<(String, rmpv::Value)>, AttemptError> {
-    let node_id = spec.opening.nodes[node].id.to_string();
-    loop {
-        let result = run_attempt(engine, spec, node, input.clone(), timeout_ms).await;
-        let Some(effects) = engine.kernel().effects() else {
-            return result;
-        };
-        for decided in effects.shared.take_decided(&spec.trace_id, &node_id) {
-            engine.publish(RunProgress::NodeDecided {
-                ts_ms: engine.kernel().clock().now_ms(),
-                trace_id: spec.trace_id.clone(),
-                node: node_id.clone(),
-                request_id: decided.request_id,
-                decision: decided.decision.as_str().to_owned(),
-                by: decided.by,
-                reason: decided.reason,
-            });
-        }
-        let Some(request_id) = effects.shared.take_waiting(&spec.trace_id, &node_id) else {
-            return result;
-        };
-        let Some(gate) = effects.gate.get() else {
-            return result;
-        };
-        let pending = effects.shared.subscribe().borrow().clone();
-        if let Some(request) = pending.iter().find(|r| r.request_id == request_id) {
-            engine.publish(RunProgress::NodeWaiting {
-                ts_ms: engine.kernel().clock().now_ms(),
-                trace_id: spec.trace_id.clone(),
-                node: node_id.clone(),
-                request_id: request_id.clone(),
-                effect: request.effect.clone(),
-                summary: request.summary.clone(),
-                payload_hash: request.payload_hash.clone(),
-                expires_ms: request.expires_ms,
-            });
-        }
-        // No timeout here: the gate decides every request by its expiry.
-        let decided = gate
-            .call(
-                |reply| crate::effects::gate::GateMsg::Wait(request_id.clone(), reply),
-                None,
-            )
-            .await;
-        if let Ok(ractor::rpc::CallResult::Success(Some(decision))) = decided {
-            engine.publish(RunProgress::NodeDecided {
-                ts_ms: engine.kernel().clock().now_ms(),
-                trace_id: spec.trace_id.clone(),
-                node: node_id.clone(),
-                request_id,
-                decision: decision.decision.as_str().to_owned(),
-                by: decision.by,
-                reason: decision.reason,
-            });
-        }
-    }
+/// Stops `agent` of `run` in a task of its own: the run actor does not wait for it.
+fn stop_agent(engine: &Arc<Engine>, run: RunId, agent: AgentName) {
+    let kernel = engine.kernel().clone();
+    tokio::spawn(async move {
+        let _ = kernel.stop_agent_in(run, &agent).await;
+    });
 }
 
 /// The opening's edges as `[from, to]` node ids, one per distinct pair, in edge order.

@@ -1,15 +1,17 @@
 //! One attempt of one node: the node's own agent instance in the run (started when it is
 //! not running), the invoke over the bus under the run's trace id, bounded by the node's
-//! timeout; which failures are retryable; the seeded backoff draw.
+//! timeout; attempts again while the node's effect waits for a person's decision; which
+//! failures are retryable; the seeded backoff draw.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use runloop_actors::names::AgentName;
 use runloop_proto::TraceId;
-use runloop_proto::payloads::AgentInput;
+use runloop_proto::payloads::{AgentInput, RunProgress};
 
 use serde_json::json;
+use tracing::Instrument as _;
 
 use super::Engine;
 use super::actor::RunSpec;
@@ -24,7 +26,7 @@ pub struct AttemptError {
 }
 
 /// The node's agent instance in the run, started if it is not running (every host call
-/// of the instance recorded on the node's tape).
+/// of the instance recorded on the node's tape), from the bundle the submit verified.
 pub(super) async fn ensure_agent(
     engine: &Arc<Engine>,
     spec: &RunSpec,
@@ -44,10 +46,14 @@ pub(super) async fn ensure_agent(
         })),
         ..StartOptions::default()
     };
-    match kernel
-        .start_bundle_in(spec.run_id, &spec.bundles[node], options)
-        .await
-    {
+    let start = kernel
+        .start_verified_in(spec.run_id, spec.loaded[node].clone(), options)
+        .instrument(tracing::info_span!(
+            "agent.start",
+            runloop.node = id,
+            runloop.agent = %spec.opening.nodes[node].agent.name,
+        ));
+    match start.await {
         Ok(_) | Err(AgentOpError::Exists(_)) => Ok(()),
         Err(e) => Err(AttemptError {
             message: format!("start agent: {e}"),
@@ -142,7 +148,7 @@ pub(super) async fn run_attempt(
             "status": "ok",
             "request": request,
             "bundle_digest": spec.digests[node],
-            "bundle": spec.bundles[node].display().to_string(),
+            "bundle": spec.loaded[node].dir().display().to_string(),
         });
         match &result {
             Ok(outputs) => {
@@ -158,6 +164,79 @@ pub(super) async fn run_attempt(
         tape.log().write(&spec.trace_id, p);
     }
     result
+}
+
+/// Runs attempts of `node` until one ends without waiting for a person: an attempt whose
+/// effect answered `ConfirmationPending` is not counted; the node waits for the decision
+/// (published as `node.waiting` / `node.decided`) and is invoked again with the same
+/// input, and its effect then finds the decision recorded.
+pub(super) async fn attempt_until_decided(
+    engine: &Arc<Engine>,
+    spec: &RunSpec,
+    node: usize,
+    input: rmpv::Value,
+    timeout_ms: u64,
+) -> Result<Vec<(String, rmpv::Value)>, AttemptError> {
+    let node_id = spec.opening.nodes[node].id.to_string();
+    loop {
+        let result = run_attempt(engine, spec, node, input.clone(), timeout_ms).await;
+        let Some(effects) = engine.kernel().effects() else {
+            return result;
+        };
+        for decided in effects.shared.take_decided(&spec.trace_id, &node_id) {
+            engine.publish(RunProgress::NodeDecided {
+                ts_ms: engine.kernel().clock().now_ms(),
+                trace_id: spec.trace_id.clone(),
+                node: node_id.clone(),
+                request_id: decided.request_id,
+                decision: decided.decision.as_str().to_owned(),
+                by: decided.by,
+                reason: decided.reason,
+            });
+        }
+        let Some(request_id) = effects.shared.take_waiting(&spec.trace_id, &node_id) else {
+            return result;
+        };
+        let Some(gate) = effects.gate.get() else {
+            return result;
+        };
+        let pending = effects.shared.subscribe().borrow().clone();
+        if let Some(request) = pending.iter().find(|r| r.request_id == request_id) {
+            engine.publish(RunProgress::NodeWaiting {
+                ts_ms: engine.kernel().clock().now_ms(),
+                trace_id: spec.trace_id.clone(),
+                node: node_id.clone(),
+                request_id: request_id.clone(),
+                effect: request.effect.clone(),
+                summary: request.summary.clone(),
+                payload_hash: request.payload_hash.clone(),
+                expires_ms: request.expires_ms,
+            });
+        }
+        // No timeout here: the gate decides every request by its expiry.
+        let decided = gate
+            .call(
+                |reply| crate::effects::gate::GateMsg::Wait(request_id.clone(), reply),
+                None,
+            )
+            .instrument(tracing::info_span!(
+                "confirmation.wait",
+                runloop.node = node_id.as_str(),
+                runloop.request_id = request_id.as_str(),
+            ))
+            .await;
+        if let Ok(ractor::rpc::CallResult::Success(Some(decision))) = decided {
+            engine.publish(RunProgress::NodeDecided {
+                ts_ms: engine.kernel().clock().now_ms(),
+                trace_id: spec.trace_id.clone(),
+                node: node_id.clone(),
+                request_id,
+                decision: decision.decision.as_str().to_owned(),
+                by: decision.by,
+                reason: decision.reason,
+            });
+        }
+    }
 }
 
 /// Spec: guest trap, time limit, sandbox lost and errors the agent marks are retryable.

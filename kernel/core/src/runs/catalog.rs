@@ -16,11 +16,14 @@
 //! A catalog lives for one operation (one submit: validation, then the run's spec) and
 //! remembers each agent's resolution, so an opening whose nodes share an agent, and the
 //! spec after the validation, load and verify each bundle once (`Bundle::load` costs
-//! milliseconds: signature, digest, ABI check of the whole module).
+//! milliseconds: signature, digest, ABI check of the whole module). The run keeps the
+//! verified bundles of its nodes and starts each node's agent from them
+//! ([`crate::Kernel::start_verified_in`]): a node's start loads and verifies nothing again. A
+//! bundle changed on disk is seen by the next submit.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use runloop_bundle::{Bundle, TrustPolicy};
 use runloop_openings::{AgentCatalog, AgentFacts, AgentRef, CatalogError};
@@ -62,8 +65,9 @@ pub fn shipped_dirs() -> Vec<PathBuf> {
 /// at every use (an opening has far fewer distinct agents).
 pub const RESOLVED_AGENTS_MAX: usize = 256;
 
-/// What resolving one agent gave: its bundle directory and the verified bundle, or why not.
-type Resolution = Result<(PathBuf, Bundle), CatalogError>;
+/// What resolving one agent gave: its bundle directory and the verified bundle (shared: a
+/// run hands it to each node's start, which then loads nothing), or why not.
+type Resolution = Result<(PathBuf, Arc<Bundle>), CatalogError>;
 
 /// The catalog over one search path; remembers where each agent resolved.
 #[derive(Debug)]
@@ -85,7 +89,7 @@ impl BundleCatalog {
     }
 
     /// The bundle directory of `agent`, loaded and verified (once per catalog).
-    pub fn resolve(&self, agent: &AgentRef) -> Result<(PathBuf, Bundle), CatalogError> {
+    pub fn resolve(&self, agent: &AgentRef) -> Result<(PathBuf, Arc<Bundle>), CatalogError> {
         let leaf = match &agent.variant {
             Some(v) => format!("{}@{v}", agent.name),
             None => agent.name.clone(),
@@ -109,7 +113,7 @@ impl BundleCatalog {
                 continue;
             }
             return match Bundle::load(&candidate, &self.trust) {
-                Ok(bundle) => Ok((candidate, bundle)),
+                Ok(bundle) => Ok((candidate, Arc::new(bundle))),
                 Err(e) => Err(CatalogError::Invalid(format!(
                     "agent {leaf}: bundle {} fails verification: {e}",
                     candidate.display()

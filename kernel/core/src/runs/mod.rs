@@ -333,18 +333,17 @@ impl Engine {
         resumed: bool,
         resumed_from: &[runloop_pog::Event],
     ) -> Result<RunSpec, SubmitError> {
-        let mut bundles = Vec::with_capacity(opening.nodes.len());
         let mut digests = Vec::with_capacity(opening.nodes.len());
+        let mut loaded = Vec::with_capacity(opening.nodes.len());
         for node in &opening.nodes {
-            let (path, bundle) =
-                catalog
-                    .resolve(&node.agent)
-                    .map_err(|e| SubmitError::BadRecord {
-                        trace_id: trace_id.clone(),
-                        message: e.to_string(),
-                    })?;
-            bundles.push(path);
+            let (_, bundle) = catalog
+                .resolve(&node.agent)
+                .map_err(|e| SubmitError::BadRecord {
+                    trace_id: trace_id.clone(),
+                    message: e.to_string(),
+                })?;
             digests.push(bundle.manifest().wasm_blake3().to_hex());
+            loaded.push(bundle);
         }
         // A resumed run goes on numbering its crossings and its nodes' invokes after the
         // ones recorded.
@@ -382,7 +381,7 @@ impl Engine {
             opening_id,
             opening: Arc::new(opening),
             params,
-            bundles,
+            loaded,
             digests,
             tapes,
             seed,
