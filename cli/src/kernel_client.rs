@@ -142,13 +142,18 @@ pub async fn embedded_kernel(config: &config::Config) -> Result<Arc<Kernel>, Fai
         .map_err(|e| Failure::invalid("Config", e.to_string()))?;
     let effects = runloop_kernel::services::effects_config(config)
         .map_err(|e| Failure::invalid("Config", e.to_string()))?;
-    // `observability.traces`: the embedded kernel's crossings and metrics are exported like
-    // the daemon's; `shutdown` flushes them.
+    // `observability.traces`: the embedded kernel's crossings, own spans and metrics are
+    // exported like the daemon's; `shutdown` flushes them.
     let otel = runloop_kernel::otel::OtelConfig::from_config(config)
         .map_err(|e| Failure::invalid("Config", e.to_string()))?
         .map(runloop_kernel::otel::Otel::start)
         .transpose()
         .map_err(|e| Failure::io(e.to_string()))?;
+    if let Some(otel) = &otel
+        && let Err(e) = otel.export_kernel_spans()
+    {
+        eprintln!("rlp: OpenTelemetry: kernel spans not exported: {e}");
+    }
     let options = KernelOptions {
         // `security.trust_roots`, `security.grants`, `runtime.require_cgroups`.
         agents: runloop_kernel::agents::AgentOptions::from_config(config),

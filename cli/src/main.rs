@@ -132,8 +132,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A bundle loaded only because security.allow_unsigned_agents is true says so.
-    runloop_kernel::warnings::install("rlp");
+    // A bundle loaded only because security.allow_unsigned_agents is true says so; the
+    // kernel's own spans go out once an embedded kernel's config turns export on.
+    runloop_kernel::otel::kernel_spans::install("rlp");
     let result = match cli.command {
         Command::Rmp(command) => rmp::run(command),
         Command::Kb(args) => return ExitCode::from(kb::main(*args)),

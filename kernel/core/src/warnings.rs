@@ -1,6 +1,7 @@
 //! The bundle loader's warnings on stderr: a `tracing` layer the binaries (`rlp`,
-//! `runloopd`) install so a person sees, on every load, that an unsigned or untrusted
-//! agent ran only because `security.allow_unsigned_agents` is true.
+//! `runloopd`) install (`crate::otel::kernel_spans::install`) so a person sees, on every
+//! load, that an unsigned or untrusted agent ran only because
+//! `security.allow_unsigned_agents` is true.
 //!
 //! Libraries only emit `tracing` events; this layer is the binaries' printer for the one
 //! kind of event a person must not miss. Other events pass by untouched.
@@ -51,12 +52,4 @@ impl<S: Subscriber> Layer<S> for StderrWarnings {
         event.record(&mut message);
         eprintln!("{}: warning: {}", self.program, message.0);
     }
-}
-
-/// Installs a global subscriber with only [`StderrWarnings`] (a program without other
-/// `tracing` output, such as `rlp`). Does nothing when one is already installed.
-pub fn install(program: &'static str) {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let subscriber = tracing_subscriber::registry().with(StderrWarnings::new(program));
-    let _ = tracing::subscriber::set_global_default(subscriber);
 }

@@ -78,6 +78,16 @@ impl Receiver {
 
     /// The spans of one trace, waiting until `want` arrived (or the wait is over).
     async fn spans_of(&self, trace_id: &str, want: usize) -> Vec<Value> {
+        self.spans_where(trace_id, |_| true, want).await
+    }
+
+    /// The spans of one trace, waiting until `want` of them pass `counted`.
+    async fn spans_where(
+        &self,
+        trace_id: &str,
+        counted: impl Fn(&Value) -> bool,
+        want: usize,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_millis(RECEIVE_WAIT_MS);
         loop {
             let spans: Vec<Value> = self
@@ -85,7 +95,8 @@ impl Receiver {
                 .into_iter()
                 .filter(|s| s["trace_id"] == trace_id)
                 .collect();
-            if spans.len() >= want || Instant::now() > deadline {
+            let have = spans.iter().filter(|s| counted(s)).count();
+            if have >= want || Instant::now() > deadline {
                 return spans;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -438,7 +449,7 @@ async fn ask(socket: &Path, id: &str, command: ControlCommand) -> ControlOutcome
 /// layer in the run's trace: a run submitted to a real daemon exporting over gRPC gives,
 /// beside its crossings, one `node.attempt` span per attempt under the run's root span and
 /// one `agent.start` span inside each attempt that started its node's agent — scope
-/// `runloopd`, the run's trace id, the node and agent as attributes.
+/// `runloop.kernel`, the run's trace id, the node and agent as attributes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kernels_own_spans_join_the_runs_trace_in_runloopd() {
     let receiver = Receiver::start();
@@ -487,8 +498,10 @@ async fn the_kernels_own_spans_join_the_runs_trace_in_runloopd() {
     let status = daemon.stop();
     assert!(status.success(), "runloopd: {status:?}: {}", daemon.log());
 
-    // Every node.attempt and agent.start span: 3 + 3, plus the crossings.
-    let spans = receiver.spans_of(&trace_id, 6).await;
+    // Every node.attempt and agent.start span: 3 + 3, beside the crossings.
+    let spans = receiver
+        .spans_where(&trace_id, |s| s["scope"] == "runloop.kernel", 6)
+        .await;
     let trace: u128 = u128::from_str_radix(&trace_id, 16).unwrap();
     let root = root_span_id(trace).to_string();
     assert!(
@@ -497,7 +510,10 @@ async fn the_kernels_own_spans_join_the_runs_trace_in_runloopd() {
             .any(|s| s["scope"] == "runloop.crossings" && s["span_id"] == root.as_str()),
         "the run's root crossing is exported: {spans:#?}"
     );
-    let kernel: Vec<&Value> = spans.iter().filter(|s| s["scope"] == "runloopd").collect();
+    let kernel: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["scope"] == "runloop.kernel")
+        .collect();
     let named = |name: &str| -> Vec<&Value> {
         kernel
             .iter()

@@ -59,6 +59,8 @@ fn main() -> ExitCode {
     if args.man {
         return print_man();
     }
+    // The bundle loader's warnings to stderr; the kernel's own spans once export is on.
+    runloop_kernel::otel::kernel_spans::install("runloopd");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -212,25 +214,19 @@ fn print_man() -> ExitCode {
     }
 }
 
-/// OpenTelemetry export from `observability.traces` (none when disabled), with a
-/// `tracing` layer sending the kernel's own spans through it. A bad section is bad input
-/// (exit 2); an exporter that cannot be built is exit 1.
+/// OpenTelemetry export from `observability.traces` (none when disabled), the kernel's
+/// own spans sent through it too (the kernel-span layer `main` installed). A bad section
+/// is bad input (exit 2); an exporter that cannot be built is exit 1.
 fn start_otel(
     config: &config::Config,
 ) -> Result<Option<Arc<runloop_kernel::otel::Otel>>, (u8, String)> {
-    use tracing_subscriber::layer::SubscriberExt as _;
     let Some(otel_config) =
         runloop_kernel::otel::OtelConfig::from_config(config).map_err(|e| (2, e.to_string()))?
     else {
-        // Only the bundle loader's warnings (unsigned agents allowed by config) to stderr.
-        runloop_kernel::warnings::install("runloopd");
         return Ok(None);
     };
     let otel = runloop_kernel::otel::Otel::start(otel_config).map_err(|e| (1, e.to_string()))?;
-    let subscriber = tracing_subscriber::registry()
-        .with(otel.tracing_layer())
-        .with(runloop_kernel::warnings::StderrWarnings::new("runloopd"));
-    if let Err(e) = tracing::subscriber::set_global_default(subscriber) {
+    if let Err(e) = otel.export_kernel_spans() {
         eprintln!("runloopd: OpenTelemetry: kernel spans not exported: {e}");
     }
     eprintln!(

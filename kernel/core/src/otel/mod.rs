@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod export;
+pub mod kernel_spans;
 pub mod metrics;
 pub mod spans;
 
@@ -49,9 +50,7 @@ pub const SERVICE_NAME: &str = "runloop";
 /// The instrumentation scope of crossing spans.
 pub const CROSSINGS_SCOPE: &str = "runloop.crossings";
 /// The instrumentation scope of the kernel's own `tracing` spans.
-pub const KERNEL_SCOPE: &str = "runloopd";
-/// The `tracing` targets whose spans the kernel's layer exports (Runloop's own crates).
-const KERNEL_TARGET_PREFIX: &str = "runloop";
+pub const KERNEL_SCOPE: &str = "runloop.kernel";
 
 /// Why export could not start.
 #[derive(Debug, thiserror::Error)]
@@ -146,26 +145,13 @@ impl Otel {
         &self.config
     }
 
-    /// The tracer provider, for a `tracing-opentelemetry` layer over the kernel's own
-    /// `tracing` spans (`runloopd` installs one).
-    pub fn tracer_provider(&self) -> &SdkTracerProvider {
-        &self.tracer_provider
-    }
-
-    /// A `tracing` layer that sends the kernel's own `tracing` spans (targets `runloop*`)
-    /// through the same tracer provider (scope `runloopd`); `runloopd` installs it when
-    /// export is on. Other crates' spans are left out: the exporter's own HTTP/2 and gRPC
-    /// stack opens spans for every frame, and exporting those would feed itself.
-    pub fn tracing_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
-    where
-        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
-    {
-        use tracing_subscriber::Layer as _;
-        tracing_opentelemetry::layer()
-            .with_tracer(self.tracer_provider.tracer(KERNEL_SCOPE))
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target().starts_with(KERNEL_TARGET_PREFIX)
-            }))
+    /// Sends the kernel's own `tracing` spans (scope [`KERNEL_SCOPE`]) through this export:
+    /// binds its tracer to the kernel-span layer of the current `tracing` subscriber,
+    /// which `rlp` and `runloopd` install at start ([`kernel_spans::install`]). Once per
+    /// process: a second export is refused ([`kernel_spans::BindError::AlreadyBound`]) and
+    /// the spans keep going to the first.
+    pub fn export_kernel_spans(&self) -> Result<(), kernel_spans::BindError> {
+        kernel_spans::KernelSpans::bind_current(self.tracer_provider.tracer(KERNEL_SCOPE))
     }
 
     /// Puts `span`, one of the kernel's own `tracing` spans working for the run
