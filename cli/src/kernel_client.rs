@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use runloop_client::{ClientError, request};
@@ -180,10 +181,19 @@ pub fn embedded_engine(kernel: Arc<Kernel>, config: &config::Config) -> Arc<Engi
     )
 }
 
-/// Shuts an embedded kernel down once nothing else holds it.
+/// Longest [`shutdown`] waits for a finished run's last tasks to let the kernel go.
+const SHUTDOWN_HOLDERS_WAIT_MS: u64 = 5_000;
+
+/// Shuts an embedded kernel down: its agents and sandboxes stopped, its OpenTelemetry
+/// export flushed ([`Kernel::shutdown_shared`]: a finished run's last tasks may hold it
+/// for a moment after the report).
 pub async fn shutdown(kernel: Arc<Kernel>) {
-    if let Ok(kernel) = Arc::try_unwrap(kernel) {
-        kernel.shutdown().await;
+    let wait = Duration::from_millis(SHUTDOWN_HOLDERS_WAIT_MS);
+    if !Kernel::shutdown_shared(kernel, wait).await {
+        eprintln!(
+            "rlp: the kernel was still held {SHUTDOWN_HOLDERS_WAIT_MS} ms after the work ended; \
+             its tree was stopped and its export flushed without waiting"
+        );
     }
 }
 

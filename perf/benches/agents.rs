@@ -15,7 +15,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use runloop_actors::names::AgentName;
 use runloop_kernel::agents::AgentOptions;
@@ -31,6 +31,8 @@ const SENT_PER_SENDER: usize = 1_000;
 const PIPELINED_ROUNDS: usize = 5;
 const PING_PONGS: usize = 100_000;
 const RESTARTS: usize = 100;
+/// Untimed pause between restarts (a spare takes a cold start to be ready).
+const RESTART_PAUSE_MS: u64 = 50;
 const IDLE_AGENTS_DEFAULT: usize = 1_000;
 
 fn program() -> PathBuf {
@@ -272,10 +274,14 @@ async fn pipelined_round_trips(kernel: &Kernel, agent: &AgentName, route: Route)
     percentile(&mut rates, 0.5)
 }
 
-async fn restart_latency(kernel: &Kernel, agent: &AgentName) -> (f64, f64, f64) {
+/// Kill → answered again, `RESTARTS` times, with `pause_ms` between one answer and the
+/// next kill (0: back to back; a pause lets a warm spare be ready, as it is for crashes
+/// that are not milliseconds apart). The pause is not timed.
+async fn restart_latency(kernel: &Kernel, agent: &AgentName, pause_ms: u64) -> (f64, f64, f64) {
     let metrics = kernel.agent_metrics(agent).unwrap();
     let mut samples = Vec::with_capacity(RESTARTS);
     for _ in 0..RESTARTS {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
         let pid = metrics.snapshot().sandbox_pid.unwrap();
         let started = Instant::now();
         nix::sys::signal::kill(
@@ -381,6 +387,14 @@ fn main() {
             },
             ..KernelOptions::default()
         };
+        let cold_options = KernelOptions {
+            agents: AgentOptions {
+                warm_sandboxes: 0,
+                ..options.agents.clone()
+            },
+            breaker: options.breaker,
+            ..KernelOptions::default()
+        };
         let kernel = Kernel::boot(options).await.unwrap();
         let echo = AgentName::new("echo").unwrap();
         let before_kb = rss_kb(std::process::id());
@@ -407,10 +421,24 @@ fn main() {
             SENDERS * SENT_PER_SENDER,
             100.0 * pipelined / raw_pipelined
         );
-        let (p50, p90, p99) = restart_latency(&kernel, &echo).await;
+        // Restart: a kernel with no warm sandboxes (every restart spawns) beside this one
+        // (the default pool: a restart takes the spare), same pause, same run.
+        let cold = Kernel::boot(cold_options).await.unwrap();
+        cold.start_bundle(&bundle("echo"), None).await.unwrap();
+        let (c50, c90, c99) = restart_latency(&cold, &echo, RESTART_PAUSE_MS).await;
+        cold.shutdown().await;
+        let before = kernel.warm().map(|w| w.stats()).unwrap_or_default();
+        let (p50, p90, p99) = restart_latency(&kernel, &echo, RESTART_PAUSE_MS).await;
+        let after = kernel.warm().map(|w| w.stats()).unwrap_or_default();
+        let (b50, b90, b99) = restart_latency(&kernel, &echo, 0).await;
         println!(
-            "restart after SIGKILL (kill → redelivered reply), {RESTARTS} runs: p50 {p50:.2} ms, \
-             p90 {p90:.2} ms, p99 {p99:.2} ms"
+            "restart after SIGKILL (kill → redelivered reply), {RESTARTS} runs each, \
+             {RESTART_PAUSE_MS} ms between: no warm sandboxes p50 {c50:.2} ms, p90 {c90:.2} ms, \
+             p99 {c99:.2} ms; warm spare p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms \
+             ({} taken, {} missed); back to back with the spare p50 {b50:.2} ms, p90 \
+             {b90:.2} ms, p99 {b99:.2} ms (same run)",
+            after.taken - before.taken,
+            after.missed - before.missed,
         );
         println!("kernel RSS before agents: {} MiB", before_kb / 1024);
         idle_agents(&kernel, idle).await;

@@ -7,7 +7,7 @@
 //! `$RUNLOOP_SANDBOX_HOST`, else `<target>/release/runloop-sandbox-host`.
 //! `OPENINGS_CHAIN` (default 20) sets the chain length, `OPENINGS_RUNS` (default 200) the
 //! 1-node runs per throughput round, `OPENINGS_CONCURRENT` (default 1000) the concurrent
-//! 3-node runs. `OPENINGS_PHASES` (default `overhead,throughput,concurrent`) picks which
+//! 3-node runs, `OPENINGS_WARM` (default 8) `runtime.warm_sandboxes`. `OPENINGS_PHASES` (default `overhead,throughput,concurrent`) picks which
 //! measurements run, for profiling one of them; `load` (also in the default) times what
 //! one agent start pays before its sandbox (`Bundle::load` and its parts, the `.cwasm`
 //! cache lookup). Results are written up in
@@ -139,6 +139,8 @@ async fn boot(program: &Path, pog: Option<&Path>) -> (Arc<Kernel>, Arc<Engine>) 
         agents: AgentOptions {
             sandbox_host: Some(program.to_owned()),
             cwasm_dir: Some(std::env::temp_dir().join("runloop-openings-bench")),
+            // `OPENINGS_WARM=0`: no warm sandboxes, every node start spawns.
+            warm_sandboxes: env_usize("OPENINGS_WARM", runloop_agent_actor::warm::WARM_MAX_DEFAULT),
             ..AgentOptions::default()
         },
         pog: pog.map(|dir| PogService {

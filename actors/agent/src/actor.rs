@@ -2,8 +2,10 @@
 //!
 //! Lifecycle:
 //! - `pre_start` creates the cgroup `<parent>/<agent>-<generation>` (a fresh name per
-//!   instance, so a restart never races the previous instance's removal), spawns the
-//!   sandbox into it on a blocking thread, waits for `control.ready.v1`, and starts the
+//!   instance, so a restart never races the previous instance's removal), takes a warm
+//!   sandbox of the same key and moves it in ([`crate::warm`]) or else spawns the sandbox
+//!   into it on a blocking thread and waits for `control.ready.v1`, asks the pool for a
+//!   spare of its key, and starts the
 //!   instance's [`Driver`] thread, which owns the sandbox from then on. It then asks the
 //!   shared [`InFlight`] ledger what the previous instance left unanswered: each such
 //!   invoke is handed to the driver again, oldest first, or, past its attempts, answered
@@ -19,7 +21,9 @@
 //!   invokes stay in the ledger for the next instance — or it sent a malformed frame, which
 //!   parks the agent in quarantine (the reason names the RMP error) and stops it normally.
 //! - `post_stop` (normal stop) stops the driver after the invokes in the sandbox finish and
-//!   shuts the sandbox down politely; on failure ractor skips `post_stop`, and the state's
+//!   gives a run node's idle sandbox, with its group, back to the warm pool — or, for a
+//!   standalone agent, when the pool refuses it, or the agent was parked, shuts it down
+//!   politely; on failure ractor skips `post_stop`, and the state's
 //!   `Drop` ends the driver (which kills the sandbox) and removes the cgroup in the
 //!   background, off the restart path.
 //!
@@ -49,6 +53,7 @@ use crate::decorate::{HandlerFactory, PlainHandlers};
 use crate::driver::{Driver, Job};
 use crate::handler::Services;
 use crate::metrics::{AgentMetrics, AgentState};
+use crate::warm::{WarmKey, WarmPool};
 
 /// Times one invoke may be running in a sandbox that dies before it becomes a dead letter.
 pub const INVOKE_ATTEMPTS_MAX: u32 = 3;
@@ -107,6 +112,11 @@ pub struct AgentShared {
     breaker_closed: Arc<AtomicBool>,
     /// The invoke the last dead sandbox was running, charged an attempt at redelivery.
     blamed: Arc<Mutex<Option<Key>>>,
+    /// The kernel's warm sandboxes, when it keeps any ([`crate::warm`]).
+    warm: Option<WarmPool>,
+    /// Whether a normal stop gives the idle sandbox back to `warm` (a run's node) or ends
+    /// it (a standalone agent a person stopped: its process goes with it).
+    give_back: bool,
 }
 
 impl AgentShared {
@@ -128,7 +138,17 @@ impl AgentShared {
             generation: Arc::new(AtomicU64::new(0)),
             breaker_closed: Arc::new(AtomicBool::new(false)),
             blamed: Arc::new(Mutex::new(None)),
+            warm: None,
+            give_back: false,
         }
+    }
+
+    /// Instances take warm sandboxes from `pool` (and ask it for spares); with
+    /// `give_back`, an instance that stops normally gives its idle sandbox back.
+    pub fn with_warm(mut self, pool: WarmPool, give_back: bool) -> Self {
+        self.warm = Some(pool);
+        self.give_back = give_back;
+        self
     }
 
     /// Host calls of every instance go through handlers built by `factory`.
@@ -327,23 +347,49 @@ async fn spawn_confined(
             CgroupSupport::Unavailable(reason) => cgroup::notice_once(&reason),
         }
     }
-    let spawn = SpawnConfig {
-        program: config.program.clone(),
-        extra_args: Vec::new(),
-        agent: config.name.to_string(),
-        module_path: config.module_path.clone(),
-        limits: config.limits,
-    };
+    let warm = shared.warm.clone().map(|pool| (pool, WarmKey::of(&config)));
     let group = confined.cgroup.take();
+    let blocking_config = config.clone();
+    let blocking_warm = warm.clone();
     let (group, result) = tokio::task::spawn_blocking(move || {
-        let result = Sandbox::spawn(&spawn, group.as_ref());
+        let config = blocking_config;
+        if let Some((pool, key)) = &blocking_warm
+            && let Some(taken) = pool.take(key)
+        {
+            match taken.enter(config.name.as_str(), group.as_ref()) {
+                Ok(sandbox) => return (group, Ok(sandbox)),
+                // Ended; a fresh spawn below.
+                Err(e) => tracing::warn!("agent {}: {e}", config.name),
+            }
+        }
+        let result = Sandbox::spawn(&spawn_config(&config, config.name.as_str()), group.as_ref());
         (group, result)
     })
     .await?;
     confined.cgroup = group;
+    if let Some((pool, key)) = warm {
+        // The next start or restart of this key finds one ready.
+        let spare = config.clone();
+        pool.want_spare(key, move || {
+            Sandbox::spawn(&spawn_config(&spare, WARM_SPARE_AGENT), None)
+        });
+    }
     match result {
         Ok(sandbox) => Ok((confined, sandbox)),
         Err(e) => Err(Box::new(SpawnFailed(e))),
+    }
+}
+
+/// The name a spare sandbox carries in its errors until an instance takes it.
+const WARM_SPARE_AGENT: &str = "(warm spare)";
+
+fn spawn_config(config: &AgentConfig, agent: &str) -> SpawnConfig {
+    SpawnConfig {
+        program: config.program.clone(),
+        extra_args: Vec::new(),
+        agent: agent.to_owned(),
+        module_path: config.module_path.clone(),
+        limits: config.limits,
     }
 }
 
@@ -466,18 +512,33 @@ impl Actor for AgentActor {
         if state.parked.is_none() {
             state.shared.metrics.set_state(AgentState::Stopped);
         }
-        if let Some(driver) = state.confined.driver.take() {
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Some(sandbox) = driver.stop() {
-                    sandbox.shutdown();
-                }
-            })
-            .await;
-        }
+        // A healthy run node's sandbox goes back to the warm pool with its group (not a
+        // parked one's: quarantine means the agent misbehaved).
+        let warm = match (&state.parked, state.shared.give_back) {
+            (None, true) => state.shared.warm.clone(),
+            _ => None,
+        };
+        let key = WarmKey::of(&state.shared.config);
+        let driver = state.confined.driver.take();
+        let group = state.confined.cgroup.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            let sandbox = driver.and_then(Driver::stop);
+            let (sandbox, group) = match (sandbox, warm) {
+                (Some(sandbox), Some(pool)) => match pool.give(key, sandbox, group) {
+                    Ok(()) => return,
+                    Err(refused) => (Some(refused.sandbox), refused.group),
+                },
+                (sandbox, _) => (sandbox, group),
+            };
+            if let Some(sandbox) = sandbox {
+                sandbox.shutdown();
+            }
+            if let Some(group) = group {
+                remove_cgroup(group);
+            }
+        })
+        .await;
         state.shared.metrics.sandbox_gone();
-        if let Some(group) = state.confined.cgroup.take() {
-            let _ = tokio::task::spawn_blocking(move || remove_cgroup(group)).await;
-        }
         Ok(())
     }
 }

@@ -13,7 +13,9 @@
 //!   (recording now; replay and fault injection next);
 //! - [`budgets`]: [`RunBudgets`] — the token/µUSD budgets of the runs in progress, carried
 //!   to the broker on every `model.*` call a run's node makes;
-//! - [`metrics`]: per-agent counters and CPU/RSS sampled from `/proc` and the cgroup.
+//! - [`metrics`]: per-agent counters and CPU/RSS sampled from `/proc` and the cgroup;
+//! - [`warm`]: [`WarmPool`] — ready sandboxes an instance takes instead of spawning (a
+//!   restart, a run's node start), given back by instances that stop normally.
 //!
 //! Boundary: the sandbox is hostile; its frames are validated by `runloop-sandbox`, its
 //! host calls by the policy here. This crate owns processes so `runloop-actors` need not.
@@ -25,6 +27,7 @@ pub mod driver;
 pub mod handler;
 pub mod metrics;
 pub mod models;
+pub mod warm;
 
 pub use actor::{
     AgentActor, AgentConfig, AgentError, AgentMsg, AgentReply, AgentShared, CgroupPlan,
@@ -40,3 +43,4 @@ pub use handler::{
     ConfirmGate, Confirmation, EffectsJournal, KernelHandler, Services, SharedClock, SharedRandom,
 };
 pub use metrics::{AgentMetrics, AgentSnapshot, AgentState};
+pub use warm::{WarmKey, WarmPool, WarmStats};

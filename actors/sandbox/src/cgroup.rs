@@ -124,6 +124,12 @@ pub enum CgroupError {
         path: String,
         source: cgroups_rs::fs::error::Error,
     },
+    #[error("move process {pid} into cgroup {}: {source}", path.display())]
+    Move {
+        path: PathBuf,
+        pid: u32,
+        source: std::io::Error,
+    },
     #[error("remove cgroup {path}: {source}")]
     Remove {
         path: String,
@@ -274,6 +280,21 @@ impl AgentCgroup {
             .iter()
             .map(|s| s.to_controller().path().join("cgroup.procs"))
             .collect()
+    }
+
+    /// Moves the running process `pid` (all its threads) into this group, in every
+    /// controller. What it already uses stays charged where it was (neither v1 without
+    /// `move_charge_at_immigrate` nor v2 moves charges); what it allocates from now on is
+    /// charged here, within this group's limits.
+    pub fn move_in(&self, pid: u32) -> Result<(), CgroupError> {
+        for path in self.procs_files() {
+            std::fs::write(&path, pid.to_string()).map_err(|source| CgroupError::Move {
+                path: path.clone(),
+                pid,
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Current usage, peak memory and OOM kills.

@@ -439,6 +439,34 @@ impl Sandbox {
         self.pid as u32
     }
 
+    /// Whether this sandbox can serve another agent instance of the same module and limits
+    /// (a warm sandbox, `runloop-agent`'s `warm` module): alive, idle — no invoke
+    /// outstanding, nothing queued to write or half-read — and silent: its socket has
+    /// nothing to read, as a frame outside an invoke or a close would. Every invoke runs
+    /// in a fresh instance of the module (`sandbox-host`'s guest), so nothing a guest did
+    /// reaches the next one.
+    pub fn is_reusable(&mut self) -> bool {
+        if self.reaped.is_some()
+            || !self.outstanding.is_empty()
+            || self.out_sent < self.out.len()
+            || self.decoder.buffered_bytes() > 0
+            || self.decoder.is_poisoned()
+        {
+            return false;
+        }
+        if self.reap(libc::WNOHANG).is_some() {
+            return false;
+        }
+        !readable_now(&self.sock)
+    }
+
+    /// Hands this idle sandbox to another agent instance: the name its errors carry and
+    /// the group it was moved into ([`AgentCgroup::move_in`]).
+    pub fn reassign(&mut self, agent: &str, cgroup: Option<&AgentCgroup>) {
+        agent.clone_into(&mut self.agent);
+        self.facts.cgroup_path = cgroup.map(|c| c.path().to_owned());
+    }
+
     /// What is known about this sandbox now.
     pub fn facts(&mut self) -> SandboxFacts {
         self.refresh_facts();
@@ -692,6 +720,19 @@ fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
     }
     // SAFETY: `fd` is a fresh descriptor we own; OwnedFd closes it once.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether `sock` has something to read (data, or the peer's close) right now.
+fn readable_now(sock: &UnixStream) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live, initialised pollfd; poll only writes its `revents`; a zero
+    // timeout never blocks.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    rc != 0 && pfd.revents != 0
 }
 
 /// Waits until `sock` is ready for `events`, `wake` is readable, or `timeout` passes

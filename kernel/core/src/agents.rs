@@ -77,6 +77,9 @@ pub struct AgentOptions {
     pub trust: runloop_bundle::TrustPolicy,
     /// What capability grants may extend, and for how long (`security.grants`).
     pub grants: runloop_bundle::grants::GrantRules,
+    /// Most warm sandboxes kept ready (`runtime.warm_sandboxes`; 0: none, every start
+    /// spawns). See `runloop_agent::warm`.
+    pub warm_sandboxes: usize,
 }
 
 impl AgentOptions {
@@ -87,6 +90,7 @@ impl AgentOptions {
             trust: config.trust.clone(),
             grants: config.grants.clone(),
             require_cgroups: config.require_cgroups(),
+            warm_sandboxes: config.warm_sandboxes(),
             ..Self::default()
         }
     }
@@ -106,6 +110,7 @@ impl Default for AgentOptions {
             require_cgroups: false,
             trust: runloop_bundle::TrustPolicy::default(),
             grants: runloop_bundle::grants::GrantRules::default(),
+            warm_sandboxes: runloop_agent_actor::warm::WARM_MAX_DEFAULT,
         }
     }
 }
@@ -367,6 +372,9 @@ impl Kernel {
         );
         if let Some(factory) = start.handlers {
             shared = shared.with_handlers(factory);
+        }
+        if let Some(pool) = &self.warm {
+            shared = shared.with_warm(pool.clone(), !run.is_standalone());
         }
         let slot = Slot::default();
         let spec_shared = shared.clone();

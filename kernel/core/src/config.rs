@@ -57,6 +57,9 @@ pub const SCHEMA: Shape = Shape::Map(&[
             // Not in config v1's text (issue 16, docs/sandbox.md): refuse to start an agent
             // whose sandbox cannot have its own cgroup (default: true in system mode).
             ("require_cgroups", Shape::Scalar),
+            // Not in config v1's text (docs/sandbox.md): most warm sandboxes kept ready
+            // (default 8; 0: none).
+            ("warm_sandboxes", Shape::Scalar),
         ]),
     ),
     (
@@ -286,6 +289,9 @@ pub struct Runtime {
     /// `runtime.require_cgroups` as set; [`Config::require_cgroups`] applies the default.
     #[serde(default)]
     pub require_cgroups: Option<bool>,
+    /// `runtime.warm_sandboxes` as set; [`Config::warm_sandboxes`] applies the default.
+    #[serde(default)]
+    pub warm_sandboxes: Option<u64>,
 }
 
 /// `logging.level`.
@@ -381,6 +387,15 @@ impl Config {
         self.runtime
             .require_cgroups
             .unwrap_or(matches!(self.mode, Mode::System))
+    }
+
+    /// `runtime.warm_sandboxes`: most sandboxes kept ready for agent starts and restarts
+    /// (0: none, every start spawns). Unset: `runloop_agent_actor::warm::WARM_MAX_DEFAULT`.
+    pub fn warm_sandboxes(&self) -> usize {
+        self.runtime
+            .warm_sandboxes
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(runloop_agent_actor::warm::WARM_MAX_DEFAULT)
     }
 
     /// Each key path that was set, and by which layer.
@@ -661,7 +676,32 @@ fn runtime(tree: &Value, sources: &BTreeMap<String, Source>) -> Result<Runtime, 
         socket_path: text(tree, sources, "runtime.socket_path")?,
         sockets_dir: text(tree, sources, "runtime.sockets_dir")?,
         require_cgroups: boolean(tree, sources, "runtime.require_cgroups")?,
+        warm_sandboxes: count(
+            tree,
+            sources,
+            "runtime.warm_sandboxes",
+            runloop_agent_actor::warm::WARM_MAX_LIMIT as u64,
+        )?,
     })
+}
+
+/// A whole number from 0 to `max`; unset or empty is `None`.
+fn count(
+    tree: &Value,
+    sources: &BTreeMap<String, Source>,
+    path: &'static str,
+    max: u64,
+) -> Result<Option<u64>, ConfigError> {
+    match leaf(tree, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= max) => Ok(n.as_u64()),
+        Some(other) => Err(ConfigError::BadValue {
+            path,
+            origin: origin_of(sources, path),
+            want: format!("a whole number from 0 to {max}"),
+            problem: format!("got {}", shown(other)),
+        }),
+    }
 }
 
 /// A `true`/`false` key; unset or empty is `None`.

@@ -225,6 +225,10 @@ pub struct Kernel {
     effects: Option<crate::effects::Effects>,
     /// OpenTelemetry export, when enabled.
     otel: Option<Arc<crate::otel::Otel>>,
+    /// Ready sandboxes agents take instead of spawning (`runtime.warm_sandboxes`; `None`
+    /// when 0), and the task that ends the ones idle too long.
+    pub(crate) warm: Option<runloop_agent_actor::WarmPool>,
+    warm_sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -447,7 +451,15 @@ impl Kernel {
             }
             _ => None,
         };
+        let warm = (options.agents.warm_sandboxes > 0).then(|| {
+            runloop_agent_actor::WarmPool::new(options.agents.warm_sandboxes, options.clock.clone())
+        });
+        let warm_sweeper = warm
+            .as_ref()
+            .map(|pool| spawn_warm_sweeper(pool.downgrade()));
         Ok(Kernel {
+            warm,
+            warm_sweeper,
             root,
             join,
             clock: options.clock.clone(),
@@ -705,11 +717,60 @@ impl Kernel {
         self.otel.as_ref()
     }
 
+    /// The warm sandboxes, when this kernel keeps any (`runtime.warm_sandboxes` > 0).
+    pub fn warm(&self) -> Option<&runloop_agent_actor::WarmPool> {
+        self.warm.as_ref()
+    }
+
+    /// [`Kernel::shutdown`] for a kernel other tasks may still hold for a moment (a
+    /// finished run's last attempt task, a timer): waits up to `wait` for them to let go.
+    /// Past it, stops the tree, ends the warm sandboxes and flushes the export without
+    /// waiting for the tree (returns `false`); the rest ends with the last holder.
+    pub async fn shutdown_shared(kernel: Arc<Kernel>, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut kernel = kernel;
+        loop {
+            match Arc::try_unwrap(kernel) {
+                Ok(owned) => {
+                    owned.shutdown().await;
+                    return true;
+                }
+                Err(shared) if tokio::time::Instant::now() < deadline => {
+                    kernel = shared;
+                    tokio::time::sleep(Duration::from_millis(SHUTDOWN_HOLDERS_POLL_MS)).await;
+                }
+                Err(shared) => {
+                    shared.root.stop(Some("kernel shutdown".into()));
+                    shared.close_warm().await;
+                    if let Some(otel) = &shared.otel {
+                        otel.shutdown_async().await;
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Closes the warm sandbox pool (blocking work, off the async threads).
+    async fn close_warm(&self) {
+        if let Some(pool) = self.warm.clone()
+            && let Err(e) = tokio::task::spawn_blocking(move || pool.close()).await
+        {
+            tracing::error!("close the warm sandboxes: {e}");
+        }
+    }
+
     /// Stops the whole tree and waits for it, then flushes OpenTelemetry export.
     pub async fn shutdown(self) {
         if let Some(task) = &self.router_task {
             task.abort();
         }
+        if let Some(task) = &self.warm_sweeper {
+            task.abort();
+        }
+        // Closed first: the agents stopping below shut their sandboxes down instead of
+        // giving them back, and no spare is left to outlive the parent group.
+        self.close_warm().await;
         for entry in self.agents.lock().expect("agents lock").values() {
             entry.stop_pump();
         }
@@ -727,6 +788,27 @@ impl Kernel {
             otel.shutdown_async().await;
         }
     }
+}
+
+/// How often [`Kernel::shutdown_shared`] looks whether the kernel is let go.
+const SHUTDOWN_HOLDERS_POLL_MS: u64 = 10;
+
+/// Ends warm sandboxes idle past `runloop_agent_actor::warm::IDLE_MS` even when no agent starts
+/// or stops to sweep them; ends with the pool.
+fn spawn_warm_sweeper(
+    pool: runloop_agent_actor::warm::WeakWarmPool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = Duration::from_millis(runloop_agent_actor::warm::IDLE_MS / 2);
+        loop {
+            tokio::time::sleep(period).await;
+            let Some(pool) = pool.upgrade() else {
+                return;
+            };
+            // Teardown goes to threads of its own; this only takes the lock.
+            pool.sweep();
+        }
+    })
 }
 
 async fn start_child(

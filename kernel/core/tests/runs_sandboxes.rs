@@ -1,7 +1,8 @@
-//! No run leaves a sandbox behind: a finished node's sandbox is stopped while the run goes
-//! on (deferred only while another node's agent starts), and every sandbox and agent
-//! cgroup of a run is gone after the run succeeds, fails, is cancelled, passes its
-//! deadline, or the kernel stops under it. Real sandboxes, real cgroups (where the machine
+//! No run leaves a sandbox behind: a finished node's sandbox is stopped (given back to the
+//! kernel's warm pool, within its bound) while the run goes on (deferred only while another
+//! node's agent starts), and every sandbox and agent cgroup of a run is gone or held by
+//! the pool after the run succeeds, fails, is cancelled, passes its deadline, or the kernel
+//! stops under it — and gone once the pool closes. Real sandboxes, real cgroups (where the machine
 //! has them), the committed `echo` and `flaky` bundles, an unrecorded engine; one test function, so that this
 //! process runs nothing else that could own a sandbox.
 
@@ -97,12 +98,38 @@ fn agent_cgroups() -> Vec<PathBuf> {
     out
 }
 
-/// Waits until no sandbox and no agent group of this process is left; panics naming what
-/// is, past [`CLEAN_WAIT_MS`].
-async fn assert_clean(after: &str) {
+/// The sandboxes and agent groups of this process that the kernel's warm pool does not
+/// hold (a run node's idle sandbox is given back to it, with its group, and spares wait
+/// there too).
+fn outside_pool(kernel: &Kernel) -> (Vec<u32>, Vec<PathBuf>) {
+    let (pids, groups) = match kernel.warm() {
+        Some(pool) => (pool.waiting_pids(), pool.waiting_groups()),
+        None => (Vec::new(), Vec::new()),
+    };
+    let left = sandboxes()
+        .into_iter()
+        .filter(|p| !pids.contains(p))
+        .collect();
+    let named = |dir: &PathBuf| {
+        groups
+            .iter()
+            .any(|g| dir.file_name() == Path::new(g).file_name())
+    };
+    let left_groups = agent_cgroups().into_iter().filter(|d| !named(d)).collect();
+    (left, left_groups)
+}
+
+/// Waits until no sandbox and no agent group of this process is left outside the warm
+/// pool, and the pool within its bound; panics naming what is, past [`CLEAN_WAIT_MS`].
+async fn assert_clean(kernel: &Kernel, after: &str) {
     let started = Instant::now();
     loop {
-        let (left, groups) = (sandboxes(), agent_cgroups());
+        let (left, groups) = outside_pool(kernel);
+        let waiting = kernel.warm().map_or(0, |p| p.stats().waiting);
+        assert!(
+            waiting <= runloop_agent_actor::warm::WARM_MAX_DEFAULT as u64,
+            "after {after}: {waiting} warm sandboxes"
+        );
         if left.is_empty() && groups.is_empty() {
             return;
         }
@@ -114,14 +141,15 @@ async fn assert_clean(after: &str) {
     }
 }
 
-/// Waits until exactly `count` sandboxes run, while `what` still runs.
-async fn wait_sandboxes(count: usize, what: &str) {
+/// Waits until exactly `count` sandboxes run outside the warm pool, while `what` still
+/// runs.
+async fn wait_sandboxes(kernel: &Kernel, count: usize, what: &str) {
     let started = Instant::now();
-    while sandboxes().len() != count {
+    while outside_pool(kernel).0.len() != count {
         assert!(
             started.elapsed() < Duration::from_millis(CLEAN_WAIT_MS),
-            "{what}: {} sandboxes, expected {count}",
-            sandboxes().len()
+            "{what}: {:?} sandboxes outside the warm pool, expected {count}",
+            outside_pool(kernel).0
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -161,6 +189,10 @@ async fn report(submitted: &runloop_kernel::runs::Submitted) -> RunStatus {
         .await
         .unwrap()
         .clone()
+        .map(|r| {
+            eprintln!("REPORT {r:?}");
+            r
+        })
         .unwrap()
         .status
 }
@@ -191,7 +223,7 @@ edges:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_run_leaves_a_sandbox_or_cgroup_behind() {
     let (kernel, engine) = boot().await;
-    assert_clean("boot").await;
+    assert_clean(&kernel, "boot").await;
 
     // Succeeded: a chain, and a fan-out wider than max_parallel.
     let mut chain = String::from("version: 0\nname: chain\nnodes:\n");
@@ -207,7 +239,7 @@ async fn no_run_leaves_a_sandbox_or_cgroup_behind() {
         .await
         .unwrap();
     assert_eq!(report(&s).await, RunStatus::Succeeded);
-    assert_clean("a chain succeeded").await;
+    assert_clean(&kernel, "a chain succeeded").await;
     let mut fan = String::from("version: 0\nname: fan\npolicy: { max_parallel: 2 }\nnodes:\n");
     fan.push_str("  - { id: root, use: \"agent:echo\" }\n");
     for i in 0..5 {
@@ -222,7 +254,7 @@ async fn no_run_leaves_a_sandbox_or_cgroup_behind() {
         .await
         .unwrap();
     assert_eq!(report(&s).await, RunStatus::Succeeded);
-    assert_clean("a fan-out succeeded").await;
+    assert_clean(&kernel, "a fan-out succeeded").await;
 
     // Failed: a node that fails its attempt, no retry.
     let failing = r#"
@@ -241,12 +273,12 @@ edges:
         .await
         .unwrap();
     assert_eq!(report(&s).await, RunStatus::Failed);
-    assert_clean("a run failed").await;
+    assert_clean(&kernel, "a run failed").await;
 
     // Cancelled: the finished nodes' sandboxes are stopped while the run still runs (only
     // `long`'s is left), then the cancel stops that one.
     let s = run_until_long(&engine, &chain_with_long("timeout_ms: 600000")).await;
-    wait_sandboxes(1, "while long runs").await;
+    wait_sandboxes(&kernel, 1, "while long runs").await;
     // The cgroup check sees groups where the machine has them (else it could not fail).
     if !matches!(
         runloop_sandbox::cgroup::detect(),
@@ -256,16 +288,33 @@ edges:
     }
     engine.cancel(&s.trace_id).unwrap();
     assert_eq!(report(&s).await, RunStatus::Cancelled);
-    assert_clean("a run was cancelled").await;
+    assert_clean(&kernel, "a run was cancelled").await;
 
-    // Timed out.
-    let s = run_until_long(&engine, &chain_with_long("timeout_ms: 3000")).await;
+    // Timed out (`long` spins 2.2 s on a quiet Intel Xeon of this kind, more elsewhere).
+    let s = run_until_long(&engine, &chain_with_long("timeout_ms: 1500")).await;
     assert_eq!(report(&s).await, RunStatus::TimedOut);
-    assert_clean("a run timed out").await;
+    assert_clean(&kernel, "a run timed out").await;
 
-    // The kernel stops under a running run.
+    // Sequential runs reuse the sandboxes the finished ones gave back.
+    let stats = kernel
+        .warm()
+        .expect("warm sandboxes are on by default")
+        .stats();
+    assert!(stats.given > 0 && stats.taken > 0, "{stats:?}");
+
+    // The kernel stops under a running run; closing the pool (as `Kernel::shutdown`
+    // does) ends the waiting sandboxes and their groups too.
     let _s = run_until_long(&engine, &chain_with_long("timeout_ms: 600000")).await;
     drop(engine);
     kernel.root().stop(Some("test over".into()));
-    assert_clean("the kernel stopped").await;
+    let pool = kernel.warm().unwrap().clone();
+    tokio::task::spawn_blocking(move || pool.close())
+        .await
+        .unwrap();
+    assert_clean(&kernel, "the kernel stopped").await;
+    let (left, groups) = (sandboxes(), agent_cgroups());
+    assert!(
+        left.is_empty() && groups.is_empty(),
+        "after the pool closed: sandboxes {left:?}, groups {groups:?}"
+    );
 }

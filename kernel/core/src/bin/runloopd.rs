@@ -11,6 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use runloop_kernel::config::{self, LoadOptions, Mode};
@@ -53,6 +54,9 @@ struct Args {
     #[arg(long, hide = true)]
     man: bool,
 }
+
+/// Longest the shutdown waits for closing control connections to let the kernel go.
+const SHUTDOWN_HOLDERS_WAIT_MS: u64 = 2_000;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -186,10 +190,12 @@ async fn run(args: Args) -> Result<(), (u8, String)> {
         // The metric sampler holds the kernel while it samples: stop it before unwrapping.
         otel.stop_sampling();
     }
-    match Arc::try_unwrap(kernel) {
-        Ok(kernel) => kernel.shutdown().await,
-        Err(kernel) => kernel.root().stop(Some("runloopd shutdown".into())),
-    }
+    // Control connections just closed may still hold the kernel for a moment.
+    runloop_kernel::Kernel::shutdown_shared(
+        kernel,
+        Duration::from_millis(SHUTDOWN_HOLDERS_WAIT_MS),
+    )
+    .await;
     if let Some(otel) = &otel {
         // Flushes what is queued (a no-op when the kernel's shutdown already did).
         otel.shutdown_async().await;

@@ -32,6 +32,8 @@ pub const RUN_TIMEOUT_MS: u64 = 120_000;
 const PROBE_EVERY_US: u64 = 250;
 /// Longest wait for the previous lab's singletons to leave the registry.
 const SINGLETONS_GONE_MS: u64 = 10_000;
+/// Longest a lab's stop waits for a run's last tasks to let its kernel go (2 s, as before).
+const STOP_HOLDERS_WAIT_MS: u64 = 2_000;
 
 /// One drill's kernel, its engine and its state directory (removed when dropped).
 pub struct Lab {
@@ -262,23 +264,13 @@ impl Lab {
 
 async fn stop_kernel(kernel: Arc<Kernel>, engine: Arc<Engine>) {
     drop(engine);
-    let mut kernel = kernel;
-    for _ in 0..100 {
-        match Arc::try_unwrap(kernel) {
-            Ok(k) => {
-                k.shutdown().await;
-                return;
-            }
-            Err(k) => {
-                kernel = k;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-    // Something still holds the kernel (a run's task): stop the tree instead.
-    kernel.root().stop(Some("drill over".into()));
-    if let Err(e) = singletons_gone().await {
-        // The next lab waits for the singletons again and fails with this if they stay.
+    let wait = Duration::from_millis(STOP_HOLDERS_WAIT_MS);
+    if !Kernel::shutdown_shared(kernel, wait).await
+        && let Err(e) = singletons_gone().await
+    {
+        // Something still held the kernel (a run's task), so its tree was stopped without
+        // waiting; the next lab waits for the singletons again and fails with this if
+        // they stay.
         tracing::warn!("drill: {e}");
     }
 }

@@ -1,0 +1,429 @@
+//! Warm sandboxes: ready `runloop-sandbox-host` processes an agent instance takes instead
+//! of spawning its own, so a restart after a crash or the start of a run's node skips
+//! fork, exec, confinement, the engine and the module load (a cold start is 3–5 ms on a
+//! quiet machine of this kind, several times that under load).
+//!
+//! Where they come from:
+//! - **given back**: a run's node agent that stops normally (its node finished) leaves an
+//!   idle, healthy sandbox ([`Sandbox::is_reusable`]); it waits here, in its old group,
+//!   for the next instance of the same module and limits (a standalone agent a person
+//!   stops takes its process with it);
+//! - **spares**: when an instance starts and nothing waits for its [`WarmKey`], one spare
+//!   is spawned in the background (one in flight per key), so the next start or restart
+//!   of that key finds one. A spare waits outside any agent group (it runs no guest code
+//!   until taken).
+//!
+//! Why a sandbox can serve another instance: every invoke runs in a fresh instance of the
+//! module (`sandbox-host`'s guest), the host keeps nothing per agent, and everything the
+//! kernel keeps per agent (policy, ledger, metrics, breaker) belongs to the actor that
+//! takes it. The key is everything the process was started with: the host binary, the
+//! `.cwasm` (content-addressed), the sandbox limits and the group limits. A taker makes its
+//! own group as before and moves the process into it ([`Warm::enter`]); what the process
+//! already used stays charged to its old group, which is removed.
+//!
+//! Bounds: at most `max` sandboxes wait in all (config `runtime.warm_sandboxes`; 0 turns
+//! the pool off), at most [`PER_KEY_MAX`] per key, each at most [`IDLE_MS`] by the injected
+//! clock — swept at every take, give and spare, and by [`WarmPool::sweep`]. Teardown (kill,
+//! reap, group removal) runs on a short-lived thread, never on the caller's. [`WarmPool::close`]
+//! (kernel shutdown) refuses new ones, ends the waiting ones and waits for spares in flight.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use runloop_proto::Clock;
+use runloop_proto::payloads::SandboxLimits;
+use runloop_sandbox::cgroup::{AgentCgroup, CgroupError, CgroupLimits};
+use runloop_sandbox::{Sandbox, SandboxError};
+
+use crate::actor::AgentConfig;
+
+/// Most sandboxes waiting for one key.
+pub const PER_KEY_MAX: usize = 2;
+/// Longest a sandbox waits before it is ended, in milliseconds of the kernel's clock.
+pub const IDLE_MS: u64 = 30_000;
+/// Default of `runtime.warm_sandboxes`: most sandboxes waiting in all.
+pub const WARM_MAX_DEFAULT: usize = 8;
+/// Upper bound of `runtime.warm_sandboxes`.
+pub const WARM_MAX_LIMIT: usize = 256;
+/// Longest [`WarmPool::close`] waits for spares still being spawned.
+const CLOSE_WAIT_MS: u64 = 5_000;
+
+/// What a sandbox was started with; only an instance with the same key may take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmKey {
+    program: PathBuf,
+    module_path: PathBuf,
+    limits: SandboxLimits,
+    group: Option<(String, CgroupLimits)>,
+}
+
+impl WarmKey {
+    /// The key of `config`'s sandboxes.
+    pub fn of(config: &AgentConfig) -> Self {
+        Self {
+            program: config.program.clone(),
+            module_path: config.module_path.clone(),
+            limits: config.limits,
+            group: config
+                .cgroup
+                .as_ref()
+                .map(|plan| (plan.parent.clone(), plan.limits)),
+        }
+    }
+}
+
+/// One waiting sandbox and the group it sits in (`None` for a spare, or where the machine
+/// has no cgroups). Dropping it kills and reaps the process and removes the group.
+#[derive(Debug)]
+pub struct Warm {
+    sandbox: Option<Sandbox>,
+    group: Option<AgentCgroup>,
+    since_ms: u64,
+}
+
+/// Why a taken sandbox could not enter its new instance's group (it is ended).
+#[derive(Debug, thiserror::Error)]
+#[error("warm sandbox {pid}: {source}")]
+pub struct EnterError {
+    pid: u32,
+    source: CgroupError,
+}
+
+impl Warm {
+    /// Hands the sandbox to the instance `agent`: moves the process into `group` (the
+    /// instance's own, made as for a spawn) and removes the group it waited in, on a
+    /// thread of its own.
+    pub fn enter(
+        mut self,
+        agent: &str,
+        group: Option<&AgentCgroup>,
+    ) -> Result<Sandbox, EnterError> {
+        let mut sandbox = self
+            .sandbox
+            .take()
+            .expect("a waiting entry has its sandbox");
+        if let Some(group) = group
+            && let Err(source) = group.move_in(sandbox.pid())
+        {
+            let pid = sandbox.pid();
+            self.sandbox = Some(sandbox);
+            return Err(EnterError { pid, source });
+        }
+        sandbox.reassign(agent, group);
+        if let Some(old) = self.group.take() {
+            teardown(Warm {
+                sandbox: None,
+                group: Some(old),
+                since_ms: self.since_ms,
+            });
+        }
+        Ok(sandbox)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.sandbox.as_ref().map(Sandbox::pid)
+    }
+}
+
+impl Drop for Warm {
+    fn drop(&mut self) {
+        if let Some(mut sandbox) = self.sandbox.take() {
+            sandbox.kill();
+        }
+        if let Some(group) = self.group.take() {
+            let path = group.path().to_owned();
+            if let Err(e) = group.remove() {
+                tracing::warn!("remove warm sandbox group {path}: {e}");
+            }
+        }
+    }
+}
+
+/// Ends `warm` (kill, reap, remove its group) on a thread of its own.
+fn teardown(warm: Warm) {
+    if let Err(e) = std::thread::Builder::new()
+        .name("warm-teardown".into())
+        .spawn(move || drop(warm))
+    {
+        // The closure (and the entry in it) was dropped with the failed spawn: the
+        // teardown ran on this thread after all.
+        tracing::warn!("warm sandbox teardown on the caller's thread: {e}");
+    }
+}
+
+/// A sandbox [`WarmPool::give`] did not keep, handed back to be ended as before.
+#[derive(Debug)]
+pub struct Refused {
+    pub sandbox: Sandbox,
+    pub group: Option<AgentCgroup>,
+}
+
+/// How the pool has been used since boot (tests, benchmarks, `perf/`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WarmStats {
+    /// Starts that took a waiting sandbox.
+    pub taken: u64,
+    /// Starts that found none for their key.
+    pub missed: u64,
+    /// Sandboxes given back by instances that stopped.
+    pub given: u64,
+    /// Spares spawned in the background.
+    pub spares: u64,
+    /// Sandboxes ended unused after [`IDLE_MS`], or found dead or busy when taken.
+    pub expired: u64,
+    /// Waiting now.
+    pub waiting: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    waiting: Vec<(WarmKey, Warm)>,
+    /// Keys whose spare is being spawned.
+    spawning: Vec<WarmKey>,
+    closed: bool,
+    stats: WarmStats,
+}
+
+#[derive(Debug)]
+struct Inner {
+    max: usize,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    /// Signalled when a spare's spawn ends (for [`WarmPool::close`]).
+    spawned: Condvar,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The kernel's warm sandboxes; cheap to clone (every agent holds one).
+#[derive(Debug, Clone)]
+pub struct WarmPool {
+    inner: Arc<Inner>,
+}
+
+/// A weak handle, for a task that must not keep the pool alive.
+#[derive(Debug, Clone)]
+pub struct WeakWarmPool(Weak<Inner>);
+
+impl WeakWarmPool {
+    pub fn upgrade(&self) -> Option<WarmPool> {
+        self.0.upgrade().map(|inner| WarmPool { inner })
+    }
+}
+
+impl WarmPool {
+    /// A pool of at most `max` waiting sandboxes (clamped to [`WARM_MAX_LIMIT`]).
+    pub fn new(max: usize, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                max: max.min(WARM_MAX_LIMIT),
+                clock,
+                state: Mutex::new(State::default()),
+                spawned: Condvar::new(),
+            }),
+        }
+    }
+
+    pub fn downgrade(&self) -> WeakWarmPool {
+        WeakWarmPool(Arc::downgrade(&self.inner))
+    }
+
+    /// Takes the most recently parked sandbox for `key` that is still alive and idle, if
+    /// any. Blocking (a `waitpid` and a `poll` per candidate): call it off the async threads.
+    pub fn take(&self, key: &WarmKey) -> Option<Warm> {
+        loop {
+            let candidate = {
+                let mut state = self.inner.lock();
+                self.sweep_locked(&mut state);
+                let found = state.waiting.iter().rposition(|(k, _)| k == key);
+                match found {
+                    Some(i) => Some(state.waiting.remove(i).1),
+                    None => {
+                        state.stats.missed += 1;
+                        None
+                    }
+                }
+            }?;
+            let mut candidate = candidate;
+            let reusable = candidate.sandbox.as_mut().is_some_and(Sandbox::is_reusable);
+            let mut state = self.inner.lock();
+            if reusable {
+                state.stats.taken += 1;
+                return Some(candidate);
+            }
+            state.stats.expired += 1;
+            drop(state);
+            teardown(candidate);
+        }
+    }
+
+    /// Offers the idle sandbox of an instance that stopped normally. Refused — handed back
+    /// for the caller to end as before — when the pool is closed or full for the key, or
+    /// the sandbox is not reusable. Blocking, like [`WarmPool::take`].
+    pub fn give(
+        &self,
+        key: WarmKey,
+        mut sandbox: Sandbox,
+        group: Option<AgentCgroup>,
+    ) -> Result<(), Box<Refused>> {
+        if !sandbox.is_reusable() {
+            return Err(Box::new(Refused { sandbox, group }));
+        }
+        let mut state = self.inner.lock();
+        self.sweep_locked(&mut state);
+        let of_key = state.waiting.iter().filter(|(k, _)| *k == key).count();
+        if state.closed || state.waiting.len() >= self.inner.max || of_key >= PER_KEY_MAX {
+            return Err(Box::new(Refused { sandbox, group }));
+        }
+        state.stats.given += 1;
+        let since_ms = self.inner.clock.now_ms();
+        state.waiting.push((
+            key,
+            Warm {
+                sandbox: Some(sandbox),
+                group,
+                since_ms,
+            },
+        ));
+        Ok(())
+    }
+
+    /// Spawns a spare for `key` in the background with `spawn`, unless one waits or is
+    /// being spawned for it, the pool is full, or closed.
+    pub fn want_spare<F>(&self, key: WarmKey, spawn: F)
+    where
+        F: FnOnce() -> Result<Sandbox, SandboxError> + Send + 'static,
+    {
+        {
+            let mut state = self.inner.lock();
+            self.sweep_locked(&mut state);
+            let busy =
+                state.waiting.iter().any(|(k, _)| *k == key) || state.spawning.contains(&key);
+            if state.closed || busy || state.waiting.len() + state.spawning.len() >= self.inner.max
+            {
+                return;
+            }
+            state.spawning.push(key.clone());
+        }
+        let pool = self.clone();
+        let thread_key = key.clone();
+        let started = std::thread::Builder::new()
+            .name("warm-spare".into())
+            .spawn(move || pool.spare_spawned(thread_key, spawn()));
+        if let Err(e) = started {
+            tracing::warn!("cannot start a warm spare: {e}");
+            let mut state = self.inner.lock();
+            state.spawning.retain(|k| *k != key);
+            self.inner.spawned.notify_all();
+        }
+    }
+
+    fn spare_spawned(&self, key: WarmKey, spawned: Result<Sandbox, SandboxError>) {
+        let mut state = self.inner.lock();
+        if let Some(i) = state.spawning.iter().position(|k| *k == key) {
+            state.spawning.remove(i);
+        }
+        self.inner.spawned.notify_all();
+        let sandbox = match spawned {
+            Ok(sandbox) => sandbox,
+            Err(e) => {
+                tracing::warn!("warm spare: {e}");
+                return;
+            }
+        };
+        let since_ms = self.inner.clock.now_ms();
+        let warm = Warm {
+            sandbox: Some(sandbox),
+            group: None,
+            since_ms,
+        };
+        if state.closed || state.waiting.len() >= self.inner.max {
+            drop(state);
+            drop(warm);
+            return;
+        }
+        state.stats.spares += 1;
+        state.waiting.push((key, warm));
+    }
+
+    /// Ends the sandboxes that waited longer than [`IDLE_MS`].
+    pub fn sweep(&self) {
+        let mut state = self.inner.lock();
+        self.sweep_locked(&mut state);
+    }
+
+    fn sweep_locked(&self, state: &mut State) {
+        let now = self.inner.clock.now_ms();
+        let mut i = 0;
+        while i < state.waiting.len() {
+            if now.saturating_sub(state.waiting[i].1.since_ms) >= IDLE_MS {
+                let (_, warm) = state.waiting.remove(i);
+                state.stats.expired += 1;
+                teardown(warm);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Refuses new sandboxes, ends the waiting ones and waits (bounded) for spares still
+    /// being spawned, which end as they arrive. Blocking: the kernel's shutdown calls it
+    /// off the async threads, before it removes its parent group.
+    pub fn close(&self) {
+        let waiting = {
+            let mut state = self.inner.lock();
+            state.closed = true;
+            std::mem::take(&mut state.waiting)
+        };
+        // Here, not on teardown threads: the caller removes the parent group next.
+        drop(waiting);
+        let state = self.inner.lock();
+        let (state, timeout) = self
+            .inner
+            .spawned
+            .wait_timeout_while(state, Duration::from_millis(CLOSE_WAIT_MS), |s| {
+                !s.spawning.is_empty()
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        if timeout.timed_out() {
+            tracing::warn!(
+                "warm pool closed with {} spares still being spawned",
+                state.spawning.len()
+            );
+        }
+    }
+
+    /// How the pool has been used, and how many wait now.
+    pub fn stats(&self) -> WarmStats {
+        let state = self.inner.lock();
+        WarmStats {
+            waiting: state.waiting.len() as u64,
+            ..state.stats
+        }
+    }
+
+    /// The pids of the sandboxes waiting now.
+    pub fn waiting_pids(&self) -> Vec<u32> {
+        self.inner
+            .lock()
+            .waiting
+            .iter()
+            .filter_map(|(_, w)| w.pid())
+            .collect()
+    }
+
+    /// The groups the waiting sandboxes sit in (given-back ones; spares have none).
+    pub fn waiting_groups(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .waiting
+            .iter()
+            .filter_map(|(_, w)| w.group.as_ref().map(|g| g.path().to_owned()))
+            .collect()
+    }
+}
