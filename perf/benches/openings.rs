@@ -15,7 +15,8 @@
 //!
 //! - **Overhead per node.** A chain of N `echo` nodes, one run at a time, against the same
 //!   work done directly on the kernel: per node, start the agent in a run, one round trip
-//!   over the bus, and (at the end) stop the run, the bundle loaded once per run as a
+//!   over the bus beside stopping the previous node's agent (as the engine does), and (at
+//!   the end) stop the run, the bundle loaded once per run as a
 //!   submit does — what the engine itself does per node,
 //!   minus its DAG bookkeeping, events and recording. Also shown: N plain round trips to
 //!   one already running agent (the spec's literal baseline, which starts no sandbox).
@@ -186,6 +187,7 @@ async fn direct_nodes(kernel: &Kernel, n: usize) {
     let echo = Arc::new(
         runloop_bundle::Bundle::load(&bundles().join("echo"), kernel.trust()).expect("echo"),
     );
+    let mut finished: Option<AgentName> = None;
     for i in 0..n {
         let name = format!("n{i}");
         let options = StartOptions {
@@ -201,10 +203,16 @@ async fn direct_nodes(kernel: &Kernel, n: usize) {
             port: "in".into(),
             payload: rmpv::Value::from(i as u64),
         };
-        kernel
-            .send_in(run, &opening, &agent, input)
-            .await
-            .expect("send");
+        // As the engine does: the previous node's agent is stopped once this node's
+        // agent is up (its sandbox given back to the warm pool), beside this round trip.
+        let stop = async {
+            if let Some(done) = &finished {
+                kernel.stop_agent_in(run, done).await.expect("stop agent");
+            }
+        };
+        let (_, sent) = tokio::join!(stop, kernel.send_in(run, &opening, &agent, input));
+        sent.expect("send");
+        finished = Some(agent);
     }
     kernel.stop_run(run).await.expect("stop run");
 }

@@ -1,12 +1,11 @@
 //! The agent actor: one sandbox-host process and its cgroup, at-least-once invokes.
 //!
 //! Lifecycle:
-//! - `pre_start` creates the cgroup `<parent>/<agent>-<generation>` (a fresh name per
-//!   instance, so a restart never races the previous instance's removal), takes a warm
-//!   sandbox of the same key and moves it in ([`crate::warm`]) or else spawns the sandbox
-//!   into it on a blocking thread and waits for `control.ready.v1`, asks the pool for a
-//!   spare of its key, and starts the
-//!   instance's [`Driver`] thread, which owns the sandbox from then on. It then asks the
+//! - `pre_start`, on a blocking thread, takes a warm sandbox of the same key and renames
+//!   its group `<parent>/<agent>-<generation>` ([`crate::warm`]), or else creates that
+//!   group (a fresh name per instance, so a restart never races the previous instance's
+//!   removal), spawns the sandbox into it and waits for `control.ready.v1`; it asks the
+//!   pool for a spare of its key and starts the instance's [`Driver`] thread, which owns the sandbox from then on. It then asks the
 //!   shared [`InFlight`] ledger what the previous instance left unanswered: each such
 //!   invoke is handed to the driver again, oldest first, or, past its attempts, answered
 //!   with an error and recorded as a dead letter (only the invoke the dead sandbox was
@@ -337,46 +336,73 @@ async fn spawn_confined(
     generation: u64,
 ) -> Result<(Confined, Sandbox), ActorProcessingErr> {
     let config = shared.config.clone();
-    let mut confined = Confined::default();
-    if let Some(plan) = &config.cgroup {
-        match cgroup_support() {
-            CgroupSupport::V1 | CgroupSupport::V2 => {
-                let name = format!("{}-{generation}", config.cgroup_name);
-                confined.cgroup = Some(AgentCgroup::create(&plan.parent, &name, &plan.limits)?);
-            }
-            CgroupSupport::Unavailable(reason) => cgroup::notice_once(&reason),
-        }
-    }
+    let name = format!("{}-{generation}", config.cgroup_name);
+    let plan = group_plan(&config);
     let warm = shared.warm.clone().map(|pool| (pool, WarmKey::of(&config)));
-    let group = confined.cgroup.take();
-    let blocking_config = config.clone();
-    let blocking_warm = warm.clone();
+    let (blocking_config, blocking_plan, blocking_warm) =
+        (config.clone(), plan.clone(), warm.clone());
     let (group, result) = tokio::task::spawn_blocking(move || {
         let config = blocking_config;
+        // A warm sandbox of this key, its group renamed for this instance, else a fresh
+        // group and a spawn into it.
         if let Some((pool, key)) = &blocking_warm
             && let Some(taken) = pool.take(key)
         {
-            match taken.enter(config.name.as_str(), group.as_ref()) {
-                Ok(sandbox) => return (group, Ok(sandbox)),
-                // Ended; a fresh spawn below.
-                Err(e) => tracing::warn!("agent {}: {e}", config.name),
-            }
+            let (sandbox, group) = taken.enter(config.name.as_str(), &name);
+            return Ok((group, Ok(sandbox)));
         }
+        let group = match &blocking_plan {
+            Some(plan) => Some(AgentCgroup::create(&plan.parent, &name, &plan.limits)?),
+            None => None,
+        };
         let result = Sandbox::spawn(&spawn_config(&config, config.name.as_str()), group.as_ref());
-        (group, result)
+        Ok::<_, cgroup::CgroupError>((group, result))
     })
-    .await?;
-    confined.cgroup = group;
+    .await??;
+    let confined = Confined {
+        driver: None,
+        cgroup: group,
+    };
+    let sandbox = match result {
+        Ok(sandbox) => sandbox,
+        Err(e) => return Err(Box::new(SpawnFailed(e))),
+    };
     if let Some((pool, key)) = warm {
         // The next start or restart of this key finds one ready.
         let spare = config.clone();
         pool.want_spare(key, move || {
-            Sandbox::spawn(&spawn_config(&spare, WARM_SPARE_AGENT), None)
+            let group = match &plan {
+                Some(plan) => Some(AgentCgroup::create(
+                    &plan.parent,
+                    &crate::warm::spare_group_name(),
+                    &plan.limits,
+                )?),
+                None => None,
+            };
+            let sandbox = Sandbox::spawn(&spawn_config(&spare, WARM_SPARE_AGENT), group.as_ref());
+            match sandbox {
+                Ok(sandbox) => Ok((sandbox, group)),
+                Err(e) => {
+                    if let Some(group) = group {
+                        remove_cgroup(group);
+                    }
+                    Err(e.into())
+                }
+            }
         });
     }
-    match result {
-        Ok(sandbox) => Ok((confined, sandbox)),
-        Err(e) => Err(Box::new(SpawnFailed(e))),
+    Ok((confined, sandbox))
+}
+
+/// Where this agent's groups go, when it has them and the machine can make them.
+fn group_plan(config: &AgentConfig) -> Option<CgroupPlan> {
+    let plan = config.cgroup.as_ref()?;
+    match cgroup_support() {
+        CgroupSupport::V1 | CgroupSupport::V2 => Some(plan.clone()),
+        CgroupSupport::Unavailable(reason) => {
+            cgroup::notice_once(&reason);
+            None
+        }
     }
 }
 

@@ -9,17 +9,17 @@
 //!   for the next instance of the same module and limits (a standalone agent a person
 //!   stops takes its process with it);
 //! - **spares**: when an instance starts and nothing waits for its [`WarmKey`], one spare
-//!   is spawned in the background (one in flight per key), so the next start or restart
-//!   of that key finds one. A spare waits outside any agent group (it runs no guest code
-//!   until taken).
+//!   is spawned in the background (one in flight per key), in a group of its own
+//!   (`.warm-<n>`, the key's limits), so the next start or restart of that key finds one.
 //!
 //! Why a sandbox can serve another instance: every invoke runs in a fresh instance of the
 //! module (`sandbox-host`'s guest), the host keeps nothing per agent, and everything the
 //! kernel keeps per agent (policy, ledger, metrics, breaker) belongs to the actor that
 //! takes it. The key is everything the process was started with: the host binary, the
-//! `.cwasm` (content-addressed), the sandbox limits and the group limits. A taker makes its
-//! own group as before and moves the process into it ([`Warm::enter`]); what the process
-//! already used stays charged to its old group, which is removed.
+//! `.cwasm` (content-addressed), the sandbox limits and the group limits. A taker adopts
+//! the sandbox's group, renamed to its own `<name>-<generation>` ([`Warm::enter`]): the
+//! process is never moved between groups, because a move into a memory group waits for
+//! an RCU grace period when the machine was idle (4–14 ms here, most of a restart).
 //!
 //! Bounds: at most `max` sandboxes wait in all (config `runtime.warm_sandboxes`; 0 turns
 //! the pool off), at most [`PER_KEY_MAX`] per key, each at most [`IDLE_MS`] by the injected
@@ -28,12 +28,14 @@
 //! (kernel shutdown) refuses new ones, ends the waiting ones and waits for spares in flight.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use runloop_proto::Clock;
 use runloop_proto::payloads::SandboxLimits;
-use runloop_sandbox::cgroup::{AgentCgroup, CgroupError, CgroupLimits};
+use runloop_sandbox::cgroup::CgroupError;
+use runloop_sandbox::cgroup::{AgentCgroup, CgroupLimits};
 use runloop_sandbox::{Sandbox, SandboxError};
 
 use crate::actor::AgentConfig;
@@ -82,43 +84,24 @@ pub struct Warm {
     since_ms: u64,
 }
 
-/// Why a taken sandbox could not enter its new instance's group (it is ended).
-#[derive(Debug, thiserror::Error)]
-#[error("warm sandbox {pid}: {source}")]
-pub struct EnterError {
-    pid: u32,
-    source: CgroupError,
-}
-
 impl Warm {
-    /// Hands the sandbox to the instance `agent`: moves the process into `group` (the
-    /// instance's own, made as for a spawn) and removes the group it waited in, on a
-    /// thread of its own.
-    pub fn enter(
-        mut self,
-        agent: &str,
-        group: Option<&AgentCgroup>,
-    ) -> Result<Sandbox, EnterError> {
+    /// Hands the sandbox and its group to the instance that took it: the group is renamed
+    /// `name` (the instance's `<name>-<generation>`) and becomes the instance's own; the
+    /// process is not moved (see [`AgentCgroup::rename`]). Where the group cannot be
+    /// renamed (cgroup v2) it keeps its name.
+    pub fn enter(mut self, agent: &str, name: &str) -> (Sandbox, Option<AgentCgroup>) {
         let mut sandbox = self
             .sandbox
             .take()
             .expect("a waiting entry has its sandbox");
-        if let Some(group) = group
-            && let Err(source) = group.move_in(sandbox.pid())
+        let mut group = self.group.take();
+        if let Some(group) = &mut group
+            && let Err(e) = group.rename(name)
         {
-            let pid = sandbox.pid();
-            self.sandbox = Some(sandbox);
-            return Err(EnterError { pid, source });
+            tracing::debug!("warm sandbox {}: keeps its group: {e}", sandbox.pid());
         }
-        sandbox.reassign(agent, group);
-        if let Some(old) = self.group.take() {
-            teardown(Warm {
-                sandbox: None,
-                group: Some(old),
-                since_ms: self.since_ms,
-            });
-        }
-        Ok(sandbox)
+        sandbox.reassign(agent, group.as_ref());
+        (sandbox, group)
     }
 
     fn pid(&self) -> Option<u32> {
@@ -150,6 +133,26 @@ fn teardown(warm: Warm) {
         // teardown ran on this thread after all.
         tracing::warn!("warm sandbox teardown on the caller's thread: {e}");
     }
+}
+
+/// Why a spare could not be made (logged; the next start spawns as before).
+#[derive(Debug, thiserror::Error)]
+pub enum SpareError {
+    #[error("its group: {0}")]
+    Group(#[from] CgroupError),
+    #[error("its sandbox: {0}")]
+    Sandbox(#[from] SandboxError),
+}
+
+/// The next spare group's number, `.warm-<n>`. Process-wide, not per pool: two kernels of
+/// one process (tests) share the parent group `runloop-k<pid>`, and their spares' groups
+/// must not collide. Names only; nothing recorded or replayed reads it.
+static SPARE_GROUP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The name of a new spare's group, `.warm-<n>`: a name no agent instance has (agent names
+/// start with a letter or digit), renamed when an instance takes it.
+pub fn spare_group_name() -> String {
+    format!(".warm-{}", SPARE_GROUP_SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A sandbox [`WarmPool::give`] did not keep, handed back to be ended as before.
@@ -297,7 +300,7 @@ impl WarmPool {
     /// being spawned for it, the pool is full, or closed.
     pub fn want_spare<F>(&self, key: WarmKey, spawn: F)
     where
-        F: FnOnce() -> Result<Sandbox, SandboxError> + Send + 'static,
+        F: FnOnce() -> Result<(Sandbox, Option<AgentCgroup>), SpareError> + Send + 'static,
     {
         {
             let mut state = self.inner.lock();
@@ -323,14 +326,18 @@ impl WarmPool {
         }
     }
 
-    fn spare_spawned(&self, key: WarmKey, spawned: Result<Sandbox, SandboxError>) {
+    fn spare_spawned(
+        &self,
+        key: WarmKey,
+        spawned: Result<(Sandbox, Option<AgentCgroup>), SpareError>,
+    ) {
         let mut state = self.inner.lock();
         if let Some(i) = state.spawning.iter().position(|k| *k == key) {
             state.spawning.remove(i);
         }
         self.inner.spawned.notify_all();
-        let sandbox = match spawned {
-            Ok(sandbox) => sandbox,
+        let (sandbox, group) = match spawned {
+            Ok(spawned) => spawned,
             Err(e) => {
                 tracing::warn!("warm spare: {e}");
                 return;
@@ -339,7 +346,7 @@ impl WarmPool {
         let since_ms = self.inner.clock.now_ms();
         let warm = Warm {
             sandbox: Some(sandbox),
-            group: None,
+            group,
             since_ms,
         };
         if state.closed || state.waiting.len() >= self.inner.max {

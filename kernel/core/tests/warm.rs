@@ -1,7 +1,7 @@
 //! Warm sandboxes (`runloop_agent_actor::warm`) in a real kernel: real sandbox-host
 //! processes, real cgroups (root, this machine), the committed `echo` bundle. A run's
-//! node gives its idle sandbox back and the next node of the same module takes it, moved
-//! into its own group; a restart after SIGKILL takes the spare; idle ones end on the
+//! node gives its idle sandbox back and the next node of the same module takes it with its
+//! group, renamed; a restart after SIGKILL takes the spare; idle ones end on the
 //! injected clock; different limits never share; `runtime.warm_sandboxes: 0` turns it
 //! off; shutdown leaves nothing.
 
@@ -90,8 +90,8 @@ async fn answered(kernel: &Kernel, run: runloop_proto::RunId, agent: &str, text:
 }
 
 /// A run's node gives its idle sandbox back when it stops; the next node of the same
-/// module takes that very process, moved into its own new group (the old group goes), and
-/// it answers there.
+/// module takes that very process with its group, renamed for the new instance (the
+/// process is not moved), and it answers there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_nodes_sandbox_serves_the_next_node_in_its_own_group() {
     let kernel = Kernel::boot(options("warm-give")).await.unwrap();
@@ -134,12 +134,9 @@ async fn a_finished_nodes_sandbox_serves_the_next_node_in_its_own_group() {
     );
     let group = second.cgroup.clone().unwrap();
     assert_ne!(group, first_group);
-    assert_eq!(group_of(pid), group, "moved into the taker's own group");
+    assert_eq!(group_of(pid), group, "its group, renamed for the taker");
     answered(&kernel, run, "second", "two").await;
-    wait_until("the old group removed", || {
-        !cgroup_dir(&first_group).exists()
-    })
-    .await;
+    assert!(!cgroup_dir(&first_group).exists(), "renamed, not copied");
     assert!(!pool.waiting_pids().contains(&pid));
     assert!(pool.stats().taken >= 1, "{:?}", pool.stats());
     kernel.shutdown().await;
@@ -206,6 +203,10 @@ async fn idle_ones_end_on_the_injected_clock() {
         .unwrap();
     wait_until("a spare", || !pool.waiting_pids().is_empty()).await;
     let spare = pool.waiting_pids()[0];
+    let groups = pool.waiting_groups();
+    assert_eq!(groups.len(), 1, "a spare waits in a group of its own");
+    assert!(cgroup_dir(&groups[0]).exists(), "{groups:?}");
+    assert_eq!(group_of(spare), groups[0]);
     clock.advance_ms(IDLE_MS - 1);
     pool.sweep();
     assert!(
@@ -216,6 +217,7 @@ async fn idle_ones_end_on_the_injected_clock() {
     pool.sweep();
     assert!(pool.waiting_pids().is_empty());
     wait_until("the idle spare ends", || !alive(spare)).await;
+    wait_until("its group removed", || !cgroup_dir(&groups[0]).exists()).await;
     assert_eq!(pool.stats().expired, 1, "{:?}", pool.stats());
     kernel.shutdown().await;
 }
