@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_norway::Value;
 
-use super::{ConfigError, Source, leaf, origin_of, shown};
+use super::read::{leaf, origin_of, shown};
+use super::{ConfigError, Source};
 
 /// `security.trust_roots` and `security.allow_unsigned_agents` as the loader's policy.
 pub(super) fn trust(
