@@ -7,7 +7,10 @@
 //! outcome arrives completes the ledger entry and answers the caller itself — the actor is
 //! not on the reply path. The thread sleeps in `poll` on the sandbox socket and an
 //! eventfd; pushing a job writes the eventfd only when the driver is asleep with room in
-//! the pipeline, so a busy agent pays no system call per message for the hand-off. The job
+//! the pipeline, so a busy agent pays no system call per message for the hand-off. After
+//! it answered its last invoke, the driver looks for the next job for up to
+//! [`JOB_SPIN_US`] before it sleeps, while such looks find one (a caller in a loop; see
+//! `runloop_sandbox::spin`), which spares a lone caller the driver's wake-up. The job
 //! queue needs no bound of its own: every job is an entry of the agent's in-flight ledger
 //! first, which holds at most `IN_FLIGHT_MAX`.
 //!
@@ -29,13 +32,15 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use ractor::ActorRef;
 use runloop_actors::breaker::{BreakerHandle, CallOutcome};
 use runloop_actors::delivery::Key;
 use runloop_proto::payloads::PIPELINE_INVOKES_MAX;
 use runloop_proto::{MsgId, TraceId};
-use runloop_sandbox::{Completed, LocalHandler, Sandbox, SandboxError, SubmitError};
+use runloop_sandbox::spin::JOB_SPIN_US;
+use runloop_sandbox::{Completed, LocalHandler, Sandbox, SandboxError, Spin, SubmitError};
 
 use crate::actor::{AgentError, AgentMsg, AgentReply, AgentShared, Pending};
 use crate::handler::KernelHandler;
@@ -82,6 +87,13 @@ impl Inbox {
         // SAFETY: writes the 8 bytes of a live u64 to our own eventfd. A full counter
         // (EAGAIN) already means "wake up", so the result is not needed.
         unsafe { libc::write(self.wake.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    /// A job waits, or the driver is told to stop or abort (a look that never sleeps).
+    fn has_work(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || self.abort.load(Ordering::Relaxed)
+            || self.jobs.try_lock().is_ok_and(|jobs| !jobs.is_empty())
     }
 
     fn drain_wake(&self) {
@@ -202,6 +214,9 @@ fn run(
     let breaker = shared.links.breaker.get().map(BreakerHandle::new);
     let mut in_sandbox: InSandbox = VecDeque::with_capacity(PIPELINE_DEPTH);
     let mut done: Vec<Completed> = Vec::with_capacity(PIPELINE_DEPTH);
+    // After the last answer: when it went out, and the look for the next job.
+    let mut answered_at: Option<Instant> = None;
+    let mut job_spin = Spin::new(JOB_SPIN_US);
     loop {
         if inbox.abort.load(Ordering::SeqCst) {
             // Dropping the sandbox kills and reaps it.
@@ -211,8 +226,21 @@ fn run(
         if stopping && in_sandbox.is_empty() {
             return Some(sandbox);
         }
-        if !stopping {
-            submit_waiting(&mut sandbox, shared, inbox, &mut in_sandbox);
+        if !stopping
+            && submit_waiting(&mut sandbox, shared, inbox, &mut in_sandbox) > 0
+            && let Some(at) = answered_at.take()
+        {
+            job_spin.waited(at.elapsed());
+        }
+        // A caller in a loop sends its next message moments after its answer: look for it
+        // before sleeping (bounded, and only while that pays).
+        if in_sandbox.is_empty()
+            && !stopping
+            && answered_at.is_some()
+            && job_spin.paying()
+            && job_spin.run(|| inbox.has_work())
+        {
+            continue;
         }
         // Announce sleep only with room for more; then look once more (see `push`).
         let room = in_sandbox.len() < PIPELINE_DEPTH && !stopping;
@@ -227,6 +255,9 @@ fn run(
         inbox.sleeping.store(false, Ordering::SeqCst);
         inbox.drain_wake();
         // Outcomes that arrived before a failure are answered, not redelivered.
+        if !done.is_empty() {
+            answered_at = Some(Instant::now());
+        }
         for completed in done.drain(..) {
             let (invoke_id, job) = in_sandbox.pop_front().expect("outcomes come in order");
             assert_eq!(invoke_id, completed.invoke_id, "outcomes come in order");
@@ -242,20 +273,22 @@ fn run(
     }
 }
 
-/// Moves waiting jobs into the sandbox while the pipeline has room.
+/// Moves waiting jobs into the sandbox while the pipeline has room; how many it moved.
 fn submit_waiting(
     sandbox: &mut Sandbox,
     shared: &AgentShared,
     inbox: &Inbox,
     in_sandbox: &mut InSandbox,
-) {
+) -> usize {
+    let mut submitted = 0;
     while in_sandbox.len() < PIPELINE_DEPTH {
         let Some(job) = inbox.lock().pop_front() else {
-            return;
+            return submitted;
         };
         match sandbox.submit_traced(job.trace_id, job.pending.input().clone()) {
             Ok(invoke_id) => {
                 in_sandbox.push_back((invoke_id, job));
+                submitted += 1;
             }
             Err(SubmitError::TooLarge(error)) => {
                 shared.inflight.complete(job.trace_id, job.msg_id);
@@ -269,10 +302,11 @@ fn submit_waiting(
             // the latter cannot happen below PIPELINE_DEPTH. Keep the job for later.
             Err(SubmitError::Sandbox(_) | SubmitError::PipelineFull) => {
                 inbox.lock().push_front(job);
-                return;
+                return submitted;
             }
         }
     }
+    submitted
 }
 
 /// Completes one finished invoke: ledger, breaker, metrics, and the caller's answer.

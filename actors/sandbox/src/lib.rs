@@ -10,7 +10,8 @@
 //! - [`pipeline`]: invokes on a [`Sandbox`], pipelined (submit several, drive, collect
 //!   each outcome) with the host-call pump and the per-invoke deadline;
 //! - [`handler`]: [`HostCallHandler`], implemented by the kernel; [`LocalHandler`] answers
-//!   without one.
+//!   without one;
+//! - [`spin`]: [`Spin`], the bounded, adaptive look before a sleep (the driver's waits).
 //!
 //! Boundary: the sandbox process is hostile; every frame from it is validated here.
 
@@ -19,6 +20,7 @@ pub mod handler;
 pub mod pipeline;
 pub mod process;
 pub mod spawn;
+pub mod spin;
 
 use std::path::PathBuf;
 
@@ -30,6 +32,7 @@ pub use process::{
     SpawnConfig, invoke_watchdog_ms,
 };
 pub use spawn::Jail;
+pub use spin::Spin;
 
 /// Environment variable naming the sandbox-host binary explicitly.
 pub const SANDBOX_HOST_ENV: &str = "RUNLOOP_SANDBOX_HOST";

@@ -15,7 +15,9 @@
 //! calls. [`Sandbox::invoke`] is submit + drive until that one invoke is done.
 //!
 //! The socket is non-blocking and every wait is a `poll`, so the kernel never blocks in a
-//! write while the sandbox blocks in one: both ends always drain each other.
+//! write while the sandbox blocks in one: both ends always drain each other. With one
+//! invoke outstanding, `drive` first looks for its answer without sleeping, for at most
+//! [`crate::spin::ANSWER_SPIN_US`] and only while such looks find it ([`crate::spin`]).
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -28,7 +30,7 @@ use runloop_proto::{Frame, FrameError, Kind, TraceId};
 
 use crate::handler::{CallSite, HostCallHandler};
 use crate::process::{
-    InvokeReport, Sandbox, SandboxError, invoke_watchdog_ms, micros, millis, poll_fds,
+    InvokeReport, Sandbox, SandboxError, invoke_watchdog_ms, micros, millis, poll_fds, ready_now,
 };
 
 /// One invoke sent to the sandbox and not yet answered.
@@ -181,7 +183,22 @@ impl Sandbox {
             self.check_deadline()?;
         }
         let events = libc::POLLIN | if self.out_pending() { libc::POLLOUT } else { 0 };
-        let woken = poll_fds(&self.sock, events, wake, wait);
+        // A lone invoke's answer is often a few tens of µs away: look for it before
+        // sleeping (bounded, and only while that pays, see `spin`).
+        let lone = self.outstanding.len() == 1;
+        let woken = if lone
+            && self.answer_spin.paying()
+            && self.answer_spin.run(|| ready_now(&self.sock, events, wake))
+        {
+            poll_fds(&self.sock, events, wake, Some(Duration::ZERO))
+        } else {
+            let slept = Instant::now();
+            let woken = poll_fds(&self.sock, events, wake, wait);
+            if lone && !woken {
+                self.answer_spin.waited(slept.elapsed());
+            }
+            woken
+        };
         self.write_some()?;
         while self.read_some()? {
             self.handle_buffered(handler, done)?;

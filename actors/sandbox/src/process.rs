@@ -227,6 +227,8 @@ pub struct Sandbox {
     out_sent: usize,
     /// Invokes sent and not yet answered, oldest (the one running) first.
     pub(crate) outstanding: VecDeque<crate::pipeline::Outstanding>,
+    /// The look for the answer to a lone invoke before sleeping in `poll`.
+    pub(crate) answer_spin: crate::spin::Spin,
     facts: SandboxFacts,
     pub(crate) reaped: Option<Reaped>,
 }
@@ -318,6 +320,7 @@ impl Sandbox {
             out: Vec::new(),
             out_sent: 0,
             outstanding: VecDeque::new(),
+            answer_spin: crate::spin::Spin::new(crate::spin::ANSWER_SPIN_US),
             facts: SandboxFacts {
                 pid: pid as u32,
                 cold_start_us: 0,
@@ -765,6 +768,26 @@ pub(crate) fn poll_fds(
     // their `revents` fields. A negative fd in the second slot is ignored by poll.
     let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) };
     rc > 0 && wake.is_some() && fds[1].revents & libc::POLLIN != 0
+}
+
+/// Whether the socket (for `events`) or the wake descriptor is ready now, without waiting.
+pub(crate) fn ready_now(sock: &UnixStream, events: libc::c_short, wake: Option<RawFd>) -> bool {
+    let mut fds = [
+        libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let nfds = if wake.is_some() { 2 } else { 1 };
+    // SAFETY: `fds` is a live array of `nfds` initialised pollfd structs; poll only writes
+    // their `revents` fields, and a zero timeout never sleeps.
+    unsafe { libc::poll(fds.as_mut_ptr(), nfds, 0) > 0 }
 }
 
 pub(crate) fn micros(d: Duration) -> u64 {
