@@ -450,6 +450,14 @@ impl Kernel {
             .map(|entry| entry.shared.config.policy.clone())
     }
 
+    /// Whether `agent` of `run` is known (no copy of its entry, for the send path).
+    fn has_agent(&self, run: RunId, agent: &AgentName) -> bool {
+        self.agents
+            .lock()
+            .expect("agents lock")
+            .contains_key(&(run, agent.clone()))
+    }
+
     pub(crate) fn agent_entry(&self, run: RunId, agent: &AgentName) -> Option<AgentEntry> {
         self.agents
             .lock()
@@ -517,7 +525,7 @@ impl Kernel {
         input: AgentInput,
         trace_id: TraceId,
     ) -> Result<AgentReply, AgentOpError> {
-        if self.agent_entry(run, agent).is_none() {
+        if !self.has_agent(run, agent) {
             return Err(AgentOpError::NoSuchAgent(agent.clone()));
         }
         // Refused here, named, rather than as a frame the sandbox cannot decode.

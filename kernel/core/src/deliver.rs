@@ -227,13 +227,13 @@ impl Pump {
             .subscribe(&topic, PUMP_MAILBOX_FRAMES)
             .await
             .map_err(|e| AgentOpError::Bus(e.to_string()))?;
-        Ok(tokio::spawn(self.run(inbox)))
+        Ok(tokio::spawn(Arc::new(self).run(inbox)))
     }
 
     /// Serves one delivery at a time inside the pump task (no task spawn and wake-up
     /// per message for a lone caller); a delivery that arrives while another is being
     /// served gets a task of its own, so deliveries still overlap (pipelining).
-    async fn run(self, mut inbox: Subscription) {
+    async fn run(self: Arc<Self>, mut inbox: Subscription) {
         let mut inline = Inline(None);
         loop {
             let next = match inline.0.as_mut() {
@@ -252,7 +252,7 @@ impl Pump {
                 Next::Delivery(None) => return,
                 Next::Delivery(Some(delivery)) => delivery,
             };
-            let serving: Serving = Box::pin(self.clone().serve(delivery.frame));
+            let serving: Serving = Box::pin(Arc::clone(&self).serve(delivery.frame));
             if inline.0.is_none() {
                 inline.0 = Some(serving);
             } else {
@@ -261,7 +261,7 @@ impl Pump {
         }
     }
 
-    async fn serve(self, frame: Arc<Frame>) {
+    async fn serve(self: Arc<Self>, frame: Arc<Frame>) {
         let trace = frame.header().trace_id();
         let msg = frame.header().msg_id();
         let (answer, reply_topic) = match frame.body().payload_as::<AgentDelivery>() {
