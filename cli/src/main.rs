@@ -131,6 +131,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Few malloc arenas: threads come and go (one driver per agent), each arena keeps holes.
+    runloop_kernel::kernel::trim::limit_arenas();
     let cli = Cli::parse();
     // A bundle loaded only because security.allow_unsigned_agents is true says so; the
     // kernel's own spans go out once an embedded kernel's config turns export on.

@@ -32,3 +32,12 @@ pub use runs::{RunFilter, RunRow};
 pub use search::{SearchError, SearchHit, SearchQuery};
 pub use store::{OpenError, Store, WriteError, Written};
 pub use verify::{VerifyError, VerifyReport, verify};
+
+/// Bytes SQLite holds in this process now, over every connection (page caches, schema,
+/// statements): what the POG's files cost in memory.
+pub fn sqlite_memory_used() -> u64 {
+    // SAFETY: sqlite3_memory_used only reads SQLite's global memory counter (under its
+    // own mutex) and takes no arguments.
+    let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+    u64::try_from(used).unwrap_or(0)
+}

@@ -55,6 +55,7 @@ use runloop_sandbox::OsRandom;
 
 mod shutdown;
 mod status;
+pub mod trim;
 
 pub use self::status::USAGE_SAMPLE_MS;
 
@@ -230,6 +231,8 @@ pub struct Kernel {
     /// when 0), and the task that ends the ones idle too long.
     pub(crate) warm: Option<runloop_agent_actor::WarmPool>,
     warm_sweeper: Option<tokio::task::JoinHandle<()>>,
+    /// The task that gives freed heap back to the system ([`trim`]).
+    trimmer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -461,6 +464,7 @@ impl Kernel {
         Ok(Kernel {
             warm,
             warm_sweeper,
+            trimmer: trim::spawn_trimmer(),
             root,
             join,
             clock: options.clock.clone(),

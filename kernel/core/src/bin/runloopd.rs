@@ -59,6 +59,8 @@ struct Args {
 const SHUTDOWN_HOLDERS_WAIT_MS: u64 = 2_000;
 
 fn main() -> ExitCode {
+    // Few malloc arenas: threads come and go (one driver per agent), each arena keeps holes.
+    runloop_kernel::kernel::trim::limit_arenas();
     let args = Args::parse();
     if args.man {
         return print_man();

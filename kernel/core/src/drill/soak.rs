@@ -79,6 +79,11 @@ pub struct SoakReport {
     pub rss_max_kb: u64,
     /// Least-squares slope of RSS after the warm-up, KiB per minute.
     pub rss_trend_kb_per_min: f64,
+    /// The same slope of the heap in use (glibc's `mallinfo2` over every arena), KiB per
+    /// minute: live data, where RSS also counts what the allocator holds free. `None`
+    /// outside glibc.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_trend_kb_per_min: Option<f64>,
     pub leaked_cgroups: u64,
     pub leaked_processes: u64,
     pub leaked_fds: u64,
@@ -253,6 +258,7 @@ pub async fn soak(env: &DrillEnv, minutes: u64, seed: u64, progress: &dyn Fn(&st
             rss_end_kb: 0,
             rss_max_kb: 0,
             rss_trend_kb_per_min: 0.0,
+            heap_trend_kb_per_min: None,
             leaked_cgroups: 0,
             leaked_processes: 0,
             leaked_fds: 0,
@@ -304,6 +310,7 @@ async fn soak_inner(
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs(minutes * 60);
     let mut rss: Vec<(u64, u64)> = Vec::new();
+    let mut heap: Vec<(u64, u64)> = Vec::new();
     let rss_start_kb = rss_kb();
     let mut next_rss = t0;
     let mut next_fault = t0 + Duration::from_millis(FAULT_EVERY_MS / 2 + rng.below(FAULT_EVERY_MS));
@@ -331,7 +338,11 @@ async fn soak_inner(
         }
         let now = Instant::now();
         if now >= next_rss {
-            rss.push((now.duration_since(t0).as_millis() as u64, rss_kb()));
+            let ms = now.duration_since(t0).as_millis() as u64;
+            rss.push((ms, rss_kb()));
+            if let Some((used, _)) = crate::kernel::trim::heap_kib() {
+                heap.push((ms, used));
+            }
             next_rss = now + Duration::from_millis(RSS_EVERY_MS);
         }
         if now >= next_fault {
@@ -344,8 +355,16 @@ async fn soak_inner(
         if now >= next_note {
             let held = Held::now(&lab).await;
             held_samples.push((now.duration_since(t0).as_millis() as u64, held));
+            let heap = crate::kernel::trim::heap_kib().map_or(String::new(), |(used, held)| {
+                format!(
+                    " (heap {} of {} MiB in use, SQLite {} MiB of it)",
+                    used >> 10,
+                    held >> 10,
+                    runloop_pog::sqlite_memory_used() >> 20
+                )
+            });
             progress(&format!(
-                "{:>4} s: {runs_total} runs ({} ok), {} faults, RSS {} MiB; {held}",
+                "{:>4} s: {runs_total} runs ({} ok), {} faults, RSS {} MiB{heap}; {held}",
                 now.duration_since(t0).as_secs(),
                 ended.ok,
                 faults.values().sum::<u64>(),
@@ -389,6 +408,14 @@ async fn soak_inner(
     let leaked_fds = fd_count().saturating_sub(fds_before + FD_SLACK);
     let warm: Vec<(u64, u64)> = rss.iter().copied().filter(|s| s.0 >= WARMUP_MS).collect();
     let trend = slope_kb_per_min(if warm.len() >= 2 { &warm } else { &rss });
+    let heap_warm: Vec<(u64, u64)> = heap.iter().copied().filter(|s| s.0 >= WARMUP_MS).collect();
+    let heap_trend = (!heap.is_empty()).then(|| {
+        slope_kb_per_min(if heap_warm.len() >= 2 {
+            &heap_warm
+        } else {
+            &heap
+        })
+    });
     let rss_max_kb = rss.iter().map(|s| s.1).max().unwrap_or(rss_end_kb);
     let duplicated = emails.saturating_sub(sent_ok);
     let mut checks = super::Checks::default();
@@ -440,6 +467,7 @@ async fn soak_inner(
         rss_end_kb,
         rss_max_kb,
         rss_trend_kb_per_min: (trend * 10.0).round() / 10.0,
+        heap_trend_kb_per_min: heap_trend.map(|t| (t * 10.0).round() / 10.0),
         leaked_cgroups,
         leaked_processes,
         leaked_fds,
@@ -448,7 +476,7 @@ async fn soak_inner(
         report: format!(
             "soak of {minutes} min (seed {seed}): {runs_total} compose_email runs, {runs_ok} \
              correct, {runs_lost} lost, {emails} email(s) for {sent_ok} sent; faults: {}; \
-             RSS {} → {} MiB (max {} MiB), trend {trend:.0} KiB/min after the first {} s; \
+             RSS {} → {} MiB (max {} MiB), trend {trend:.0} KiB/min after the first {} s{}; \
              left behind: {leaked_cgroups} cgroups, {leaked_processes} processes, \
              {leaked_fds} fds; held after the warm-up {held_warm}, at the end {held_end}. {}",
             if fired.is_empty() {
@@ -460,6 +488,7 @@ async fn soak_inner(
             rss_end_kb >> 10,
             rss_max_kb >> 10,
             WARMUP_MS / 1000,
+            heap_trend.map_or(String::new(), |t| format!(" (heap in use {t:.0} KiB/min)")),
             if passed {
                 "Passed.".to_owned()
             } else {

@@ -55,6 +55,9 @@ impl Kernel {
         if let Some(task) = &self.warm_sweeper {
             task.abort();
         }
+        if let Some(task) = &self.trimmer {
+            task.abort();
+        }
         // Closed first: the agents stopping below shut their sandboxes down instead of
         // giving them back, and no spare is left to outlive the parent group.
         self.close_warm().await;
