@@ -746,32 +746,27 @@ pub(crate) fn poll_fds(
     wake: Option<RawFd>,
     timeout: Option<Duration>,
 ) -> bool {
-    let mut fds = [
-        libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
     let timeout_ms = match timeout {
         // Rounded up, so a deadline is never polled past as "not yet" in a busy loop.
         Some(t) => i32::try_from(t.as_micros().div_ceil(1_000)).unwrap_or(i32::MAX),
         None => -1,
     };
-    let nfds = if wake.is_some() { 2 } else { 1 };
-    // SAFETY: `fds` is a live array of `nfds` initialised pollfd structs; poll only writes
-    // their `revents` fields. A negative fd in the second slot is ignored by poll.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) };
+    let (rc, fds) = poll_two(sock, events, wake, timeout_ms);
     rc > 0 && wake.is_some() && fds[1].revents & libc::POLLIN != 0
 }
 
 /// Whether the socket (for `events`) or the wake descriptor is ready now, without waiting.
 pub(crate) fn ready_now(sock: &UnixStream, events: libc::c_short, wake: Option<RawFd>) -> bool {
+    poll_two(sock, events, wake, 0).0 > 0
+}
+
+/// `poll` on the socket and, when given, the wake descriptor: poll's result and the fds.
+fn poll_two(
+    sock: &UnixStream,
+    events: libc::c_short,
+    wake: Option<RawFd>,
+    timeout_ms: i32,
+) -> (i32, [libc::pollfd; 2]) {
     let mut fds = [
         libc::pollfd {
             fd: sock.as_raw_fd(),
@@ -786,8 +781,9 @@ pub(crate) fn ready_now(sock: &UnixStream, events: libc::c_short, wake: Option<R
     ];
     let nfds = if wake.is_some() { 2 } else { 1 };
     // SAFETY: `fds` is a live array of `nfds` initialised pollfd structs; poll only writes
-    // their `revents` fields, and a zero timeout never sleeps.
-    unsafe { libc::poll(fds.as_mut_ptr(), nfds, 0) > 0 }
+    // their `revents` fields. A negative fd in the second slot is ignored by poll.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) };
+    (rc, fds)
 }
 
 pub(crate) fn micros(d: Duration) -> u64 {
