@@ -7,6 +7,7 @@
 //! - [`spawn`]: `clone3` into a fresh pid namespace on the long-lived spawner thread, the
 //!   async-signal-safe steps before exec (death signal, cgroup, id maps), and the
 //!   [`Jail`] a sandbox gets;
+//! - `poll`: the `poll` waits on a sandbox's socket and the driver's wake descriptor;
 //! - [`pipeline`]: invokes on a [`Sandbox`], pipelined (submit several, drive, collect
 //!   each outcome) with the host-call pump and the per-invoke deadline;
 //! - [`handler`]: [`HostCallHandler`], implemented by the kernel; [`LocalHandler`] answers
@@ -18,6 +19,7 @@
 pub mod cgroup;
 pub mod handler;
 pub mod pipeline;
+mod poll;
 pub mod process;
 pub mod spawn;
 pub mod spin;

@@ -29,9 +29,8 @@ use runloop_proto::payloads::{
 use runloop_proto::{Frame, FrameError, Kind, TraceId};
 
 use crate::handler::{CallSite, HostCallHandler};
-use crate::process::{
-    InvokeReport, Sandbox, SandboxError, invoke_watchdog_ms, micros, millis, poll_fds, ready_now,
-};
+use crate::poll::{poll_fds, ready_now};
+use crate::process::{InvokeReport, Sandbox, SandboxError, invoke_watchdog_ms, micros, millis};
 
 /// One invoke sent to the sandbox and not yet answered.
 #[derive(Debug)]
