@@ -700,7 +700,6 @@ async fn park(myself: &ActorRef<AgentMsg>, state: &mut AgentActorState, reason: 
     let shared = state.shared.clone();
     let message = reason.to_string();
     shared.metrics.error(format!("quarantined: {message}"));
-    shared.metrics.set_state(AgentState::Quarantined);
     match shared.links.quarantine.get() {
         Some(q) => {
             if let Err(e) = QuarantineHandle::new(q)
@@ -720,6 +719,9 @@ async fn park(myself: &ActorRef<AgentMsg>, state: &mut AgentActorState, reason: 
             tracing::warn!(agent = %shared.config.name, "{text}");
         }
     }
+    // Shown as quarantined only once the record is there: a status that says
+    // `quarantined` always carries its reason.
+    shared.metrics.set_state(AgentState::Quarantined);
     // Aborting the driver kills the sandbox; parked invokes are answered below.
     if let Some(thread) = state.confined.driver.take().and_then(Driver::abort) {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
