@@ -41,7 +41,7 @@ pub struct SoakArgs {
     /// duplicated_effects, faults, rss_start_kb, rss_end_kb, rss_max_kb,
     /// rss_trend_kb_per_min, heap_trend_kb_per_min?, leaked_cgroups, leaked_processes,
     /// leaked_fds, held_warm, held_end, report, failures?}` (`held_*`: `{bus_topics,
-    /// tasks}`; `heap_trend_kb_per_min`: the heap in use, glibc only).
+    /// tasks, run_entries}`; `heap_trend_kb_per_min`: the heap in use, glibc only).
     #[arg(long)]
     json: bool,
     #[command(flatten)]

@@ -240,6 +240,24 @@ fn register_run(effects: &runloop_kernel::effects::Effects, trace: runloop_proto
 
 async fn no_answer(_: RunProgress) {}
 
+/// Once a run's report is out, the engine and the gate let go of it: no live run, no
+/// crossing numbering, no budget, no policy, waiting node or cached decision (the gate
+/// forgets on a message of its own, so this waits a little for it).
+async fn assert_nothing_held(s: &Setup) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let held = s.engine.held_run_entries();
+        if held == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{held} per-run entries held after the run ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_sends_exactly_one_cited_message_to_the_resolved_address() {
     let _one = ONE_POG.lock().await;
@@ -272,6 +290,7 @@ async fn approved_sends_exactly_one_cited_message_to_the_resolved_address() {
     assert_eq!(kinds(&events, "effect.intent").len(), 1);
     assert_eq!(kinds(&events, "effect.result")[0]["status"], "performed");
     assert_eq!(kinds(&events, "email.sent").len(), 1);
+    assert_nothing_held(&s).await;
     s.stop().await;
 }
 
@@ -314,6 +333,7 @@ async fn denied_and_timed_out_send_nothing_and_say_why() {
         "{result}"
     );
     assert!(s.messages().is_empty());
+    assert_nothing_held(&s).await;
     s.stop().await;
 }
 

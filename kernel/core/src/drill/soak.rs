@@ -158,11 +158,13 @@ fn cgroups_left() -> u64 {
 }
 
 /// What the kernel holds that grows with the runs it served when per-run state is not let
-/// go: bus topics (each agent of a run has an inbox topic) and live tasks.
+/// go: bus topics (each agent of a run has an inbox topic), live tasks, and the entries
+/// the engine, the crossing log, run budgets and the confirmation gate keep per run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Held {
     pub bus_topics: u64,
     pub tasks: u64,
+    pub run_entries: u64,
 }
 
 impl Held {
@@ -174,7 +176,12 @@ impl Held {
         let tasks = tokio::runtime::Handle::current()
             .metrics()
             .num_alive_tasks() as u64;
-        Held { bus_topics, tasks }
+        let run_entries = lab.engine.held_run_entries() as u64;
+        Held {
+            bus_topics,
+            tasks,
+            run_entries,
+        }
     }
 
     /// Each count at its least over the `(ms, held)` samples after the warm-up (over all
@@ -189,6 +196,7 @@ impl Held {
         Held {
             bus_topics: warm.iter().map(|h| h.bus_topics).min().unwrap_or(0),
             tasks: warm.iter().map(|h| h.tasks).min().unwrap_or(0),
+            run_entries: warm.iter().map(|h| h.run_entries).min().unwrap_or(0),
         }
     }
 
@@ -204,6 +212,12 @@ impl Held {
                 HELD_GROWTH_MAX + SWEEP_TOPICS_MIN as u64,
             ),
             ("live tasks", warm.tasks, self.tasks, HELD_GROWTH_MAX),
+            (
+                "per-run entries",
+                warm.run_entries,
+                self.run_entries,
+                HELD_GROWTH_MAX,
+            ),
         ]
         .into_iter()
         .filter(|(_, w, e, more)| *e > w + more)
@@ -216,7 +230,11 @@ impl Held {
 
 impl std::fmt::Display for Held {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} bus topics, {} tasks", self.bus_topics, self.tasks)
+        write!(
+            f,
+            "{} bus topics, {} tasks, {} per-run entries",
+            self.bus_topics, self.tasks, self.run_entries
+        )
     }
 }
 
@@ -610,20 +628,33 @@ mod tests {
 
     #[test]
     fn held_counts_are_judged_against_their_least_after_the_warm_up() {
-        let h = |bus_topics, tasks| Held { bus_topics, tasks };
+        let h = |bus_topics, tasks, run_entries| Held {
+            bus_topics,
+            tasks,
+            run_entries,
+        };
         // Before the fixes of 2026-12-02 a run left its agents' inbox topics and its
-        // deadline task behind: both counts rose with the runs.
-        let samples = [(30_000, h(5, 20)), (60_000, h(40, 60)), (90_000, h(30, 50))];
+        // deadline task behind, and the confirmation gate kept every run's decisions: all
+        // three counts rose with the runs.
+        let samples = [
+            (30_000, h(5, 20, 3)),
+            (60_000, h(40, 60, 900)),
+            (90_000, h(30, 50, 1_400)),
+        ];
         let warm = Held::least_warm(&samples);
-        assert_eq!(warm, h(30, 50));
+        assert_eq!(warm, h(30, 50, 900));
         let topics_more = HELD_GROWTH_MAX + SWEEP_TOPICS_MIN as u64;
         assert!(
-            h(30 + topics_more, 50 + HELD_GROWTH_MAX)
-                .grown_past(warm)
-                .is_empty()
+            h(
+                30 + topics_more,
+                50 + HELD_GROWTH_MAX,
+                900 + HELD_GROWTH_MAX
+            )
+            .grown_past(warm)
+            .is_empty()
         );
-        let grown = h(31 + topics_more, 51 + HELD_GROWTH_MAX).grown_past(warm);
-        assert_eq!(grown.len(), 2, "{grown:?}");
+        let grown = h(31 + topics_more, 51 + HELD_GROWTH_MAX, 1_800).grown_past(warm);
+        assert_eq!(grown.len(), 3, "{grown:?}");
         assert!(
             grown[0].starts_with("bus topics grew 30 → 159"),
             "{grown:?}"
@@ -632,9 +663,13 @@ mod tests {
             grown[1].starts_with("live tasks grew 50 → 115"),
             "{grown:?}"
         );
+        assert!(
+            grown[2].starts_with("per-run entries grew 900 → 1800"),
+            "{grown:?}"
+        );
         // A one-minute soak has only warm-up samples: they are the baseline.
-        assert_eq!(Held::least_warm(&samples[..1]), h(5, 20));
-        assert_eq!(Held::least_warm(&[]), h(0, 0));
+        assert_eq!(Held::least_warm(&samples[..1]), h(5, 20, 3));
+        assert_eq!(Held::least_warm(&[]), h(0, 0, 0));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! this actor: only the kernel's effects service asks, and only the control plane decides.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,8 +38,9 @@ pub const PENDING_MAX: usize = 4_096;
 /// The `effect` of a request that is an agent's question (`confirm.request`), not an
 /// action: flags never approve it.
 pub const QUESTION: &str = "confirm.request";
-/// Most decisions kept in the gate's cache.
-pub const DECIDED_CACHE_MAX: usize = 16_384;
+/// Most decisions kept in the gate's cache. A run's decisions leave it when the run ends
+/// ([`GateMsg::WithdrawRun`]); this bounds the ones of traces that are not runs.
+pub const DECIDED_CACHE_MAX: usize = 4_096;
 /// Default time a person has to answer.
 pub const CONFIRM_TIMEOUT_MS_DEFAULT: u64 = 120_000;
 
@@ -161,6 +163,8 @@ pub struct GateShared {
     runs: Mutex<HashMap<String, RunConfirmPolicy>>,
     pending_tx: watch::Sender<Vec<ActionRequest>>,
     auto: Mutex<AutoDecide>,
+    /// How many decisions the gate actor holds in its cache (it writes this).
+    decided_cached: AtomicUsize,
     pub timeout_ms: u64,
 }
 
@@ -177,6 +181,7 @@ impl GateShared {
             runs: Mutex::new(HashMap::new()),
             pending_tx,
             auto: Mutex::new(AutoDecide::Ask),
+            decided_cached: AtomicUsize::new(0),
             timeout_ms,
         })
     }
@@ -235,6 +240,16 @@ impl GateShared {
     pub fn run_policy(&self, trace: &str) -> Option<RunConfirmPolicy> {
         lock(&self.runs).get(trace).cloned()
     }
+
+    /// Entries held for runs, live or ended: policies, waiting and decided nodes, and
+    /// the gate's cached decisions. A soak checks that this does not grow with the runs
+    /// it served.
+    pub fn held_entries(&self) -> usize {
+        lock(&self.runs).len()
+            + lock(&self.waiting_nodes).len()
+            + lock(&self.decided_nodes).len()
+            + self.decided_cached.load(Ordering::Relaxed)
+    }
 }
 
 /// Messages of the gate.
@@ -261,7 +276,7 @@ pub enum GateMsg {
     Wait(String, RpcReplyPort<Option<ActionDecision>>),
     /// The pending requests, oldest first.
     List(RpcReplyPort<Vec<ActionRequest>>),
-    /// Denies every pending request of a run that ended.
+    /// Denies every pending request of a run that ended, and forgets its decisions.
     WithdrawRun { trace_id: String, reason: String },
     /// Times out expired requests.
     Tick,
@@ -281,8 +296,9 @@ pub struct GateState {
     args: GateArgs,
     pending: BTreeMap<String, ActionRequest>,
     waiters: HashMap<String, Vec<RpcReplyPort<Option<ActionDecision>>>>,
-    /// Decisions made by this actor (the POG has them all; this saves a read).
-    decided: HashMap<String, ActionDecision>,
+    /// Decisions made by this actor, by request id, with the trace they belong to (the
+    /// POG has them all; this saves a read). Kept while their run lives.
+    decided: HashMap<String, (String, ActionDecision)>,
 }
 
 /// The gate actor.
@@ -290,6 +306,13 @@ pub struct GateState {
 pub struct ConfirmGateActor;
 
 impl GateState {
+    fn note_cached(&self) {
+        self.args
+            .shared
+            .decided_cached
+            .store(self.decided.len(), Ordering::Relaxed);
+    }
+
     fn publish(&self) {
         let list: Vec<ActionRequest> = self.pending.values().cloned().collect();
         self.args.shared.pending_tx.send_replace(list);
@@ -343,7 +366,11 @@ impl GateState {
         if self.decided.len() >= DECIDED_CACHE_MAX {
             self.decided.clear();
         }
-        self.decided.insert(made.request_id.clone(), made.clone());
+        self.decided.insert(
+            made.request_id.clone(),
+            (request.trace_id.clone(), made.clone()),
+        );
+        self.note_cached();
         for waiter in self.waiters.remove(&made.request_id).unwrap_or_default() {
             let _ = waiter.send(Some(made.clone()));
         }
@@ -356,7 +383,7 @@ impl GateState {
         request: ActionRequest,
         recorded: bool,
     ) -> Result<Option<ActionDecision>, GateError> {
-        if let Some(made) = self.decided.get(&request.request_id) {
+        if let Some((_, made)) = self.decided.get(&request.request_id) {
             return Ok(Some(made.clone()));
         }
         if self.pending.contains_key(&request.request_id) {
@@ -449,6 +476,7 @@ impl Actor for ConfirmGateActor {
             waiters: HashMap::new(),
             decided: HashMap::new(),
         };
+        state.note_cached();
         state.publish();
         Ok(state)
     }
@@ -499,7 +527,8 @@ impl Actor for ConfirmGateActor {
                 if state.pending.contains_key(&request_id) {
                     state.waiters.entry(request_id).or_default().push(reply);
                 } else {
-                    let _ = reply.send(state.decided.get(&request_id).cloned());
+                    let made = state.decided.get(&request_id).map(|(_, made)| made.clone());
+                    let _ = reply.send(made);
                 }
             }
             GateMsg::List(reply) => {
@@ -525,6 +554,10 @@ impl Actor for ConfirmGateActor {
                         tracing::warn!(request = %request.request_id, "withdraw action request: {e}");
                     }
                 }
+                // The run is over: nobody asks for its decisions again (a resumed run
+                // reads them from the POG).
+                state.decided.retain(|_, (trace, _)| *trace != trace_id);
+                state.note_cached();
             }
             GateMsg::Tick => state.tick().await,
         }

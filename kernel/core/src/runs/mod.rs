@@ -615,6 +615,20 @@ impl Engine {
         }
     }
 
+    /// Entries the engine and the services it uses hold per run: live runs, the crossing
+    /// log's numbering, run budgets, the confirmation gate's. With no run in flight this
+    /// is what ended runs left behind (a soak checks it does not grow).
+    pub fn held_run_entries(&self) -> usize {
+        let gate = self
+            .kernel
+            .effects()
+            .map_or(0, |effects| effects.shared.held_entries());
+        self.live.lock().expect("live lock").len()
+            + self.crossings.open_runs()
+            + self.kernel.run_budgets().len()
+            + gate
+    }
+
     /// Stops every live run's actor without finishing it (shutdown): the runs stay
     /// unfinished in the POG and resume at the next start.
     pub fn live_runs(&self) -> Vec<String> {

@@ -176,6 +176,11 @@ impl CrossingLog {
         seq
     }
 
+    /// Runs whose numbering is held (open, or reserved into after they closed).
+    pub fn open_runs(&self) -> usize {
+        self.next.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// (handed to the POG, refused) since boot.
     pub fn counts(&self) -> (u64, u64) {
         (
