@@ -5,7 +5,7 @@
 //!
 //! Before exec, in the kernel's child (`runloop_sandbox::spawn`, async-signal-safe only):
 //!
-//! 0. a fresh **pid namespace** (`clone3(CLONE_NEWPID)`, this process is its pid 1; the
+//! 0. a fresh **pid namespace** (`clone(CLONE_NEWPID)`, this process is its pid 1; the
 //!    kernel still sees and kills it by its own pid), the agent's **cgroup** (the child
 //!    writes `0` into `cgroup.procs`), death with the parent (`PR_SET_PDEATHSIG`). A root
 //!    kernel's child joins the kernel's one empty **network namespace** (`setns`; made
@@ -247,7 +247,7 @@ pub fn drop_ids(uid: u32, gid: u32) -> Result<(), ConfineError> {
 /// kernel's sandbox (`Jail::UserNamespace`) always makes its own here: joining one needs
 /// `CAP_SYS_ADMIN` over the user namespace that owns it, which an unprivileged kernel
 /// could only give by owning that user namespace and nesting every sandbox's inside it,
-/// not with one `clone3`. Either way there is only a `lo`, down: no network at all, even
+/// not with one `clone`. Either way there is only a `lo`, down: no network at all, even
 /// before seccomp forbids `socket(2)`.
 pub fn enter_namespaces(jail: Jail) -> Result<(), ConfineError> {
     let fail = |call| ConfineError::Namespaces {

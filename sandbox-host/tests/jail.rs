@@ -1,5 +1,5 @@
 //! The jail, one test per step, each read from outside through `/proc/<pid>` of a real
-//! sandbox (real clone3, real namespaces, real cgroup) after `control.ready.v1`, i.e. fully
+//! sandbox (real clone, real namespaces, real cgroup) after `control.ready.v1`, i.e. fully
 //! confined. A failed step must be fatal and named.
 
 mod common;
@@ -284,6 +284,22 @@ fn the_sandbox_root_is_an_empty_read_only_tmpfs_in_its_own_mount_namespace() {
     assert_eq!(lines.len(), 1, "{mountinfo}");
     assert!(lines[0].contains(" / / ro,"), "{mountinfo}");
     assert!(lines[0].contains(" - tmpfs "), "{mountinfo}");
+}
+
+#[test]
+fn the_sandbox_starts_with_no_signal_blocked() {
+    // The spawner thread keeps every signal blocked (a child sharing the kernel's address
+    // space must not run the kernel's handlers); the child unblocks them before exec.
+    let (_cg, sandbox) = spawn("echo.wat", limits(), "jail-signals");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sandbox.pid())).unwrap();
+    let field = |name: &str| {
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"));
+        u64::from_str_radix(line.trim(), 16).unwrap()
+    };
+    assert_eq!(field("SigBlk:"), 0, "{status}");
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! - [`cgroup`]: per-agent cgroups (v1 and v2) under a Runloop parent;
 //! - [`process`]: [`Sandbox`], one process: spawn into the cgroup, hello/ready, shutdown,
 //!   kill, reap with the signal, per-sandbox facts;
-//! - [`spawn`]: `clone3` into a fresh pid namespace on the long-lived spawner thread, the
+//! - [`spawn`]: a vfork-style clone (`CLONE_VM | CLONE_VFORK`, no copy of the kernel's
+//!   address space) into a fresh pid namespace on the long-lived spawner thread, the
 //!   async-signal-safe steps before exec (death signal, cgroup, id maps), and the
 //!   [`Jail`] a sandbox gets;
 //! - `poll`: the `poll` waits on a sandbox's socket and the driver's wake descriptor;

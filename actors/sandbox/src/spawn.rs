@@ -1,19 +1,31 @@
-//! Starting a sandbox-host process: `clone3` into a fresh pid namespace on one long-lived
-//! spawner thread, the async-signal-safe steps before exec, `execve`.
+//! Starting a sandbox-host process: `clone(CLONE_VM | CLONE_VFORK)` into a fresh pid
+//! namespace on one long-lived spawner thread, the async-signal-safe steps before exec,
+//! `execve`.
 //!
 //! The jail's steps are listed in order in `runloop_sandbox_host::confine` and
 //! `docs/sandbox.md`; the ones here run in the child between clone and exec, where only
 //! async-signal-safe calls on values prepared before the clone are allowed (the kernel
-//! process has many threads; their locks are copied held). Everything the child needs —
-//! the program path, argv, envp, the id-map texts, the fds — is built before the clone;
-//! the child only calls `prctl`, `poll`, `write`, `setns`, `open`, `close`, `fcntl`,
-//! `sigprocmask`, `signal`, `execve` and `_exit`.
+//! process has many threads, whose locks may be held). Everything the child needs — the
+//! program path, argv, envp, the id-map texts, the fds — is built before the clone; the
+//! child only calls `prctl`, `poll`, `write`, `setns`, `open`, `close`, `fcntl`,
+//! `sigaction`, `sigprocmask`, `execve` and `_exit`, and writes only to its own stack
+//! (and `errno`).
 //!
-//! Why `clone3` and not `fork` + `unshare`: a pid namespace made by `unshare` only holds
-//! the caller's *children*, so the sandbox would not be in it; `clone3(CLONE_NEWPID)` puts
-//! the new process itself there, as its pid 1. The kernel still knows it by its pid in the
-//! kernel's namespace (what `clone3` returns): that is the pid it signals, reaps with
-//! `wait4` and reads under `/proc`.
+//! Why `CLONE_VM | CLONE_VFORK` (what `posix_spawn` does) and not a fork-like copy: a copy
+//! of the kernel's address space marks every writable page copy-on-write, and until the
+//! child execs each page any kernel thread then writes faults and flushes the TLB of every
+//! CPU running the process. In the openings bench that was a quarter of all CPU
+//! (`native_write_msr` / `flush_tlb_mm_range` under `do_wp_page`, `perf/openings.md`).
+//! Sharing the address space costs nothing to set up; the spawner thread waits (vfork)
+//! until the child execs or exits, the child runs on a stack of its own, and the spawner
+//! thread keeps every signal blocked so no handler of the kernel's can run in the child
+//! before it has set them back to their defaults.
+//!
+//! Why a clone with `CLONE_NEWPID` and not `fork` + `unshare`: a pid namespace made by
+//! `unshare` only holds the caller's *children*, so the sandbox would not be in it;
+//! `CLONE_NEWPID` puts the new process itself there, as its pid 1. The kernel still knows
+//! it by its pid in the kernel's namespace (what `clone` returns): that is the pid it
+//! signals, reaps with `wait4` and reads under `/proc`.
 //!
 //! A root kernel's sandboxes have no network through one **shared, empty network
 //! namespace** ([`shared_netns`]): made once per kernel process, joined with `setns` by
@@ -150,7 +162,7 @@ impl ChildStep {
     /// What the step does, for messages.
     pub fn name(self) -> &'static str {
         match self {
-            ChildStep::Clone => "clone3 into a new pid namespace",
+            ChildStep::Clone => "clone into a new pid namespace",
             ChildStep::DeathSignal => "set the parent-death signal",
             ChildStep::ParentGone => "check the parent is alive",
             ChildStep::JoinCgroup => "join the agent's cgroup",
@@ -324,8 +336,19 @@ fn start_spawner() -> Result<Spawner, String> {
     std::thread::Builder::new()
         .name("sandbox-spawner".into())
         .spawn(move || {
+            // Every signal stays blocked on this thread: a child cloned with `CLONE_VM`
+            // starts with this mask, so none of the process's handlers can run in it
+            // (on memory it shares with the kernel) before it resets them.
+            // SAFETY: `all` is a live local sigset filled by sigfillset; pthread_sigmask
+            // changes this thread's mask only.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+            }
+            let mut stack = vec![0u8; CHILD_STACK_BYTES];
             for request in rx {
-                let result = clone_and_exec(&request.plan, parent.as_raw_fd());
+                let result = clone_and_exec(&request.plan, parent.as_raw_fd(), &mut stack);
                 // A caller that gave up is no reason to stop serving the others.
                 let _ = request.reply.send(result);
             }
@@ -334,27 +357,20 @@ fn start_spawner() -> Result<Spawner, String> {
     Ok(Spawner { requests: tx })
 }
 
-/// `struct clone_args` up to `tls` (`CLONE_ARGS_SIZE_VER0`).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-}
-const _: () = assert!(std::mem::size_of::<CloneArgs>() == 64);
+/// Bytes of the stack the child runs on between clone and exec (its frames are small: a
+/// few locals and the system calls' wrappers).
+const CHILD_STACK_BYTES: usize = 256 * 1024;
 
 /// Bytes the child writes to the error pipe: the step, then errno.
 const CHILD_REPORT_BYTES: usize = 8;
 
 /// Clones the child, which runs the plan's steps and execs; returns its pid once exec
 /// succeeded (the close-on-exec error pipe reads end-of-file), or the failed step.
-fn clone_and_exec(plan: &ChildPlan, parent_pidfd: RawFd) -> Result<i32, ChildError> {
+fn clone_and_exec(
+    plan: &ChildPlan,
+    parent_pidfd: RawFd,
+    stack: &mut [u8],
+) -> Result<i32, ChildError> {
     let fail = |step| ChildError {
         step,
         source: io::Error::last_os_error(),
@@ -374,30 +390,35 @@ fn clone_and_exec(plan: &ChildPlan, parent_pidfd: RawFd) -> Result<i32, ChildErr
     // SAFETY: both fds are fresh and ours.
     let (read_end, write_end) =
         unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
-    let args = CloneArgs {
-        flags: plan.clone_flags,
-        exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
+    let mut handoff = ChildHandoff {
+        plan,
+        argv: &argv,
+        envp: &envp,
+        parent_pidfd,
+        report: write_end.as_raw_fd(),
     };
-    // SAFETY: clone3 reads `args` (a live, initialised clone_args of the size passed). No
-    // CLONE_VM: the child gets a copy of this address space, like fork, and runs only
-    // `child` below, which never returns.
+    // The stack grows down: the child starts at its top, 16-byte aligned.
+    let top = stack.as_mut_ptr_range().end as usize & !0xf;
+    let flags = i32::try_from(plan.clone_flags | (libc::CLONE_VM | libc::CLONE_VFORK) as u64)
+        .expect("clone flags fit in an int")
+        | libc::SIGCHLD;
+    // SAFETY: `child_entry` runs on `stack` (live, owned by this thread, not touched by
+    // anything else while the child runs) and gets a pointer to `handoff`, a live local:
+    // with CLONE_VFORK this thread is suspended until the child has exec'd or exited, so
+    // both outlive the child's use of them. The child shares this address space
+    // (CLONE_VM) and only makes async-signal-safe calls that write to its own stack and
+    // errno; it never returns (execve or _exit).
     let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
+        libc::clone(
+            child_entry,
+            top as *mut libc::c_void,
+            flags,
+            (&mut handoff as *mut ChildHandoff<'_>).cast(),
         )
     };
     if pid < 0 {
         return Err(fail(ChildStep::Clone));
     }
-    if pid == 0 {
-        // SAFETY: we are the freshly cloned child; `child` only makes async-signal-safe
-        // calls on memory prepared before the clone, and ends in execve or _exit.
-        unsafe { child(plan, &argv, &envp, parent_pidfd, write_end.as_raw_fd()) }
-    }
-    let pid = i32::try_from(pid).expect("pids fit in i32");
     drop(write_end);
     let mut report = [0u8; CHILD_REPORT_BYTES];
     let mut got = 0;
@@ -437,11 +458,36 @@ fn clone_and_exec(plan: &ChildPlan, parent_pidfd: RawFd) -> Result<i32, ChildErr
     })
 }
 
+/// What the child reads, on the spawner thread's stack (shared: `CLONE_VM`).
+struct ChildHandoff<'a> {
+    plan: &'a ChildPlan,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    parent_pidfd: RawFd,
+    report: RawFd,
+}
+
+/// Where the cloned child starts, on its own stack.
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildHandoff` the spawner thread passed to clone, alive while
+    // the spawner waits for this child's exec or exit (CLONE_VFORK); `child` never returns.
+    unsafe {
+        let handoff = &*(arg as *const ChildHandoff<'_>);
+        child(
+            handoff.plan,
+            handoff.argv,
+            handoff.envp,
+            handoff.parent_pidfd,
+            handoff.report,
+        )
+    }
+}
+
 /// The child between clone and exec. Only async-signal-safe calls; any failure writes
 /// `[step, errno]` to `report` and exits 127.
 ///
 /// # Safety
-/// Must only be called in the child right after `clone3`, with `argv`/`envp`
+/// Must only be called in the child right after the clone, with `argv`/`envp`
 /// NULL-terminated arrays of pointers into `plan`.
 unsafe fn child(
     plan: &ChildPlan,
@@ -523,13 +569,32 @@ unsafe fn child(
                 libc::close(fd);
             }
         }
-        // What std's Command does too: no signal blocked, SIGPIPE back to its default
-        // (Rust programs ignore it, and an ignored signal stays ignored across exec).
+        // Every signal is still blocked (the spawner thread's mask). The handlers are a
+        // copy of the kernel's (no CLONE_SIGHAND): back to their defaults before anything
+        // is unblocked, so none runs here on memory shared with the kernel. Ignored ones
+        // stay ignored across exec, as with std's Command, except SIGPIPE (Rust programs
+        // ignore it), which goes back to its default too.
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE)
+                && old.sa_sigaction != libc::SIG_DFL
+                && libc::sigaction(sig, &default, std::ptr::null_mut()) != 0
+            {
+                die(ChildStep::Signals);
+            }
+        }
+        // What std's Command does too: no signal blocked.
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
-        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0
-            || libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR
-        {
+        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
             die(ChildStep::Signals);
         }
         libc::execve(plan.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
