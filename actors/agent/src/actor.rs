@@ -719,9 +719,10 @@ async fn park(myself: &ActorRef<AgentMsg>, state: &mut AgentActorState, reason: 
             tracing::warn!(agent = %shared.config.name, "{text}");
         }
     }
-    // Shown as quarantined only once the record is there: a status that says
-    // `quarantined` always carries its reason.
-    shared.metrics.set_state(AgentState::Quarantined);
+    // Shown as quarantined only once the record is there, and with its reason in the
+    // same change: a status read between the quarantine actor's list and this agent's
+    // metrics still says why.
+    shared.metrics.quarantined(message.clone());
     // Aborting the driver kills the sandbox; parked invokes are answered below.
     if let Some(thread) = state.confined.driver.take().and_then(Driver::abort) {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;

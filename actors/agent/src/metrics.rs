@@ -67,6 +67,9 @@ pub struct AgentSnapshot {
     pub redelivered: u64,
     pub denied: u64,
     pub last_error: Option<String>,
+    /// Why the agent was parked, while `state` is `Quarantined` (set with the state, so a
+    /// snapshot that says quarantined always says why).
+    pub parked: Option<String>,
     /// CPU time of the current sandbox (user + system), microseconds.
     pub cpu_us: u64,
     /// Resident memory of the current sandbox, KiB.
@@ -191,12 +194,26 @@ impl AgentMetrics {
     }
 
     pub fn set_state(&self, state: AgentState) {
-        self.with(|m| m.state = state);
+        self.with(|m| {
+            m.state = state;
+            if state != AgentState::Quarantined {
+                m.parked = None;
+            }
+        });
+    }
+
+    /// Parked in quarantine for `reason`: the state and its reason in one change.
+    pub fn quarantined(&self, reason: String) {
+        self.with(|m| {
+            m.state = AgentState::Quarantined;
+            m.parked = Some(clip(reason));
+        });
     }
 
     pub fn started(&self, pid: u32, cgroup: Option<String>, restart: bool) {
         self.with(|m| {
             m.state = AgentState::Running;
+            m.parked = None;
             m.sandbox_pid = Some(pid);
             m.cgroup = cgroup;
             if restart {
@@ -466,6 +483,20 @@ mod tests {
         metrics.with(|m| m.sandbox_pid = Some(u32::MAX));
         let gone = metrics.snapshot_at(clock.now_ms(), 1_000);
         assert_eq!(gone.usage_at_ms, None, "a sandbox /proc does not know");
+    }
+
+    #[test]
+    fn a_parked_snapshot_carries_its_reason_and_a_restart_clears_it() {
+        let m = AgentMetrics::default();
+        m.quarantined("malformed frame: Duplicate".into());
+        let snap = m.counters();
+        assert_eq!(snap.state, AgentState::Quarantined);
+        assert_eq!(snap.parked.as_deref(), Some("malformed frame: Duplicate"));
+        m.started(7, None, true);
+        assert_eq!(m.counters().parked, None);
+        m.quarantined("again".into());
+        m.set_state(AgentState::Stopped);
+        assert_eq!(m.counters().parked, None);
     }
 
     /// The idle rule, table-driven: a reading serves for the period, and for an agent

@@ -215,6 +215,13 @@ impl Kernel {
         breaker: String,
         quarantine: Option<String>,
     ) -> AgentStatus {
+        // The quarantine actor's list was read before this snapshot: an agent parked in
+        // between says why from its own metrics.
+        let quarantine = quarantine.or_else(|| {
+            (snap.state == AgentState::Quarantined)
+                .then(|| snap.parked.clone())
+                .flatten()
+        });
         let state = if quarantine.is_some() {
             AgentState::Quarantined
         } else {
