@@ -402,12 +402,11 @@ fn clone_and_exec(
     let flags = i32::try_from(plan.clone_flags | (libc::CLONE_VM | libc::CLONE_VFORK) as u64)
         .expect("clone flags fit in an int")
         | libc::SIGCHLD;
-    // SAFETY: `child_entry` runs on `stack` (live, owned by this thread, not touched by
-    // anything else while the child runs) and gets a pointer to `handoff`, a live local:
-    // with CLONE_VFORK this thread is suspended until the child has exec'd or exited, so
-    // both outlive the child's use of them. The child shares this address space
-    // (CLONE_VM) and only makes async-signal-safe calls that write to its own stack and
-    // errno; it never returns (execve or _exit).
+    // The child shares this address space (CLONE_VM), makes only async-signal-safe
+    // calls that write to its own stack and errno, and never returns (execve or _exit).
+    // SAFETY: `child_entry` runs on `stack` (ours, untouched while the child runs) with a
+    // pointer to `handoff`; CLONE_VFORK suspends this thread until the child exec'd or
+    // exited, so both outlive the child's use of them.
     let pid = unsafe {
         libc::clone(
             child_entry,
