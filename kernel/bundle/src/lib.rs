@@ -17,12 +17,14 @@
 //! the signature, and a changed module breaks the digest: a tampered bundle never loads.
 //! An unsigned bundle, or one signed by a key that is no trust root for its name, loads
 //! only when the policy allows unsigned agents, with a warning on every load. [`pack`]
-//! writes bundles.
+//! writes bundles. [`cache::BundleCache`] remembers verified bundles while their files stay
+//! unchanged.
 //!
 //! Boundary: this crate reads files and checks bytes; it runs nothing. It does not read
 //! config: the caller builds the [`TrustPolicy`].
 
 pub mod abi;
+pub mod cache;
 pub mod caps;
 pub mod effects;
 pub mod glob;

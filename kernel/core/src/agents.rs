@@ -268,12 +268,15 @@ impl Kernel {
         dir: &Path,
         start: StartOptions,
     ) -> Result<AgentStatus, AgentOpError> {
-        let bundle =
-            Bundle::load(dir, &self.agent_options.trust).map_err(|e| AgentOpError::Bundle {
+        let bundle = self
+            .modules
+            .bundles()
+            .load(dir, &self.agent_options.trust)
+            .map_err(|e| AgentOpError::Bundle {
                 dir: dir.to_owned(),
                 message: e.to_string(),
             })?;
-        self.start_verified_in(run, Arc::new(bundle), start).await
+        self.start_verified_in(run, bundle, start).await
     }
 
     /// Compiles and starts `bundle`, already loaded (its signature, digest and ABI verified
@@ -333,7 +336,20 @@ impl Kernel {
                 AgentOpError::NoSandboxHost(tried.join(", "))
             })?,
         };
-        let module_path = compile(&bundle, &agent, options.cwasm_dir.clone()).await?;
+        let module_path = self
+            .modules
+            .compiled(
+                &bundle,
+                options
+                    .cwasm_dir
+                    .clone()
+                    .unwrap_or_else(runloop_compile::Compiler::default_dir),
+            )
+            .await
+            .map_err(|message| AgentOpError::Compile {
+                agent: agent.to_string(),
+                message,
+            })?;
         let limits = start.limits.unwrap_or(options.limits);
         let cgroup_memory = start
             .cgroup_memory_bytes_max
@@ -654,27 +670,4 @@ impl AgentEntry {
             pump.abort();
         }
     }
-}
-
-async fn compile(
-    bundle: &Arc<Bundle>,
-    agent: &AgentName,
-    dir: Option<PathBuf>,
-) -> Result<PathBuf, AgentOpError> {
-    let bundle = bundle.clone();
-    let failed = |message: String| AgentOpError::Compile {
-        agent: agent.to_string(),
-        message,
-    };
-    let dir = dir.unwrap_or_else(runloop_compile::Compiler::default_dir);
-    let result = tokio::task::spawn_blocking(move || {
-        let compiler = runloop_compile::Compiler::new(dir).map_err(|e| e.to_string())?;
-        compiler
-            .compile_bytes(bundle.wasm())
-            .map(|c| c.path)
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| failed(e.to_string()))?;
-    result.map_err(failed)
 }

@@ -233,6 +233,8 @@ pub struct Kernel {
     warm_sweeper: Option<tokio::task::JoinHandle<()>>,
     /// The task that gives freed heap back to the system ([`trim`]).
     trimmer: Option<tokio::task::JoinHandle<()>>,
+    /// Verified bundles and compiled modules kept across starts.
+    pub(crate) modules: crate::modules::Modules,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -465,6 +467,7 @@ impl Kernel {
             warm,
             warm_sweeper,
             trimmer: trim::spawn_trimmer(),
+            modules: crate::modules::Modules::default(),
             root,
             join,
             clock: options.clock.clone(),
@@ -490,6 +493,11 @@ impl Kernel {
     /// and was booted with [`KernelOptions::effects`]).
     pub fn effects(&self) -> Option<&crate::effects::Effects> {
         self.effects.as_ref()
+    }
+
+    /// Verified bundles by directory, shared by this kernel's starts and catalogs.
+    pub fn bundle_cache(&self) -> &Arc<runloop_bundle::cache::BundleCache> {
+        self.modules.bundles()
     }
 
     /// The trust roots bundles are loaded under (`AgentOptions::trust`).

@@ -21,6 +21,7 @@ pub mod effects;
 pub mod grants;
 pub mod kernel;
 pub mod metrics;
+pub mod modules;
 pub mod otel;
 pub mod runs;
 pub mod services;

@@ -18,13 +18,16 @@
 //! spec after the validation, load and verify each bundle once (`Bundle::load` costs
 //! milliseconds: signature, digest, ABI check of the whole module). The run keeps the
 //! verified bundles of its nodes and starts each node's agent from them
-//! ([`crate::Kernel::start_verified_in`]): a node's start loads and verifies nothing again. A
-//! bundle changed on disk is seen by the next submit.
+//! ([`crate::Kernel::start_verified_in`]): a node's start loads and verifies nothing again.
+//! Across submits, the engine's catalogs share the kernel's [`BundleCache`]: a bundle whose
+//! directory is unchanged (same files, inodes, sizes and times) is not read again, and a
+//! bundle changed on disk is loaded and verified again by the next submit.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use runloop_bundle::cache::BundleCache;
 use runloop_bundle::{Bundle, TrustPolicy};
 use runloop_openings::{AgentCatalog, AgentFacts, AgentRef, CatalogError};
 
@@ -76,6 +79,8 @@ pub struct BundleCatalog {
     trust: TrustPolicy,
     /// By leaf name (`<name>` or `<name>@<variant>`), at most [`RESOLVED_AGENTS_MAX`].
     resolved: Mutex<HashMap<String, Resolution>>,
+    /// Verified bundles shared across catalogs (`None`: every resolution loads).
+    cache: Option<Arc<BundleCache>>,
 }
 
 impl BundleCatalog {
@@ -85,7 +90,14 @@ impl BundleCatalog {
             dirs,
             trust,
             resolved: Mutex::new(HashMap::new()),
+            cache: None,
         }
+    }
+
+    /// The same catalog loading through `cache` (see [`BundleCache`]).
+    pub fn with_cache(mut self, cache: Arc<BundleCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// The bundle directory of `agent`, loaded and verified (once per catalog).
@@ -112,8 +124,12 @@ impl BundleCatalog {
             if !candidate.join(runloop_bundle::MANIFEST_FILE).is_file() {
                 continue;
             }
-            return match Bundle::load(&candidate, &self.trust) {
-                Ok(bundle) => Ok((candidate, Arc::new(bundle))),
+            let loaded = match &self.cache {
+                Some(cache) => cache.load(&candidate, &self.trust),
+                None => Bundle::load(&candidate, &self.trust).map(Arc::new),
+            };
+            return match loaded {
+                Ok(bundle) => Ok((candidate, bundle)),
                 Err(e) => Err(CatalogError::Invalid(format!(
                     "agent {leaf}: bundle {} fails verification: {e}",
                     candidate.display()

@@ -169,6 +169,7 @@ impl Engine {
             catalog::search_path(dir, &self.config.search_dirs),
             self.kernel.trust().clone(),
         )
+        .with_cache(self.kernel.bundle_cache().clone())
     }
 
     /// The catalog of installed agents (no opening's directory first): what
@@ -178,6 +179,7 @@ impl Engine {
             catalog::installed_path(&self.config.search_dirs),
             self.kernel.trust().clone(),
         )
+        .with_cache(self.kernel.bundle_cache().clone())
     }
 
     /// Validates an opening's source as `rlp validate` does.
