@@ -170,6 +170,10 @@ pub(crate) fn register_vec_extension() {
     });
 }
 
+/// Prepared statements each connection keeps (rusqlite's default is 16; the view
+/// projection alone repeats more than that).
+const STATEMENT_CACHE: usize = 64;
+
 /// Opens a file read-write with WAL and the given `synchronous` level.
 pub(crate) fn open_rw(path: &Path, synchronous: &str) -> Result<Connection, OpenError> {
     register_vec_extension();
@@ -190,6 +194,8 @@ pub(crate) fn open_rw(path: &Path, synchronous: &str) -> Result<Connection, Open
         .map_err(err)?;
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(err)?;
+    // Room for every statement the writer and the view projection repeat.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -247,17 +253,14 @@ pub(crate) const EVENT_COLUMNS: &str =
 
 fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
     let row = conn
-        .query_row(
-            "SELECT seq, hash, ts_ms FROM events ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            },
-        )
+        .prepare_cached("SELECT seq, hash, ts_ms FROM events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
         .optional()?;
     Ok(match row {
         None => Head {
@@ -374,11 +377,23 @@ impl Store {
         let mut results = Vec::with_capacity(groups.len());
         let mut appended = Vec::new();
         for group in groups {
-            let sp = tx.savepoint().map_err(sql("savepoint"))?;
             let mut local = head;
-            match append_group(&sp, &*self.clock, &mut local, &group) {
-                Ok(written) => {
+            // A group of one event needs no savepoint: every refusal comes before its
+            // insert, and a failed insert changes nothing (a statement is atomic). A longer
+            // group is undone whole when a later event of it is refused.
+            let appended_group = if group.len() == 1 {
+                append_group(&tx, &*self.clock, &mut local, &group)
+            } else {
+                let sp = tx.savepoint().map_err(sql("savepoint"))?;
+                let written = append_group(&sp, &*self.clock, &mut local, &group);
+                if written.is_ok() {
                     sp.commit().map_err(sql("release savepoint"))?;
+                }
+                // Dropping the savepoint otherwise rolls it back.
+                written
+            };
+            match appended_group {
+                Ok(written) => {
                     head = local;
                     appended.extend(
                         written
@@ -388,7 +403,6 @@ impl Store {
                     );
                     results.push(Ok(written));
                 }
-                // Dropping the savepoint rolls it back.
                 Err(e) => results.push(Err(e)),
             }
         }
