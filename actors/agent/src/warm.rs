@@ -22,7 +22,11 @@
 //! an RCU grace period when the machine was idle (4–14 ms here, most of a restart).
 //!
 //! Bounds: at most `max` sandboxes wait in all (config `runtime.warm_sandboxes`; 0 turns
-//! the pool off), at most [`PER_KEY_MAX`] per key, each at most [`IDLE_MS`] by the injected
+//! the pool off). One key may fill the pool while no other needs room — many runs of one
+//! opening are the common load, and with 2 per key (the earlier rule) 40% of their node
+//! starts spawned. When the pool is full, a key with fewer waiting takes the room of the
+//! oldest sandbox of the key with the most ([`WarmPool::give`]), so the keys in use share
+//! it. Each waits at most [`IDLE_MS`] by the injected
 //! clock — swept at every take, give and spare, and by [`WarmPool::sweep`]. Teardown (kill,
 //! reap, group removal) runs on a short-lived thread, never on the caller's. [`WarmPool::close`]
 //! (kernel shutdown) refuses new ones, ends the waiting ones and waits for spares in flight.
@@ -40,8 +44,6 @@ use runloop_sandbox::{Sandbox, SandboxError};
 
 use crate::actor::AgentConfig;
 
-/// Most sandboxes waiting for one key.
-pub const PER_KEY_MAX: usize = 2;
 /// Longest a sandbox waits before it is ended, in milliseconds of the kernel's clock.
 pub const IDLE_MS: u64 = 30_000;
 /// Default of `runtime.warm_sandboxes`: most sandboxes waiting in all.
@@ -73,6 +75,23 @@ impl WarmKey {
                 .map(|plan| (plan.parent.clone(), plan.limits)),
         }
     }
+}
+
+/// Where a sandbox of `key` may take room in a full pool: the oldest entry of the key with
+/// the most waiting, when that key holds at least two more than `key` (after the move it
+/// still holds at least as many). `None`: `key` already has its share.
+fn room_from_largest(waiting: &[(WarmKey, Warm)], key: &WarmKey) -> Option<usize> {
+    let count = |k: &WarmKey| waiting.iter().filter(|(other, _)| other == k).count();
+    let mine = count(key);
+    let (largest, most) = waiting
+        .iter()
+        .map(|(k, _)| (k, count(k)))
+        .max_by_key(|(_, n)| *n)?;
+    if most < mine + 2 {
+        return None;
+    }
+    // Entries are pushed as they arrive: the first of the key is its oldest.
+    waiting.iter().position(|(k, _)| k == largest)
 }
 
 /// One waiting sandbox and the group it sits in (`None` for a spare, or where the machine
@@ -175,6 +194,8 @@ pub struct WarmStats {
     pub spares: u64,
     /// Sandboxes ended unused after [`IDLE_MS`], or found dead or busy when taken.
     pub expired: u64,
+    /// Sandboxes ended to give their room to a key with fewer waiting.
+    pub evicted: u64,
     /// Waiting now.
     pub waiting: u64,
 }
@@ -266,8 +287,9 @@ impl WarmPool {
     }
 
     /// Offers the idle sandbox of an instance that stopped normally. Refused — handed back
-    /// for the caller to end as before — when the pool is closed or full for the key, or
-    /// the sandbox is not reusable. Blocking, like [`WarmPool::take`].
+    /// for the caller to end as before — when the pool is closed, or full with no key
+    /// holding at least two more than this one (else that key's oldest sandbox is ended
+    /// to make room), or the sandbox is not reusable. Blocking, like [`WarmPool::take`].
     pub fn give(
         &self,
         key: WarmKey,
@@ -279,9 +301,18 @@ impl WarmPool {
         }
         let mut state = self.inner.lock();
         self.sweep_locked(&mut state);
-        let of_key = state.waiting.iter().filter(|(k, _)| *k == key).count();
-        if state.closed || state.waiting.len() >= self.inner.max || of_key >= PER_KEY_MAX {
+        if state.closed || self.inner.max == 0 {
             return Err(Box::new(Refused { sandbox, group }));
+        }
+        if state.waiting.len() >= self.inner.max {
+            match room_from_largest(&state.waiting, &key) {
+                Some(i) => {
+                    let (_, evicted) = state.waiting.remove(i);
+                    state.stats.evicted += 1;
+                    teardown(evicted);
+                }
+                None => return Err(Box::new(Refused { sandbox, group })),
+            }
         }
         state.stats.given += 1;
         let since_ms = self.inner.clock.now_ms();
@@ -432,5 +463,51 @@ impl WarmPool {
             .iter()
             .filter_map(|(_, w)| w.group.as_ref().map(|g| g.path().to_owned()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(module: &str) -> WarmKey {
+        WarmKey {
+            program: PathBuf::from("/bin/sandbox-host"),
+            module_path: PathBuf::from(module),
+            limits: SandboxLimits::default(),
+            group: None,
+        }
+    }
+
+    /// A waiting entry without a process (nothing to end when dropped).
+    fn idle(since_ms: u64) -> Warm {
+        Warm {
+            sandbox: None,
+            group: None,
+            since_ms,
+        }
+    }
+
+    #[test]
+    fn a_full_pool_makes_room_only_from_a_key_holding_two_more() {
+        let (a, b) = (key("a.cwasm"), key("b.cwasm"));
+        // Four of `a`, oldest first: `b` (none waiting) takes the oldest `a`'s room.
+        let waiting: Vec<_> = (0..4).map(|t| (a.clone(), idle(t))).collect();
+        assert_eq!(room_from_largest(&waiting, &b), Some(0));
+        // `a` itself never evicts its own.
+        assert_eq!(room_from_largest(&waiting, &a), None);
+
+        // Two and two: even, `b` has its share.
+        let mut waiting = vec![
+            (a.clone(), idle(0)),
+            (b.clone(), idle(1)),
+            (a.clone(), idle(2)),
+            (b.clone(), idle(3)),
+        ];
+        assert_eq!(room_from_largest(&waiting, &b), None);
+        // Three `a`, one `b`: `b` may take the oldest `a` (position 0) — after it, two each.
+        waiting[3].0 = a.clone();
+        assert_eq!(room_from_largest(&waiting, &b), Some(0));
+        assert_eq!(room_from_largest(&[], &a), None);
     }
 }

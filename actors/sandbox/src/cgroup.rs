@@ -204,15 +204,12 @@ impl AgentCgroup {
         base.prepare()?;
         let v2 = base.v2;
         let path = base.join(&format!("{parent}/{name}"));
-        let cgroup = Cgroup::new_with_specified_controllers(
-            hierarchies::auto(),
-            &path,
-            Some(controllers(v2)),
-        )
-        .map_err(|source| CgroupError::Create {
-            path: path.clone(),
-            source,
-        })?;
+        let cgroup =
+            Cgroup::new_with_specified_controllers(hierarchy(), &path, Some(controllers(v2)))
+                .map_err(|source| CgroupError::Create {
+                    path: path.clone(),
+                    source,
+                })?;
         let group = Self { cgroup, path, v2 };
         if let Err(err) = group.apply(limits) {
             let _ = group.cgroup.delete();
@@ -319,11 +316,8 @@ impl AgentCgroup {
             Some((parent, _)) => format!("{parent}/{name}"),
             None => name.to_owned(),
         };
-        self.cgroup = Cgroup::load_with_specified_controllers(
-            hierarchies::auto(),
-            &path,
-            controllers(self.v2),
-        );
+        self.cgroup =
+            Cgroup::load_with_specified_controllers(hierarchy(), &path, controllers(self.v2));
         self.path = path;
         Ok(())
     }
@@ -383,14 +377,37 @@ pub fn remove_parent(parent: &str) -> Result<(), CgroupError> {
     remove_parent_in(base, parent)
 }
 
+/// The cgroup hierarchy of this machine, as `hierarchies::auto()` gives it, read once per
+/// process: `auto()` parses `/proc/self/mountinfo` at every call, which was ~4% of the CPU
+/// of a run's node start (a group's create and a warm group's rename each asked for it).
+/// Cgroup mounts do not move under a running kernel; one mounted later is not seen.
+fn hierarchy() -> Box<dyn cgroups_rs::fs::Hierarchy> {
+    #[derive(Debug, Clone)]
+    enum Known {
+        V1(hierarchies::V1),
+        V2(hierarchies::V2),
+    }
+    static KNOWN: std::sync::OnceLock<Known> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        if hierarchies::is_cgroup2_unified_mode() {
+            Known::V2(hierarchies::V2::new())
+        } else {
+            Known::V1(hierarchies::V1::new())
+        }
+    });
+    match known.clone() {
+        Known::V1(h) => Box::new(h),
+        Known::V2(h) => Box::new(h),
+    }
+}
+
 /// Removes the empty group `<base>/<parent>`.
 pub fn remove_parent_in(base: &AgentBase, parent: &str) -> Result<(), CgroupError> {
     for part in parent.split('/') {
         check_name(part)?;
     }
     let path = base.join(parent);
-    let cgroup =
-        Cgroup::load_with_specified_controllers(hierarchies::auto(), &path, controllers(base.v2));
+    let cgroup = Cgroup::load_with_specified_controllers(hierarchy(), &path, controllers(base.v2));
     cgroup
         .delete()
         .map_err(|source| CgroupError::Remove { path, source })
