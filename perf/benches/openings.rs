@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 use runloop_actors::names::{AgentName, OpeningId};
 use runloop_kernel::agents::{AgentOptions, StartOptions};
@@ -178,15 +179,17 @@ async fn run(engine: &Engine, yaml: &str) {
 }
 
 /// What the engine does for one node, done directly: a run, its agent, one round trip.
-/// Like a submit, it loads and verifies the bundle once per run, and starts each node's
-/// agent from it.
+/// Like a submit, it asks the kernel's bundle cache for the verified bundle once per run
+/// (a load and verification when the directory changed), and starts each node's agent
+/// from it.
 async fn direct_nodes(kernel: &Kernel, n: usize) {
     let run = kernel.ids().run_id();
     let opening = OpeningId::new("direct").unwrap();
     kernel.start_run(run, &opening).await.expect("start run");
-    let echo = Arc::new(
-        runloop_bundle::Bundle::load(&bundles().join("echo"), kernel.trust()).expect("echo"),
-    );
+    let echo = kernel
+        .bundle_cache()
+        .load(&bundles().join("echo"), kernel.trust())
+        .expect("echo");
     let mut finished: Option<AgentName> = None;
     for i in 0..n {
         let name = format!("n{i}");
@@ -217,19 +220,18 @@ async fn direct_nodes(kernel: &Kernel, n: usize) {
     kernel.stop_run(run).await.expect("stop run");
 }
 
-/// `count` calls of `f`, `IN_FLIGHT` at a time; returns the wall seconds.
+/// `count` calls of `f`, `IN_FLIGHT` at a time — a rolling window: the next call starts
+/// as soon as one ends — returns the wall seconds.
 async fn with_in_flight<F, Fut>(count: usize, f: F) -> f64
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let started = Instant::now();
-    let mut left = count;
-    while left > 0 {
-        let batch = left.min(IN_FLIGHT);
-        join_all((0..batch).map(|_| f())).await;
-        left -= batch;
-    }
+    futures_util::stream::iter((0..count).map(|_| f()))
+        .buffer_unordered(IN_FLIGHT)
+        .for_each(|()| async {})
+        .await;
     started.elapsed().as_secs_f64()
 }
 
@@ -312,6 +314,13 @@ async fn throughput(kernel: &Kernel, engine: &Engine, runs: usize, label: &str) 
     println!(
         "throughput ({label}): {runs} 1-node runs, {IN_FLIGHT} in flight, {ROUNDS} rounds, medians"
     );
+    if let Some(pool) = kernel.warm() {
+        let w = pool.stats();
+        println!(
+            "  warm pool since boot: {} starts took a waiting sandbox, {} spawned (missed), {} given back, {} spares",
+            w.taken, w.missed, w.given, w.spares
+        );
+    }
     println!("  engine runs/s                     {e:8.1}");
     println!(
         "  direct start+round trip+stop /s   {d:8.1}  ({:.0}% of direct)",
@@ -424,6 +433,11 @@ fn load(cwasm_dir: &Path) {
     let lookup = time_us(|| {
         assert!(compiler.compile_bytes(&wasm).expect("lookup").cached);
     });
+    let cache = runloop_bundle::cache::BundleCache::new();
+    cache.load(&echo, &trust).expect("echo loads");
+    let hit = time_us(|| {
+        cache.load(&echo, &trust).expect("echo loads");
+    });
     println!(
         "load: echo bundle ({} wasm bytes), {LOAD_SAMPLES} samples, medians",
         wasm.len()
@@ -433,7 +447,13 @@ fn load(cwasm_dir: &Path) {
     println!("  of it: blake3 of the module       {digest:8.1} µs");
     println!("  ABI check (validate all)          {abi:8.1} µs  (a load pays it once per module)");
     println!("  Compiler::new (wasmtime Engine)   {compiler_new:8.1} µs");
-    println!("  .cwasm cache lookup (hit)         {lookup:8.1} µs");
+    println!(
+        "  .cwasm cache lookup (hit)         {lookup:8.1} µs  (a start now skips it: the kernel remembers the path)"
+    );
+    println!(
+        "  BundleCache::load (hit)           {hit:8.1} µs  (a submit's load when the bundle is unchanged; {} loads)",
+        cache.stats().loads
+    );
 }
 
 /// Stops a kernel's tree and waits until its POG's name is free for the next one.
