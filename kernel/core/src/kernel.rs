@@ -495,11 +495,6 @@ impl Kernel {
         self.effects.as_ref()
     }
 
-    /// Verified bundles by directory, shared by this kernel's starts and catalogs.
-    pub fn bundle_cache(&self) -> &Arc<runloop_bundle::cache::BundleCache> {
-        self.modules.bundles()
-    }
-
     /// The trust roots bundles are loaded under (`AgentOptions::trust`).
     pub fn trust(&self) -> &runloop_bundle::TrustPolicy {
         &self.agent_options.trust

@@ -20,6 +20,13 @@ pub const COMPILED_MAX: usize = 1024;
 /// Most cache directories with a compiler kept.
 pub const COMPILERS_MAX: usize = 16;
 
+impl crate::Kernel {
+    /// Verified bundles by directory, shared by this kernel's starts and catalogs.
+    pub fn bundle_cache(&self) -> &Arc<BundleCache> {
+        self.modules.bundles()
+    }
+}
+
 /// Bundles and compiled modules a kernel keeps (see the module's text).
 #[derive(Debug, Default)]
 pub struct Modules {
@@ -78,5 +85,44 @@ impl Modules {
             compiled.insert(key, path.clone());
         }
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed echo bundle, compiled into a fresh cache directory.
+    #[tokio::test]
+    async fn a_remembered_module_is_compiled_again_once_its_file_is_gone() {
+        let echo =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents/bundles/echo");
+        let cwasm = tempfile::tempdir().unwrap();
+        let modules = Modules::default();
+        let bundle = modules
+            .bundles()
+            .load(&echo, &runloop_bundle::TrustPolicy::default())
+            .unwrap();
+        let first = modules
+            .compiled(&bundle, cwasm.path().to_owned())
+            .await
+            .unwrap();
+        assert!(first.is_file(), "compiled into the cache dir");
+        let again = modules
+            .compiled(&bundle, cwasm.path().to_owned())
+            .await
+            .unwrap();
+        assert_eq!(first, again);
+        // Somebody cleaned the cache: the remembered path is not handed out as it is.
+        std::fs::remove_file(&first).unwrap();
+        let rebuilt = modules
+            .compiled(&bundle, cwasm.path().to_owned())
+            .await
+            .unwrap();
+        assert_eq!(rebuilt, first);
+        assert!(
+            rebuilt.is_file(),
+            "compiled again after its file was removed"
+        );
     }
 }
