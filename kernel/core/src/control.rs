@@ -16,6 +16,7 @@
 //! `subscribe` streams share. The client half lives in `runloop-client`.
 
 mod cache;
+pub mod holders;
 mod sampler;
 pub mod server;
 

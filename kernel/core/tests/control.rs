@@ -3,9 +3,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream as StdStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use runloop_actors::names::AgentName;
 use runloop_actors::quarantine::QuarantineReason;
@@ -241,7 +242,13 @@ fn runloopd_serves_status_and_stops_cleanly_on_sigterm() {
         .output()
         .unwrap();
     assert_eq!(second.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("another runloopd already listens"));
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("another runloopd already listens"), "{said}");
+    // It names the daemon that holds the socket.
+    assert!(
+        said.contains(&format!("held by pid {} (runloopd)", child.id())),
+        "{said}"
+    );
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -253,6 +260,58 @@ fn runloopd_serves_status_and_stops_cleanly_on_sigterm() {
     stderr.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("runloopd: stopped"), "{rest}");
     assert!(!socket.exists(), "the socket file is removed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A listener held by something that is not a runloopd (as a killed daemon's sandbox,
+/// caught between clone and exec, holds a copy of its socket for a moment) is waited for:
+/// once it goes, the daemon replaces the stale socket and serves; one that stays is an
+/// error naming who holds it.
+#[test]
+fn runloopd_waits_out_a_listener_left_by_another_process() {
+    let dir = temp_dir("stale-listener");
+    let socket = dir.join("rmp.sock");
+    let runloopd = |home: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_runloopd"))
+            .arg("--socket")
+            .arg(&socket)
+            .env("HOME", home)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Held for 600 ms by this test process, then closed (the file stays, as after a kill).
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        drop(listener);
+    });
+    let started = Instant::now();
+    let mut child = runloopd(&dir);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    holder.join().unwrap();
+    assert!(line.starts_with("runloopd: listening on"), "{line}");
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+
+    // Held for longer than the daemon waits: it gives up and says by whom.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let out = runloopd(&dir).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("another runloopd already listens")
+            && said.contains(&format!("held by pid {} (", std::process::id())),
+        "{said}"
+    );
+    drop(listener);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -11,11 +11,11 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use runloop_kernel::config::{self, LoadOptions, Mode};
-use runloop_kernel::control::{self, ControlLimits, ControlPlane, PeerPolicy};
+use runloop_kernel::control::{self, ControlLimits, ControlPlane, PeerPolicy, holders};
 use runloop_kernel::{Kernel, KernelOptions};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -57,6 +57,11 @@ struct Args {
 
 /// Longest the shutdown waits for closing control connections to let the kernel go.
 const SHUTDOWN_HOLDERS_WAIT_MS: u64 = 2_000;
+/// Longest a listener held by something other than a runloopd is waited for at start, and
+/// how often it is asked (each ask is a connection nobody accepts: few, so its backlog
+/// never fills and a full queue is never taken for a dead listener).
+const STALE_LISTENER_WAIT_MS: u64 = 3_000;
+const STALE_LISTENER_POLL_MS: u64 = 100;
 
 fn main() -> ExitCode {
     // Few malloc arenas: threads come and go (one driver per agent), each arena keeps holes.
@@ -256,6 +261,24 @@ impl Drop for SocketFile {
     }
 }
 
+/// Whether a listener answers at `path`, and who holds it. A live daemon (a holder with
+/// this process's own name) is an answer at once. Anything else may be what a killed
+/// daemon left for a moment: a sandbox it was starting, between clone and exec, holds a
+/// copy of its fds (the listener too) until the death signal ends it; it gets
+/// [`STALE_LISTENER_WAIT_MS`] to go.
+async fn still_answered(path: &Path) -> Option<Vec<holders::Holder>> {
+    let own = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    let end = Instant::now() + Duration::from_millis(STALE_LISTENER_WAIT_MS);
+    loop {
+        tokio::net::UnixStream::connect(path).await.ok()?;
+        let holders = holders::listening_holders(path);
+        if Instant::now() >= end || holders.iter().any(|h| h.comm == own.trim_end()) {
+            return Some(holders);
+        }
+        tokio::time::sleep(Duration::from_millis(STALE_LISTENER_POLL_MS)).await;
+    }
+}
+
 /// Binds the socket, creating its directory (0700; 0710 owned by `group` when peers of a
 /// group are let in, so they can reach the socket and nothing else) and replacing a stale
 /// socket file that nobody answers on; a live daemon there is an error. The socket is
@@ -282,10 +305,11 @@ async fn bind(path: &Path, group: Option<u32>) -> Result<(UnixListener, SocketFi
         if !meta.file_type().is_socket() {
             return Err(format!("{} exists and is not a socket", path.display()));
         }
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
+        if let Some(holders) = still_answered(path).await {
             return Err(format!(
-                "another runloopd already listens on {}",
-                path.display()
+                "another runloopd already listens on {} (held by {})",
+                path.display(),
+                holders::describe(&holders)
             ));
         }
         std::fs::remove_file(path).map_err(|e| format!("remove stale {}: {e}", path.display()))?;
