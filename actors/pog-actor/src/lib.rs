@@ -2,16 +2,23 @@
 //! one SQLite transaction, and serves reads from the store's bounded read pool on blocking
 //! threads so a long query never stalls writes.
 //!
-//! Lifecycle: `pre_start` opens the store (creating or catching up the views); a failure
-//! there fails the spawn and the supervisor decides. `Write` messages are buffered; the
-//! first one in an empty buffer casts `Flush` to itself, so every write already queued in
-//! the mailbox lands in the same commit (group commit). The buffer is flushed early at
-//! `BATCH_EVENTS_MAX`. `post_stop` commits whatever is still buffered. Reads take a permit
-//! from a semaphore of `READS_IN_FLIGHT_MAX`; with none free the caller gets `Busy` at once
+//! Lifecycle: `pre_start` opens the store (creating or catching up the views) and hands it
+//! to the actor's writer thread; a failure there fails the spawn and the supervisor
+//! decides. `Write` messages are buffered; the first one in an empty buffer casts `Flush`
+//! to itself, so every write already queued in the mailbox lands in the same commit (group
+//! commit). A flush hands the buffer to the writer thread, which commits it (the fsync
+//! blocks that thread, never a runtime worker), answers each writer and tells the actor;
+//! while a commit is in flight, new writes gather for the next one. The buffer is handed
+//! over early at `BATCH_EVENTS_MAX` even while a commit is in flight. `post_stop` hands
+//! over whatever is still buffered; the writer thread commits it and ends. A writer thread
+//! that dies (a panic in the write path) fails the actor. Reads take a permit from a
+//! semaphore of `READS_IN_FLIGHT_MAX`; with none free the caller gets `Busy` at once
 //! (back-pressure, not a queue).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use runloop_pog::backup::{BackupError, BackupReport};
@@ -128,6 +135,10 @@ pub enum PogMsg {
     Stats(RpcReplyPort<PogStats>),
     /// Internal: commit the buffered writes.
     Flush,
+    /// Internal: the writer thread committed a batch.
+    Committed,
+    /// Internal: the writer thread died (a panic in the write path).
+    WriterDied,
 }
 
 type Pending = (
@@ -138,13 +149,90 @@ type Pending = (
 /// The actor's state, built in `pre_start`.
 #[derive(Debug)]
 pub struct PogState {
-    store: Store,
+    config: PogConfig,
     reads: Reads,
     permits: Arc<Semaphore>,
     pending: Vec<Pending>,
     pending_events: usize,
     flush_scheduled: bool,
-    stats: PogStats,
+    /// Batches handed to the writer thread and not committed yet.
+    in_flight: usize,
+    /// Written by the writer thread before it answers a batch's writers.
+    stats: Arc<Mutex<PogStats>>,
+    writer: Writer,
+}
+
+/// The writer thread: owns the `Store` and commits the batches it is handed, in order.
+#[derive(Debug)]
+struct Writer {
+    batches: Option<mpsc::Sender<Vec<Pending>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(
+        mut store: Store,
+        stats: Arc<Mutex<PogStats>>,
+        actor: ActorRef<PogMsg>,
+    ) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Vec<Pending>>();
+        let thread = std::thread::Builder::new()
+            .name("pog-writer".into())
+            .spawn(move || {
+                let _told = TellOnPanic(actor.clone());
+                for batch in rx {
+                    let (groups, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let n = groups.len() as u64;
+                    let results = store.write_groups(groups);
+                    {
+                        let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                        s.commits += 1;
+                        s.writes += n;
+                        s.max_requests_per_commit = s.max_requests_per_commit.max(n);
+                        s.head_seq = store.head().seq;
+                    }
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        // A caller that timed out has dropped its port; its write is
+                        // committed anyway.
+                        let _ = reply.send(result);
+                    }
+                    // The actor may be stopping: then nobody waits for this.
+                    let _ = actor.cast(PogMsg::Committed);
+                }
+            })?;
+        Ok(Writer {
+            batches: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a batch over; `false` when the writer thread is gone.
+    fn send(&self, batch: Vec<Pending>) -> bool {
+        self.batches
+            .as_ref()
+            .is_some_and(|tx| tx.send(batch).is_ok())
+    }
+}
+
+impl Drop for Writer {
+    /// Closes the channel and waits for the thread to commit what it was handed.
+    fn drop(&mut self) {
+        self.batches = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Tells the actor when the writer thread unwinds.
+struct TellOnPanic(ActorRef<PogMsg>);
+
+impl Drop for TellOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.cast(PogMsg::WriterDied);
+        }
+    }
 }
 
 /// The POG actor (stateless handler; state lives in `PogState`).
@@ -161,24 +249,22 @@ impl PogActor {
 }
 
 impl PogState {
-    fn flush(&mut self) {
+    /// Hands the buffer to the writer thread, unless a commit is in flight (then it goes
+    /// when that one is done, with whatever arrived meanwhile) and the buffer is not full.
+    fn flush(&mut self, force: bool) -> Result<(), ActorProcessingErr> {
         self.flush_scheduled = false;
-        if self.pending.is_empty() {
-            return;
+        if self.pending.is_empty()
+            || (!force && self.in_flight > 0 && self.pending_events < BATCH_EVENTS_MAX)
+        {
+            return Ok(());
         }
-        let pending = std::mem::take(&mut self.pending);
+        let batch = std::mem::take(&mut self.pending);
         self.pending_events = 0;
-        let (groups, replies): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-        let n = groups.len() as u64;
-        let results = self.store.write_groups(groups);
-        self.stats.commits += 1;
-        self.stats.writes += n;
-        self.stats.max_requests_per_commit = self.stats.max_requests_per_commit.max(n);
-        self.stats.head_seq = self.store.head().seq;
-        for (reply, result) in replies.into_iter().zip(results) {
-            // A caller that timed out has dropped its port; its write is committed anyway.
-            let _ = reply.send(result);
+        if !self.writer.send(batch) {
+            return Err("the POG writer thread is gone".into());
         }
+        self.in_flight += 1;
+        Ok(())
     }
 
     /// Runs `f` on a blocking thread with a read permit, replying with its result.
@@ -209,23 +295,28 @@ impl Actor for PogActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<PogMsg>,
+        myself: ActorRef<PogMsg>,
         args: PogArgs,
     ) -> Result<PogState, ActorProcessingErr> {
         let store = Store::open_with(&args.config, args.clock, args.read_conns)?;
         let reads = store.reads();
-        let stats = PogStats {
+        let config = store.config().clone();
+        let stats = Arc::new(Mutex::new(PogStats {
             head_seq: store.head().seq,
             ..PogStats::default()
-        };
+        }));
+        let writer = Writer::start(store, stats.clone(), myself)
+            .map_err(|e| format!("start the POG writer thread: {e}"))?;
         Ok(PogState {
-            store,
+            config,
             reads,
             permits: Arc::new(Semaphore::new(READS_IN_FLIGHT_MAX)),
             pending: Vec::new(),
             pending_events: 0,
             flush_scheduled: false,
+            in_flight: 0,
             stats,
+            writer,
         })
     }
 
@@ -234,8 +325,8 @@ impl Actor for PogActor {
         _myself: ActorRef<PogMsg>,
         state: &mut PogState,
     ) -> Result<(), ActorProcessingErr> {
-        state.flush();
-        Ok(())
+        // Committed by the writer thread before it ends (the state's drop waits for it).
+        state.flush(true)
     }
 
     async fn handle(
@@ -249,13 +340,18 @@ impl Actor for PogActor {
                 state.pending_events += events.len();
                 state.pending.push((events, reply));
                 if state.pending_events >= BATCH_EVENTS_MAX {
-                    state.flush();
-                } else if !state.flush_scheduled {
+                    state.flush(false)?;
+                } else if !state.flush_scheduled && state.in_flight == 0 {
                     state.flush_scheduled = true;
                     myself.cast(PogMsg::Flush)?;
                 }
             }
-            PogMsg::Flush => state.flush(),
+            PogMsg::Flush => state.flush(false)?,
+            PogMsg::Committed => {
+                state.in_flight = state.in_flight.saturating_sub(1);
+                state.flush(false)?;
+            }
+            PogMsg::WriterDied => return Err("the POG writer thread died".into()),
             PogMsg::Query(sql, params, scopes, reply) => state.read(reply, move |r| {
                 Ok(match scopes {
                     None => r.query(&sql, &params)?,
@@ -272,15 +368,15 @@ impl Actor for PogActor {
                 state.read(reply, move |r| Ok(r.runs(filter, limit)?))
             }
             PogMsg::Verify(reply) => {
-                let cfg = state.store.config().clone();
+                let cfg = state.config.clone();
                 state.read(reply, move |_| Ok(runloop_pog::verify(&cfg)?));
             }
             PogMsg::Backup(dest, reply) => {
-                let cfg = state.store.config().clone();
+                let cfg = state.config.clone();
                 state.read(reply, move |_| Ok(runloop_pog::backup(&cfg, &dest)?));
             }
             PogMsg::Stats(reply) => {
-                let _ = reply.send(state.stats);
+                let _ = reply.send(*state.stats.lock().unwrap_or_else(|e| e.into_inner()));
             }
         }
         Ok(())
