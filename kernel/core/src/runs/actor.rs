@@ -4,9 +4,10 @@
 //! record in the POG when the actor restarts or the run was resumed (finished nodes keep
 //! their outputs; nodes that were running run again). `post_start` announces the run,
 //! starts the nodes that are ready and arms the whole-run deadline. Each attempt is a task:
-//! start the node's agent instance if it is not running (beside the commit of the
-//! attempt's `node.started`, which is durable before the invoke), send the invoke over the bus
-//! (scheduler permit, per-attempt timeout) and report back as a [`RunMsg::Done`]. Retries
+//! start the node's agent instance if it is not running, send the invoke over the bus
+//! (scheduler permit, per-attempt timeout) and report back as a [`RunMsg::Done`] — beside
+//! the commit of the attempt's `node.started`, handed to the POG before the invoke and
+//! durable before the result is reported. Retries
 //! wait their backoff in a task that sends [`RunMsg::Retry`]. The run ends when every node
 //! is finished, a node fails, the deadline passes or it is cancelled; the actor then
 //! records the end, hands the report to the engine and stops (the engine stops the run's
@@ -386,9 +387,10 @@ impl RunState {
             "agent": node_def.agent.name,
             "attempt": attempt,
         });
-        // The attempt is handed to the POG now (in order after everything this run
-        // recorded before it) and is durable before its invoke is sent; the node's
-        // sandbox starts meanwhile, so the commit's latency hides behind the start.
+        // The attempt is handed to the POG now, in order after everything this run
+        // recorded before it and before anything its invoke records (a host call's
+        // record, an effect's request: none is durable before the start is); its commit
+        // hides behind the sandbox's start and the invoke.
         let started = begin_record(engine, &trace_id, EventKind::NodeStarted, payload);
         let node_started = RunProgress::NodeStarted {
             ts_ms: now,
@@ -416,16 +418,19 @@ impl RunState {
             otel.adopt(&span, &trace_id);
         }
         let attempt_task = async move {
-            let (_, agent) = tokio::join!(
-                started.committed(&engine),
-                ensure_agent(&engine, &spec, node)
-            );
-            let _ = me.cast(RunMsg::AgentUp);
-            engine.publish(node_started);
-            let result = match agent {
-                Ok(()) => attempt_until_decided(&engine, &spec, node, input, timeout_ms).await,
-                Err(e) => Err(e),
+            // The start's commit runs beside the agent's start and its invoke; the
+            // attempt's result is taken only once the start is durable.
+            let committed = started.committed(&engine);
+            let run_attempt = async {
+                let agent = ensure_agent(&engine, &spec, node).await;
+                let _ = me.cast(RunMsg::AgentUp);
+                engine.publish(node_started);
+                match agent {
+                    Ok(()) => attempt_until_decided(&engine, &spec, node, input, timeout_ms).await,
+                    Err(e) => Err(e),
+                }
             };
+            let ((), result) = tokio::join!(committed, run_attempt);
             if let Err(e) = &result {
                 let span = tracing::Span::current();
                 span.record("otel.status_code", "ERROR");
