@@ -4,7 +4,9 @@
 //!
 //! - frames are validated on entry: bytes go through the full decoder (steps 1–9); a
 //!   [`Frame`] value is valid by construction and only its TTL is checked (step 8);
-//! - a frame whose `created_at_ms + ttl_ms` has passed is dropped as `Expired`;
+//! - a frame whose `created_at_ms + ttl_ms` has passed is dropped as `Expired` (the
+//!   clock is read once per batch the drain takes from the ingress, and again after any
+//!   wait for room, so a frame is never checked at a time older than its batch);
 //! - each (topic, subscriber) pair has its own bounded [`DedupeCache`]: a `(trace_id,
 //!   msg_id)` already delivered there is dropped as `Duplicate`;
 //! - each subscriber has a bounded mailbox (a tokio mpsc of at most
@@ -260,7 +262,7 @@ impl fmt::Debug for BusArgs {
 pub(crate) struct BusCore {
     /// Frames taken from the ingress queue, handed out in order.
     batch: VecDeque<Ingress>,
-    topics: HashMap<Topic, Vec<Subscriber>>,
+    topics: HashMap<Topic, Vec<Subscriber>, foldhash::fast::RandomState>,
     /// A subscribe that finds this many topics first sweeps out dropped subscriptions
     /// ([`BusCore::sweep_gone`]).
     sweep_at_topics: usize,
@@ -278,7 +280,7 @@ impl BusCore {
     fn new(ingress_frames: usize) -> Self {
         Self {
             batch: VecDeque::with_capacity(ingress_frames),
-            topics: HashMap::new(),
+            topics: HashMap::default(),
             sweep_at_topics: SWEEP_TOPICS_MIN,
             next_subscriber: 1,
             notice_ids: MsgIdGen::default(),
@@ -309,6 +311,9 @@ pub struct BusState {
     _instance: InstanceGuard,
     config: BusConfig,
     clock: Arc<dyn Clock>,
+    /// The clock as read for the frames of the batch being handed out: read once when a
+    /// batch is taken from the ingress, and again after a wait for room.
+    batch_now_ms: Option<u64>,
     core: OwnedMutexGuard<BusCore>,
     store: BusStore,
 }
@@ -349,6 +354,7 @@ impl Actor for Bus {
         Ok(BusState {
             config: args.config,
             clock: args.clock,
+            batch_now_ms: None,
             core,
             store: args.store.clone(),
             _instance: InstanceGuard {
@@ -445,11 +451,16 @@ fn restore(spare: &mut Option<Delivery>, delivery: Delivery) {
 impl BusState {
     /// Handles up to `frames_max` frames from the ingress; returns how many.
     async fn drain(&mut self, frames_max: usize) -> usize {
+        // A batch left over from an earlier drain is checked at today's time.
+        self.batch_now_ms = None;
         let mut handled = 0;
         while handled < frames_max {
             let core = &mut *self.core;
-            if core.batch.is_empty() && self.store.take(&mut core.batch, false) == 0 {
-                break;
+            if core.batch.is_empty() {
+                if self.store.take(&mut core.batch, false) == 0 {
+                    break;
+                }
+                self.batch_now_ms = None;
             }
             let item = core.batch.pop_front().expect("a non-empty batch");
             self.store.set_batched(core.batch.len());
@@ -481,7 +492,7 @@ impl BusState {
         topic: &Topic,
         bytes: &[u8],
     ) -> Result<Published, PublishError> {
-        let now_ms = self.clock.now_ms();
+        let now_ms = self.batch_now_ms();
         let frame = match decode_frame(bytes, &self.config.frame_limits, now_ms) {
             Ok((frame, used)) if used == bytes.len() => frame,
             Ok((_, used)) => {
@@ -542,9 +553,14 @@ impl BusState {
         );
     }
 
+    /// The time the frames of this batch are checked at (see `batch_now_ms`).
+    fn batch_now_ms(&mut self) -> u64 {
+        *self.batch_now_ms.get_or_insert_with(|| self.clock.now_ms())
+    }
+
     async fn publish(&mut self, topic: Topic, frame: Arc<Frame>) {
         self.core.stats.published += 1;
-        let now_ms = self.clock.now_ms();
+        let now_ms = self.batch_now_ms();
         let header = *frame.header();
         if header.check_expiry(now_ms).is_err() {
             self.drop_frame(DropReason::Expired, &topic, &header);
@@ -572,6 +588,7 @@ impl BusState {
                 }
                 Step::Full { at, delivery } => {
                     from = at + 1;
+                    self.batch_now_ms = None;
                     match self.wait_for_room(&topic, at, delivery).await {
                         Outcome::Delivered => {}
                         Outcome::Dropped(reason) => self.drop_frame(reason, &topic, &header),
