@@ -5,12 +5,14 @@
 //! oldest first. A key forgotten early can be delivered twice; that is the price of a
 //! bound, and why effects are also keyed downstream.
 //!
-//! The keys are hashed with foldhash, seeded per process (the bus checks every frame
-//! here; SipHash was a tenth of its time): ids come from agents, so the hash stays
-//! seeded, and the bound keeps any one cache small.
+//! The hasher is a type parameter (SipHash by default): the bus, which checks every frame
+//! here, passes a faster seeded one (SipHash was a tenth of its time). Ids come from
+//! agents, so whatever hasher is used must stay seeded; the bound keeps any one cache
+//! small. (This crate takes no hasher crate of its own: the agents compile it too.)
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 
 use crate::error::FrameError;
 use crate::ids::{MsgId, TraceId};
@@ -40,15 +42,22 @@ type Key = (TraceId, MsgId);
 
 /// Keys delivered to one subscriber on one topic.
 #[derive(Debug)]
-pub struct DedupeCache {
+pub struct DedupeCache<S = RandomState> {
     limits: DedupeLimits,
-    seen: HashMap<Key, (), foldhash::fast::RandomState>,
+    seen: HashMap<Key, (), S>,
     /// Keys in insertion order with their insertion time, oldest first.
     order: VecDeque<(Key, u64)>,
 }
 
 impl DedupeCache {
     pub fn new(limits: DedupeLimits) -> Self {
+        Self::with_hasher(limits)
+    }
+}
+
+impl<S: BuildHasher + Default> DedupeCache<S> {
+    /// A cache whose keys are hashed with `S` (seeded by its `Default`).
+    pub fn with_hasher(limits: DedupeLimits) -> Self {
         assert!(
             limits.entries_max > 0,
             "a dedupe cache must hold at least one key"

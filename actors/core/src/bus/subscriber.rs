@@ -64,7 +64,7 @@ pub(super) enum Mailbox {
 /// its mailbox was last found full.
 pub(super) struct Subscriber {
     pub(super) mailbox: Mailbox,
-    pub(super) dedupe: DedupeCache,
+    pub(super) dedupe: DedupeCache<foldhash::fast::RandomState>,
     pub(super) congested: bool,
 }
 
@@ -138,7 +138,7 @@ impl BusState {
         core.next_subscriber += 1;
         subscribers.push(Subscriber {
             mailbox,
-            dedupe: DedupeCache::new(self.config.dedupe),
+            dedupe: DedupeCache::with_hasher(self.config.dedupe),
             congested: false,
         });
         Ok(id)
