@@ -100,7 +100,7 @@ impl<S: BuildHasher + Default> DedupeCache<S> {
                 .expect("a full cache has an oldest key");
             self.seen.remove(&oldest);
         }
-        debug_assert_eq!(self.seen.len(), self.order.len());
+        assert_eq!(self.seen.len(), self.order.len());
         Ok(())
     }
 
