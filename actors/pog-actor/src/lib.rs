@@ -8,7 +8,10 @@
 //! to itself, so every write already queued in the mailbox lands in the same commit (group
 //! commit). A flush hands the buffer to the writer thread, which commits it (the fsync
 //! blocks that thread, never a runtime worker), answers each writer and tells the actor;
-//! while a commit is in flight, new writes gather for the next one. The buffer is handed
+//! while a commit is in flight, new writes gather for the next one. `WriteLater` writes
+//! (records nobody waits on: a run's crossings, a node's finish) start no commit of their
+//! own: they go with the next commit a `Write` or `Flush` asks for, in arrival order, or
+//! after `PogArgs::later_flush_ms` at most. The buffer is handed
 //! over early at `BATCH_EVENTS_MAX` even while a commit is in flight. `post_stop` hands
 //! over whatever is still buffered; the writer thread commits it and ends. A writer thread
 //! that dies (a panic in the write path) fails the actor. Reads take a permit from a
@@ -33,6 +36,9 @@ use tokio::sync::Semaphore;
 pub const POG_ACTOR_NAME: &str = "runloop.pog";
 /// Buffered events that force a flush before the mailbox drains.
 pub const BATCH_EVENTS_MAX: usize = 4_096;
+/// How long a `WriteLater` waits at most for a commit somebody asked for (the kernel's
+/// [`PogArgs::later_flush_ms`]).
+pub const LATER_FLUSH_MS: u64 = 5;
 /// Reads running at once (each holds one pooled connection on a blocking thread).
 pub const READS_IN_FLIGHT_MAX: usize = 16;
 
@@ -45,6 +51,8 @@ pub struct PogArgs {
     pub clock: Arc<dyn Clock>,
     /// Pooled read connections.
     pub read_conns: usize,
+    /// How long a `WriteLater` waits at most for a commit somebody asked for.
+    pub later_flush_ms: u64,
 }
 
 /// Failures of reads served by the actor.
@@ -94,6 +102,14 @@ pub enum PogMsg {
         Vec<NewEvent>,
         RpcReplyPort<Result<Vec<Written>, WriteError>>,
     ),
+    /// Events nobody waits on before going on (a run's crossings, a node's finish): kept
+    /// in order with every other write, committed with the next commit a `Write` or
+    /// `Flush` asks for, or after [`PogArgs::later_flush_ms`] at most. The reply still comes once
+    /// they are committed.
+    WriteLater(
+        Vec<NewEvent>,
+        RpcReplyPort<Result<Vec<Written>, WriteError>>,
+    ),
     /// `kb.query`: read-only SQL with positional params. With scopes (the agent's
     /// `allow kb.query scopes=…`), only rows of those scopes are visible
     /// (`Reads::query_scoped`); `None` reads every row.
@@ -133,8 +149,12 @@ pub enum PogMsg {
     Backup(PathBuf, RpcReplyPort<Result<BackupReport, ReadError>>),
     /// Counters.
     Stats(RpcReplyPort<PogStats>),
-    /// Internal: commit the buffered writes.
+    /// Commit everything buffered now (as soon as the commit in flight, if any, is done):
+    /// sent by the actor to itself after a `Write`, and by a caller that needs its
+    /// `WriteLater` writes durable now.
     Flush,
+    /// Internal: the longest wait of a `WriteLater` is over.
+    LaterDue,
     /// Internal: the writer thread committed a batch.
     Committed,
     /// Internal: the writer thread died (a panic in the write path).
@@ -155,6 +175,11 @@ pub struct PogState {
     pending: Vec<Pending>,
     pending_events: usize,
     flush_scheduled: bool,
+    /// Somebody waits for the buffered writes: they go as soon as no commit is in flight.
+    due: bool,
+    /// A `LaterDue` is on its way.
+    later_armed: bool,
+    later_flush: std::time::Duration,
     /// Batches handed to the writer thread and not committed yet.
     in_flight: usize,
     /// Written by the writer thread before it answers a batch's writers.
@@ -253,18 +278,30 @@ impl PogState {
     /// when that one is done, with whatever arrived meanwhile) and the buffer is not full.
     fn flush(&mut self, force: bool) -> Result<(), ActorProcessingErr> {
         self.flush_scheduled = false;
-        if self.pending.is_empty()
-            || (!force && self.in_flight > 0 && self.pending_events < BATCH_EVENTS_MAX)
-        {
+        if self.pending.is_empty() {
+            self.due = false;
+            return Ok(());
+        }
+        if !force && self.in_flight > 0 && self.pending_events < BATCH_EVENTS_MAX {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending);
         self.pending_events = 0;
+        self.due = false;
         if !self.writer.send(batch) {
             return Err("the POG writer thread is gone".into());
         }
         self.in_flight += 1;
         Ok(())
+    }
+
+    /// Makes sure buffered `WriteLater` writes are committed within `later_flush`.
+    fn arm_later(&mut self, myself: &ActorRef<PogMsg>) {
+        if self.later_armed || self.pending.is_empty() {
+            return;
+        }
+        self.later_armed = true;
+        myself.send_after(self.later_flush, || PogMsg::LaterDue);
     }
 
     /// Runs `f` on a blocking thread with a read permit, replying with its result.
@@ -314,6 +351,9 @@ impl Actor for PogActor {
             pending: Vec::new(),
             pending_events: 0,
             flush_scheduled: false,
+            due: false,
+            later_armed: false,
+            later_flush: std::time::Duration::from_millis(args.later_flush_ms),
             in_flight: 0,
             stats,
             writer,
@@ -339,6 +379,7 @@ impl Actor for PogActor {
             PogMsg::Write(events, reply) => {
                 state.pending_events += events.len();
                 state.pending.push((events, reply));
+                state.due = true;
                 if state.pending_events >= BATCH_EVENTS_MAX {
                     state.flush(false)?;
                 } else if !state.flush_scheduled && state.in_flight == 0 {
@@ -346,10 +387,31 @@ impl Actor for PogActor {
                     myself.cast(PogMsg::Flush)?;
                 }
             }
-            PogMsg::Flush => state.flush(false)?,
+            PogMsg::WriteLater(events, reply) => {
+                state.pending_events += events.len();
+                state.pending.push((events, reply));
+                if state.pending_events >= BATCH_EVENTS_MAX {
+                    state.flush(false)?;
+                } else {
+                    state.arm_later(&myself);
+                }
+            }
+            PogMsg::Flush => {
+                state.due = true;
+                state.flush(false)?;
+            }
+            PogMsg::LaterDue => {
+                state.later_armed = false;
+                state.due = true;
+                state.flush(false)?;
+            }
             PogMsg::Committed => {
                 state.in_flight = state.in_flight.saturating_sub(1);
-                state.flush(false)?;
+                if state.due {
+                    state.flush(false)?;
+                } else {
+                    state.arm_later(&myself);
+                }
             }
             PogMsg::WriterDied => return Err("the POG writer thread died".into()),
             PogMsg::Query(sql, params, scopes, reply) => state.read(reply, move |r| {

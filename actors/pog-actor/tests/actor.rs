@@ -34,6 +34,7 @@ fn args(dir: &std::path::Path) -> PogArgs {
         config: PogConfig::in_dir(dir),
         clock: Arc::new(ManualClock::new(1_000)),
         read_conns: 2,
+        later_flush_ms: runloop_pog_actor::LATER_FLUSH_MS,
     }
 }
 
@@ -44,6 +45,108 @@ async fn spawn(
     ractor::Actor::spawn(name.map(str::to_owned), PogActor, args(dir))
         .await
         .unwrap()
+}
+
+/// An actor whose `WriteLater` writes wait at most `later_flush_ms` for a commit.
+async fn spawn_later(
+    dir: &std::path::Path,
+    later_flush_ms: u64,
+) -> (ActorRef<PogMsg>, tokio::task::JoinHandle<()>) {
+    let args = PogArgs {
+        later_flush_ms,
+        ..args(dir)
+    };
+    ractor::Actor::spawn(None, PogActor, args).await.unwrap()
+}
+
+type Answer = ractor::concurrency::OneshotReceiver<
+    Result<Vec<runloop_pog::Written>, runloop_pog::WriteError>,
+>;
+
+fn write_later(pog: &ActorRef<PogMsg>, id: &str) -> Answer {
+    let (tx, rx) = ractor::concurrency::oneshot();
+    pog.send_message(PogMsg::WriteLater(vec![note(id, None)], tx.into()))
+        .unwrap();
+    rx
+}
+
+async fn commits(pog: &ActorRef<PogMsg>) -> (u64, u64) {
+    let s = call_t!(pog, PogMsg::Stats, CALL_TIMEOUT_MS).unwrap();
+    (s.commits, s.head_seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_writes_ride_the_next_commit_asked_for_in_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pog, handle) = spawn_later(dir.path(), 60_000).await;
+    let later: Vec<Answer> = (0..3)
+        .map(|i| write_later(&pog, &format!("l{i}")))
+        .collect();
+    // Nobody asked for a commit (and the longest wait is a minute here): none is made.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(commits(&pog).await, (0, 0));
+    let now = call_t!(pog, PogMsg::Write, CALL_TIMEOUT_MS, vec![note("now", None)])
+        .unwrap()
+        .unwrap();
+    assert_eq!(now[0].event.seq, 4, "after the three written before it");
+    for (i, rx) in later.into_iter().enumerate() {
+        let w = rx.await.unwrap().unwrap();
+        assert_eq!(w[0].event.seq, i as u64 + 1);
+    }
+    assert_eq!(commits(&pog).await, (1, 4), "all four in one commit");
+    pog.stop(None);
+    handle.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_write_alone_waits_its_bound_a_flush_or_the_stop_and_no_longer() {
+    // Alone, it is committed once its longest wait is over.
+    let dir = tempfile::tempdir().unwrap();
+    let (pog, handle) = spawn_later(dir.path(), 300).await;
+    let started = std::time::Instant::now();
+    let w = write_later(&pog, "alone").await.unwrap().unwrap();
+    let waited = started.elapsed();
+    assert_eq!(w[0].event.seq, 1);
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "{waited:?}"
+    );
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+    assert_eq!(commits(&pog).await, (1, 1));
+    pog.stop(None);
+    handle.await.unwrap();
+
+    // A `Flush` commits it now, long before its bound.
+    let dir = tempfile::tempdir().unwrap();
+    let (pog, handle) = spawn_later(dir.path(), 60_000).await;
+    let rx = write_later(&pog, "flushed");
+    pog.cast(PogMsg::Flush).unwrap();
+    let w = tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+        .await
+        .expect("committed at the flush, not after a minute")
+        .unwrap()
+        .unwrap();
+    assert_eq!(w[0].event.seq, 1);
+
+    // A stop commits what is still waiting: nothing taken is lost.
+    let rx = write_later(&pog, "at stop");
+    assert_eq!(
+        commits(&pog).await,
+        (1, 1),
+        "taken (the mailbox is in order), waiting"
+    );
+    pog.stop(None);
+    handle.await.unwrap();
+    let w = rx.await.unwrap().unwrap();
+    assert_eq!(w[0].event.seq, 2);
+    let (pog, handle) = spawn_later(dir.path(), 60_000).await;
+    assert_eq!(
+        commits(&pog).await.1,
+        2,
+        "the log holds both after a restart"
+    );
+    pog.stop(None);
+    handle.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

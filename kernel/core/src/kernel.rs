@@ -345,6 +345,7 @@ fn system_children(
                     config: pog.config.clone(),
                     clock: pog_clock.clone(),
                     read_conns: pog.read_conns,
+                    later_flush_ms: runloop_pog_actor::LATER_FLUSH_MS,
                 };
                 (runloop_pog_actor::PogActor, args)
             },

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use ractor::ActorRef;
+use ractor::{ActorRef, RpcReplyPort};
 use runloop_pog::{ActorName, Event, EventKind, NewEvent, Provenance, Scope};
 use runloop_pog_actor::PogMsg;
 use runloop_proto::json::{json_to_msgpack, msgpack_to_json};
@@ -37,10 +37,11 @@ pub enum RecordError {
     NotFound(String),
 }
 
+/// What the POG actor answers once an event is committed.
+type WriteResult = Result<Vec<runloop_pog::Written>, runloop_pog::WriteError>;
+
 /// The answer of the POG actor once an event is committed.
-type Committed = ractor::concurrency::OneshotReceiver<
-    Result<Vec<runloop_pog::Written>, runloop_pog::WriteError>,
->;
+type Committed = ractor::concurrency::OneshotReceiver<WriteResult>;
 
 /// One event handed to the POG actor, not yet known to be committed.
 #[derive(Debug)]
@@ -110,13 +111,14 @@ impl Recorder {
     ) -> Result<PendingWrite, RecordError> {
         Ok(PendingWrite {
             what: kind.as_str(),
-            committed: self.send(trace_id, kind, payload)?,
+            committed: self.send(trace_id, kind, payload, PogMsg::Write)?,
         })
     }
 
-    /// Queues one event for the POG's next group commit without waiting for it. Events
-    /// queued (and written) from one task reach the POG in order, so a later awaited
-    /// [`Recorder::write`] commits after them. A failed commit is logged: losing a node's
+    /// Queues one event for the POG's next group commit without waiting for it and without
+    /// asking for a commit of its own (`PogMsg::WriteLater`: it goes with the next awaited
+    /// record, or within `LATER_FLUSH_MS`). Events queued (and written) from one task reach
+    /// the POG in order, so a later awaited [`Recorder::write`] commits after them. A failed commit is logged: losing a node's
     /// finish to a crash only means the node runs again on resume.
     pub fn enqueue(
         &self,
@@ -125,7 +127,7 @@ impl Recorder {
         payload: Value,
     ) -> Result<(), RecordError> {
         let what = kind.as_str();
-        let Some(committed) = self.send(trace_id, kind, payload)? else {
+        let Some(committed) = self.send(trace_id, kind, payload, PogMsg::WriteLater)? else {
             return Ok(());
         };
         let trace_id = trace_id.to_owned();
@@ -147,6 +149,7 @@ impl Recorder {
         trace_id: &str,
         kind: EventKind,
         payload: Value,
+        write: fn(Vec<NewEvent>, RpcReplyPort<WriteResult>) -> PogMsg,
     ) -> Result<Option<Committed>, RecordError> {
         let what = kind.as_str();
         let Some(pog) = &self.pog else {
@@ -155,7 +158,7 @@ impl Recorder {
         let event = new_event(kind, trace_id, payload)
             .map_err(|message| RecordError::Invalid { what, message })?;
         let (tx, rx) = ractor::concurrency::oneshot();
-        pog.send_message(PogMsg::Write(vec![event], tx.into()))
+        pog.send_message(write(vec![event], tx.into()))
             .map_err(|e| RecordError::Pog {
                 what,
                 message: e.to_string(),

@@ -213,7 +213,9 @@ impl CrossingLog {
             }
         };
         let (tx, rx) = ractor::concurrency::oneshot();
-        match pog.send_message(PogMsg::Write(vec![event], tx.into())) {
+        // Nobody waits on a crossing before going on: it goes with the run's next awaited
+        // record (or within `LATER_FLUSH_MS`), never in a commit of its own.
+        match pog.send_message(PogMsg::WriteLater(vec![event], tx.into())) {
             Ok(()) => {
                 self.written.fetch_add(1, Ordering::Relaxed);
                 Some(rx)
@@ -231,6 +233,10 @@ impl CrossingLog {
     /// given out, so a process that exits on the report loses none.
     pub async fn flush(&self, trace_id: &str, last: Option<Committed>) {
         let Some(rx) = last else { return };
+        // Crossings wait for a commit somebody asked for: ask for one now.
+        if let Some(pog) = &self.pog {
+            let _ = pog.cast(PogMsg::Flush);
+        }
         let timeout = std::time::Duration::from_millis(crate::runs::record::RECORD_TIMEOUT_MS);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(_))) => {}
