@@ -153,6 +153,9 @@ pub enum PogMsg {
     /// sent by the actor to itself after a `Write`, and by a caller that needs its
     /// `WriteLater` writes durable now.
     Flush,
+    /// Answers once everything the actor took before it is committed (a reader that must
+    /// see `WriteLater` writes: a restarted run actor reading its run's record).
+    Sync(RpcReplyPort<()>),
     /// Internal: the longest wait of a `WriteLater` is over.
     LaterDue,
     /// Internal: the writer thread committed a batch.
@@ -182,6 +185,11 @@ pub struct PogState {
     later_flush: std::time::Duration,
     /// Batches handed to the writer thread and not committed yet.
     in_flight: usize,
+    /// Batches handed to the writer thread, and committed, since the start.
+    batches_sent: u64,
+    batches_done: u64,
+    /// `Sync` callers and the batch count that answers each.
+    syncs: Vec<(u64, RpcReplyPort<()>)>,
     /// Written by the writer thread before it answers a batch's writers.
     stats: Arc<Mutex<PogStats>>,
     writer: Writer,
@@ -292,6 +300,7 @@ impl PogState {
             return Err("the POG writer thread is gone".into());
         }
         self.in_flight += 1;
+        self.batches_sent += 1;
         Ok(())
     }
 
@@ -355,6 +364,9 @@ impl Actor for PogActor {
             later_armed: false,
             later_flush: std::time::Duration::from_millis(args.later_flush_ms),
             in_flight: 0,
+            batches_sent: 0,
+            batches_done: 0,
+            syncs: Vec::new(),
             stats,
             writer,
         })
@@ -405,8 +417,24 @@ impl Actor for PogActor {
                 state.due = true;
                 state.flush(false)?;
             }
+            PogMsg::Sync(reply) => {
+                state.due = true;
+                state.flush(false)?;
+                // What is still buffered goes as the next batch, after those in flight.
+                let target = state.batches_sent + u64::from(!state.pending.is_empty());
+                if target <= state.batches_done {
+                    let _ = reply.send(());
+                } else {
+                    state.syncs.push((target, reply));
+                }
+            }
             PogMsg::Committed => {
                 state.in_flight = state.in_flight.saturating_sub(1);
+                state.batches_done += 1;
+                let done = state.batches_done;
+                for (_, reply) in state.syncs.extract_if(.., |(target, _)| *target <= done) {
+                    let _ = reply.send(());
+                }
                 if state.due {
                     state.flush(false)?;
                 } else {

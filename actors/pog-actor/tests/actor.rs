@@ -336,3 +336,49 @@ async fn a_bad_store_fails_the_spawn() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_answers_once_everything_taken_before_it_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pog, handle) = spawn_later(dir.path(), 60_000).await;
+    // Nothing held: answered at once.
+    call_t!(pog, PogMsg::Sync, CALL_TIMEOUT_MS).unwrap();
+    assert_eq!(commits(&pog).await, (0, 0));
+    // Later writes held (for up to a minute here): a sync commits them before it answers.
+    let later: Vec<Answer> = (0..3)
+        .map(|i| write_later(&pog, &format!("s{i}")))
+        .collect();
+    call_t!(pog, PogMsg::Sync, CALL_TIMEOUT_MS).unwrap();
+    assert_eq!(commits(&pog).await, (1, 3));
+    for rx in later {
+        rx.await.unwrap().unwrap();
+    }
+    // Taken while a commit is in flight: answered after the commit that holds them.
+    let writers: Vec<_> = (0..50)
+        .map(|i| {
+            let pog = pog.clone();
+            tokio::spawn(async move {
+                call_t!(
+                    pog,
+                    PogMsg::Write,
+                    CALL_TIMEOUT_MS,
+                    vec![note(&format!("w{i}"), None)]
+                )
+            })
+        })
+        .collect();
+    let rx = write_later(&pog, "last");
+    call_t!(pog, PogMsg::Sync, CALL_TIMEOUT_MS).unwrap();
+    let head = commits(&pog).await.1;
+    let last = rx.await.unwrap().unwrap();
+    assert!(
+        last[0].event.seq <= head,
+        "{} after the sync at {head}",
+        last[0].event.seq
+    );
+    for w in writers {
+        w.await.unwrap().unwrap().unwrap();
+    }
+    pog.stop(None);
+    handle.await.unwrap();
+}

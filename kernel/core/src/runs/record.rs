@@ -166,7 +166,8 @@ impl Recorder {
         Ok(Some(rx))
     }
 
-    /// One run's events, oldest first.
+    /// One run's events, oldest first, once everything handed to the POG before is
+    /// committed.
     pub async fn run_events(&self, trace_id: &str) -> Result<Vec<Event>, RecordError> {
         let pog = self
             .pog
@@ -178,6 +179,12 @@ impl Recorder {
         };
         let trace = runloop_pog::parse_trace_id(trace_id).map_err(|e| read(e.to_string()))?;
         let timeout = Some(Duration::from_millis(RECORD_TIMEOUT_MS));
+        // What was handed over without waiting (a node's finish, crossings) is committed
+        // first, so a restarted run actor sees every node that finished before it.
+        match pog.call(PogMsg::Sync, timeout).await {
+            Ok(ractor::rpc::CallResult::Success(())) => {}
+            Ok(_) | Err(_) => return Err(read("the POG did not commit what it holds".into())),
+        }
         match pog.call(|r| PogMsg::RunEvents(trace, r), timeout).await {
             Ok(ractor::rpc::CallResult::Success(Ok(events))) => Ok(events),
             Ok(ractor::rpc::CallResult::Success(Err(e))) => Err(read(e.to_string())),
