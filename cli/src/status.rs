@@ -89,7 +89,21 @@ fn info_text(info: &ActorInfo) -> String {
         ActorInfo::DeadLetters { records, dropped } => {
             format!("records {records}, dropped {dropped}")
         }
-        ActorInfo::Kernel { cpu_ms, rss_kb } => format!("kernel cpu {cpu_ms} ms, rss {rss_kb} KiB"),
+        ActorInfo::Kernel {
+            cpu_ms,
+            rss_kb,
+            warm,
+        } => {
+            let mut text = format!("kernel cpu {cpu_ms} ms, rss {rss_kb} KiB");
+            if let Some(w) = warm {
+                text.push_str(&format!(
+                    "; warm sandboxes waiting {}, starts that took one {}, missed {}, \
+                     given back {}, spares {}, expired {}, evicted {}",
+                    w.waiting, w.taken, w.missed, w.given, w.spares, w.expired, w.evicted
+                ));
+            }
+            text
+        }
         ActorInfo::Agent(a) => format!(
             "agent {}, sandbox pid {}, restarts {}, breaker {}, quarantine {}, cpu {} ms, \
              rss {} KiB, messages in {} out {}, errors {}",

@@ -35,6 +35,11 @@ fn without_a_daemon_status_boots_the_kernel_embedded() {
         "{text}"
     );
     assert!(text.contains("\n    bus "), "{text}");
+    // The warm sandbox pool (on by default) is counted with the kernel process.
+    assert!(
+        text.contains("; warm sandboxes waiting "),
+        "the pool's counters: {text}"
+    );
     let out = rlp(&home, &["status", "--json"], &[]);
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(value["source"], "embedded");

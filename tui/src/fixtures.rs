@@ -5,7 +5,7 @@
 use runloop_proto::payloads::{
     ActionInfo, ActorInfo, ActorKind, ActorNode, ActorRunState, AgentStatus, BusInfo, Crossing,
     CrossingStatus, NodeReport, NodeStatus, Participant, ParticipantKind, RunProgress, RunReport,
-    RunStatus, SchedulerInfo, StatusSnapshot, SupervisorStrategy, TraceView,
+    RunStatus, SchedulerInfo, StatusSnapshot, SupervisorStrategy, TraceView, WarmInfo,
 };
 
 /// The sample run's trace id (the one [`trace_view`] and [`action`] belong to).
@@ -97,6 +97,15 @@ pub fn tree(writer_cpu_ms: u64, kernel_cpu_ms: u64) -> ActorNode {
                 Some(ActorInfo::Kernel {
                     cpu_ms: kernel_cpu_ms,
                     rss_kb: 51_200,
+                    warm: Some(WarmInfo {
+                        waiting: 3,
+                        taken: 40,
+                        missed: 5,
+                        given: 38,
+                        spares: 6,
+                        expired: 1,
+                        evicted: 2,
+                    }),
                 }),
             ),
             w(

@@ -328,7 +328,7 @@ fn row_of(node: &ActorNode, key: String, parent: Option<&str>, depth: usize) -> 
                 row.last_error = a.last_error.clone();
             }
         }
-        Some(ActorInfo::Kernel { cpu_ms, rss_kb }) => {
+        Some(ActorInfo::Kernel { cpu_ms, rss_kb, .. }) => {
             row.cpu_ms = Some(*cpu_ms);
             row.rss_kb = Some(*rss_kb);
         }

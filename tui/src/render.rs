@@ -567,11 +567,23 @@ fn info_text(info: &ActorInfo) -> String {
         ActorInfo::DeadLetters { records, dropped } => {
             format!("dead letters kept {records}  dropped {dropped}")
         }
-        ActorInfo::Kernel { cpu_ms, rss_kb } => {
-            format!(
+        ActorInfo::Kernel {
+            cpu_ms,
+            rss_kb,
+            warm,
+        } => {
+            let mut text = format!(
                 "kernel process: cpu {cpu_ms} ms  rss {}",
                 size_text(*rss_kb)
-            )
+            );
+            if let Some(w) = warm {
+                text.push_str(&format!(
+                    "  warm sandboxes: waiting {}  taken {}  missed {}  given back {}  \
+                     spares {}  expired {}  evicted {}",
+                    w.waiting, w.taken, w.missed, w.given, w.spares, w.expired, w.evicted
+                ));
+            }
+            text
         }
         ActorInfo::Agent(a) => format!("agent {}", a.name),
         ActorInfo::EmptySlot => {

@@ -78,6 +78,7 @@ fn snapshot(last_error: Option<String>) -> StatusSnapshot {
                 info: Some(ActorInfo::Kernel {
                     cpu_ms: 5,
                     rss_kb: 4_096,
+                    warm: None,
                 }),
                 children: vec![],
             }],

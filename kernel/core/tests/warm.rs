@@ -60,6 +60,23 @@ fn group_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The warm pool's counters as the kernel's status gives them (with the kernel process).
+async fn warm_in_status(kernel: &Kernel) -> Option<runloop_proto::payloads::WarmInfo> {
+    fn find<'a>(
+        node: &'a runloop_proto::payloads::ActorNode,
+    ) -> Option<&'a runloop_proto::payloads::ActorNode> {
+        if node.name == "metrics" {
+            return Some(node);
+        }
+        node.children.iter().find_map(find)
+    }
+    let root = kernel.status().await;
+    match &find(&root).expect("the metrics actor is in the tree").info {
+        Some(runloop_proto::payloads::ActorInfo::Kernel { warm, .. }) => *warm,
+        other => panic!("the metrics actor says {other:?}"),
+    }
+}
+
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -139,6 +156,19 @@ async fn a_finished_nodes_sandbox_serves_the_next_node_in_its_own_group() {
     assert!(!cgroup_dir(&first_group).exists(), "renamed, not copied");
     assert!(!pool.waiting_pids().contains(&pid));
     assert!(pool.stats().taken >= 1, "{:?}", pool.stats());
+    // `rlp status` and agtop show the pool's counters with the kernel process.
+    let warm = warm_in_status(&kernel)
+        .await
+        .expect("the kernel keeps a pool");
+    assert!(
+        warm.given >= 1 && warm.taken >= 1 && warm.spares >= 1,
+        "{warm:?}"
+    );
+    let now = pool.stats();
+    assert_eq!(
+        (warm.given, warm.evicted, warm.expired),
+        (now.given, now.evicted, now.expired)
+    );
     kernel.shutdown().await;
     assert!(!alive(pid), "shutdown ends the sandbox");
     assert!(!cgroup_dir(&group).exists(), "{group} left behind");
@@ -286,5 +316,6 @@ async fn zero_turns_it_off() {
     let pid = status.sandbox_pid.unwrap();
     kernel.stop_agent_in(run, &name("cold")).await.unwrap();
     wait_until("the sandbox ends with its agent", || !alive(pid)).await;
+    assert_eq!(warm_in_status(&kernel).await, None, "no pool, no counters");
     kernel.shutdown().await;
 }

@@ -26,8 +26,14 @@ pub enum ActorInfo {
     Quarantine { parked: u64 },
     /// The dead-letter records kept, and how many older ones were dropped.
     DeadLetters { records: u64, dropped: u64 },
-    /// The kernel process itself (the `metrics` actor's sample).
-    Kernel { cpu_ms: u64, rss_kb: u64 },
+    /// The kernel process itself (the `metrics` actor's sample), and its warm sandbox
+    /// pool when it keeps one.
+    Kernel {
+        cpu_ms: u64,
+        rss_kb: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warm: Option<WarmInfo>,
+    },
     /// An agent: state, sandbox pid, CPU, RSS, messages, errors, restarts, breaker,
     /// quarantine.
     Agent(AgentStatus),
@@ -55,6 +61,27 @@ pub struct BusInfo {
     pub delivered: u64,
     pub dropped: u64,
     pub rejected: u64,
+}
+
+/// The warm sandbox pool (`runtime.warm_sandboxes`): waiting now, and what happened to
+/// starts and sandboxes since boot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmInfo {
+    /// Sandboxes waiting now.
+    pub waiting: u64,
+    /// Agent starts that took a waiting sandbox.
+    pub taken: u64,
+    /// Agent starts that found none for their bundle (a sandbox was spawned).
+    pub missed: u64,
+    /// Sandboxes given back by instances that stopped.
+    pub given: u64,
+    /// Spares spawned in the background.
+    pub spares: u64,
+    /// Ended unused after their idle time, or found dead or busy when taken.
+    pub expired: u64,
+    /// Ended to give their room to a bundle with fewer waiting.
+    pub evicted: u64,
 }
 
 /// The scheduler's permits in use, its bound, its queue and how many openings it tracks.
@@ -110,6 +137,15 @@ impl PayloadExample for StatusSnapshot {
                 info: Some(ActorInfo::Kernel {
                     cpu_ms: 120,
                     rss_kb: 51_200,
+                    warm: Some(WarmInfo {
+                        waiting: 4,
+                        taken: 120,
+                        missed: 9,
+                        given: 118,
+                        spares: 11,
+                        expired: 2,
+                        evicted: 1,
+                    }),
                 }),
                 children: vec![],
             },

@@ -286,6 +286,7 @@ impl PayloadExample for StatusDelta {
                         info: Some(ActorInfo::Kernel {
                             cpu_ms: 130,
                             rss_kb: 51_200,
+                            warm: None,
                         }),
                         children: vec![],
                     },
