@@ -62,9 +62,9 @@ fn group_of(pid: u32) -> String {
 
 /// The warm pool's counters as the kernel's status gives them (with the kernel process).
 async fn warm_in_status(kernel: &Kernel) -> Option<runloop_proto::payloads::WarmInfo> {
-    fn find<'a>(
-        node: &'a runloop_proto::payloads::ActorNode,
-    ) -> Option<&'a runloop_proto::payloads::ActorNode> {
+    fn find(
+        node: &runloop_proto::payloads::ActorNode,
+    ) -> Option<&runloop_proto::payloads::ActorNode> {
         if node.name == "metrics" {
             return Some(node);
         }
