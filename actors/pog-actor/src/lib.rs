@@ -11,9 +11,10 @@
 //! while a commit is in flight, new writes gather for the next one. `WriteLater` writes
 //! (records nobody waits on: a run's crossings, a node's finish) start no commit of their
 //! own: they go with the next commit a `Write` or `Flush` asks for, in arrival order, or
-//! after `PogArgs::later_flush_ms` at most. The buffer is handed
-//! over early at `BATCH_EVENTS_MAX` even while a commit is in flight. `post_stop` hands
-//! over whatever is still buffered; the writer thread commits it and ends. A writer thread
+//! after `PogArgs::later_flush_ms` at most; `Sync` answers once everything taken before it
+//! is committed. The buffer is handed over early at `BATCH_EVENTS_MAX` even while a commit
+//! is in flight. `post_stop` hands over whatever is still buffered; the writer thread
+//! commits it and ends. A writer thread
 //! that dies (a panic in the write path) fails the actor. Reads take a permit from a
 //! semaphore of `READS_IN_FLIGHT_MAX`; with none free the caller gets `Busy` at once
 //! (back-pressure, not a queue).
@@ -104,8 +105,8 @@ pub enum PogMsg {
     ),
     /// Events nobody waits on before going on (a run's crossings, a node's finish): kept
     /// in order with every other write, committed with the next commit a `Write` or
-    /// `Flush` asks for, or after [`PogArgs::later_flush_ms`] at most. The reply still comes once
-    /// they are committed.
+    /// `Flush` asks for, or after [`PogArgs::later_flush_ms`] at most. The reply still
+    /// comes once they are committed.
     WriteLater(
         Vec<NewEvent>,
         RpcReplyPort<Result<Vec<Written>, WriteError>>,

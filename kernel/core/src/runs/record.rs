@@ -117,9 +117,10 @@ impl Recorder {
 
     /// Queues one event for the POG's next group commit without waiting for it and without
     /// asking for a commit of its own (`PogMsg::WriteLater`: it goes with the next awaited
-    /// record, or within `LATER_FLUSH_MS`). Events queued (and written) from one task reach
-    /// the POG in order, so a later awaited [`Recorder::write`] commits after them. A failed commit is logged: losing a node's
-    /// finish to a crash only means the node runs again on resume.
+    /// record, or within `LATER_FLUSH_MS`). Events queued (and written) from one task
+    /// reach the POG in order, so a later awaited [`Recorder::write`] commits after them.
+    /// A failed commit is logged: losing a node's finish to a crash only means the node
+    /// runs again on resume.
     pub fn enqueue(
         &self,
         trace_id: &str,
