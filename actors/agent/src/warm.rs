@@ -181,24 +181,9 @@ pub struct Refused {
     pub group: Option<AgentCgroup>,
 }
 
-/// How the pool has been used since boot (tests, benchmarks, `perf/`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WarmStats {
-    /// Starts that took a waiting sandbox.
-    pub taken: u64,
-    /// Starts that found none for their key.
-    pub missed: u64,
-    /// Sandboxes given back by instances that stopped.
-    pub given: u64,
-    /// Spares spawned in the background.
-    pub spares: u64,
-    /// Sandboxes ended unused after [`IDLE_MS`], or found dead or busy when taken.
-    pub expired: u64,
-    /// Sandboxes ended to give their room to a key with fewer waiting.
-    pub evicted: u64,
-    /// Waiting now.
-    pub waiting: u64,
-}
+/// How the pool has been used since boot, as the kernel's status gives it (`rlp status`,
+/// agtop, tests, `perf/`); "expired" counts those ended unused after [`IDLE_MS`].
+pub type WarmStats = runloop_proto::payloads::WarmInfo;
 
 #[derive(Debug, Default)]
 struct State {

@@ -16,7 +16,6 @@ use runloop_actors::supervisor::{
 };
 use runloop_proto::payloads::{
     ActorInfo, ActorKind, ActorNode, ActorRunState, BusInfo, SchedulerInfo, SupervisorStrategy,
-    WarmInfo,
 };
 
 use super::{Kernel, STATUS_TIMEOUT_MS};
@@ -189,24 +188,11 @@ impl Kernel {
                 "metrics" => self.sample().await.map(|s| ActorInfo::Kernel {
                     cpu_ms: s.cpu_ms,
                     rss_kb: s.rss_bytes / 1024,
-                    warm: self.warm().map(|w| warm_info(w.stats())),
+                    warm: self.warm().map(|w| w.stats()),
                 }),
                 _ => None,
             };
         }
-    }
-}
-
-/// The warm pool's counters as the status says them.
-fn warm_info(s: runloop_agent_actor::WarmStats) -> WarmInfo {
-    WarmInfo {
-        waiting: s.waiting,
-        taken: s.taken,
-        missed: s.missed,
-        given: s.given,
-        spares: s.spares,
-        expired: s.expired,
-        evicted: s.evicted,
     }
 }
 
