@@ -5,94 +5,36 @@
 //! on the official OTLP protobuf definitions).
 
 mod common;
+#[path = "../../kernel/core/tests/common/servers.rs"]
+mod servers;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{example, json_of, rlp_command, text};
 use serde_json::Value;
+use servers::OtlpReceiver;
 
 /// Longest wait for the spans to reach the receiver after `rlp` exited (it flushed them).
 const RECEIVE_WAIT_MS: u64 = 10_000;
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/scripts/otlp-receiver.sh")
-}
-
-/// The receiver, stopped by pid when dropped.
-struct Receiver {
-    pid: u32,
-    grpc_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "otlp-receiver.sh start failed (run `packaging/scripts/otlp-receiver.sh install`): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let field = |key: &str| -> String {
-            stdout
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in {stdout:?}"))
-                .to_owned()
-        };
-        Self {
-            pid: field("pid=").parse().unwrap(),
-            grpc_port: field("grpc_port=").parse().unwrap(),
-            dir,
+/// The spans of one trace, waiting until `want` of scope `scope` arrived.
+fn spans_of(receiver: &OtlpReceiver, trace_id: &str, scope: &str, want: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_millis(RECEIVE_WAIT_MS);
+    loop {
+        let spans = receiver.spans(trace_id);
+        let of_scope = spans.iter().filter(|s| s["scope"] == scope).count();
+        if of_scope >= want || Instant::now() > deadline {
+            return spans;
         }
-    }
-
-    /// The spans of one trace, waiting until `want` of scope `scope` arrived.
-    fn spans_of(&self, trace_id: &str, scope: &str, want: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_millis(RECEIVE_WAIT_MS);
-        loop {
-            let spans: Vec<Value> = std::fs::read_to_string(self.dir.path().join("spans.jsonl"))
-                .unwrap_or_default()
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .filter(|s| s["trace_id"] == trace_id)
-                .collect();
-            let of_scope = spans.iter().filter(|s| s["scope"] == scope).count();
-            if of_scope >= want || Instant::now() > deadline {
-                return spans;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let status = std::process::Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.pid.to_string())
-            .status();
-        assert!(
-            matches!(status, Ok(s) if s.success()),
-            "stop receiver: {status:?}"
-        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[test]
 fn an_embedded_run_exports_the_kernels_own_spans_in_its_trace() {
-    let receiver = Receiver::start();
+    let receiver = OtlpReceiver::start();
     let home = common::home("rlp-otel", "embedded-kernel-spans");
-    let endpoint = format!("http://127.0.0.1:{}", receiver.grpc_port);
+    let endpoint = receiver.grpc_endpoint();
     let out = rlp_command(
         &home,
         None,
@@ -122,7 +64,7 @@ fn an_embedded_run_exports_the_kernels_own_spans_in_its_trace() {
     assert_eq!(nodes, 5, "{report}");
 
     // One node.attempt per node and one agent.start inside each: 2 × 5.
-    let spans = receiver.spans_of(trace_id, "runloop.kernel", 2 * nodes);
+    let spans = spans_of(&receiver, trace_id, "runloop.kernel", 2 * nodes);
     let trace = u128::from_str_radix(trace_id, 16).unwrap();
     let root = runloop_kernel::otel::root_span_id(trace).to_string();
     assert!(

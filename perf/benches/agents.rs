@@ -12,15 +12,19 @@
 //! profile per phase (`perf report --time <start>,<end>`).
 //! Results are written up in `perf/agents.md`.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use runloop_actors::names::AgentName;
 use runloop_kernel::agents::AgentOptions;
 use runloop_kernel::{Kernel, KernelOptions};
 use runloop_proto::payloads::AgentInput;
+
+use common::{bundles, cpu_model, percentile, program};
 
 const ROUND_TRIPS: usize = 5_000;
 /// Concurrent senders in the pipelined round-trip measurement.
@@ -35,26 +39,8 @@ const RESTARTS: usize = 100;
 const RESTART_PAUSE_MS: u64 = 50;
 const IDLE_AGENTS_DEFAULT: usize = 1_000;
 
-fn program() -> PathBuf {
-    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")));
-    target.join("release/runloop-sandbox-host")
-}
-
 fn bundle(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../agents/bundles")
-        .join(name)
-}
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let idx = ((samples.len() - 1) as f64 * p).round() as usize;
-    samples[idx]
+    bundles().join(name)
 }
 
 /// CPU time and context switches of a process, summed over its threads.
@@ -329,18 +315,6 @@ async fn idle_agents(kernel: &Kernel, n: usize) -> usize {
         total / 1024
     );
     reached
-}
-
-/// The CPU model, recorded with every figure (they differ a lot between CPUs).
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// (MemTotal, MemAvailable) in KiB.

@@ -8,6 +8,8 @@
 //! With `BUS_BENCH_WAKES=1` each bus round also prints its rate and the bus's wake-ups.
 //! The CPU model is printed with the figures, and each bus path as a share of the baseline.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +19,8 @@ use runloop_actors::bus::{
 use runloop_proto::payloads::Ping;
 use runloop_proto::{Body, Family, Frame, Header, MsgId, SystemClock, TraceId};
 use tokio::sync::mpsc;
+
+use common::{cpu_model, median};
 
 const FRAMES_PER_ROUND: usize = 1 << 20;
 const ROUNDS: usize = 7;
@@ -31,11 +35,6 @@ fn frames() -> Vec<Arc<Frame>> {
             Arc::new(Frame::new(header, Body::from_payload(&Ping { seq: m })).unwrap())
         })
         .collect()
-}
-
-fn median(mut rates: Vec<f64>) -> f64 {
-    rates.sort_by(|a, b| a.total_cmp(b));
-    rates[rates.len() / 2]
 }
 
 async fn baseline_round(frames: &[Arc<Frame>]) -> f64 {
@@ -94,18 +93,6 @@ async fn bus_round(frames: &[Arc<Frame>], batch: usize) -> f64 {
     rate
 }
 
-/// The CPU model, recorded with every figure (they differ a lot between CPUs).
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -122,7 +109,7 @@ fn main() {
             single.push(bus_round(&frames, 1).await);
             batched.push(bus_round(&frames, PUBLISH_BATCH_FRAMES_MAX).await);
         }
-        let (baseline, single, batched) = (median(baseline), median(single), median(batched));
+        let (baseline, single, batched) = (median(&baseline), median(&single), median(&batched));
         println!("cpu: {}", cpu_model());
         println!("frames per round: {FRAMES_PER_ROUND}, rounds: {ROUNDS}, medians:");
         println!("baseline bounded tokio mpsc : {baseline:>12.0} frames/s");

@@ -30,7 +30,9 @@
 //! Every message the mailer sends lands in the outbox: one per run, and one per standalone
 //! invoke of the mailer; both counts are asserted.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,8 @@ use runloop_proto::payloads::{AgentInput, RunProgress, RunReport, RunStatus};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::TryRecvError;
 
+use common::{bundles, env_usize, median, ms, program, repo};
+
 /// The design target: compose_email, warm, offline, without the person's wait.
 const TARGET_MS: f64 = 50.0;
 /// The opening's nodes, in declaration order.
@@ -60,36 +64,9 @@ const NODES: [&str; 5] = ["contact", "context", "draft", "review", "send"];
 /// The POG's and the broker's actor names: one kernel holding them at a time.
 const SINGLETONS: [&str; 2] = ["runloop.pog", "runloop.broker"];
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn program() -> PathBuf {
-    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    target.join("release/runloop-sandbox-host")
-}
-
 fn opening_source() -> String {
     std::fs::read_to_string(repo().join("examples/openings/compose_email.yaml"))
         .expect("read compose_email.yaml")
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut s = samples.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    s[s.len() / 2]
 }
 
 /// Nearest-rank 90th percentile.
@@ -97,10 +74,6 @@ fn p90(samples: &[f64]) -> f64 {
     let mut s = samples.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     s[(s.len() * 9).div_ceil(10) - 1]
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
 }
 
 /// Imports `examples/pog/sample.ndjson` into a fresh POG in `dir` (as the compose_email
@@ -157,7 +130,7 @@ async fn boot(program: &Path, state: &Path) -> (Arc<Kernel>, Arc<Engine>) {
     let engine = Engine::new(
         kernel.clone(),
         EngineConfig {
-            search_dirs: vec![repo().join("agents/bundles")],
+            search_dirs: vec![bundles()],
             host: RunHost::Daemon,
         },
     );
@@ -370,7 +343,7 @@ impl Agents {
 
     /// Starts node `i`'s agent (named as the node, as the engine names it); its ms.
     async fn start(&self, i: usize) -> f64 {
-        let bundle = repo().join("agents/bundles").join(agent_of(i));
+        let bundle = bundles().join(agent_of(i));
         let options = StartOptions {
             name: Some(NODES[i].to_owned()),
             ..StartOptions::default()

@@ -27,7 +27,9 @@
 //! - **Recording.** The throughput round on a kernel with the POG (durable runs, group
 //!   commit) and on one without (nothing recorded).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,16 +44,11 @@ use runloop_pog::PogConfig;
 use runloop_proto::payloads::{AgentInput, RunStatus};
 use serde_json::json;
 
+use common::{bundles, chain, env_usize, median, program};
+
 const ROUNDS: usize = 5;
 const IN_FLIGHT: usize = 32;
 const LOAD_SAMPLES: usize = 50;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The measurements `OPENINGS_PHASES` asks for (all when unset).
 #[derive(Debug, Clone, Copy)]
@@ -86,41 +83,6 @@ impl Phases {
             concurrent: has("concurrent"),
         }
     }
-}
-
-fn program() -> PathBuf {
-    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")));
-    target.join("release/runloop-sandbox-host")
-}
-
-fn bundles() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents/bundles")
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    samples[samples.len() / 2]
-}
-
-fn chain(n: usize) -> String {
-    let mut y = String::from("version: 0\nname: chain\npolicy: { timeout_ms: 600000 }\nnodes:\n");
-    for i in 0..n {
-        y.push_str(&format!("  - {{ id: n{i}, use: \"agent:echo\" }}\n"));
-    }
-    if n == 1 {
-        y.push_str("edges: []\n");
-        return y;
-    }
-    y.push_str("edges:\n");
-    for i in 1..n {
-        y.push_str(&format!("  - {{ from: n{}.out, to: n{i}.in }}\n", i - 1));
-    }
-    y
 }
 
 const THREE: &str = r#"
@@ -287,11 +249,7 @@ async fn overhead(kernel: &Kernel, engine: &Engine, n: usize) {
         trips_ms.push(t.elapsed().as_secs_f64() * 1e3 / n as f64);
     }
     kernel.stop_agent(&echo).await.expect("stop echo");
-    let (e, d, r) = (
-        median(&mut engine_ms),
-        median(&mut direct_ms),
-        median(&mut trips_ms),
-    );
+    let (e, d, r) = (median(&engine_ms), median(&direct_ms), median(&trips_ms));
     println!("overhead: chain of {n} echo nodes, {ROUNDS} rounds, medians per node");
     println!("  engine run                        {e:8.3} ms/node");
     println!("  direct start+round trip+stop      {d:8.3} ms/node  (same kernel work, no engine)");
@@ -310,7 +268,7 @@ async fn throughput(kernel: &Kernel, engine: &Engine, runs: usize, label: &str) 
         let secs = with_in_flight(runs, || direct_nodes(kernel, 1)).await;
         direct_rps.push(runs as f64 / secs);
     }
-    let (e, d) = (median(&mut engine_rps), median(&mut direct_rps));
+    let (e, d) = (median(&engine_rps), median(&direct_rps));
     println!(
         "throughput ({label}): {runs} 1-node runs, {IN_FLIGHT} in flight, {ROUNDS} rounds, medians"
     );
@@ -397,14 +355,14 @@ async fn concurrent(engine: &Engine, count: usize) {
 
 /// Median microseconds of `LOAD_SAMPLES` calls of `f`.
 fn time_us(mut f: impl FnMut()) -> f64 {
-    let mut samples: Vec<f64> = (0..LOAD_SAMPLES)
+    let samples: Vec<f64> = (0..LOAD_SAMPLES)
         .map(|_| {
             let t = Instant::now();
             f();
             t.elapsed().as_secs_f64() * 1e6
         })
         .collect();
-    median(&mut samples)
+    median(&samples)
 }
 
 /// What one agent start pays before its sandbox, step by step, on the `echo` bundle:

@@ -11,7 +11,11 @@
 //! sets the chain length, `OTEL_RUNS` (default 20) the runs per round, `OTEL_ROUNDS`
 //! (default 4) the rounds per mode. Results are written up in `perf/otel.md`.
 
-use std::path::{Path, PathBuf};
+mod common;
+#[path = "../../kernel/core/tests/common/servers.rs"]
+mod servers;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,95 +27,8 @@ use runloop_pog::PogConfig;
 use runloop_proto::payloads::RunStatus;
 use serde_json::json;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn program() -> PathBuf {
-    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")));
-    target.join("release/runloop-sandbox-host")
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    samples[samples.len() / 2]
-}
-
-fn chain(n: usize) -> String {
-    let mut y = String::from("version: 0\nname: chain\npolicy: { timeout_ms: 600000 }\nnodes:\n");
-    for i in 0..n {
-        y.push_str(&format!("  - {{ id: n{i}, use: \"agent:echo\" }}\n"));
-    }
-    y.push_str("edges:\n");
-    for i in 1..n {
-        y.push_str(&format!("  - {{ from: n{}.out, to: n{i}.in }}\n", i - 1));
-    }
-    y
-}
-
-/// The receiver (`otlp-receiver.sh`), stopped by pid at the end.
-struct Receiver {
-    pid: String,
-    grpc: String,
-    http: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("bash")
-            .arg(root().join("packaging/scripts/otlp-receiver.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let field = |key: &str| {
-            stdout
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .unwrap()
-                .to_owned()
-        };
-        Self {
-            pid: field("pid="),
-            grpc: format!("http://127.0.0.1:{}", field("grpc_port=")),
-            http: format!("http://127.0.0.1:{}", field("http_port=")),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let status = std::process::Command::new("bash")
-            .arg(root().join("packaging/scripts/otlp-receiver.sh"))
-            .arg("stop")
-            .arg(&self.pid)
-            .status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("stop receiver {}: {status:?}", self.pid);
-        }
-    }
-}
+use common::{bundles, chain, env_usize, loadavg, median, program};
+use servers::OtlpReceiver;
 
 /// One round: a fresh kernel (POG in a temp dir, `otel` or none), `runs` chains one at a
 /// time; returns ms per run. Export is flushed before the kernel stops, outside the timing.
@@ -134,7 +51,7 @@ async fn round(program: &Path, otel: Option<Arc<Otel>>, yaml: &str, runs: usize)
     let engine = Engine::new(
         kernel.clone(),
         EngineConfig {
-            search_dirs: vec![root().join("agents/bundles")],
+            search_dirs: vec![bundles()],
             host: RunHost::Daemon,
         },
     );
@@ -160,10 +77,6 @@ async fn round(program: &Path, otel: Option<Arc<Otel>>, yaml: &str, runs: usize)
     ms
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
-}
-
 fn main() {
     let program = program();
     assert!(program.is_file(), "build it first: {}", program.display());
@@ -176,7 +89,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let receiver = Receiver::start();
+    let receiver = OtlpReceiver::start();
     println!("load before: {}", loadavg().trim());
     let (mut off, mut grpc, mut http, mut zero) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     runtime.block_on(async {
@@ -187,19 +100,19 @@ fn main() {
             for (protocol, endpoint, sampling, out) in [
                 (
                     Protocol::Grpc,
-                    &receiver.grpc,
+                    &receiver.grpc_endpoint(),
                     Sampling::AlwaysOn,
                     &mut grpc,
                 ),
                 (
                     Protocol::HttpProtobuf,
-                    &receiver.http,
+                    &receiver.http_endpoint(),
                     Sampling::AlwaysOn,
                     &mut http,
                 ),
                 (
                     Protocol::Grpc,
-                    &receiver.grpc,
+                    &receiver.grpc_endpoint(),
                     Sampling::Ratio(0.0),
                     &mut zero,
                 ),
@@ -221,12 +134,12 @@ fn main() {
     );
     println!("{n}-node chain, {runs} runs per round, {rounds} rounds per mode:");
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let (off_min, off_med) = (min(&off), median(&mut off));
+    let (off_min, off_med) = (min(&off), median(&off));
     println!("  export off         median {off_med:8.1} ms/run   min {off_min:8.1} ms/run");
     for (label, v) in [
-        ("export gRPC", &mut grpc),
-        ("export HTTP", &mut http),
-        ("on, ratio:0", &mut zero),
+        ("export gRPC", &grpc),
+        ("export HTTP", &http),
+        ("on, ratio:0", &zero),
     ] {
         let (lo, med) = (min(v), median(v));
         println!(

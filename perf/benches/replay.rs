@@ -30,7 +30,9 @@
 //!   the baseline), `view::build`, the view's MsgPack encode + decode (the control frame's
 //!   payload), and `ladder` at 80 and at 200 columns.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,8 @@ use runloop_kernel::{Kernel, KernelOptions, PogService};
 use runloop_pog::{ActorName, Event, EventKind, NewEvent, PogConfig, Provenance, Scope};
 use runloop_proto::payloads::{ControlOutcome, RunStatus, TraceView};
 use serde_json::{Value, json};
+
+use common::{bundles, env_usize, median, ms, program, repo};
 
 /// The design target for `rlp trace` of 10,000 crossings: read, build, draw.
 const TRACE_TARGET_MS: f64 = 200.0;
@@ -61,37 +65,6 @@ const FAN_NODES: usize = 100;
 const FAN_PARALLEL: usize = 8;
 /// The POG's and the broker's actor names: one kernel holding them at a time.
 const SINGLETONS: [&str; 2] = ["runloop.pog", "runloop.broker"];
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn program() -> PathBuf {
-    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    target.join("release/runloop-sandbox-host")
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut s = samples.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    s[s.len() / 2]
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
-}
 
 /// Imports `examples/pog/sample.ndjson` into a fresh POG in `dir` (as compose_email.rs).
 fn seed(dir: &Path) {
@@ -150,7 +123,7 @@ async fn boot(program: &Path, state: &Path) -> (Arc<Kernel>, Arc<Engine>) {
     let engine = Engine::new(
         kernel.clone(),
         EngineConfig {
-            search_dirs: vec![repo().join("agents/bundles")],
+            search_dirs: vec![bundles()],
             host: RunHost::Daemon,
         },
     );

@@ -5,9 +5,10 @@
 //! The binary is found through `RUNLOOP_SANDBOX_HOST`, else `<target>/release/`.
 //! Results are written up in `perf/sandbox.md`.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -18,25 +19,11 @@ use runloop_sandbox::{
     AgentCgroup, CgroupLimits, Jail, LocalHandler, OsRandom, Sandbox, SpawnConfig, cgroup,
 };
 
+use common::{percentile, program};
+
 const COLD_RUNS: usize = 200;
 const ROUND_TRIPS: usize = 5_000;
 const ECHO_WAT: &str = include_str!("../../sandbox-host/tests/fixtures/echo.wat");
-
-fn program() -> PathBuf {
-    if let Some(p) = std::env::var_os("RUNLOOP_SANDBOX_HOST") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")));
-    target.join("release/runloop-sandbox-host")
-}
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let idx = ((samples.len() - 1) as f64 * p).round() as usize;
-    samples[idx]
-}
 
 /// fork+exec+wait of `/bin/true`: (µs, peak RSS KiB from rusage).
 #[allow(

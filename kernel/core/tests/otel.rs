@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::options;
+use common::servers::OtlpReceiver;
 use runloop_kernel::config::{self, LoadOptions, Mode};
 use runloop_kernel::otel::{Otel, OtelConfig, Protocol, Sampling, crossing_span_id, root_span_id};
 use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
@@ -38,83 +39,26 @@ edges:
   - { from: b.out, to: c.in }
 "#;
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/scripts/otlp-receiver.sh")
+/// The spans of one trace, waiting until `want` arrived (or the wait is over).
+async fn spans_of(receiver: &OtlpReceiver, trace_id: &str, want: usize) -> Vec<Value> {
+    spans_where(receiver, trace_id, |_| true, want).await
 }
 
-/// The receiver, stopped by pid when dropped.
-struct Receiver {
-    pid: u32,
-    grpc_port: u16,
-    http_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        let field = common::started_fields(out, "otlp-receiver.sh");
-        Self {
-            pid: field("pid=").parse().unwrap(),
-            grpc_port: field("grpc_port=").parse().unwrap(),
-            http_port: field("http_port=").parse().unwrap(),
-            dir,
+/// The spans of one trace, waiting until `want` of them pass `counted`.
+async fn spans_where(
+    receiver: &OtlpReceiver,
+    trace_id: &str,
+    counted: impl Fn(&Value) -> bool,
+    want: usize,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_millis(RECEIVE_WAIT_MS);
+    loop {
+        let spans = receiver.spans(trace_id);
+        let have = spans.iter().filter(|s| counted(s)).count();
+        if have >= want || Instant::now() > deadline {
+            return spans;
         }
-    }
-
-    fn lines(&self, file: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join(file))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// The spans of one trace, waiting until `want` arrived (or the wait is over).
-    async fn spans_of(&self, trace_id: &str, want: usize) -> Vec<Value> {
-        self.spans_where(trace_id, |_| true, want).await
-    }
-
-    /// The spans of one trace, waiting until `want` of them pass `counted`.
-    async fn spans_where(
-        &self,
-        trace_id: &str,
-        counted: impl Fn(&Value) -> bool,
-        want: usize,
-    ) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_millis(RECEIVE_WAIT_MS);
-        loop {
-            let spans: Vec<Value> = self
-                .lines("spans.jsonl")
-                .into_iter()
-                .filter(|s| s["trace_id"] == trace_id)
-                .collect();
-            let have = spans.iter().filter(|s| counted(s)).count();
-            if have >= want || Instant::now() > deadline {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let status = std::process::Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.pid.to_string())
-            .status();
-        assert!(
-            matches!(status, Ok(s) if s.success()),
-            "stop receiver: {status:?}"
-        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -251,15 +195,15 @@ fn check_spans(report: &RunReport, crossings: &[Value], spans: &[Value], transpo
 
 async fn spans_arrive_over(protocol: Protocol) {
     let _one = ONE_POG.lock().await;
-    let receiver = Receiver::start();
+    let receiver = OtlpReceiver::start();
     let endpoint = match protocol {
-        Protocol::Grpc => format!("http://127.0.0.1:{}", receiver.grpc_port),
-        Protocol::HttpProtobuf => format!("http://127.0.0.1:{}", receiver.http_port),
+        Protocol::Grpc => receiver.grpc_endpoint(),
+        Protocol::HttpProtobuf => receiver.http_endpoint(),
     };
     let otel = Otel::start(otel_config(endpoint, protocol, Sampling::Parent)).unwrap();
     let (report, crossings) = run_once("otel-spans", Some(otel)).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
-    let spans = receiver.spans_of(&report.trace_id, crossings.len()).await;
+    let spans = spans_of(&receiver, &report.trace_id, crossings.len()).await;
     let transport = match protocol {
         Protocol::Grpc => "grpc",
         Protocol::HttpProtobuf => "http",
@@ -302,8 +246,8 @@ async fn a_runs_spans_arrive_over_http_with_its_trace_id_and_parentage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ratio_zero_exports_no_span() {
     let _one = ONE_POG.lock().await;
-    let receiver = Receiver::start();
-    let endpoint = format!("http://127.0.0.1:{}", receiver.grpc_port);
+    let receiver = OtlpReceiver::start();
+    let endpoint = receiver.grpc_endpoint();
     let otel = Otel::start(otel_config(endpoint, Protocol::Grpc, Sampling::Ratio(0.0))).unwrap();
     let (report, crossings) = run_once("otel-ratio0", Some(otel)).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
@@ -452,10 +396,10 @@ async fn ask(socket: &Path, id: &str, command: ControlCommand) -> ControlOutcome
 /// `runloop.kernel`, the run's trace id, the node and agent as attributes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kernels_own_spans_join_the_runs_trace_in_runloopd() {
-    let receiver = Receiver::start();
+    let receiver = OtlpReceiver::start();
     let home = tempfile::tempdir().unwrap();
     let socket = home.path().join("rmp.sock");
-    let endpoint = format!("http://127.0.0.1:{}", receiver.grpc_port);
+    let endpoint = receiver.grpc_endpoint();
     let mut daemon = ExportingDaemon::start(home.path(), &socket, &endpoint);
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
@@ -499,9 +443,7 @@ async fn the_kernels_own_spans_join_the_runs_trace_in_runloopd() {
     assert!(status.success(), "runloopd: {status:?}: {}", daemon.log());
 
     // Every node.attempt and agent.start span: 3 + 3, beside the crossings.
-    let spans = receiver
-        .spans_where(&trace_id, |s| s["scope"] == "runloop.kernel", 6)
-        .await;
+    let spans = spans_where(&receiver, &trace_id, |s| s["scope"] == "runloop.kernel", 6).await;
     let trace: u128 = u128::from_str_radix(&trace_id, 16).unwrap();
     let root = root_span_id(trace).to_string();
     assert!(

@@ -8,6 +8,10 @@ use runloop_kernel::KernelOptions;
 use runloop_kernel::agents::AgentOptions;
 use runloop_proto::payloads::AgentOutput;
 
+pub mod servers;
+
+use servers::Started;
+
 /// A committed bundle under `agents/bundles/`.
 pub fn bundle(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -81,28 +85,10 @@ pub fn seed_sample_pog(dir: &Path) {
     runloop_kernel::drill::seed_sample_pog(dir).unwrap();
 }
 
-/// The `key=value` words a project server script printed when it started (`pid=`,
-/// `port=`, …), after checking it did; a failed start names the script's install step.
-pub fn started_fields(out: std::process::Output, script: &str) -> impl Fn(&str) -> String {
-    assert!(
-        out.status.success(),
-        "{script} start failed (run `packaging/scripts/{script} install`): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    move |key: &str| -> String {
-        stdout
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("no {key} in {stdout:?}"))
-            .to_owned()
-    }
-}
-
 /// A real SMTP server (aiosmtpd on loopback, `packaging/scripts/smtp-server.sh`), stopped
 /// by its pid when dropped.
 pub struct SmtpServer {
-    pub pid: u32,
+    pub server: Started,
     pub port: u16,
     pub received: PathBuf,
     _dir: tempfile::TempDir,
@@ -112,19 +98,10 @@ impl SmtpServer {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let received = dir.path().join("received");
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../..")
-            .join("packaging/scripts/smtp-server.sh");
-        let out = std::process::Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(&received)
-            .output()
-            .unwrap();
-        let field = started_fields(out, "smtp-server.sh");
+        let server = Started::start("smtp-server.sh", &received, &[]);
         Self {
-            pid: field("pid=").parse().unwrap(),
-            port: field("port=").parse().unwrap(),
+            port: server.port("port="),
+            server,
             received,
             _dir: dir,
         }
@@ -138,19 +115,5 @@ impl SmtpServer {
             .iter()
             .map(|p| std::fs::read_to_string(p).unwrap())
             .collect()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../..")
-                    .join("packaging/scripts/smtp-server.sh"),
-            )
-            .arg("stop")
-            .arg(self.pid.to_string())
-            .status();
     }
 }
