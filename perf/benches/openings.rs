@@ -6,12 +6,14 @@
 //! then `cargo bench -p runloop-kernel --bench openings`. The sandbox binary is
 //! `$RUNLOOP_SANDBOX_HOST`, else `<target>/release/runloop-sandbox-host`.
 //! `OPENINGS_CHAIN` (default 20) sets the chain length, `OPENINGS_RUNS` (default 200) the
-//! 1-node runs per throughput round, `OPENINGS_CONCURRENT` (default 1000) the concurrent
-//! 3-node runs, `OPENINGS_WARM` (default 8) `runtime.warm_sandboxes`. `OPENINGS_PHASES` (default `overhead,throughput,concurrent`) picks which
-//! measurements run, for profiling one of them; `load` (also in the default) times what
-//! one agent start pays before its sandbox (`Bundle::load` and its parts, the `.cwasm`
-//! cache lookup). Results are written up in
-//! `perf/openings.md`.
+//! 1-node runs per throughput round, `OPENINGS_IN_FLIGHT` (default 32) how many at a time,
+//! `OPENINGS_CONCURRENT` (default 1000) the concurrent 3-node runs, `OPENINGS_WARM`
+//! (default 8) `runtime.warm_sandboxes`. `OPENINGS_PHASES` (default
+//! `load,overhead,throughput,concurrent`) picks which measurements run, for profiling one
+//! of them; `load` times what one agent start pays before its sandbox (`Bundle::load` and
+//! its parts, the `.cwasm` cache lookup). `OPENINGS_RECORDING` (default
+//! `durable,unrecorded`) picks the kernels the overhead and throughput phases run on.
+//! Results are written up in `perf/openings.md`.
 //!
 //! - **Overhead per node.** A chain of N `echo` nodes, one run at a time, against the same
 //!   work done directly on the kernel: per node, start the agent in a run, one round trip
@@ -47,8 +49,12 @@ use serde_json::json;
 use common::{bundles, chain, env_usize, median, program};
 
 const ROUNDS: usize = 5;
-const IN_FLIGHT: usize = 32;
 const LOAD_SAMPLES: usize = 50;
+
+/// Runs (or direct equivalents) in flight in the throughput phase (`OPENINGS_IN_FLIGHT`).
+fn in_flight() -> usize {
+    env_usize("OPENINGS_IN_FLIGHT", 32)
+}
 
 /// The measurements `OPENINGS_PHASES` asks for (all when unset).
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +87,32 @@ impl Phases {
             overhead: has("overhead"),
             throughput: has("throughput"),
             concurrent: has("concurrent"),
+        }
+    }
+}
+
+/// Which kernels the overhead and throughput phases run on (`OPENINGS_RECORDING`, a
+/// comma list of `durable` and `unrecorded`; both when unset), to profile one of them.
+#[derive(Debug, Clone, Copy)]
+struct Recording {
+    durable: bool,
+    unrecorded: bool,
+}
+
+impl Recording {
+    fn from_env() -> Recording {
+        let list =
+            std::env::var("OPENINGS_RECORDING").unwrap_or_else(|_| "durable,unrecorded".into());
+        for r in list.split(',') {
+            assert!(
+                matches!(r.trim(), "durable" | "unrecorded"),
+                "OPENINGS_RECORDING: unknown kernel {r:?} (durable, unrecorded)"
+            );
+        }
+        let has = |name: &str| list.split(',').any(|r| r.trim() == name);
+        Recording {
+            durable: has("durable"),
+            unrecorded: has("unrecorded"),
         }
     }
 }
@@ -182,7 +214,7 @@ async fn direct_nodes(kernel: &Kernel, n: usize) {
     kernel.stop_run(run).await.expect("stop run");
 }
 
-/// `count` calls of `f`, `IN_FLIGHT` at a time — a rolling window: the next call starts
+/// `count` calls of `f`, [`in_flight`] at a time — a rolling window: the next call starts
 /// as soon as one ends — returns the wall seconds.
 async fn with_in_flight<F, Fut>(count: usize, f: F) -> f64
 where
@@ -191,7 +223,7 @@ where
 {
     let started = Instant::now();
     futures_util::stream::iter((0..count).map(|_| f()))
-        .buffer_unordered(IN_FLIGHT)
+        .buffer_unordered(in_flight())
         .for_each(|()| async {})
         .await;
     started.elapsed().as_secs_f64()
@@ -257,7 +289,7 @@ async fn overhead(kernel: &Kernel, engine: &Engine, n: usize) {
     println!("  engine overhead vs direct         {:8.3} ms/node", e - d);
 }
 
-/// Runs/s of 1-node runs with `IN_FLIGHT` in flight, and of the direct equivalent.
+/// Runs/s of 1-node runs with [`in_flight`] in flight, and of the direct equivalent.
 async fn throughput(kernel: &Kernel, engine: &Engine, runs: usize, label: &str) -> f64 {
     let one = chain(1);
     let mut engine_rps = Vec::new();
@@ -270,7 +302,8 @@ async fn throughput(kernel: &Kernel, engine: &Engine, runs: usize, label: &str) 
     }
     let (e, d) = (median(&engine_rps), median(&direct_rps));
     println!(
-        "throughput ({label}): {runs} 1-node runs, {IN_FLIGHT} in flight, {ROUNDS} rounds, medians"
+        "throughput ({label}): {runs} 1-node runs, {} in flight, {ROUNDS} rounds, medians",
+        in_flight()
     );
     if let Some(pool) = kernel.warm() {
         let w = pool.stats();
@@ -435,6 +468,7 @@ fn main() {
         .build()
         .unwrap();
     let phases = Phases::from_env();
+    let recording = Recording::from_env();
     if phases.load {
         load(&std::env::temp_dir().join("runloop-openings-bench"));
     }
@@ -442,7 +476,7 @@ fn main() {
         // Durable (the POG records every run) and unrecorded, then many runs at once last:
         // that phase grows the process, and a bigger process forks sandboxes slower.
         let mut rates = (None, None);
-        if phases.overhead || phases.throughput {
+        if (phases.overhead || phases.throughput) && recording.durable {
             let pog = tempfile::tempdir().unwrap();
             let (kernel, engine) = boot(&program, Some(pog.path())).await;
             println!("== durable runs (POG recording, group commit)");
@@ -453,6 +487,8 @@ fn main() {
                 rates.0 = Some(throughput(&kernel, &engine, runs, "durable").await);
             }
             stop(kernel, engine).await;
+        }
+        if (phases.overhead || phases.throughput) && recording.unrecorded {
             let (kernel, engine) = boot(&program, None).await;
             println!("== unrecorded runs (no POG)");
             if phases.overhead {
