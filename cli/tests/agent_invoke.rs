@@ -7,7 +7,20 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Every start of `rlp agent invoke` or `runloopd` sweeps the Runloop groups whose owner
+/// is dead, on the whole machine. The SIGKILL tests check that a killed owner's group is
+/// still there before their own next start sweeps it, which a start in a test running
+/// beside them would undo (seen in CI: the group was gone at the check). So the tests of
+/// this file run one at a time; a failed one does not stop the others (poison ignored).
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static STARTS: Mutex<()> = Mutex::new(());
+    STARTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn rlp(args: &[&str]) -> (Option<i32>, String, String) {
     let cache = std::env::temp_dir().join(format!("runloop-cli-test-{}", std::process::id()));
@@ -25,6 +38,7 @@ fn rlp(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn bad_targets_and_inputs_exit_2_with_their_names() {
+    let _one = one_at_a_time();
     let dir = std::env::temp_dir().join(format!("runloop-cli-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad_wat = dir.join("bad.wat");
@@ -167,6 +181,7 @@ fn rlp_command(dir: &Path) -> Command {
 
 #[test]
 fn a_20_s_limit_under_a_cpu_hog_ends_as_time_limit_not_a_watchdog_kill() {
+    let _one = one_at_a_time();
     let dir = test_dir("hog");
     let wat = dir.join("loop.wat");
     std::fs::write(&wat, LOOP_WAT).unwrap();
@@ -204,6 +219,7 @@ fn a_20_s_limit_under_a_cpu_hog_ends_as_time_limit_not_a_watchdog_kill() {
 
 #[test]
 fn a_sigkilled_invoke_takes_its_sandbox_along_and_the_next_one_sweeps_its_cgroup() {
+    let _one = one_at_a_time();
     let dir = test_dir("kill");
     let wat = dir.join("loop.wat");
     std::fs::write(&wat, LOOP_WAT).unwrap();
@@ -258,6 +274,7 @@ fn a_sigkilled_invoke_takes_its_sandbox_along_and_the_next_one_sweeps_its_cgroup
 
 #[test]
 fn a_sigkilled_runloopd_takes_its_sandboxes_along_and_the_next_boot_sweeps_its_cgroups() {
+    let _one = one_at_a_time();
     let dir = test_dir("daemon");
     let socket = dir.join("rmp.sock");
     let runloopd = Path::new(env!("CARGO_BIN_EXE_rlp")).with_file_name("runloopd");
