@@ -24,7 +24,7 @@ use runloop_kernel::agents::AgentOptions;
 use runloop_kernel::{Kernel, KernelOptions};
 use runloop_proto::payloads::AgentInput;
 
-use common::{bundles, cpu_model, percentile, program};
+use common::{bundles, cpu_model, env_or, percentile, program};
 
 const ROUND_TRIPS: usize = 5_000;
 /// Concurrent senders in the pipelined round-trip measurement.
@@ -337,10 +337,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let idle = std::env::var("AGENTS_IDLE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(IDLE_AGENTS_DEFAULT);
+    let idle = env_or("AGENTS_IDLE", IDLE_AGENTS_DEFAULT);
     // The callers are tasks on the runtime's workers, as every sender inside the kernel
     // is (run actors, the control plane), not the thread that entered the runtime.
     let body = async move {
@@ -410,10 +407,7 @@ fn main() {
         );
         // Restart: a kernel with no warm sandboxes (every restart spawns) beside this one
         // (the default pool: a restart takes the spare), same pause, same run.
-        let pause = std::env::var("AGENTS_RESTART_PAUSE_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(RESTART_PAUSE_MS);
+        let pause = env_or("AGENTS_RESTART_PAUSE_MS", RESTART_PAUSE_MS);
         let cold = Kernel::boot(cold_options).await.unwrap();
         cold.start_bundle(&bundle("echo"), None).await.unwrap();
         let (c50, c90, c99) = restart_latency(&cold, &echo, pause).await;

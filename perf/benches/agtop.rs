@@ -22,11 +22,14 @@
 //! 250 ms, so every CPU/RSS history holds its full 60 s window. Each frame is drawn with
 //! colour on (agtop's default) and an agent selected, so the detail pane draws sparklines.
 
+mod common;
 #[path = "agtop/daemon.rs"]
 mod daemon;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+use common::{cpu_model, env_or, loadavg};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -507,29 +510,8 @@ fn live_rows(app: &mut App, fleet: &mut Fleet, hot_ms: f64) {
     );
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 fn main() {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    println!("cpu: {cpu}; load at start: {}", loadavg());
+    println!("cpu: {}; load at start: {}", cpu_model(), loadavg());
     render_side();
     println!("load after the render side: {}", loadavg());
     match env_or("AGTOP_DAEMON", 0usize) {

@@ -55,7 +55,7 @@ use runloop_proto::payloads::{AgentInput, RunProgress, RunReport, RunStatus};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::TryRecvError;
 
-use common::{bundles, env_usize, median, ms, program, repo};
+use common::{bundles, env_or, median, ms, program, repo};
 
 /// The design target: compose_email, warm, offline, without the person's wait.
 const TARGET_MS: f64 = 50.0;
@@ -671,7 +671,7 @@ async fn bench(program: &Path, state: &Path, rounds: usize) {
 fn main() {
     let program = program();
     assert!(program.is_file(), "build it first: {}", program.display());
-    let rounds = env_usize("COMPOSE_RUNS", 10);
+    let rounds = env_or("COMPOSE_RUNS", 10);
     assert!(rounds >= 1, "COMPOSE_RUNS ≥ 1");
     let state = tempfile::tempdir().unwrap();
     seed(&state.path().join("pog"));

@@ -46,14 +46,14 @@ use runloop_pog::PogConfig;
 use runloop_proto::payloads::{AgentInput, RunStatus};
 use serde_json::json;
 
-use common::{bundles, chain, env_usize, median, program};
+use common::{bundles, chain, env_choices, env_or, median, program};
 
 const ROUNDS: usize = 5;
 const LOAD_SAMPLES: usize = 50;
 
 /// Runs (or direct equivalents) in flight in the throughput phase (`OPENINGS_IN_FLIGHT`).
 fn in_flight() -> usize {
-    env_usize("OPENINGS_IN_FLIGHT", 32)
+    env_or("OPENINGS_IN_FLIGHT", 32)
 }
 
 /// The measurements `OPENINGS_PHASES` asks for (all when unset).
@@ -67,21 +67,10 @@ struct Phases {
 
 impl Phases {
     fn from_env() -> Phases {
-        let Ok(list) = std::env::var("OPENINGS_PHASES") else {
-            return Phases {
-                load: true,
-                overhead: true,
-                throughput: true,
-                concurrent: true,
-            };
-        };
-        let has = |name: &str| list.split(',').any(|p| p.trim() == name);
-        for p in list.split(',') {
-            assert!(
-                matches!(p.trim(), "load" | "overhead" | "throughput" | "concurrent"),
-                "OPENINGS_PHASES: unknown phase {p:?}"
-            );
-        }
+        let has = env_choices(
+            "OPENINGS_PHASES",
+            &["load", "overhead", "throughput", "concurrent"],
+        );
         Phases {
             load: has("load"),
             overhead: has("overhead"),
@@ -101,15 +90,7 @@ struct Recording {
 
 impl Recording {
     fn from_env() -> Recording {
-        let list =
-            std::env::var("OPENINGS_RECORDING").unwrap_or_else(|_| "durable,unrecorded".into());
-        for r in list.split(',') {
-            assert!(
-                matches!(r.trim(), "durable" | "unrecorded"),
-                "OPENINGS_RECORDING: unknown kernel {r:?} (durable, unrecorded)"
-            );
-        }
-        let has = |name: &str| list.split(',').any(|r| r.trim() == name);
+        let has = env_choices("OPENINGS_RECORDING", &["durable", "unrecorded"]);
         Recording {
             durable: has("durable"),
             unrecorded: has("unrecorded"),
@@ -136,7 +117,7 @@ async fn boot(program: &Path, pog: Option<&Path>) -> (Arc<Kernel>, Arc<Engine>) 
             sandbox_host: Some(program.to_owned()),
             cwasm_dir: Some(std::env::temp_dir().join("runloop-openings-bench")),
             // `OPENINGS_WARM=0`: no warm sandboxes, every node start spawns.
-            warm_sandboxes: env_usize("OPENINGS_WARM", runloop_agent_actor::warm::WARM_MAX_DEFAULT),
+            warm_sandboxes: env_or("OPENINGS_WARM", runloop_agent_actor::warm::WARM_MAX_DEFAULT),
             ..AgentOptions::default()
         },
         pog: pog.map(|dir| PogService {
@@ -459,9 +440,9 @@ async fn stop(kernel: Arc<Kernel>, engine: Arc<Engine>) {
 fn main() {
     let program = program();
     assert!(program.is_file(), "build it first: {}", program.display());
-    let n = env_usize("OPENINGS_CHAIN", 20);
-    let runs = env_usize("OPENINGS_RUNS", 200);
-    let count = env_usize("OPENINGS_CONCURRENT", 1000);
+    let n = env_or("OPENINGS_CHAIN", 20);
+    let runs = env_or("OPENINGS_RUNS", 200);
+    let count = env_or("OPENINGS_CONCURRENT", 1000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

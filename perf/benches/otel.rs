@@ -27,7 +27,7 @@ use runloop_pog::PogConfig;
 use runloop_proto::payloads::RunStatus;
 use serde_json::json;
 
-use common::{bundles, chain, env_usize, loadavg, median, program};
+use common::{bundles, chain, env_or, loadavg, median, program};
 use servers::OtlpReceiver;
 
 /// One round: a fresh kernel (POG in a temp dir, `otel` or none), `runs` chains one at a
@@ -80,9 +80,9 @@ async fn round(program: &Path, otel: Option<Arc<Otel>>, yaml: &str, runs: usize)
 fn main() {
     let program = program();
     assert!(program.is_file(), "build it first: {}", program.display());
-    let n = env_usize("OTEL_CHAIN", 10);
-    let runs = env_usize("OTEL_RUNS", 20);
-    let rounds = env_usize("OTEL_ROUNDS", 4);
+    let n = env_or("OTEL_CHAIN", 10);
+    let runs = env_or("OTEL_RUNS", 20);
+    let rounds = env_or("OTEL_ROUNDS", 4);
     let yaml = chain(n);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -90,7 +90,7 @@ fn main() {
         .build()
         .unwrap();
     let receiver = OtlpReceiver::start();
-    println!("load before: {}", loadavg().trim());
+    println!("load before: {}", loadavg());
     let (mut off, mut grpc, mut http, mut zero) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     runtime.block_on(async {
         // A warm-up round compiles the bundle into the cwasm cache.
@@ -128,7 +128,7 @@ fn main() {
             }
         }
     });
-    println!("load after: {}", loadavg().trim());
+    println!("load after: {}", loadavg());
     println!(
         "rounds (ms per {n}-node run): off {off:.1?} grpc {grpc:.1?} http {http:.1?} ratio:0 {zero:.1?}"
     );

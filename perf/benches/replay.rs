@@ -48,7 +48,7 @@ use runloop_pog::{ActorName, Event, EventKind, NewEvent, PogConfig, Provenance, 
 use runloop_proto::payloads::{ControlOutcome, RunStatus, TraceView};
 use serde_json::{Value, json};
 
-use common::{bundles, env_usize, median, ms, program, repo};
+use common::{bundles, env_or, median, ms, program, repo};
 
 /// The design target for `rlp trace` of 10,000 crossings: read, build, draw.
 const TRACE_TARGET_MS: f64 = 200.0;
@@ -613,7 +613,7 @@ async fn bench(program: &Path, state: &Path, runs: usize) {
 fn main() {
     let program = program();
     assert!(program.is_file(), "build it first: {}", program.display());
-    let runs = env_usize("REPLAY_RUNS", 10);
+    let runs = env_or("REPLAY_RUNS", 10);
     assert!(runs >= 1, "REPLAY_RUNS ≥ 1");
     let state = tempfile::tempdir().unwrap();
     seed(&state.path().join("pog"));

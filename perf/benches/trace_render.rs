@@ -10,9 +10,12 @@
 //! a ladder of 10,000 crossings in at most 200 ms. `TRACE_RENDER_SHOW=80` also prints the
 //! ladder's first 40 lines at that width. Results are written up in `perf/replay.md`.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
+use common::env_or;
 use runloop_client::trace::{LadderOptions, chrome, filter, ladder, mermaid};
 use runloop_proto::payloads::{Crossing, CrossingStatus, Participant, ParticipantKind, TraceView};
 
@@ -131,11 +134,7 @@ fn median_ms(iters: usize, mut render: impl FnMut() -> String) -> (f64, usize) {
 }
 
 fn main() {
-    let iters: usize = std::env::var("TRACE_RENDER_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
-        .max(1);
+    let iters = env_or("TRACE_RENDER_ITERS", 20usize).max(1);
     let view = view();
     let opts = |width, relative, color| LadderOptions {
         width,

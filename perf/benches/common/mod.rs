@@ -35,12 +35,34 @@ pub fn program() -> PathBuf {
     target.join("release/runloop-sandbox-host")
 }
 
-/// A count from the environment, or `default` when unset or not a number.
-pub fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// A value from the environment (a count, a duration in ms, …), or `default` when unset;
+/// a value that does not parse stops the bench, naming the variable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {v:?} does not parse as a number")),
+    }
+}
+
+/// A comma list of names from the environment, each one of `known` (all of them when
+/// unset); an unknown name stops the bench, naming the variable and the names it takes.
+/// Returns whether a name was asked for.
+pub fn env_choices(name: &str, known: &'static [&'static str]) -> impl Fn(&str) -> bool {
+    let asked: Vec<String> = match std::env::var(name) {
+        Err(_) => known.iter().map(|k| (*k).to_owned()).collect(),
+        Ok(list) => list.split(',').map(|p| p.trim().to_owned()).collect(),
+    };
+    for a in &asked {
+        assert!(
+            known.contains(&a.as_str()),
+            "{name}: unknown {a:?} (one or more of {})",
+            known.join(", ")
+        );
+    }
+    move |choice: &str| asked.iter().any(|a| a == choice)
 }
 
 /// The median (the upper one of an even count); the samples are left as they were.
@@ -91,7 +113,9 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The machine's load averages, as `/proc/loadavg` gives them.
+/// The machine's 1, 5 and 15 minute load averages (`/proc/loadavg`).
 pub fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

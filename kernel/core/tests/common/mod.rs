@@ -98,7 +98,7 @@ impl SmtpServer {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let received = dir.path().join("received");
-        let server = Started::start("smtp-server.sh", &received, &[]);
+        let server = Started::start("smtp-server.sh", &received);
         Self {
             port: server.port("port="),
             server,

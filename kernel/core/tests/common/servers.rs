@@ -36,15 +36,14 @@ pub struct Started {
 }
 
 impl Started {
-    /// `packaging/scripts/<script> start <dir>` with `envs`, checked: a failed start names
-    /// the script's install step (`packaging/scripts/test.sh` runs it).
-    pub fn start(script: &str, dir: &Path, envs: &[(&str, &str)]) -> Self {
+    /// `packaging/scripts/<script> start <dir>`, checked: a failed start names the
+    /// script's install step (`packaging/scripts/test.sh` runs it).
+    pub fn start(script: &str, dir: &Path) -> Self {
         let path = scripts().join(script);
         let out = Command::new("bash")
             .arg(&path)
             .arg("start")
             .arg(dir)
-            .envs(envs.iter().copied())
             .output()
             .unwrap();
         assert!(
@@ -98,7 +97,7 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let server = Started::start("otlp-receiver.sh", dir.path(), &[]);
+        let server = Started::start("otlp-receiver.sh", dir.path());
         Self {
             grpc_port: server.port("grpc_port="),
             http_port: server.port("http_port="),
