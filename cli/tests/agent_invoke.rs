@@ -135,6 +135,22 @@ fn dead(pid: u32) -> bool {
     }
 }
 
+/// CPU time `pid` has used (user and system), in ms; 0 once it is gone.
+fn cpu_ms(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // After the command's ")": state is field 3, utime and stime fields 14 and 15.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // /proc counts in USER_HZ, which is 100 on every Linux this runs on.
+    ticks * 10
+}
+
 fn sigkill(child: &mut Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -247,6 +263,24 @@ fn a_sigkilled_invoke_takes_its_sandbox_along_and_the_next_one_sweeps_its_cgroup
         procs.display()
     );
     let sandbox = sandbox.unwrap();
+    // Kill rlp only once the guest spins: after the sandbox-host's uid change (which
+    // clears the parent-death signal the child set before exec; it must set it again) and
+    // with the invoke already handed over, so only that signal can end it — not a read
+    // of the closed socket, nor the signal from before exec.
+    assert!(
+        eventually(Duration::from_secs(60), || cpu_ms(sandbox) >= 300),
+        "sandbox {sandbox} never spun its guest (cpu {} ms)",
+        cpu_ms(sandbox)
+    );
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        let status = std::fs::read_to_string(format!("/proc/{sandbox}/status")).unwrap();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(
+            uid.split_whitespace().skip(1).all(|id| id != "0"),
+            "the sandbox still runs as root: {uid}"
+        );
+    }
     sigkill(&mut invoke.0[0]);
     assert!(
         eventually(Duration::from_secs(5), || dead(sandbox)),

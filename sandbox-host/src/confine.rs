@@ -14,8 +14,8 @@
 //!
 //! After exec, here, each a function:
 //!
-//! 1. [`close_inherited_fds`] — every fd but the kernel socket and the `.cwasm` the kernel
-//!    opened for us (this process never opens a file by path);
+//! 1. [`close_inherited_fds`] — every fd but the kernel socket, the `.cwasm` the kernel
+//!    opened for us (this process never opens a file by path) and the kernel's pidfd;
 //! 2. [`set_rlimits`] — no core dumps, a handful of fds, no file writes;
 //! 3. [`drop_ids`] — ([`Jail::Drop`], a root kernel) the unprivileged uid/gid the kernel
 //!    chose (`runloop`, else 65534), no supplementary groups. It comes before the user
@@ -26,6 +26,10 @@
 //!    device up there) and **IPC** namespaces; every network device must be down (there
 //!    is only a `lo`), checked once ([`check_no_network`]);
 //! 5. [`set_no_new_privs`] — `PR_SET_NO_NEW_PRIVS`, required for unprivileged seccomp;
+//!    then [`die_with_parent_again`] — the uid change of step 3 cleared the parent-death
+//!    signal of step 0 (Linux clears it on any change of effective or filesystem ids), so
+//!    it is set again, and the kernel's pidfd (`--parent-pidfd`) is polled to catch a
+//!    kernel that died in between, then closed;
 //! 6. the hello is read, the engine built (it opens `/proc/self/pagemap`, the last
 //!    `openat`) and the `.cwasm` mapped from its fd;
 //! 7. [`enter_empty_root`] — a fresh read-only, empty tmpfs becomes `/` (`pivot_root`) and
@@ -60,6 +64,9 @@ pub const SOCKET_FD_ARG: &str = "--socket-fd";
 pub const MODULE_FD_ARG: &str = "--module-fd";
 /// The argument saying how far to jail: `--jail drop:<uid>:<gid> | userns | off`.
 pub const JAIL_ARG: &str = "--jail";
+/// The argument naming a pidfd of the kernel process: `--parent-pidfd N` (left out when
+/// the process is started by hand).
+pub const PARENT_PIDFD_ARG: &str = "--parent-pidfd";
 /// Most open fds: the socket, the `.cwasm`, `/proc/self/pagemap`, and slack for wasmtime.
 pub const OPEN_FILES_MAX: u64 = 8;
 /// Where the empty root is mounted before it becomes `/` (like bubblewrap: a directory
@@ -127,6 +134,11 @@ pub enum ConfineError {
     },
     #[error("set no_new_privs: {0}")]
     NoNewPrivs(nix::Error),
+    #[error("die with the kernel: {call}: {source}")]
+    ParentDeath {
+        call: &'static str,
+        source: std::io::Error,
+    },
     #[error("enter the empty root: {call}: {source}")]
     EmptyRoot {
         call: &'static str,
@@ -387,6 +399,45 @@ fn device_is_up(sock: &OwnedFd, name: &str) -> std::io::Result<bool> {
 /// Step 5: this process and its children can never gain privileges (setuid, caps).
 pub fn set_no_new_privs() -> Result<(), ConfineError> {
     nix::sys::prctl::set_no_new_privs().map_err(ConfineError::NoNewPrivs)
+}
+
+/// Step 5b: the parent-death signal again. The kernel's child set it before exec (step 0),
+/// but Linux clears it when the effective or filesystem uid or gid changes, which
+/// [`drop_ids`] does: without this, a SIGKILLed kernel would leave a sandbox spinning
+/// until its time limit. Set again after the last id change; then `parent` (a pidfd of
+/// the kernel process, readable once it exited) says whether the kernel died before the
+/// signal was armed, which the signal would never report. The pidfd is closed either way.
+pub fn die_with_parent_again(parent: Option<OwnedFd>) -> Result<(), ConfineError> {
+    let fail = |call, source| ConfineError::ParentDeath { call, source };
+    // SAFETY: plain integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    if rc != 0 {
+        return Err(fail(
+            "prctl(PR_SET_PDEATHSIG)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let Some(parent) = parent else {
+        return Ok(());
+    };
+    let mut pfd = libc::pollfd {
+        fd: parent.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let call = "poll the kernel's pidfd";
+    // SAFETY: `pfd` is a live local array of one pollfd; a zero timeout never blocks.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+    match ready {
+        0 => Ok(()),
+        n if n < 0 => Err(fail(call, std::io::Error::last_os_error())),
+        // Readable: the kernel process has exited.
+        _ if pfd.revents & libc::POLLIN != 0 => {
+            Err(fail(call, std::io::Error::from_raw_os_error(libc::ESRCH)))
+        }
+        // POLLNVAL or POLLERR: the fd named by --parent-pidfd is no pidfd.
+        _ => Err(fail(call, std::io::Error::from_raw_os_error(libc::EBADF))),
+    }
 }
 
 /// Step 7: a fresh tmpfs — empty, read-only, no devices, no exec — becomes `/`, and the

@@ -153,3 +153,76 @@ fn the_sandbox_refuses_to_start_without_a_socket_argument() {
     let status = Command::new(common::program()).status().unwrap();
     assert_eq!(status.code(), Some(64));
 }
+
+/// Starts the sandbox-host by hand with a socket, a module fd and `--parent-pidfd` naming
+/// `parent`; returns its exit status and what it wrote to the socket.
+fn host_with_parent_pidfd(parent: &std::os::fd::OwnedFd) -> (std::process::ExitStatus, Vec<u8>) {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let module = std::fs::File::open(common::cwasm("echo.wat")).unwrap();
+    let inherit = |fd: i32| {
+        // SAFETY: clears FD_CLOEXEC on a live fd this function owns or borrows.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    };
+    for fd in [theirs.as_raw_fd(), module.as_raw_fd(), parent.as_raw_fd()] {
+        inherit(fd);
+    }
+    let mut host = Command::new(common::program())
+        .arg("--socket-fd")
+        .arg(theirs.as_raw_fd().to_string())
+        .arg("--module-fd")
+        .arg(module.as_raw_fd().to_string())
+        .arg("--jail")
+        .arg(runloop_sandbox::Jail::for_this_process().arg())
+        .arg("--parent-pidfd")
+        .arg(parent.as_raw_fd().to_string())
+        .spawn()
+        .unwrap();
+    drop((theirs, module));
+    // A host that got past its confinement waits for the hello: closing our end after a
+    // while ends it (a clean end between invokes).
+    ours.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut said = Vec::new();
+    let _ = ours.read_to_end(&mut said);
+    drop(ours);
+    (host.wait().unwrap(), said)
+}
+
+/// A pidfd of a process that has exited (and been reaped).
+fn pidfd_of_a_dead_process() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let mut child = Command::new("true").spawn().unwrap();
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; the child is
+    // not reaped yet, so its pid is still ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as i32, 0) };
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    child.wait().unwrap();
+    // SAFETY: a fresh descriptor we own.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+#[test]
+fn a_sandbox_whose_kernel_died_before_it_set_the_death_signal_again_stops() {
+    // The uid change clears the parent-death signal the kernel's child set; the host
+    // sets it again and then asks the kernel's pidfd whether the kernel already died. A
+    // dead one: it reports the step and exits 70 without reading any hello.
+    let (status, said) = host_with_parent_pidfd(&pidfd_of_a_dead_process());
+    assert_eq!(status.code(), Some(70), "{status:?}");
+    let said = String::from_utf8_lossy(&said);
+    assert!(
+        said.contains("ConfineFailed") && said.contains("die with the kernel"),
+        "{said}"
+    );
+    // A live one (this test process): confinement goes on, and the host waits for its
+    // hello until the socket closes.
+    // SAFETY: pidfd_open of our own pid; a fresh fd or -1.
+    let me = unsafe { libc::syscall(libc::SYS_pidfd_open, std::process::id() as i32, 0) };
+    assert!(me >= 0);
+    // SAFETY: a fresh descriptor we own.
+    let me = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(me as i32) };
+    let (status, said) = host_with_parent_pidfd(&me);
+    assert_ne!(status.code(), Some(70), "{status:?}");
+    assert!(!String::from_utf8_lossy(&said).contains("ConfineFailed"));
+}

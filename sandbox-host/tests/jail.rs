@@ -383,6 +383,7 @@ fn the_kernel_and_the_sandbox_host_agree_on_the_command_line() {
     assert_eq!(kernel::SOCKET_FD_ARG, host::SOCKET_FD_ARG);
     assert_eq!(kernel::MODULE_FD_ARG, host::MODULE_FD_ARG);
     assert_eq!(kernel::JAIL_ARG, host::JAIL_ARG);
+    assert_eq!(kernel::PARENT_PIDFD_ARG, host::PARENT_PIDFD_ARG);
     assert_eq!(
         kernel::CONFINE_FAILED_CODE,
         runloop_sandbox_host::session::CONFINE_FAILED_CODE

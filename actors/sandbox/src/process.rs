@@ -33,13 +33,17 @@ use crate::cgroup::AgentCgroup;
 use crate::poll::{poll_fds, readable_now};
 use crate::spawn::{ChildPlan, Jail};
 
-/// The sandbox-host's command line: `--socket-fd N --module-fd M --jail J` (parsed by
-/// `runloop-sandbox-host`'s main; a test checks both sides agree).
+/// The sandbox-host's command line: `--socket-fd N --module-fd M --jail J
+/// --parent-pidfd P` (parsed by `runloop-sandbox-host`'s main; a test checks both sides
+/// agree).
 pub const SOCKET_FD_ARG: &str = "--socket-fd";
 /// See [`SOCKET_FD_ARG`].
 pub const MODULE_FD_ARG: &str = "--module-fd";
 /// See [`SOCKET_FD_ARG`].
 pub const JAIL_ARG: &str = "--jail";
+/// See [`SOCKET_FD_ARG`]: a pidfd of the kernel process, polled by the sandbox-host after
+/// it set the parent-death signal again (its uid change cleared it).
+pub const PARENT_PIDFD_ARG: &str = "--parent-pidfd";
 /// The `error.report.v1` code a sandbox sends when a confinement step failed.
 pub const CONFINE_FAILED_CODE: &str = "ConfineFailed";
 
@@ -279,7 +283,12 @@ impl Sandbox {
             })?;
         let procs = open_procs(cgroup)?;
         let procs_fds: Vec<RawFd> = procs.iter().map(AsRawFd::as_raw_fd).collect();
-        let keep = [theirs.as_raw_fd(), module.as_raw_fd()];
+        let spawn_err = |source| SandboxError::Spawn {
+            program: config.program.clone(),
+            source,
+        };
+        let parent = crate::spawn::parent_pidfd().map_err(spawn_err)?;
+        let keep = [theirs.as_raw_fd(), module.as_raw_fd(), parent];
         let mut args = vec![
             SOCKET_FD_ARG.to_owned(),
             keep[0].to_string(),
@@ -287,12 +296,10 @@ impl Sandbox {
             keep[1].to_string(),
             JAIL_ARG.to_owned(),
             jail.arg(),
+            PARENT_PIDFD_ARG.to_owned(),
+            keep[2].to_string(),
         ];
         args.extend(config.extra_args.iter().cloned());
-        let spawn_err = |source| SandboxError::Spawn {
-            program: config.program.clone(),
-            source,
-        };
         let plan =
             ChildPlan::new(&config.program, &args, procs_fds, keep, jail).map_err(spawn_err)?;
         let pid = crate::spawn::spawn(plan).map_err(|e| SandboxError::BeforeExec {

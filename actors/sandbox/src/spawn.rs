@@ -167,7 +167,7 @@ impl ChildStep {
             ChildStep::ParentGone => "check the parent is alive",
             ChildStep::JoinCgroup => "join the agent's cgroup",
             ChildStep::JoinNetns => "join the sandboxes' empty network namespace",
-            ChildStep::KeepFds => "keep the socket and module fds across exec",
+            ChildStep::KeepFds => "keep the socket, module and parent pidfd fds across exec",
             ChildStep::IdMaps => "write the user namespace's id maps",
             ChildStep::Signals => "reset the signal mask and SIGPIPE",
             ChildStep::Exec => "execve the sandbox-host",
@@ -189,8 +189,8 @@ pub(crate) struct ChildPlan {
     argv: Vec<CString>,
     /// `cgroup.procs` files to write `0` into (open in the parent, closed after spawn).
     procs_fds: Vec<RawFd>,
-    /// The socket and module fds that must survive exec.
-    keep_fds: [RawFd; 2],
+    /// The socket, module and parent pidfd fds that must survive exec.
+    keep_fds: [RawFd; 3],
     clone_flags: u64,
     /// `uid_map` and `gid_map` texts, when the child maps its own user namespace.
     id_maps: Option<(CString, CString)>,
@@ -203,7 +203,7 @@ impl ChildPlan {
         program: &Path,
         args: &[String],
         procs_fds: Vec<RawFd>,
-        keep_fds: [RawFd; 2],
+        keep_fds: [RawFd; 3],
         jail: Jail,
     ) -> io::Result<Self> {
         use std::os::unix::ffi::OsStrExt;
@@ -293,10 +293,32 @@ struct SpawnRequest {
     reply: SyncSender<Result<i32, ChildError>>,
 }
 
-/// The spawner thread's queue. (The thread owns a pidfd of this process: each child polls
-/// it to learn whether its parent already died.)
+/// The spawner thread's queue.
 struct Spawner {
     requests: SyncSender<SpawnRequest>,
+}
+
+/// A pidfd of this process, opened once and kept for its life (close-on-exec: a child
+/// clears the flag on its own copy). A child polls it before exec to learn whether its
+/// parent already died, and hands it to the sandbox-host (`--parent-pidfd`), which polls
+/// it again after its uid change: that change clears the parent-death signal, so the
+/// sandbox-host sets it again and must then check it was not too late.
+pub(crate) fn parent_pidfd() -> io::Result<RawFd> {
+    static PIDFD: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
+    let fd = PIDFD.get_or_init(|| {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd (close-on-exec)
+        // or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+        if fd < 0 {
+            return Err(format!("pidfd_open: {}", io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor we own; the static keeps it for the process's life.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    });
+    match fd {
+        Ok(fd) => Ok(fd.as_raw_fd()),
+        Err(why) => Err(io::Error::other(why.clone())),
+    }
 }
 
 /// Runs the clone on the spawner thread, which lives as long as the process.
@@ -325,13 +347,7 @@ pub(crate) fn spawn(plan: ChildPlan) -> Result<i32, ChildError> {
 }
 
 fn start_spawner() -> Result<Spawner, String> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd (close-on-exec) or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
-    if fd < 0 {
-        return Err(format!("pidfd_open: {}", io::Error::last_os_error()));
-    }
-    // SAFETY: a fresh descriptor we own; it lives as long as the spawner thread.
-    let parent = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let parent = parent_pidfd().map_err(|e| e.to_string())?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<SpawnRequest>(SPAWN_QUEUE_MAX);
     std::thread::Builder::new()
         .name("sandbox-spawner".into())
@@ -348,7 +364,7 @@ fn start_spawner() -> Result<Spawner, String> {
             }
             let mut stack = vec![0u8; CHILD_STACK_BYTES];
             for request in rx {
-                let result = clone_and_exec(&request.plan, parent.as_raw_fd(), &mut stack);
+                let result = clone_and_exec(&request.plan, parent, &mut stack);
                 // A caller that gave up is no reason to stop serving the others.
                 let _ = request.reply.send(result);
             }
