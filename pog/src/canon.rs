@@ -29,6 +29,34 @@ pub fn jcs(value: &Value) -> Result<String, serde_json::Error> {
     }
 }
 
+/// JCS-canonical text of `value`, and the value that text says: for a simple value (see
+/// [`jcs`]) that is `value` with every object's keys sorted (byte order, which for ASCII
+/// keys is JCS's order; its integers already read back the same), with no parse; any other
+/// value is parsed back from the text (a float `1.0` becomes `1`, an integer beyond 2^53
+/// its nearest double).
+pub fn canonical(mut value: Value) -> Result<(String, Value), serde_json::Error> {
+    let mut text = String::with_capacity(256);
+    if write_simple(&value, &mut text) {
+        sort_keys_deep(&mut value);
+        return Ok((text, value));
+    }
+    let text = serde_json_canonicalizer::to_string(&value)?;
+    let value = serde_json::from_str(&text)?;
+    Ok((text, value))
+}
+
+/// Sorts the keys of every object in `value`, at every depth.
+fn sort_keys_deep(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.sort_keys();
+            map.values_mut().for_each(sort_keys_deep);
+        }
+        Value::Array(items) => items.iter_mut().for_each(sort_keys_deep),
+        _ => {}
+    }
+}
+
 /// Writes `value` canonically if it is simple (see [`jcs`]); `false` (with `out` partly
 /// written) when it is not.
 fn write_simple(value: &Value, out: &mut String) -> bool {
@@ -193,6 +221,7 @@ mod tests {
                 serde_json_canonicalizer::to_string(&v).unwrap(),
                 "{text}"
             );
+            same_as_a_reparse(v);
         }
         // A small deterministic generator (an LCG): nested objects, arrays, strings with
         // escapes and non-ASCII, integers around 2^53, floats.
@@ -238,7 +267,31 @@ mod tests {
                 serde_json_canonicalizer::to_string(&v).unwrap(),
                 "{v}"
             );
+            same_as_a_reparse(v);
         }
+    }
+
+    /// `canonical` gives the library's text and, key order included, the value a parse of
+    /// that text gives.
+    fn same_as_a_reparse(v: Value) {
+        let want_text = serde_json_canonicalizer::to_string(&v).unwrap();
+        let want: Value = serde_json::from_str(&want_text).unwrap();
+        let (text, value) = canonical(v).unwrap();
+        assert_eq!(text, want_text);
+        assert_eq!(
+            serde_json::to_string(&value).unwrap(),
+            serde_json::to_string(&want).unwrap(),
+            "{want_text}"
+        );
+    }
+
+    #[test]
+    fn a_simple_value_comes_back_sorted_without_a_parse() {
+        let v: Value =
+            serde_json::from_str(r#"{"z":{"b":[{"d":1,"c":2}],"a":null},"y":"x"}"#).unwrap();
+        let (text, value) = canonical(v).unwrap();
+        assert_eq!(text, r#"{"y":"x","z":{"a":null,"b":[{"c":2,"d":1}]}}"#);
+        assert_eq!(serde_json::to_string(&value).unwrap(), text);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use crate::canon::jcs;
+use crate::canon::{canonical, jcs};
 use crate::ids::{ActorName, IdempotencyKey, Scope, TraceId, parse_trace_id};
 use crate::kind::{EventKind, FieldType, SHORT_STR_BYTES_MAX, TEXT_BYTES_MAX, check_type};
 
@@ -188,7 +188,9 @@ impl NewEvent {
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Self, ValidationError> {
         kind.validate(&payload)?;
-        let payload_jcs = jcs(&payload)
+        // The value kept is exactly what the canonical text says (e.g. 1.0 -> 1, keys in
+        // JCS order).
+        let (payload_jcs, payload) = canonical(payload)
             .map_err(|e| ValidationError::new("payload", format!("not canonicalisable: {e}")))?;
         if payload_jcs.len() > PAYLOAD_BYTES_MAX {
             return Err(ValidationError::new(
@@ -198,8 +200,6 @@ impl NewEvent {
         }
         let provenance_jcs =
             jcs(&provenance.to_json()).expect("provenance holds only strings and small ints");
-        // Re-parse so the value we keep is exactly what the canonical text says (e.g. 1.0 -> 1).
-        let payload = serde_json::from_str(&payload_jcs).expect("canonical JSON parses");
         Ok(NewEvent {
             kind,
             actor,

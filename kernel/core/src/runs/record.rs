@@ -50,6 +50,8 @@ pub struct PendingWrite {
     what: &'static str,
     /// `None` without a POG (nothing to wait for).
     committed: Option<Committed>,
+    /// Bytes of the canonical payload handed over (0 without a POG).
+    bytes: u64,
 }
 
 impl PendingWrite {
@@ -109,9 +111,11 @@ impl Recorder {
         kind: EventKind,
         payload: Value,
     ) -> Result<PendingWrite, RecordError> {
+        let sent = self.send(trace_id, kind, payload, PogMsg::Write)?;
         Ok(PendingWrite {
             what: kind.as_str(),
-            committed: self.send(trace_id, kind, payload, PogMsg::Write)?,
+            bytes: sent.as_ref().map_or(0, |(_, bytes)| *bytes),
+            committed: sent.map(|(committed, _)| committed),
         })
     }
 
@@ -120,16 +124,18 @@ impl Recorder {
     /// record, or within `LATER_FLUSH_MS`). Events queued (and written) from one task
     /// reach the POG in order, so a later awaited [`Recorder::write`] commits after them.
     /// A failed commit is logged: losing a node's finish to a crash only means the node
-    /// runs again on resume.
+    /// runs again on resume. Returns the bytes of the canonical payload handed over (0
+    /// without a POG).
     pub fn enqueue(
         &self,
         trace_id: &str,
         kind: EventKind,
         payload: Value,
-    ) -> Result<(), RecordError> {
+    ) -> Result<u64, RecordError> {
         let what = kind.as_str();
-        let Some(committed) = self.send(trace_id, kind, payload, PogMsg::WriteLater)? else {
-            return Ok(());
+        let Some((committed, bytes)) = self.send(trace_id, kind, payload, PogMsg::WriteLater)?
+        else {
+            return Ok(0);
         };
         let trace_id = trace_id.to_owned();
         tokio::spawn(async move {
@@ -139,32 +145,33 @@ impl Recorder {
                 Err(_) => tracing::warn!(trace_id = %trace_id, "record {what}: no answer"),
             }
         });
-        Ok(())
+        Ok(bytes)
     }
 
     /// Validates one event and hands it to the POG actor's mailbox (in order with every
-    /// other event sent from this task); the receiver answers once it is committed.
-    /// `None` without a POG.
+    /// other event sent from this task); the receiver answers once it is committed. With
+    /// it, the bytes of the canonical payload. `None` without a POG.
     fn send(
         &self,
         trace_id: &str,
         kind: EventKind,
         payload: Value,
         write: fn(Vec<NewEvent>, RpcReplyPort<WriteResult>) -> PogMsg,
-    ) -> Result<Option<Committed>, RecordError> {
+    ) -> Result<Option<(Committed, u64)>, RecordError> {
         let what = kind.as_str();
         let Some(pog) = &self.pog else {
             return Ok(None);
         };
         let event = new_event(kind, trace_id, payload)
             .map_err(|message| RecordError::Invalid { what, message })?;
+        let bytes = event.payload_jcs().len() as u64;
         let (tx, rx) = ractor::concurrency::oneshot();
         pog.send_message(write(vec![event], tx.into()))
             .map_err(|e| RecordError::Pog {
                 what,
                 message: e.to_string(),
             })?;
-        Ok(Some(rx))
+        Ok(Some((rx, bytes)))
     }
 
     /// One run's events, oldest first, once everything handed to the POG before is
@@ -224,13 +231,17 @@ pub(crate) fn new_event(
     trace_id: &str,
     payload: Value,
 ) -> Result<NewEvent, String> {
-    let provenance = Provenance::from_json(&json!({
-        "trace_id": trace_id,
-        "opening_id": "run",
-        "agent": "kernel",
-        "inputs_hash": "0".repeat(64),
-    }))
-    .map_err(|e| e.to_string())?;
+    // What `Provenance::from_json` would give for these fields, without building and
+    // walking the JSON for every record (the only field that can be wrong is the id).
+    let provenance = Provenance {
+        trace_id: runloop_pog::parse_trace_id(trace_id)
+            .map_err(|e| format!("provenance.trace_id: {e}"))?,
+        opening_id: "run".into(),
+        agent: "kernel".into(),
+        inputs_hash: "0".repeat(64),
+        rationale: None,
+        evidence: Vec::new(),
+    };
     let actor = ActorName::new("kernel").map_err(|e| e.to_string())?;
     NewEvent::new(
         kind,
@@ -440,12 +451,24 @@ pub(super) fn begin_record(
         .get("node_id")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let bytes = payload.to_string().len() as u64;
+    // The payload's size: its canonical text's, which the POG writes (serialised here
+    // only when there is no POG).
+    let unrecorded_bytes = (!recorder.is_durable()).then(|| payload.to_string().len() as u64);
     let started_ms = engine.kernel().clock().now_ms();
-    let write = match kind {
-        EventKind::NodeFinished => recorder.enqueue(trace_id, kind, payload).map(|()| None),
-        _ => recorder.begin(trace_id, kind, payload).map(Some),
+    let (write, written_bytes) = match kind {
+        EventKind::NodeFinished => match recorder.enqueue(trace_id, kind, payload) {
+            Ok(bytes) => (Ok(None), bytes),
+            Err(e) => (Err(e), 0),
+        },
+        _ => match recorder.begin(trace_id, kind, payload) {
+            Ok(pending) => {
+                let bytes = pending.bytes;
+                (Ok(Some(pending)), bytes)
+            }
+            Err(e) => (Err(e), 0),
+        },
     };
+    let bytes = unrecorded_bytes.unwrap_or(written_bytes);
     InFlightRecord {
         trace_id: trace_id.to_owned(),
         kind,
@@ -482,5 +505,33 @@ impl InFlightRecord {
         if let Err(e) = result {
             tracing::warn!(trace_id = %self.trace_id, "record {kind}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_event_s_provenance_is_what_its_json_form_parses_to() {
+        let trace_id = "0123456789abcdef0123456789abcdef";
+        let payload = json!({"trace_id": trace_id, "status": "succeeded"});
+        let event = new_event(EventKind::RunFinished, trace_id, payload);
+        let want = Provenance::from_json(&json!({
+            "trace_id": trace_id,
+            "opening_id": "run",
+            "agent": "kernel",
+            "inputs_hash": "0".repeat(64),
+        }))
+        .unwrap();
+        let event = event.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(event.provenance(), &want);
+        assert_eq!(
+            event.provenance_jcs(),
+            runloop_pog::canon::jcs(&want.to_json()).unwrap()
+        );
+        let payload = json!({"trace_id": trace_id, "status": "succeeded"});
+        let bad = new_event(EventKind::RunFinished, "not-a-trace-id", payload);
+        assert!(bad.unwrap_err().starts_with("provenance.trace_id: "));
     }
 }
