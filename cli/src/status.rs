@@ -98,8 +98,15 @@ fn info_text(info: &ActorInfo) -> String {
             if let Some(w) = warm {
                 text.push_str(&format!(
                     "; warm sandboxes waiting {}, starts that took one {}, missed {}, \
-                     given back {}, spares {}, expired {}, evicted {}",
-                    w.waiting, w.taken, w.missed, w.given, w.spares, w.expired, w.evicted
+                     given back {}, spares {}, expired {}, evicted {}, refused for want of room {}",
+                    w.waiting,
+                    w.taken,
+                    w.missed,
+                    w.given,
+                    w.spares,
+                    w.expired,
+                    w.evicted,
+                    w.refused
                 ));
             }
             text

@@ -289,8 +289,8 @@ async fn throughput(kernel: &Kernel, engine: &Engine, runs: usize, label: &str) 
     if let Some(pool) = kernel.warm() {
         let w = pool.stats();
         println!(
-            "  warm pool since boot: {} starts took a waiting sandbox, {} spawned (missed), {} given back, {} spares",
-            w.taken, w.missed, w.given, w.spares
+            "  warm pool since boot: {} starts took a waiting sandbox, {} spawned (missed), {} given back, {} spares, {} refused (pool full)",
+            w.taken, w.missed, w.given, w.spares, w.refused
         );
     }
     println!("  engine runs/s                     {e:8.1}");

@@ -105,6 +105,7 @@ pub fn tree(writer_cpu_ms: u64, kernel_cpu_ms: u64) -> ActorNode {
                         spares: 6,
                         expired: 1,
                         evicted: 2,
+                        refused: 4,
                     }),
                 }),
             ),

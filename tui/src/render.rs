@@ -579,8 +579,15 @@ fn info_text(info: &ActorInfo) -> String {
             if let Some(w) = warm {
                 text.push_str(&format!(
                     "  warm sandboxes: waiting {}  taken {}  missed {}  given back {}  \
-                     spares {}  expired {}  evicted {}",
-                    w.waiting, w.taken, w.missed, w.given, w.spares, w.expired, w.evicted
+                     spares {}  expired {}  evicted {}  refused {}",
+                    w.waiting,
+                    w.taken,
+                    w.missed,
+                    w.given,
+                    w.spares,
+                    w.expired,
+                    w.evicted,
+                    w.refused
                 ));
             }
             text

@@ -296,7 +296,10 @@ impl WarmPool {
                     state.stats.evicted += 1;
                     teardown(evicted);
                 }
-                None => return Err(Box::new(Refused { sandbox, group })),
+                None => {
+                    state.stats.refused += 1;
+                    return Err(Box::new(Refused { sandbox, group }));
+                }
             }
         }
         state.stats.given += 1;
@@ -366,6 +369,9 @@ impl WarmPool {
             since_ms,
         };
         if state.closed || state.waiting.len() >= self.inner.max {
+            if !state.closed {
+                state.stats.refused += 1;
+            }
             drop(state);
             drop(warm);
             return;

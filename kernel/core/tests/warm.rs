@@ -2,8 +2,8 @@
 //! processes, real cgroups (root, this machine), the committed `echo` bundle. A run's
 //! node gives its idle sandbox back and the next node of the same module takes it with its
 //! group, renamed; a restart after SIGKILL takes the spare; idle ones end on the
-//! injected clock; different limits never share; `runtime.warm_sandboxes: 0` turns it
-//! off; shutdown leaves nothing.
+//! injected clock; different limits never share; a full pool refuses (and counts) a
+//! sandbox given back; `runtime.warm_sandboxes: 0` turns it off; shutdown leaves nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -288,6 +288,52 @@ async fn other_limits_never_share() {
     answered(&kernel, runloop_proto::RunId::STANDALONE, "tight", "x").await;
     kernel.shutdown().await;
     assert!(!alive(spare), "shutdown ends the spares");
+}
+
+/// A pool of one, full with the spare the first start asked for: the node's sandbox given
+/// back finds no room (its own bundle fills the pool), so it ends, and the pool counts it
+/// as refused — what `rlp status` shows to say the pool is too small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_refuses_a_given_back_sandbox_and_counts_it() {
+    let mut opts = options("warm-full");
+    opts.agents.warm_sandboxes = 1;
+    let kernel = Kernel::boot(opts).await.unwrap();
+    let pool = kernel.warm().unwrap().clone();
+    let run = kernel.ids().run_id();
+    kernel
+        .start_run(run, &OpeningId::new("warm").unwrap())
+        .await
+        .unwrap();
+    let started = kernel
+        .start_bundle_in(
+            run,
+            &bundle("echo"),
+            StartOptions {
+                name: Some("node".into()),
+                ..StartOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let pid = started.sandbox_pid.unwrap();
+    wait_until("the spare fills the pool", || {
+        pool.stats().spares == 1 && pool.stats().waiting == 1
+    })
+    .await;
+    let spare = pool.waiting_pids()[0];
+    answered(&kernel, run, "node", "x").await;
+    kernel.stop_agent_in(run, &name("node")).await.unwrap();
+    wait_until("the node's sandbox ends", || !alive(pid)).await;
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.refused, stats.given, stats.evicted),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(pool.waiting_pids(), vec![spare], "the spare keeps its room");
+    let warm = warm_in_status(&kernel).await.unwrap();
+    assert_eq!(warm.refused, 1, "{warm:?}");
+    kernel.shutdown().await;
 }
 
 /// `runtime.warm_sandboxes: 0`: no pool, every start spawns, nothing waits.

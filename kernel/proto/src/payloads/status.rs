@@ -82,6 +82,10 @@ pub struct WarmInfo {
     pub expired: u64,
     /// Ended to give their room to a bundle with fewer waiting.
     pub evicted: u64,
+    /// Ended for want of room: given back, or spawned as a spare, while the pool was full
+    /// (of its own bundle's). Growing together with `missed`, it says the pool is smaller
+    /// than the load needs (`runtime.warm_sandboxes`).
+    pub refused: u64,
 }
 
 /// The scheduler's permits in use, its bound, its queue and how many openings it tracks.
@@ -145,6 +149,7 @@ impl PayloadExample for StatusSnapshot {
                         spares: 11,
                         expired: 2,
                         evicted: 1,
+                        refused: 3,
                     }),
                 }),
                 children: vec![],
