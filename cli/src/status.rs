@@ -96,18 +96,7 @@ fn info_text(info: &ActorInfo) -> String {
         } => {
             let mut text = format!("kernel cpu {cpu_ms} ms, rss {rss_kb} KiB");
             if let Some(w) = warm {
-                text.push_str(&format!(
-                    "; warm sandboxes waiting {}, starts that took one {}, missed {}, \
-                     given back {}, spares {}, expired {}, evicted {}, refused for want of room {}",
-                    w.waiting,
-                    w.taken,
-                    w.missed,
-                    w.given,
-                    w.spares,
-                    w.expired,
-                    w.evicted,
-                    w.refused
-                ));
+                text.push_str(&format!("; warm sandboxes {}", w.summary(", ")));
             }
             text
         }

@@ -577,18 +577,7 @@ fn info_text(info: &ActorInfo) -> String {
                 size_text(*rss_kb)
             );
             if let Some(w) = warm {
-                text.push_str(&format!(
-                    "  warm sandboxes: waiting {}  taken {}  missed {}  given back {}  \
-                     spares {}  expired {}  evicted {}  refused {}",
-                    w.waiting,
-                    w.taken,
-                    w.missed,
-                    w.given,
-                    w.spares,
-                    w.expired,
-                    w.evicted,
-                    w.refused
-                ));
+                text.push_str(&format!("  warm sandboxes: {}", w.summary("  ")));
             }
             text
         }

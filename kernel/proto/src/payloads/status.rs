@@ -88,6 +88,32 @@ pub struct WarmInfo {
     pub refused: u64,
 }
 
+impl WarmInfo {
+    /// Every counter with the label `rlp status` and agtop print it under, in their order.
+    pub fn counters(&self) -> [(&'static str, u64); 8] {
+        [
+            ("waiting", self.waiting),
+            ("taken", self.taken),
+            ("missed", self.missed),
+            ("given back", self.given),
+            ("spares", self.spares),
+            ("expired", self.expired),
+            ("evicted", self.evicted),
+            ("refused", self.refused),
+        ]
+    }
+
+    /// The counters as `label n`, joined by `sep` (agtop: two spaces, `rlp status`: ", ").
+    pub fn summary(&self, sep: &str) -> String {
+        let parts: Vec<String> = self
+            .counters()
+            .iter()
+            .map(|(label, n)| format!("{label} {n}"))
+            .collect();
+        parts.join(sep)
+    }
+}
+
 /// The scheduler's permits in use, its bound, its queue and how many openings it tracks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +216,30 @@ impl PayloadExample for RunEvent {
 mod tests {
     use super::*;
     use crate::body::Body;
+
+    /// `counters` names every field once, each with its own value.
+    #[test]
+    fn warm_counters_cover_every_field() {
+        let w = WarmInfo {
+            waiting: 1,
+            taken: 2,
+            missed: 3,
+            given: 4,
+            spares: 5,
+            expired: 6,
+            evicted: 7,
+            refused: 8,
+        };
+        let values: Vec<u64> = w.counters().iter().map(|(_, n)| *n).collect();
+        assert_eq!(values, (1..=8).collect::<Vec<u64>>());
+        assert_eq!(
+            w.summary(", "),
+            "waiting 1, taken 2, missed 3, given back 4, spares 5, expired 6, evicted 7, \
+             refused 8"
+        );
+        let json = serde_json::to_value(w).unwrap();
+        assert_eq!(json.as_object().unwrap().len(), w.counters().len());
+    }
 
     /// Every info variant, the agent's nested struct included, survives the wire.
     #[test]
