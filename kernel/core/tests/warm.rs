@@ -106,6 +106,32 @@ async fn answered(kernel: &Kernel, run: runloop_proto::RunId, agent: &str, text:
     assert_eq!(out["text"], text, "{out}");
 }
 
+/// A new run of the `warm` opening, started.
+async fn new_run(kernel: &Kernel) -> runloop_proto::RunId {
+    let run = kernel.ids().run_id();
+    kernel
+        .start_run(run, &OpeningId::new("warm").unwrap())
+        .await
+        .unwrap();
+    run
+}
+
+/// Starts `echo` in `run` as the agent `agent`.
+async fn start_echo(
+    kernel: &Kernel,
+    run: runloop_proto::RunId,
+    agent: &str,
+) -> runloop_proto::payloads::AgentStatus {
+    let start = StartOptions {
+        name: Some(agent.to_owned()),
+        ..StartOptions::default()
+    };
+    kernel
+        .start_bundle_in(run, &bundle("echo"), start)
+        .await
+        .unwrap()
+}
+
 /// A run's node gives its idle sandbox back when it stops; the next node of the same
 /// module takes that very process with its group, renamed for the new instance (the
 /// process is not moved), and it answers there.
@@ -113,19 +139,8 @@ async fn answered(kernel: &Kernel, run: runloop_proto::RunId, agent: &str, text:
 async fn a_finished_nodes_sandbox_serves_the_next_node_in_its_own_group() {
     let kernel = Kernel::boot(options("warm-give")).await.unwrap();
     let pool = kernel.warm().expect("on by default").clone();
-    let run = kernel.ids().run_id();
-    kernel
-        .start_run(run, &OpeningId::new("warm").unwrap())
-        .await
-        .unwrap();
-    let start = |n: &str| StartOptions {
-        name: Some(n.to_owned()),
-        ..StartOptions::default()
-    };
-    let first = kernel
-        .start_bundle_in(run, &bundle("echo"), start("first"))
-        .await
-        .unwrap();
+    let run = new_run(&kernel).await;
+    let first = start_echo(&kernel, run, "first").await;
     let pid = first.sandbox_pid.unwrap();
     let first_group = first.cgroup.clone().expect("cgroups work here (root)");
     // The spare the start asked for is parked before the give-back below, so the
@@ -140,10 +155,7 @@ async fn a_finished_nodes_sandbox_serves_the_next_node_in_its_own_group() {
     assert!(alive(pid));
     assert_eq!(pool.stats().given, 1, "{:?}", pool.stats());
 
-    let second = kernel
-        .start_bundle_in(run, &bundle("echo"), start("second"))
-        .await
-        .unwrap();
+    let second = start_echo(&kernel, run, "second").await;
     assert_eq!(
         second.sandbox_pid,
         Some(pid),
@@ -299,22 +311,8 @@ async fn a_full_pool_refuses_a_given_back_sandbox_and_counts_it() {
     opts.agents.warm_sandboxes = 1;
     let kernel = Kernel::boot(opts).await.unwrap();
     let pool = kernel.warm().unwrap().clone();
-    let run = kernel.ids().run_id();
-    kernel
-        .start_run(run, &OpeningId::new("warm").unwrap())
-        .await
-        .unwrap();
-    let started = kernel
-        .start_bundle_in(
-            run,
-            &bundle("echo"),
-            StartOptions {
-                name: Some("node".into()),
-                ..StartOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let run = new_run(&kernel).await;
+    let started = start_echo(&kernel, run, "node").await;
     let pid = started.sandbox_pid.unwrap();
     wait_until("the spare fills the pool", || {
         pool.stats().spares == 1 && pool.stats().waiting == 1
@@ -343,22 +341,8 @@ async fn zero_turns_it_off() {
     opts.agents.warm_sandboxes = 0;
     let kernel = Kernel::boot(opts).await.unwrap();
     assert!(kernel.warm().is_none());
-    let run = kernel.ids().run_id();
-    kernel
-        .start_run(run, &OpeningId::new("warm").unwrap())
-        .await
-        .unwrap();
-    let status = kernel
-        .start_bundle_in(
-            run,
-            &bundle("echo"),
-            StartOptions {
-                name: Some("cold".into()),
-                ..StartOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let run = new_run(&kernel).await;
+    let status = start_echo(&kernel, run, "cold").await;
     let pid = status.sandbox_pid.unwrap();
     kernel.stop_agent_in(run, &name("cold")).await.unwrap();
     wait_until("the sandbox ends with its agent", || !alive(pid)).await;

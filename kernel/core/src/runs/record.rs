@@ -455,20 +455,17 @@ pub(super) fn begin_record(
     // only when there is no POG).
     let unrecorded_bytes = (!recorder.is_durable()).then(|| payload.to_string().len() as u64);
     let started_ms = engine.kernel().clock().now_ms();
-    let (write, written_bytes) = match kind {
-        EventKind::NodeFinished => match recorder.enqueue(trace_id, kind, payload) {
-            Ok(bytes) => (Ok(None), bytes),
-            Err(e) => (Err(e), 0),
-        },
-        _ => match recorder.begin(trace_id, kind, payload) {
-            Ok(pending) => {
-                let bytes = pending.bytes;
-                (Ok(Some(pending)), bytes)
-            }
-            Err(e) => (Err(e), 0),
-        },
+    let sent = match kind {
+        EventKind::NodeFinished => recorder
+            .enqueue(trace_id, kind, payload)
+            .map(|bytes| (None, bytes)),
+        _ => recorder.begin(trace_id, kind, payload).map(|pending| {
+            let bytes = pending.bytes;
+            (Some(pending), bytes)
+        }),
     };
-    let bytes = unrecorded_bytes.unwrap_or(written_bytes);
+    let bytes = unrecorded_bytes.unwrap_or_else(|| sent.as_ref().map_or(0, |(_, bytes)| *bytes));
+    let write = sent.map(|(pending, _)| pending);
     InFlightRecord {
         trace_id: trace_id.to_owned(),
         kind,
