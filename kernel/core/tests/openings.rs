@@ -266,6 +266,84 @@ nodes:
     stop(&kernel).await;
 }
 
+/// What a run announces is durable when it is announced: the run does not wait for its
+/// records' commits, but at each `node.started`, `node.finished` and `run.finished` event
+/// the event log on disk, read through a connection of its own (no commit asked for),
+/// already holds the record. So a node anybody saw finish is never run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_announced_step_is_durable_when_announced() {
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let (kernel, engine) = engine("announced", pog.path()).await;
+    let yaml = r#"
+version: 0
+name: announced
+nodes:
+  - { id: a, use: "agent:echo", with: { text: "one" } }
+  - { id: b, use: "agent:echo" }
+  - { id: c, use: "agent:echo" }
+  - { id: d, use: "agent:echo" }
+edges:
+  - { from: a.out, to: b.in }
+  - { from: b.out, to: c.in }
+  - { from: c.out, to: d.in }
+"#;
+    let mut events = engine.progress();
+    let submitted = engine
+        .submit(yaml, Path::new("/x"), &json!({}))
+        .await
+        .unwrap();
+    let trace = submitted.trace_id.clone();
+    let db = rusqlite::Connection::open_with_flags(
+        PogConfig::in_dir(pog.path()).events_path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let recorded = |kind: &str, node: Option<&str>| -> u32 {
+        db.query_row(
+            "SELECT count(*) FROM events WHERE kind = ?1
+               AND json_extract(payload, '$.trace_id') = ?2
+               AND (?3 IS NULL OR json_extract(payload, '$.node_id') = ?3)",
+            rusqlite::params![kind, trace, node],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    let mut checked = Vec::new();
+    loop {
+        let event = events.recv().await.unwrap();
+        if event.trace_id() != trace {
+            continue;
+        }
+        match &event {
+            RunProgress::NodeStarted { node, attempt, .. } => {
+                let n = recorded("node.started", Some(node));
+                assert_eq!(
+                    n, *attempt,
+                    "{node} announced started, {n} start(s) on disk"
+                );
+            }
+            RunProgress::NodeFinished { node, .. } => {
+                let n = recorded("node.finished", Some(node));
+                assert_eq!(n, 1, "{node} announced finished, {n} finish(es) on disk");
+            }
+            RunProgress::RunFinished { status, .. } => {
+                assert_eq!(*status, RunStatus::Succeeded);
+                assert_eq!(recorded("run.finished", None), 1, "the end is on disk");
+                break;
+            }
+            _ => continue,
+        }
+        checked.push(event);
+    }
+    assert_eq!(
+        checked.len(),
+        8,
+        "four starts and four finishes: {checked:?}"
+    );
+    stop(&kernel).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unfinished_run_resumes_without_rerunning_finished_nodes() {
     let _one = ONE_POG.lock().await;
@@ -295,9 +373,12 @@ edges:
                 break;
             }
         }
-        // The kernel goes away mid-run (as a SIGKILLed daemon would): no run.finished.
+        // The kernel goes away mid-run as a SIGKILLed daemon would: every actor killed at
+        // once, nothing recorded after this moment (a graceful stop would wait for
+        // `second`'s invoke and record its end). What was announced is durable already:
+        // `first` finished, `second` started.
         drop(engine);
-        kernel.root().stop(Some("crash".into()));
+        kernel.root().kill();
         while ractor::registry::where_is("runloop.pog").is_some() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
@@ -306,7 +387,11 @@ edges:
     let listed = engine.list(10).await.unwrap();
     assert!(listed.iter().any(|r| r.trace_id == trace_id));
     let (resumed, failed) = engine.resume_unfinished().await;
-    assert_eq!(resumed, vec![trace_id.clone()], "failed: {failed:?}");
+    assert_eq!(
+        resumed,
+        vec![trace_id.clone()],
+        "failed: {failed:?} {listed:?}"
+    );
     let mut rx = engine.watch(&trace_id).await.unwrap();
     let report = rx.wait_for(Option::is_some).await.unwrap().clone().unwrap();
     assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");

@@ -5,10 +5,11 @@
 //! their outputs; nodes that were running run again). `post_start` announces the run,
 //! starts the nodes that are ready and arms the whole-run deadline. Each attempt is a task:
 //! start the node's agent instance if it is not running, send the invoke over the bus
-//! (scheduler permit, per-attempt timeout) and report back as a [`RunMsg::Done`] — beside
-//! the commit of the attempt's `node.started`, handed to the POG before the invoke and
-//! durable before the result is reported. Retries
-//! wait their backoff in a task that sends [`RunMsg::Retry`]. The run ends when every node
+//! (scheduler permit, per-attempt timeout) and report back as a [`RunMsg::Done`]. The
+//! attempt's `node.started` is handed to the POG before the invoke and rides the next group
+//! commit; nothing waits for it but the run's [`Announcer`], which publishes each progress
+//! event once the records before it are durable. Retries wait their backoff, and the failed
+//! attempt's record, in a task that sends [`RunMsg::Retry`]. The run ends when every node
 //! is finished, a node fails, the deadline passes or it is cancelled; the actor then
 //! records the end, hands the report to the engine and stops (the engine stops the run's
 //! supervisor, which stops the agents).
@@ -38,14 +39,13 @@ use serde_json::json;
 use tracing::Instrument as _;
 
 use super::Engine;
+use super::announce::Announcer;
 pub use super::attempt::{AttemptError, backoff_unit};
 use super::attempt::{attempt_until_decided, ensure_agent};
 use super::policy::{
     close_budgets, close_confirmations, register_budgets, register_confirm_policy,
 };
-use super::record::{
-    RunRecord, begin_record, outputs_from_json, outputs_to_json, read_record, record,
-};
+use super::record::{RunRecord, begin_record, outputs_from_json, outputs_to_json, read_record};
 
 /// What a run's actor is built from (the same at every restart).
 #[derive(Debug, Clone)]
@@ -136,6 +136,8 @@ pub struct RunState {
     /// the run ends): a finished run leaves no timer sleeping out the opening's
     /// `timeout_ms` with its actor's cell held.
     deadline: Option<AbortOnDrop>,
+    /// Publishes the run's progress, each event once the records before it are durable.
+    announce: Announcer,
 }
 
 /// Aborts a task when dropped.
@@ -175,6 +177,7 @@ impl Actor for RunActor {
             restored_failure: None,
             fresh: false,
             deadline: None,
+            announce: Announcer::start(engine.clone()),
             shared: shared.clone(),
         };
         let restore = shared.started_once.swap(true, Ordering::SeqCst) || shared.spec.resumed;
@@ -389,9 +392,15 @@ impl RunState {
         });
         // The attempt is handed to the POG now, in order after everything this run
         // recorded before it and before anything its invoke records (a host call's
-        // record, an effect's request: none is durable before the start is); its commit
-        // hides behind the sandbox's start and the invoke.
-        let started = begin_record(engine, &trace_id, EventKind::NodeStarted, payload);
+        // record, an effect's request: none is durable before the start is). Nothing
+        // waits for its commit but the announcer: `node.started` is published once it is
+        // durable.
+        self.announce.record(begin_record(
+            engine,
+            &trace_id,
+            EventKind::NodeStarted,
+            payload,
+        ));
         let node_started = RunProgress::NodeStarted {
             ts_ms: now,
             trace_id: trace_id.clone(),
@@ -402,6 +411,7 @@ impl RunState {
         let timeout_ms = node_def.timeout_ms;
         let engine = engine.clone();
         let me = myself.clone();
+        let announce = self.announce.clone();
         self.starting += 1;
         // The kernel's own span of this attempt (agent start, invoke, a person's wait), in
         // the run's trace when it is exported (`docs/observability.md`).
@@ -418,19 +428,15 @@ impl RunState {
             otel.adopt(&span, &trace_id);
         }
         let attempt_task = async move {
-            // The start's commit runs beside the agent's start and its invoke; the
-            // attempt's result is taken only once the start is durable.
-            let committed = started.committed(&engine);
-            let run_attempt = async {
-                let agent = ensure_agent(&engine, &spec, node).await;
-                let _ = me.cast(RunMsg::AgentUp);
-                engine.publish(node_started);
-                match agent {
-                    Ok(()) => attempt_until_decided(&engine, &spec, node, input, timeout_ms).await,
-                    Err(e) => Err(e),
+            let agent = ensure_agent(&engine, &spec, node).await;
+            let _ = me.cast(RunMsg::AgentUp);
+            announce.publish(node_started);
+            let result = match agent {
+                Ok(()) => {
+                    attempt_until_decided(&engine, &announce, &spec, node, input, timeout_ms).await
                 }
+                Err(e) => Err(e),
             };
-            let ((), result) = tokio::join!(committed, run_attempt);
             if let Err(e) = &result {
                 let span = tracing::Span::current();
                 span.record("otel.status_code", "ERROR");
@@ -461,8 +467,7 @@ impl RunState {
         match result {
             Ok(outputs) => {
                 self.duration_ms[node] = Some(duration);
-                self.finish_node(engine, node, NodeEnd::Succeeded { outputs })
-                    .await;
+                self.finish_node(engine, node, NodeEnd::Succeeded { outputs });
                 self.running -= 1;
                 self.after_finish(engine, myself).await;
             }
@@ -487,7 +492,7 @@ impl RunState {
                         )),
                         false,
                     );
-                    engine.publish(RunProgress::NodeRetrying {
+                    self.announce.publish(RunProgress::NodeRetrying {
                         ts_ms: now,
                         trace_id: self.spec().trace_id.clone(),
                         node: self.node_id(node),
@@ -496,8 +501,14 @@ impl RunState {
                         error: e.message,
                     });
                     let me = myself.clone();
+                    // The retry waits for the failed attempt's record too, so attempts stay
+                    // counted across a crash.
+                    let recorded = self.announce.mark();
                     tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        let _ = tokio::join!(
+                            tokio::time::sleep(Duration::from_millis(delay)),
+                            recorded
+                        );
                         let _ = me.cast(RunMsg::Retry {
                             node,
                             attempt: attempt + 1,
@@ -513,8 +524,7 @@ impl RunState {
                     NodeEnd::Failed {
                         reason: reason.clone(),
                     },
-                )
-                .await;
+                );
                 self.running -= 1;
                 let why = format!("node {} failed: {reason}", self.node_id(node));
                 self.end(engine, myself, RunStatus::Failed, Some(why)).await;
@@ -523,7 +533,7 @@ impl RunState {
     }
 
     /// Records a node's end and tells the plan.
-    async fn finish_node(&mut self, engine: &Arc<Engine>, node: usize, end: NodeEnd) {
+    fn finish_node(&mut self, engine: &Arc<Engine>, node: usize, end: NodeEnd) {
         let spec = self.spec().clone();
         let node_def = &spec.opening.nodes[node];
         let mut payload = json!({
@@ -547,7 +557,12 @@ impl RunState {
             NodeEnd::Cancelled => (NodeStatus::Cancelled, None, None),
         };
         payload["status"] = json!(status.as_str());
-        record(engine, &spec.trace_id, EventKind::NodeFinished, payload).await;
+        self.announce.record(begin_record(
+            engine,
+            &spec.trace_id,
+            EventKind::NodeFinished,
+            payload,
+        ));
         // A finished node is not invoked again in this run: its sandbox goes, once no
         // start of the run is in flight (`stop_finished`; cancelled ones are stopped by
         // `end`).
@@ -563,7 +578,7 @@ impl RunState {
         }
         self.reasons[node] = reason.clone();
         self.plan.finish(node, end);
-        engine.publish(RunProgress::NodeFinished {
+        self.announce.publish(RunProgress::NodeFinished {
             ts_ms: engine.kernel().clock().now_ms(),
             trace_id: spec.trace_id.clone(),
             node: node_def.id.to_string(),
@@ -578,14 +593,14 @@ impl RunState {
     async fn after_finish(&mut self, engine: &Arc<Engine>, myself: &ActorRef<RunMsg>) {
         let step = self.plan.step();
         for (node, reason) in step.skipped {
-            self.skipped(engine, node, reason).await;
+            self.skipped(engine, node, reason);
         }
         self.queue.extend(step.run);
         self.pump(engine, myself).await;
         self.maybe_finish(engine, myself).await;
     }
 
-    async fn skipped(&mut self, engine: &Arc<Engine>, node: usize, reason: String) {
+    fn skipped(&mut self, engine: &Arc<Engine>, node: usize, reason: String) {
         let spec = self.spec().clone();
         let node_def = &spec.opening.nodes[node];
         let payload = json!({
@@ -595,9 +610,14 @@ impl RunState {
             "status": "skipped",
             "error": reason,
         });
-        record(engine, &spec.trace_id, EventKind::NodeFinished, payload).await;
+        self.announce.record(begin_record(
+            engine,
+            &spec.trace_id,
+            EventKind::NodeFinished,
+            payload,
+        ));
         self.reasons[node] = Some(reason.clone());
-        engine.publish(RunProgress::NodeSkipped {
+        self.announce.publish(RunProgress::NodeSkipped {
             ts_ms: engine.kernel().clock().now_ms(),
             trace_id: spec.trace_id.clone(),
             node: node_def.id.to_string(),
@@ -635,7 +655,7 @@ impl RunState {
         let spec = self.spec().clone();
         for node in 0..spec.opening.nodes.len() {
             if *self.plan.state(node) == NodeState::Running {
-                self.finish_node(engine, node, NodeEnd::Cancelled).await;
+                self.finish_node(engine, node, NodeEnd::Cancelled);
                 if let Ok(agent) = AgentName::new(spec.opening.nodes[node].id.as_str()) {
                     stop_agent(engine, spec.run_id, agent);
                 }
@@ -657,8 +677,15 @@ impl RunState {
         if let Some(r) = &reason {
             payload["error"] = json!(r);
         }
-        record(engine, &spec.trace_id, EventKind::RunFinished, payload).await;
-        engine.publish(RunProgress::RunFinished {
+        // The end asks for a commit, which takes every record before it along; the report
+        // goes out once it is durable and every event before it is published.
+        self.announce.record(begin_record(
+            engine,
+            &spec.trace_id,
+            EventKind::RunFinished,
+            payload,
+        ));
+        self.announce.publish(RunProgress::RunFinished {
             ts_ms: now,
             trace_id: spec.trace_id.clone(),
             status,
@@ -666,6 +693,7 @@ impl RunState {
             duration_ms: duration,
             result_hash: result_hash.clone(),
         });
+        let _ = self.announce.mark().await;
         let report = self.report(status, reason, duration, result_hash);
         let report_bytes = rmp_serde::to_vec_named(&report).map_or(0, |b| b.len() as u64);
         let last = engine.crossings().simple(

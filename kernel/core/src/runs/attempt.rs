@@ -15,6 +15,7 @@ use tracing::Instrument as _;
 
 use super::Engine;
 use super::actor::RunSpec;
+use super::announce::Announcer;
 use crate::agents::{AgentOpError, StartOptions};
 use crate::trace::tape::{agent_participant, detail, outputs_value, value_bytes};
 
@@ -172,6 +173,7 @@ pub(super) async fn run_attempt(
 /// input, and its effect then finds the decision recorded.
 pub(super) async fn attempt_until_decided(
     engine: &Arc<Engine>,
+    announce: &Announcer,
     spec: &RunSpec,
     node: usize,
     input: rmpv::Value,
@@ -184,7 +186,7 @@ pub(super) async fn attempt_until_decided(
             return result;
         };
         for decided in effects.shared.take_decided(&spec.trace_id, &node_id) {
-            engine.publish(RunProgress::NodeDecided {
+            announce.publish(RunProgress::NodeDecided {
                 ts_ms: engine.kernel().clock().now_ms(),
                 trace_id: spec.trace_id.clone(),
                 node: node_id.clone(),
@@ -202,7 +204,7 @@ pub(super) async fn attempt_until_decided(
         };
         let pending = effects.shared.subscribe().borrow().clone();
         if let Some(request) = pending.iter().find(|r| r.request_id == request_id) {
-            engine.publish(RunProgress::NodeWaiting {
+            announce.publish(RunProgress::NodeWaiting {
                 ts_ms: engine.kernel().clock().now_ms(),
                 trace_id: spec.trace_id.clone(),
                 node: node_id.clone(),
@@ -226,7 +228,7 @@ pub(super) async fn attempt_until_decided(
             ))
             .await;
         if let Ok(ractor::rpc::CallResult::Success(Some(decision))) = decided {
-            engine.publish(RunProgress::NodeDecided {
+            announce.publish(RunProgress::NodeDecided {
                 ts_ms: engine.kernel().clock().now_ms(),
                 trace_id: spec.trace_id.clone(),
                 node: node_id.clone(),

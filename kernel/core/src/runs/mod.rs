@@ -14,6 +14,7 @@
 //! run again.
 
 pub mod actor;
+mod announce;
 pub mod attempt;
 pub mod catalog;
 pub mod control;

@@ -3,10 +3,13 @@
 //! Everything needed to continue a run is written as it happens: `run.started` (the
 //! opening's source and digest, its directory, params, seed, run id, which process runs
 //! it), `node.started` per attempt, `node.finished` with the node's outputs and hash, and
-//! `run.finished`. `node.finished` is queued without waiting ([`Recorder::enqueue`]); the
-//! rest is awaited. The POG actor group-commits what arrives together, in arrival order,
-//! so concurrent runs share transactions instead of one fsync per crossing, and an awaited
-//! event commits after everything queued before it.
+//! `run.finished`. A node's start and finish are queued for the POG's next group commit
+//! without asking for one ([`Commit::Later`]); the run's start and end, and an effect's
+//! journal entries, are awaited ([`Commit::Now`]). The POG actor commits what arrives
+//! together, in arrival order, so concurrent runs share transactions instead of one fsync
+//! per crossing, what is durable of a run is always a prefix of what it recorded, and an
+//! awaited event commits after everything queued before it. The run's progress events
+//! wait for their records' commits (`super::announce`), the run itself does not.
 
 use std::time::Duration;
 
@@ -76,6 +79,16 @@ impl PendingWrite {
     }
 }
 
+/// When a handed-over event asks the POG to commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Commit now (with whatever else arrived): `PogMsg::Write`.
+    Now,
+    /// Ride the next commit somebody asks for, or the POG's `LATER_FLUSH_MS` timer:
+    /// `PogMsg::WriteLater`.
+    Later,
+}
+
 /// Writes a run's events to the POG actor, when the kernel has one.
 #[derive(Debug, Clone)]
 pub struct Recorder {
@@ -100,52 +113,32 @@ impl Recorder {
         kind: EventKind,
         payload: Value,
     ) -> Result<(), RecordError> {
-        self.begin(trace_id, kind, payload)?.committed().await
+        self.begin(trace_id, kind, payload, Commit::Now)?
+            .committed()
+            .await
     }
 
     /// Hands one event to the POG now (its place in the commit order is fixed here) and
     /// returns what waits for its commit, so the caller can do other work meanwhile.
+    /// Events handed over (and written) from one task reach the POG in order, so a later
+    /// awaited [`Recorder::write`] commits after them.
     pub fn begin(
         &self,
         trace_id: &str,
         kind: EventKind,
         payload: Value,
+        commit: Commit,
     ) -> Result<PendingWrite, RecordError> {
-        let sent = self.send(trace_id, kind, payload, PogMsg::Write)?;
+        let write = match commit {
+            Commit::Now => PogMsg::Write,
+            Commit::Later => PogMsg::WriteLater,
+        };
+        let sent = self.send(trace_id, kind, payload, write)?;
         Ok(PendingWrite {
             what: kind.as_str(),
             bytes: sent.as_ref().map_or(0, |(_, bytes)| *bytes),
             committed: sent.map(|(committed, _)| committed),
         })
-    }
-
-    /// Queues one event for the POG's next group commit without waiting for it and without
-    /// asking for a commit of its own (`PogMsg::WriteLater`: it goes with the next awaited
-    /// record, or within `LATER_FLUSH_MS`). Events queued (and written) from one task
-    /// reach the POG in order, so a later awaited [`Recorder::write`] commits after them.
-    /// A failed commit is logged: losing a node's finish to a crash only means the node
-    /// runs again on resume. Returns the bytes of the canonical payload handed over (0
-    /// without a POG).
-    pub fn enqueue(
-        &self,
-        trace_id: &str,
-        kind: EventKind,
-        payload: Value,
-    ) -> Result<u64, RecordError> {
-        let what = kind.as_str();
-        let Some((committed, bytes)) = self.send(trace_id, kind, payload, PogMsg::WriteLater)?
-        else {
-            return Ok(0);
-        };
-        let trace_id = trace_id.to_owned();
-        tokio::spawn(async move {
-            match committed.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(trace_id = %trace_id, "record {what}: {e}"),
-                Err(_) => tracing::warn!(trace_id = %trace_id, "record {what}: no answer"),
-            }
-        });
-        Ok(bytes)
     }
 
     /// Validates one event and hands it to the POG actor's mailbox (in order with every
@@ -414,32 +407,23 @@ pub fn report_from_record(trace_id: &str, rec: &RunRecord, unfinished: RunStatus
     }
 }
 
-/// Records one event of the run. A failed write is logged, not fatal: the run goes on, and
-/// at worst a resume repeats the step whose record is missing. `node.finished` is queued
-/// for the next group commit;
-/// every other event is awaited, and the POG commits in arrival order, so when a node
-/// starts (its `node.started` durable) everything recorded before it is durable too: a
-/// crash loses at most finishes of nodes nothing has consumed yet, which run again on
-/// resume, and never an attempt (retries stay counted across crashes).
-pub(super) async fn record(engine: &Engine, trace_id: &str, kind: EventKind, payload: Value) {
-    begin_record(engine, trace_id, kind, payload)
-        .committed(engine)
-        .await;
-}
-
 /// One event of the run handed to the POG (its place in the commit order fixed), and its
-/// write timed as a crossing once [`InFlightRecord::committed`] has waited for it.
+/// write timed as a crossing once [`InFlightRecord::committed`] has waited for it. A
+/// failed write is logged there, not fatal: the run goes on, and at worst a resume repeats
+/// the step whose record is missing.
 pub(super) struct InFlightRecord {
     trace_id: String,
     kind: EventKind,
     node: Option<String>,
     bytes: u64,
     started_ms: u64,
-    write: Result<Option<PendingWrite>, RecordError>,
+    write: Result<PendingWrite, RecordError>,
 }
 
-/// Hands one event to the POG now: `node.finished` queued for the next group commit, every
-/// other event to be awaited with [`InFlightRecord::committed`].
+/// Hands one event of the run to the POG. A node's start and finish ride the next group
+/// commit ([`Commit::Later`]): nothing in the run waits for them, and what is durable of
+/// the run stays a prefix of what it recorded (a crash loses at most its last steps, whose
+/// nodes run again on resume). Every other event asks for a commit ([`Commit::Now`]).
 pub(super) fn begin_record(
     engine: &Engine,
     trace_id: &str,
@@ -455,17 +439,12 @@ pub(super) fn begin_record(
     // only when there is no POG).
     let unrecorded_bytes = (!recorder.is_durable()).then(|| payload.to_string().len() as u64);
     let started_ms = engine.kernel().clock().now_ms();
-    let sent = match kind {
-        EventKind::NodeFinished => recorder
-            .enqueue(trace_id, kind, payload)
-            .map(|bytes| (None, bytes)),
-        _ => recorder.begin(trace_id, kind, payload).map(|pending| {
-            let bytes = pending.bytes;
-            (Some(pending), bytes)
-        }),
+    let commit = match kind {
+        EventKind::NodeStarted | EventKind::NodeFinished => Commit::Later,
+        _ => Commit::Now,
     };
-    let bytes = unrecorded_bytes.unwrap_or_else(|| sent.as_ref().map_or(0, |(_, bytes)| *bytes));
-    let write = sent.map(|(pending, _)| pending);
+    let write = recorder.begin(trace_id, kind, payload, commit);
+    let bytes = unrecorded_bytes.unwrap_or_else(|| write.as_ref().map_or(0, |w| w.bytes));
     InFlightRecord {
         trace_id: trace_id.to_owned(),
         kind,
@@ -477,12 +456,11 @@ pub(super) fn begin_record(
 }
 
 impl InFlightRecord {
-    /// Waits for the write (not for a queued `node.finished`), then records it as a
-    /// crossing of its own: run → POG, awaited (or queued) as timed here.
+    /// Waits for the write's commit, then records it as a crossing of its own: run → POG,
+    /// from the hand-over until durable.
     pub(super) async fn committed(self, engine: &Engine) {
         let result = match self.write {
-            Ok(Some(pending)) => pending.committed().await,
-            Ok(None) => Ok(()),
+            Ok(pending) => pending.committed().await,
             Err(e) => Err(e),
         };
         let kind = self.kind;

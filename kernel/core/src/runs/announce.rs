@@ -1,0 +1,90 @@
+//! A run's announcements: its progress events, each published only once every record the
+//! run handed to the POG before it is committed.
+//!
+//! The run does not wait for its records' commits (a chain of nodes would wait one fsync
+//! per node): a node's start and finish are queued for the POG's next group commit
+//! (`PogMsg::WriteLater`) and the run goes on. What anybody outside sees — a node started
+//! or finished, the run's end — goes through one [`Announcer`] per run, in order, and is
+//! published only after the records before it are durable. So a crash loses at most steps
+//! nobody was told about (those nodes run again on resume), and a node anybody saw finish
+//! is never run again.
+
+use std::sync::Arc;
+
+use runloop_proto::payloads::RunProgress;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Engine;
+use super::record::InFlightRecord;
+
+/// What the announcer is handed, in the run's order.
+enum Item {
+    /// A record handed to the POG: waited for (and timed as a crossing) before anything
+    /// after it.
+    Record(InFlightRecord),
+    /// A progress event, published once everything before it is.
+    Event(RunProgress),
+    /// Answered once everything before it is committed and published.
+    Mark(oneshot::Sender<()>),
+}
+
+/// One run's ordered announcer (cheap to clone: every clone feeds the same queue).
+///
+/// The queue holds the run's own records and events, a few per attempt, and drains as
+/// their commits land (within the POG's `LATER_FLUSH_MS`), so it needs no bound of its
+/// own: the run's nodes and attempts bound it.
+#[derive(Clone)]
+pub(super) struct Announcer {
+    tx: mpsc::UnboundedSender<Item>,
+}
+
+impl std::fmt::Debug for Announcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Announcer").finish_non_exhaustive()
+    }
+}
+
+impl Announcer {
+    /// Starts the run's announcer task; it ends once every clone is dropped and its queue
+    /// is drained.
+    pub(super) fn start(engine: Arc<Engine>) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(item) = rx.recv().await {
+                match item {
+                    Item::Record(record) => record.committed(&engine).await,
+                    Item::Event(event) => engine.publish(event),
+                    Item::Mark(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// A record handed to the POG: later events wait for its commit.
+    pub(super) fn record(&self, record: InFlightRecord) {
+        self.send(Item::Record(record));
+    }
+
+    /// Publishes `event` once every record handed over before it is committed.
+    pub(super) fn publish(&self, event: RunProgress) {
+        self.send(Item::Event(event));
+    }
+
+    /// Resolves once everything handed over before it is committed and published.
+    pub(super) fn mark(&self) -> oneshot::Receiver<()> {
+        let (done, rx) = oneshot::channel();
+        self.send(Item::Mark(done));
+        rx
+    }
+
+    fn send(&self, item: Item) {
+        // The task ends only once every sender is gone, so this cannot fail while `self`
+        // lives; a failure would mean the task panicked, and the event is lost with it.
+        if self.tx.send(item).is_err() {
+            tracing::warn!("a run's announcer is gone: an event was not published");
+        }
+    }
+}
