@@ -31,24 +31,22 @@
 //!   payload), and `ladder` at 80 and at 200 columns.
 
 mod common;
+#[path = "common/kernel.rs"]
+mod kernel_common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use runloop_broker::{Broker, ModelsConfig, SecretResolver, SecretsConfig};
 use runloop_client::trace::{LadderOptions, ladder};
-use runloop_kernel::agents::AgentOptions;
-use runloop_kernel::effects::EffectsConfig;
-use runloop_kernel::effects::gate::AutoDecide;
-use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
+use runloop_kernel::runs::Engine;
 use runloop_kernel::trace::{replay, view};
-use runloop_kernel::{Kernel, KernelOptions, PogService};
-use runloop_pog::{ActorName, Event, EventKind, NewEvent, PogConfig, Provenance, Scope};
+use runloop_pog::{ActorName, Event, EventKind, NewEvent, PogConfig, Scope};
 use runloop_proto::payloads::{ControlOutcome, RunStatus, TraceView};
 use serde_json::{Value, json};
 
-use common::{bundles, env_or, median, ms, program, repo};
+use common::{env_or, median, ms, program, repo};
+use kernel_common::{boot, outbox_len, provenance, seed, stop};
 
 /// The design target for `rlp trace` of 10,000 crossings: read, build, draw.
 const TRACE_TARGET_MS: f64 = 200.0;
@@ -63,93 +61,6 @@ const SYNTH_TRACE: &str = "ace0000000000000000000000010000a";
 /// Nodes of the fan-out opening, and how many run at once.
 const FAN_NODES: usize = 100;
 const FAN_PARALLEL: usize = 8;
-/// The POG's and the broker's actor names: one kernel holding them at a time.
-const SINGLETONS: [&str; 2] = ["runloop.pog", "runloop.broker"];
-
-/// Imports `examples/pog/sample.ndjson` into a fresh POG in `dir` (as compose_email.rs).
-fn seed(dir: &Path) {
-    use runloop_pog::import::{ImportContext, Parsed, parse_ndjson};
-    let cfg = PogConfig::in_dir(dir);
-    let mut store = runloop_pog::Store::open(&cfg, Arc::new(runloop_pog::SystemClock)).unwrap();
-    let ctx = ImportContext {
-        provenance: provenance("0".repeat(32).as_str()),
-        actor: ActorName::new("user").unwrap(),
-        scope: Scope::new("personal").unwrap(),
-        csv_kind: EventKind::NoteAdded,
-    };
-    let file = std::fs::File::open(repo().join("examples/pog/sample.ndjson")).unwrap();
-    let Parsed { events, .. } = parse_ndjson(file, &ctx).unwrap();
-    store.write_batch(events).unwrap();
-}
-
-fn provenance(trace_id: &str) -> Provenance {
-    Provenance::from_json(&json!({
-        "trace_id": trace_id, "opening_id": "run", "agent": "kernel",
-        "inputs_hash": "0".repeat(64),
-    }))
-    .unwrap()
-}
-
-/// A kernel on `state` (POG, offline broker, effects with the outbox there, `.cwasm`
-/// cache there), the gate approving every request at once.
-async fn boot(program: &Path, state: &Path) -> (Arc<Kernel>, Arc<Engine>) {
-    let secrets = SecretResolver::with_env(SecretsConfig::default(), Default::default());
-    let broker = Broker::new(
-        ModelsConfig::default(),
-        &secrets,
-        Arc::new(runloop_broker::SystemClock),
-    )
-    .unwrap();
-    let options = KernelOptions {
-        agents: AgentOptions {
-            sandbox_host: Some(program.to_owned()),
-            cwasm_dir: Some(state.join("cwasm")),
-            ..AgentOptions::default()
-        },
-        pog: Some(PogService {
-            config: PogConfig::in_dir(state.join("pog")),
-            read_conns: 2,
-        }),
-        broker: Some(Arc::new(broker)),
-        effects: Some(EffectsConfig::in_state_dir(state)),
-        ..KernelOptions::default()
-    };
-    let kernel = Arc::new(Kernel::boot(options).await.expect("boot"));
-    kernel
-        .effects()
-        .expect("effects")
-        .shared
-        .set_auto(AutoDecide::Approve { by: "bench".into() });
-    let engine = Engine::new(
-        kernel.clone(),
-        EngineConfig {
-            search_dirs: vec![bundles()],
-            host: RunHost::Daemon,
-        },
-    );
-    (kernel, engine)
-}
-
-/// Stops a kernel's tree and waits until its singletons' names are free for the next one.
-async fn stop(kernel: Arc<Kernel>, engine: Arc<Engine>) {
-    drop(engine);
-    kernel.root().stop(Some("bench phase over".into()));
-    while SINGLETONS
-        .iter()
-        .any(|n| ractor::registry::where_is(*n).is_some())
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Messages in the Maildir outbox.
-fn outbox_len(state: &Path) -> usize {
-    ["new", "cur"]
-        .iter()
-        .filter_map(|sub| std::fs::read_dir(state.join("outbox").join(sub)).ok())
-        .map(|dir| dir.flatten().count())
-        .sum()
-}
 
 /// One source `echo` node fanned out to `n - 1` more.
 fn fan(n: usize) -> String {
