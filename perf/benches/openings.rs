@@ -30,6 +30,8 @@
 //!   commit) and on one without (nothing recorded).
 
 mod common;
+#[path = "common/kernel.rs"]
+mod kernel_common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,13 +42,14 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use runloop_actors::names::{AgentName, OpeningId};
 use runloop_kernel::agents::{AgentOptions, StartOptions};
-use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
+use runloop_kernel::runs::Engine;
 use runloop_kernel::{Kernel, KernelOptions, PogService};
 use runloop_pog::PogConfig;
 use runloop_proto::payloads::{AgentInput, RunStatus};
 use serde_json::json;
 
 use common::{bundles, chain, env_choices, env_or, median, program};
+use kernel_common::{engine_for, stop};
 
 const ROUNDS: usize = 5;
 const LOAD_SAMPLES: usize = 50;
@@ -127,13 +130,7 @@ async fn boot(program: &Path, pog: Option<&Path>) -> (Arc<Kernel>, Arc<Engine>) 
         ..KernelOptions::default()
     };
     let kernel = Arc::new(Kernel::boot(options).await.expect("boot"));
-    let engine = Engine::new(
-        kernel.clone(),
-        EngineConfig {
-            search_dirs: vec![bundles()],
-            host: RunHost::Daemon,
-        },
-    );
+    let engine = engine_for(&kernel);
     (kernel, engine)
 }
 
@@ -426,15 +423,6 @@ fn load(cwasm_dir: &Path) {
         "  BundleCache::load (hit)           {hit:8.1} µs  (a submit's load when the bundle is unchanged; {} loads)",
         cache.stats().loads
     );
-}
-
-/// Stops a kernel's tree and waits until its POG's name is free for the next one.
-async fn stop(kernel: Arc<Kernel>, engine: Arc<Engine>) {
-    drop(engine);
-    kernel.root().stop(Some("bench phase over".into()));
-    while ractor::registry::where_is("runloop.pog").is_some() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn main() {

@@ -12,22 +12,24 @@
 //! (default 4) the rounds per mode. Results are written up in `perf/otel.md`.
 
 mod common;
+#[path = "common/kernel.rs"]
+mod kernel_common;
 #[path = "../../kernel/core/tests/common/servers.rs"]
 mod servers;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use runloop_kernel::agents::AgentOptions;
 use runloop_kernel::otel::{Otel, OtelConfig, Protocol, Sampling};
-use runloop_kernel::runs::{Engine, EngineConfig, RunHost};
 use runloop_kernel::{Kernel, KernelOptions, PogService};
 use runloop_pog::PogConfig;
 use runloop_proto::payloads::RunStatus;
 use serde_json::json;
 
-use common::{bundles, chain, env_or, loadavg, median, program};
+use common::{chain, env_or, loadavg, median, program};
+use kernel_common::{engine_for, stop};
 use servers::OtlpReceiver;
 
 /// One round: a fresh kernel (POG in a temp dir, `otel` or none), `runs` chains one at a
@@ -48,13 +50,7 @@ async fn round(program: &Path, otel: Option<Arc<Otel>>, yaml: &str, runs: usize)
         ..KernelOptions::default()
     };
     let kernel = Arc::new(Kernel::boot(options).await.expect("boot"));
-    let engine = Engine::new(
-        kernel.clone(),
-        EngineConfig {
-            search_dirs: vec![bundles()],
-            host: RunHost::Daemon,
-        },
-    );
+    let engine = engine_for(&kernel);
     let started = Instant::now();
     for _ in 0..runs {
         let submitted = engine
@@ -69,11 +65,7 @@ async fn round(program: &Path, otel: Option<Arc<Otel>>, yaml: &str, runs: usize)
     if let Some(otel) = &otel {
         otel.shutdown_async().await;
     }
-    drop(engine);
-    kernel.root().stop(Some("bench round over".into()));
-    while ractor::registry::where_is("runloop.pog").is_some() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    stop(kernel, engine).await;
     ms
 }
 

@@ -1,6 +1,7 @@
-//! What the benches of the compose_email opening share (`compose_email.rs`, `replay.rs`):
-//! a POG seeded with the sample contacts, a kernel booted on one state directory with the
-//! offline broker and an approving gate, and its stop. Not in `common/mod.rs`, which
+//! What the benches that run openings share (`compose_email.rs`, `replay.rs`,
+//! `openings.rs`, `otel.rs`): the engine on a kernel, a kernel's stop, and for the
+//! compose_email opening a POG seeded with the sample contacts and a kernel booted on one
+//! state directory with the offline broker and an approving gate. Not in `common/mod.rs`, which
 //! benches of crates without the kernel include too: a bench that wants this declares
 //! `#[path = "common/kernel.rs"] mod kernel_common;`.
 #![allow(dead_code)]
@@ -79,14 +80,19 @@ pub async fn boot(program: &Path, state: &Path) -> (Arc<Kernel>, Arc<Engine>) {
         .expect("effects")
         .shared
         .set_auto(AutoDecide::Approve { by: "bench".into() });
-    let engine = Engine::new(
+    let engine = engine_for(&kernel);
+    (kernel, engine)
+}
+
+/// The engine the benches run openings through: the committed bundles, as the daemon.
+pub fn engine_for(kernel: &Arc<Kernel>) -> Arc<Engine> {
+    Engine::new(
         kernel.clone(),
         EngineConfig {
             search_dirs: vec![bundles()],
             host: RunHost::Daemon,
         },
-    );
-    (kernel, engine)
+    )
 }
 
 /// Stops a kernel's tree and waits until its singletons' names are free for the next one.
