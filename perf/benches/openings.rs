@@ -8,7 +8,7 @@
 //! `OPENINGS_CHAIN` (default 20) sets the chain length, `OPENINGS_RUNS` (default 200) the
 //! 1-node runs per throughput round, `OPENINGS_IN_FLIGHT` (default 32) how many at a time,
 //! `OPENINGS_CONCURRENT` (default 1000) the concurrent 3-node runs, `OPENINGS_WARM`
-//! (default 8) `runtime.warm_sandboxes`. `OPENINGS_PHASES` (default
+//! (default: the kernel's, 32) `runtime.warm_sandboxes`. `OPENINGS_PHASES` (default
 //! `load,overhead,throughput,concurrent`) picks which measurements run, for profiling one
 //! of them; `load` times what one agent start pays before its sandbox (`Bundle::load` and
 //! its parts, the `.cwasm` cache lookup). `OPENINGS_RECORDING` (default

@@ -46,8 +46,12 @@ use crate::actor::AgentConfig;
 
 /// Longest a sandbox waits before it is ended, in milliseconds of the kernel's clock.
 pub const IDLE_MS: u64 = 30_000;
-/// Default of `runtime.warm_sandboxes`: most sandboxes waiting in all.
-pub const WARM_MAX_DEFAULT: usize = 8;
+/// Default of `runtime.warm_sandboxes`: most sandboxes waiting in all. As many as a busy
+/// daemon has runs in flight (32 one-node runs at once spawned for 10–12 % of their starts
+/// with 8, for under 1 % with 32: `perf/openings.md`, 2026-12-04); a full pool is ≈ 50 MB
+/// of machine memory (≈ 1.6 MB per idle sandbox), and only for [`IDLE_MS`] after the
+/// load that filled it.
+pub const WARM_MAX_DEFAULT: usize = 32;
 /// Upper bound of `runtime.warm_sandboxes`.
 pub const WARM_MAX_LIMIT: usize = 256;
 /// Longest [`WarmPool::close`] waits for spares still being spawned.

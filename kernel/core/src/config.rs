@@ -61,7 +61,7 @@ pub const SCHEMA: Shape = Shape::Map(&[
             // whose sandbox cannot have its own cgroup (default: true in system mode).
             ("require_cgroups", Shape::Scalar),
             // Not in config v1's text (docs/sandbox.md): most warm sandboxes kept ready
-            // (default 8; 0: none).
+            // (default 32; 0: none).
             ("warm_sandboxes", Shape::Scalar),
         ]),
     ),

@@ -505,15 +505,15 @@ fn require_cgroups_defaults_by_mode_and_refuses_non_booleans() {
 }
 
 #[test]
-fn warm_sandboxes_default_to_eight_and_refuse_what_is_not_a_count() {
+fn warm_sandboxes_default_to_thirty_two_and_refuse_what_is_not_a_count() {
     let home = home("warm-sandboxes");
     let unset = load(&options(&home, "version: 1\n")).unwrap();
-    assert_eq!(unset.warm_sandboxes(), 8);
+    assert_eq!(unset.warm_sandboxes(), 32);
     let off = load(&options(&home, "runtime:\n  warm_sandboxes: 0\n")).unwrap();
     assert_eq!(off.warm_sandboxes(), 0);
     let mut flagged = options(&home, "");
-    flagged.flags = vec!["runtime.warm_sandboxes=32".into()];
-    assert_eq!(load(&flagged).unwrap().warm_sandboxes(), 32);
+    flagged.flags = vec!["runtime.warm_sandboxes=12".into()];
+    assert_eq!(load(&flagged).unwrap().warm_sandboxes(), 12);
     for bad in ["-1", "many", "257", "1.5"] {
         let err = load(&options(
             &home,
