@@ -45,7 +45,7 @@ use super::attempt::{attempt_until_decided, ensure_agent};
 use super::policy::{
     close_budgets, close_confirmations, register_budgets, register_confirm_policy,
 };
-use super::record::{RunRecord, begin_record, outputs_from_json, outputs_to_json, read_record};
+use super::record::{RunRecord, outputs_from_json, outputs_to_json, read_record};
 
 /// What a run's actor is built from (the same at every restart).
 #[derive(Debug, Clone)]
@@ -177,7 +177,7 @@ impl Actor for RunActor {
             restored_failure: None,
             fresh: false,
             deadline: None,
-            announce: Announcer::start(engine.clone()),
+            announce: Announcer::start(engine.clone(), &shared.spec.trace_id),
             shared: shared.clone(),
         };
         let restore = shared.started_once.swap(true, Ordering::SeqCst) || shared.spec.resumed;
@@ -381,7 +381,9 @@ impl RunState {
         let attempt = self.attempts[node];
         let now = engine.kernel().clock().now_ms();
         self.started_ms[node].get_or_insert(now);
-        let spec = self.spec().clone();
+        // The spec is shared (an `Arc`), not copied, while `self` is borrowed mutably.
+        let shared = self.shared.clone();
+        let spec = &shared.spec;
         let node_def = &spec.opening.nodes[node];
         let trace_id = spec.trace_id.clone();
         let payload = json!({
@@ -395,12 +397,7 @@ impl RunState {
         // record, an effect's request: none is durable before the start is). Nothing
         // waits for its commit but the announcer: `node.started` is published once it is
         // durable.
-        self.announce.record(begin_record(
-            engine,
-            &trace_id,
-            EventKind::NodeStarted,
-            payload,
-        ));
+        self.announce.record(EventKind::NodeStarted, payload);
         let node_started = RunProgress::NodeStarted {
             ts_ms: now,
             trace_id: trace_id.clone(),
@@ -428,12 +425,13 @@ impl RunState {
             otel.adopt(&span, &trace_id);
         }
         let attempt_task = async move {
-            let agent = ensure_agent(&engine, &spec, node).await;
+            let spec = &shared.spec;
+            let agent = ensure_agent(&engine, spec, node).await;
             let _ = me.cast(RunMsg::AgentUp);
             announce.publish(node_started);
             let result = match agent {
                 Ok(()) => {
-                    attempt_until_decided(&engine, &announce, &spec, node, input, timeout_ms).await
+                    attempt_until_decided(&engine, &announce, spec, node, input, timeout_ms).await
                 }
                 Err(e) => Err(e),
             };
@@ -534,7 +532,8 @@ impl RunState {
 
     /// Records a node's end and tells the plan.
     fn finish_node(&mut self, engine: &Arc<Engine>, node: usize, end: NodeEnd) {
-        let spec = self.spec().clone();
+        let shared = self.shared.clone();
+        let spec = &shared.spec;
         let node_def = &spec.opening.nodes[node];
         let mut payload = json!({
             "trace_id": spec.trace_id,
@@ -557,12 +556,7 @@ impl RunState {
             NodeEnd::Cancelled => (NodeStatus::Cancelled, None, None),
         };
         payload["status"] = json!(status.as_str());
-        self.announce.record(begin_record(
-            engine,
-            &spec.trace_id,
-            EventKind::NodeFinished,
-            payload,
-        ));
+        self.announce.record(EventKind::NodeFinished, payload);
         // A finished node is not invoked again in this run: its sandbox goes, once no
         // start of the run is in flight (`stop_finished`; cancelled ones are stopped by
         // `end`).
@@ -601,7 +595,8 @@ impl RunState {
     }
 
     fn skipped(&mut self, engine: &Arc<Engine>, node: usize, reason: String) {
-        let spec = self.spec().clone();
+        let shared = self.shared.clone();
+        let spec = &shared.spec;
         let node_def = &spec.opening.nodes[node];
         let payload = json!({
             "trace_id": spec.trace_id,
@@ -610,12 +605,7 @@ impl RunState {
             "status": "skipped",
             "error": reason,
         });
-        self.announce.record(begin_record(
-            engine,
-            &spec.trace_id,
-            EventKind::NodeFinished,
-            payload,
-        ));
+        self.announce.record(EventKind::NodeFinished, payload);
         self.reasons[node] = Some(reason.clone());
         self.announce.publish(RunProgress::NodeSkipped {
             ts_ms: engine.kernel().clock().now_ms(),
@@ -652,7 +642,8 @@ impl RunState {
         }
         self.ended = true;
         self.queue.clear();
-        let spec = self.spec().clone();
+        let shared = self.shared.clone();
+        let spec = &shared.spec;
         for node in 0..spec.opening.nodes.len() {
             if *self.plan.state(node) == NodeState::Running {
                 self.finish_node(engine, node, NodeEnd::Cancelled);
@@ -679,12 +670,7 @@ impl RunState {
         }
         // The end asks for a commit, which takes every record before it along; the report
         // goes out once it is durable and every event before it is published.
-        self.announce.record(begin_record(
-            engine,
-            &spec.trace_id,
-            EventKind::RunFinished,
-            payload,
-        ));
+        self.announce.record(EventKind::RunFinished, payload);
         self.announce.publish(RunProgress::RunFinished {
             ts_ms: now,
             trace_id: spec.trace_id.clone(),

@@ -11,11 +11,13 @@
 
 use std::sync::Arc;
 
+use runloop_pog::EventKind;
 use runloop_proto::payloads::RunProgress;
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Engine;
-use super::record::InFlightRecord;
+use super::record::{InFlightRecord, begin_record};
 
 /// What the announcer is handed, in the run's order.
 enum Item {
@@ -36,6 +38,8 @@ enum Item {
 #[derive(Clone)]
 pub(super) struct Announcer {
     tx: mpsc::UnboundedSender<Item>,
+    engine: Arc<Engine>,
+    trace_id: Arc<str>,
 }
 
 impl std::fmt::Debug for Announcer {
@@ -45,11 +49,13 @@ impl std::fmt::Debug for Announcer {
 }
 
 impl Announcer {
-    /// Starts the run's announcer task; it ends once every clone is dropped and its queue
-    /// is drained.
-    pub(super) fn start(engine: Arc<Engine>) -> Self {
+    /// Starts the announcer task of run `trace_id`; it ends once every clone is dropped
+    /// and its queue is drained.
+    pub(super) fn start(engine: Arc<Engine>, trace_id: &str) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let task_engine = engine.clone();
         tokio::spawn(async move {
+            let engine = task_engine;
             while let Some(item) = rx.recv().await {
                 match item {
                     Item::Record(record) => record.committed(&engine).await,
@@ -60,11 +66,17 @@ impl Announcer {
                 }
             }
         });
-        Self { tx }
+        Self {
+            tx,
+            engine,
+            trace_id: trace_id.into(),
+        }
     }
 
-    /// A record handed to the POG: later events wait for its commit.
-    pub(super) fn record(&self, record: InFlightRecord) {
+    /// Hands one event of the run to the POG now (its place in the commit order is fixed
+    /// here, [`begin_record`]); later events wait for its commit.
+    pub(super) fn record(&self, kind: EventKind, payload: Value) {
+        let record = begin_record(&self.engine, &self.trace_id, kind, payload);
         self.send(Item::Record(record));
     }
 
