@@ -61,6 +61,10 @@ pub const RESTART_LOG_ENTRIES_MAX: usize = 1_024;
 /// Longest child id, in bytes.
 pub const CHILD_ID_BYTES_MAX: usize = 128;
 
+/// The exit reason of an actor ended by ractor's `Signal::Kill` ("killed").
+static KILLED: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| ractor::Signal::Kill.to_string());
+
 /// Bumped after every change any supervisor of this process makes to its children; see
 /// [`tree_generation`].
 static TREE_GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -93,7 +97,7 @@ pub enum Strategy {
 pub enum Restart {
     /// Always, whatever the exit.
     Permanent,
-    /// Only after an abnormal exit (failure).
+    /// Only after an abnormal exit (a failure, or killed).
     Transient,
     /// Never; the child is forgotten when it exits.
     Temporary,
@@ -401,6 +405,14 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, exit) = match event {
             SupervisionEvent::ActorFailed(cell, err) => (cell, Exit::Abnormal(err.to_string())),
+            // Killed (ractor's `Signal::Kill`, whose text is the exit reason; a kill during
+            // `post_start` ends the actor without its state): abnormal, as a killed process
+            // is in Erlang, so a transient child comes back.
+            SupervisionEvent::ActorTerminated(cell, state, reason)
+                if state.is_none() || reason.as_deref() == Some(KILLED.as_str()) =>
+            {
+                (cell, Exit::Abnormal(KILLED.clone()))
+            }
             SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, Exit::Normal(reason)),
             _ => return Ok(()),
         };

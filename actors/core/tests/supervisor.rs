@@ -232,6 +232,9 @@ async fn restart_types_decide_who_comes_back() {
     // A transient child comes back after a failure ...
     refs[1].cast(WorkerMsg::Crash).unwrap();
     let trans = t.expect_starts(&["trans"]).await;
+    // ... and after being killed ...
+    trans[0].kill();
+    let trans = t.expect_starts(&["trans"]).await;
     // ... but not after a normal exit.
     trans[0].cast(WorkerMsg::Exit).unwrap();
     // A temporary child never comes back and is forgotten.
