@@ -421,6 +421,106 @@ edges:
     stop(&kernel).await;
 }
 
+/// A crash of the run's actor (not of the kernel): its supervisor starts a new one, which
+/// continues from the record. Nothing the first one announced is run again, and its events
+/// are all out before the new one's `run.started`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_run_actor_continues_the_run_from_its_record() {
+    let _one = ONE_POG.lock().await;
+    let pog = tempfile::tempdir().unwrap();
+    let yaml = r#"
+version: 0
+name: restartable
+nodes:
+  - { id: first, use: "agent:echo", with: { text: "once" } }
+  - { id: second, use: "agent:flaky", with: { spin: 200000000 } }
+  - { id: third, use: "agent:echo", with: { text: "after" } }
+edges:
+  - { from: first.out, to: second.in }
+  - { from: second.out, to: third.in }
+"#;
+    let (kernel, engine) = engine("restart-run", pog.path()).await;
+    let mut events = engine.progress();
+    let s = engine
+        .submit(yaml, Path::new("/x"), &json!({}))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let event = events.recv().await.unwrap();
+        let second_started =
+            matches!(&event, RunProgress::NodeStarted { node, .. } if node == "second");
+        seen.push(event);
+        if second_started {
+            break;
+        }
+    }
+    let first_actor = engine.run_actor(&s.trace_id).expect("the run is live");
+    first_actor.kill();
+    let mut report = s.report.clone();
+    let wait = std::time::Duration::from_secs(60);
+    let report = tokio::time::timeout(wait, report.wait_for(Option::is_some))
+        .await
+        .expect("the run's supervisor restarts its killed actor, which finishes the run")
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    let restarted_at = seen
+        .iter()
+        .rposition(|e| matches!(e, RunProgress::RunStarted { .. }))
+        .unwrap();
+    assert!(
+        restarted_at > 0,
+        "the new actor announces the run again: {seen:?}"
+    );
+    let starts = |from: usize, id: &str| {
+        seen[from..]
+            .iter()
+            .filter(|e| matches!(e, RunProgress::NodeStarted { node, .. } if node == id))
+            .count()
+    };
+    assert_eq!(starts(restarted_at, "first"), 0, "{seen:?}");
+    assert_eq!(starts(restarted_at, "second"), 1, "{seen:?}");
+    assert_eq!(starts(restarted_at, "third"), 1, "{seen:?}");
+    let recorded = engine.recorder_events(&s.trace_id).await;
+    let count = |kind: runloop_pog::EventKind, id: &str| {
+        recorded
+            .iter()
+            .filter(|e| e.kind == kind && e.payload["node_id"] == id)
+            .count()
+    };
+    use runloop_pog::EventKind::{NodeFinished, NodeStarted};
+    assert_eq!(
+        count(NodeStarted, "first"),
+        1,
+        "a finished node is not run again"
+    );
+    assert_eq!(count(NodeFinished, "first"), 1);
+    assert_eq!(
+        count(NodeStarted, "second"),
+        2,
+        "the running node runs again"
+    );
+    assert_eq!(
+        count(NodeFinished, "second"),
+        1,
+        "the dead actor's attempt is not recorded"
+    );
+    assert_eq!(count(NodeFinished, "third"), 1);
+    assert!(
+        report
+            .nodes
+            .iter()
+            .all(|n| n.status == NodeStatus::Succeeded),
+        "{report:?}"
+    );
+    stop(&kernel).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_of_one_opening_run_at_once() {
     let _one = ONE_POG.lock().await;

@@ -74,11 +74,16 @@ pub struct RunShared {
     engine: Weak<Engine>,
     /// Set by the first `pre_start`; later starts rebuild from the record.
     started_once: AtomicBool,
+    /// Publishes the run's progress, each event once the records before it are durable:
+    /// one for the run, shared by every instance of its actor (and their attempts).
+    announce: Announcer,
 }
 
 impl RunShared {
+    /// Starts the run's announcer task: call within the runtime.
     pub fn new(spec: RunSpec, engine: Weak<Engine>) -> Self {
         Self {
+            announce: Announcer::start(engine.clone(), &spec.trace_id),
             spec,
             engine,
             started_once: AtomicBool::new(false),
@@ -136,7 +141,7 @@ pub struct RunState {
     /// the run ends): a finished run leaves no timer sleeping out the opening's
     /// `timeout_ms` with its actor's cell held.
     deadline: Option<AbortOnDrop>,
-    /// Publishes the run's progress, each event once the records before it are durable.
+    /// The run's announcer ([`RunShared`]'s).
     announce: Announcer,
 }
 
@@ -177,7 +182,7 @@ impl Actor for RunActor {
             restored_failure: None,
             fresh: false,
             deadline: None,
-            announce: Announcer::start(engine.clone(), &shared.spec.trace_id),
+            announce: shared.announce.clone(),
             shared: shared.clone(),
         };
         let restore = shared.started_once.swap(true, Ordering::SeqCst) || shared.spec.resumed;
@@ -204,7 +209,8 @@ impl Actor for RunActor {
             return Ok(());
         };
         let spec = &state.shared.spec;
-        engine.publish(RunProgress::RunStarted {
+        // Through the announcer: after a restart, after the old instance's events.
+        state.announce.publish(RunProgress::RunStarted {
             ts_ms: engine.kernel().clock().now_ms(),
             trace_id: spec.trace_id.clone(),
             run_id: spec.run_id.to_string(),

@@ -8,8 +8,12 @@
 //! published only after the records before it are durable. So a crash loses at most steps
 //! nobody was told about (those nodes run again on resume), and a node anybody saw finish
 //! is never run again.
+//!
+//! The announcer belongs to the run, not to one instance of its actor: when the run's
+//! supervisor restarts a failed actor, the new instance feeds the same queue, so what the
+//! old one handed over is committed and published before the new one's `run.started`.
 
-use std::sync::Arc;
+use std::sync::Weak;
 
 use runloop_pog::EventKind;
 use runloop_proto::payloads::RunProgress;
@@ -35,11 +39,15 @@ enum Item {
 /// The queue holds the run's own records and events, a few per attempt, and drains as
 /// their commits land (within the POG's `LATER_FLUSH_MS`), so it needs no bound of its
 /// own: the run's nodes and attempts bound it.
+///
+/// It holds the engine weakly (the engine holds the run's supervisor, which holds the
+/// announcer for the run's restarts): once the engine is gone, nothing is recorded or
+/// published any more.
 #[derive(Clone)]
 pub(super) struct Announcer {
     tx: mpsc::UnboundedSender<Item>,
-    engine: Arc<Engine>,
-    trace_id: Arc<str>,
+    engine: Weak<Engine>,
+    trace_id: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for Announcer {
@@ -51,15 +59,22 @@ impl std::fmt::Debug for Announcer {
 impl Announcer {
     /// Starts the announcer task of run `trace_id`; it ends once every clone is dropped
     /// and its queue is drained.
-    pub(super) fn start(engine: Arc<Engine>, trace_id: &str) -> Self {
+    pub(super) fn start(engine: Weak<Engine>, trace_id: &str) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let task_engine = engine.clone();
         tokio::spawn(async move {
-            let engine = task_engine;
             while let Some(item) = rx.recv().await {
                 match item {
-                    Item::Record(record) => record.committed(&engine).await,
-                    Item::Event(event) => engine.publish(event),
+                    Item::Record(record) => {
+                        if let Some(engine) = task_engine.upgrade() {
+                            record.committed(&engine).await;
+                        }
+                    }
+                    Item::Event(event) => {
+                        if let Some(engine) = task_engine.upgrade() {
+                            engine.publish(event);
+                        }
+                    }
                     Item::Mark(done) => {
                         let _ = done.send(());
                     }
@@ -76,7 +91,10 @@ impl Announcer {
     /// Hands one event of the run to the POG now (its place in the commit order is fixed
     /// here, [`begin_record`]); later events wait for its commit.
     pub(super) fn record(&self, kind: EventKind, payload: Value) {
-        let record = begin_record(&self.engine, &self.trace_id, kind, payload);
+        let Some(engine) = self.engine.upgrade() else {
+            return;
+        };
+        let record = begin_record(&engine, &self.trace_id, kind, payload);
         self.send(Item::Record(record));
     }
 

@@ -522,6 +522,14 @@ impl Engine {
         Ok(())
     }
 
+    /// The live run's actor as it is now (`None` when the run is not live here). Killing
+    /// it is a crash of the run's actor: its supervisor starts a new one, which continues
+    /// the run from its record (finished nodes keep their outputs, running ones run again).
+    pub fn run_actor(&self, trace_id: &str) -> Option<ractor::ActorCell> {
+        let live = self.live.lock().expect("live lock");
+        Some(live.get(trace_id)?.actor.get()?.get_cell())
+    }
+
     /// Recent and running runs, newest first: live runs of this engine, then the POG's.
     pub async fn list(&self, limit: usize) -> Result<Vec<RunSummary>, SubmitError> {
         let mut out: Vec<RunSummary> = Vec::new();
