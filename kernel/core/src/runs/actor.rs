@@ -141,8 +141,6 @@ pub struct RunState {
     /// the run ends): a finished run leaves no timer sleeping out the opening's
     /// `timeout_ms` with its actor's cell held.
     deadline: Option<AbortOnDrop>,
-    /// The run's announcer ([`RunShared`]'s).
-    announce: Announcer,
 }
 
 /// Aborts a task when dropped.
@@ -182,7 +180,6 @@ impl Actor for RunActor {
             restored_failure: None,
             fresh: false,
             deadline: None,
-            announce: shared.announce.clone(),
             shared: shared.clone(),
         };
         let restore = shared.started_once.swap(true, Ordering::SeqCst) || shared.spec.resumed;
@@ -210,7 +207,7 @@ impl Actor for RunActor {
         };
         let spec = &state.shared.spec;
         // Through the announcer: after a restart, after the old instance's events.
-        state.announce.publish(RunProgress::RunStarted {
+        state.shared.announce.publish(RunProgress::RunStarted {
             ts_ms: engine.kernel().clock().now_ms(),
             trace_id: spec.trace_id.clone(),
             run_id: spec.run_id.to_string(),
@@ -403,7 +400,7 @@ impl RunState {
         // record, an effect's request: none is durable before the start is). Nothing
         // waits for its commit but the announcer: `node.started` is published once it is
         // durable.
-        self.announce.record(EventKind::NodeStarted, payload);
+        self.shared.announce.record(EventKind::NodeStarted, payload);
         let node_started = RunProgress::NodeStarted {
             ts_ms: now,
             trace_id: trace_id.clone(),
@@ -414,7 +411,6 @@ impl RunState {
         let timeout_ms = node_def.timeout_ms;
         let engine = engine.clone();
         let me = myself.clone();
-        let announce = self.announce.clone();
         self.starting += 1;
         // The kernel's own span of this attempt (agent start, invoke, a person's wait), in
         // the run's trace when it is exported (`docs/observability.md`).
@@ -434,10 +430,11 @@ impl RunState {
             let spec = &shared.spec;
             let agent = ensure_agent(&engine, spec, node).await;
             let _ = me.cast(RunMsg::AgentUp);
+            let announce = &shared.announce;
             announce.publish(node_started);
             let result = match agent {
                 Ok(()) => {
-                    attempt_until_decided(&engine, &announce, spec, node, input, timeout_ms).await
+                    attempt_until_decided(&engine, announce, spec, node, input, timeout_ms).await
                 }
                 Err(e) => Err(e),
             };
@@ -496,7 +493,7 @@ impl RunState {
                         )),
                         false,
                     );
-                    self.announce.publish(RunProgress::NodeRetrying {
+                    self.shared.announce.publish(RunProgress::NodeRetrying {
                         ts_ms: now,
                         trace_id: self.spec().trace_id.clone(),
                         node: self.node_id(node),
@@ -507,7 +504,7 @@ impl RunState {
                     let me = myself.clone();
                     // The retry waits for the failed attempt's record too, so attempts stay
                     // counted across a crash.
-                    let recorded = self.announce.mark();
+                    let recorded = self.shared.announce.mark();
                     tokio::spawn(async move {
                         let _ = tokio::join!(
                             tokio::time::sleep(Duration::from_millis(delay)),
@@ -562,7 +559,9 @@ impl RunState {
             NodeEnd::Cancelled => (NodeStatus::Cancelled, None, None),
         };
         payload["status"] = json!(status.as_str());
-        self.announce.record(EventKind::NodeFinished, payload);
+        self.shared
+            .announce
+            .record(EventKind::NodeFinished, payload);
         // A finished node is not invoked again in this run: its sandbox goes, once no
         // start of the run is in flight (`stop_finished`; cancelled ones are stopped by
         // `end`).
@@ -578,7 +577,7 @@ impl RunState {
         }
         self.reasons[node] = reason.clone();
         self.plan.finish(node, end);
-        self.announce.publish(RunProgress::NodeFinished {
+        self.shared.announce.publish(RunProgress::NodeFinished {
             ts_ms: engine.kernel().clock().now_ms(),
             trace_id: spec.trace_id.clone(),
             node: node_def.id.to_string(),
@@ -611,9 +610,11 @@ impl RunState {
             "status": "skipped",
             "error": reason,
         });
-        self.announce.record(EventKind::NodeFinished, payload);
+        self.shared
+            .announce
+            .record(EventKind::NodeFinished, payload);
         self.reasons[node] = Some(reason.clone());
-        self.announce.publish(RunProgress::NodeSkipped {
+        self.shared.announce.publish(RunProgress::NodeSkipped {
             ts_ms: engine.kernel().clock().now_ms(),
             trace_id: spec.trace_id.clone(),
             node: node_def.id.to_string(),
@@ -676,8 +677,8 @@ impl RunState {
         }
         // The end asks for a commit, which takes every record before it along; the report
         // goes out once it is durable and every event before it is published.
-        self.announce.record(EventKind::RunFinished, payload);
-        self.announce.publish(RunProgress::RunFinished {
+        self.shared.announce.record(EventKind::RunFinished, payload);
+        self.shared.announce.publish(RunProgress::RunFinished {
             ts_ms: now,
             trace_id: spec.trace_id.clone(),
             status,
@@ -685,7 +686,7 @@ impl RunState {
             duration_ms: duration,
             result_hash: result_hash.clone(),
         });
-        let _ = self.announce.mark().await;
+        let _ = self.shared.announce.mark().await;
         let report = self.report(status, reason, duration, result_hash);
         let report_bytes = rmp_serde::to_vec_named(&report).map_or(0, |b| b.len() as u64);
         let last = engine.crossings().simple(
