@@ -13,7 +13,7 @@
 //! supervisor restarts a failed actor, the new instance feeds the same queue, so what the
 //! old one handed over is committed and published before the new one's `run.started`.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use runloop_pog::EventKind;
 use runloop_proto::payloads::RunProgress;
@@ -47,7 +47,7 @@ enum Item {
 pub(super) struct Announcer {
     tx: mpsc::UnboundedSender<Item>,
     engine: Weak<Engine>,
-    trace_id: std::sync::Arc<str>,
+    trace_id: Arc<str>,
 }
 
 impl std::fmt::Debug for Announcer {
